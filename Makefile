@@ -1,0 +1,28 @@
+# Set-up on a fresh machine needs only Python 3.11 and pip.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint check bench clean
+
+$(BIN)/wis-monitor: pyproject.toml
+	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: $(BIN)/wis-monitor            ## run the daemon on simulated venues (Ctrl-C to stop)
+	$(BIN)/wis-monitor demo $(ARGS)
+
+lint: $(BIN)/wis-monitor
+	$(BIN)/ruff check wis_monitor tests
+	$(BIN)/mypy
+
+test: lint                           ## ruff, mypy and the whole test suite
+	$(BIN)/pytest
+
+bench: $(BIN)/wis-monitor            ## benchmarks against their floors (not part of test)
+	$(BIN)/python -m wis_monitor.bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

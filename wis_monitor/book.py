@@ -1,0 +1,138 @@
+"""The order-book value object: validated numpy arrays and the quality flags of a snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Flags that make the imbalance metrics of a sample null (``thin`` only warns).
+BLOCKING_FLAGS = frozenset({"crossed", "one_sided", "empty", "stale", "invalid", "error"})
+ALL_FLAGS = (*sorted(BLOCKING_FLAGS), "thin")
+
+_EMPTY = np.empty(0, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Book:
+    """One snapshot: bids by descending price, asks by ascending price, amounts in venue units.
+
+    ``contract_size`` and ``inverse`` say how an amount becomes quote-currency notional.
+    """
+
+    bid_px: FloatArray
+    bid_qty: FloatArray
+    ask_px: FloatArray
+    ask_qty: FloatArray
+    contract_size: float = 1.0
+    inverse: bool = False
+    venue_ts_ms: int | None = None
+
+    @property
+    def best_bid(self) -> float | None:
+        return float(self.bid_px[0]) if self.bid_px.size else None
+
+    @property
+    def best_ask(self) -> float | None:
+        return float(self.ask_px[0]) if self.ask_px.size else None
+
+    @property
+    def mid(self) -> float | None:
+        if not (self.bid_px.size and self.ask_px.size):
+            return None
+        return (float(self.bid_px[0]) + float(self.ask_px[0])) / 2.0
+
+    def same_levels(self, other: Book) -> bool:
+        """True when both books hold exactly the same levels (a frozen feed)."""
+        return (
+            np.array_equal(self.bid_px, other.bid_px)
+            and np.array_equal(self.bid_qty, other.bid_qty)
+            and np.array_equal(self.ask_px, other.ask_px)
+            and np.array_equal(self.ask_qty, other.ask_qty)
+        )
+
+    def levels(self) -> tuple[list[list[float]], list[list[float]]]:
+        """The levels as ``[[price, amount], ...]`` lists (the recording format)."""
+        bids = np.column_stack((self.bid_px, self.bid_qty)).tolist()
+        asks = np.column_stack((self.ask_px, self.ask_qty)).tolist()
+        return bids, asks
+
+
+def _side(levels: Any) -> tuple[FloatArray, FloatArray, bool]:
+    """Split ``[[price, amount, ...], ...]`` into two float arrays; False when malformed."""
+    if levels is None:
+        return _EMPTY, _EMPTY, True
+    if isinstance(levels, np.ndarray) and levels.dtype == np.float64 and levels.ndim == 2:
+        arr = levels
+    else:
+        if len(levels) == 0:
+            return _EMPTY, _EMPTY, True
+        try:
+            rows = [row[:2] if row is not None else (None, None) for row in levels]
+            arr = np.array(rows, dtype=np.float64)
+        except (TypeError, ValueError, IndexError):
+            return _EMPTY, _EMPTY, False
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        return _EMPTY, _EMPTY, False
+    return np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1]), True
+
+
+def _side_valid(px: FloatArray, qty: FloatArray, descending: bool) -> bool:
+    if px.size == 0:
+        return True
+    if not (np.isfinite(px).all() and np.isfinite(qty).all()):
+        return False
+    if px.min() <= 0.0 or qty.min() <= 0.0:
+        return False
+    step = np.diff(px)
+    return bool((step < 0).all()) if descending else bool((step > 0).all())
+
+
+def make_book(
+    bids: Sequence[Sequence[Any]] | FloatArray | None,
+    asks: Sequence[Sequence[Any]] | FloatArray | None,
+    *,
+    contract_size: float | None = 1.0,
+    inverse: bool = False,
+    venue_ts_ms: int | None = None,
+) -> tuple[Book, frozenset[str]]:
+    """Build a Book from raw levels and return it with its structural quality flags.
+
+    Flags found here: ``empty``, ``one_sided``, ``invalid`` (non-finite or non-positive price or
+    amount, unsorted or duplicated levels, malformed rows) and ``crossed``. ``thin`` depends on the
+    band and is decided by the signals; ``stale`` and ``error`` by the source.
+    """
+    bid_px, bid_qty, bids_ok = _side(bids)
+    ask_px, ask_qty, asks_ok = _side(asks)
+    book = Book(
+        bid_px,
+        bid_qty,
+        ask_px,
+        ask_qty,
+        contract_size=float(contract_size) if contract_size else 1.0,
+        inverse=inverse,
+        venue_ts_ms=venue_ts_ms,
+    )
+    flags: set[str] = set()
+    if not (bids_ok and asks_ok):
+        flags.add("invalid")
+    if bid_px.size == 0 and ask_px.size == 0:
+        flags.add("empty" if bids_ok and asks_ok else "invalid")
+        return book, frozenset(flags)
+    if bid_px.size == 0 or ask_px.size == 0:
+        flags.add("one_sided")
+    if not (_side_valid(bid_px, bid_qty, True) and _side_valid(ask_px, ask_qty, False)):
+        flags.add("invalid")
+    elif bid_px.size and ask_px.size and bid_px[0] >= ask_px[0]:
+        flags.add("crossed")
+    return book, frozenset(flags)
+
+
+def format_flags(flags: frozenset[str] | set[str]) -> str:
+    """The ``samples.quality`` column: '' when good, else the flags sorted and comma-separated."""
+    return ",".join(sorted(flags))

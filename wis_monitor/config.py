@@ -1,0 +1,477 @@
+"""The configuration: YAML -> frozen, typed settings and compiled rules (SPEC §5, §6).
+
+Every problem is collected and reported at once as ``PATH:LINE: message`` through
+:class:`~wis_monitor.errors.ConfigError`; nothing here raises anything else for bad input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import glob
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from wis_monitor import yamlsource
+from wis_monitor.duration import ms, parse_duration
+from wis_monitor.errors import ConfigError, Problem
+from wis_monitor.expr import Expr, ExprError, compile_expr
+from wis_monitor.signals import Kernel
+from wis_monitor.sources.limits import depth_problem
+from wis_monitor.stats import ZScoreSpec
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DEFAULT_PATH = "/etc/wis-monitor/config.yaml"
+
+#: Metrics every sample has (SPEC §3); configured WIS variants and ``<name>_z`` are added.
+BASE_METRICS = (
+    "wis", "wis_z", "imbalance", "mid", "spread_bps", "microprice", "bid_depth", "ask_depth",
+    "depth", "mid_change_bps", "age_s", "latency_ms",
+)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Storage(Model):
+    path: str | None = None
+    retention: Duration = timedelta(days=30)
+    record_books: bool = False
+    record_levels_bps: float = Field(100.0, gt=0)
+
+
+class Sampling(Model):
+    interval: Duration = timedelta(seconds=5)
+    timeout: Duration = timedelta(seconds=5)
+    jitter: Duration = timedelta(0)
+    stale_after: Duration | None = None
+
+
+class WisKernel(Model):
+    kernel: Literal["exponential", "linear", "flat", "levels"] = "exponential"
+    half_life_bps: float = Field(10.0, gt=0)
+    band_bps: float = Field(50.0, gt=0)
+    half_life_levels: float = Field(5.0, gt=0)
+
+    def to_kernel(self) -> Kernel:
+        return Kernel(self.kernel, self.half_life_bps, self.band_bps, self.half_life_levels)
+
+
+class ZScore(Model):
+    window: Duration = timedelta(hours=1)
+    min_samples: int = Field(30, ge=2)
+    method: Literal["rolling", "ewma", "robust"] = "rolling"
+    half_life: Duration = timedelta(minutes=10)
+
+    def spec(self) -> ZScoreSpec:
+        return ZScoreSpec(ms(self.window), self.min_samples, self.method, ms(self.half_life))
+
+
+class Metrics(Model):
+    wis: WisKernel = WisKernel()
+    wis_variants: dict[str, WisKernel] = {}
+    zscore: ZScore = ZScore()
+
+
+class Sim(Model):
+    seed: int | None = None
+    price: float = Field(60_000.0, gt=0)
+    tick: float = Field(0.1, gt=0)
+    levels: int = Field(200, ge=1, le=20_000)
+
+
+class Venue(Model):
+    id: Annotated[str, Field(pattern=NAME)]
+    exchange: str
+    symbols: list[str] = Field(min_length=1)
+    depth: int | None = Field(None, ge=1)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    stale_after: Duration | None = None
+    ccxt: dict[str, Any] = {}
+    sim: Sim = Sim()
+    books: str | None = None  # exchange: replay
+
+
+class Channel(Model):
+    url: str
+    tags: list[str] = []
+    attach_chart: bool = False
+    timeout: Duration = timedelta(seconds=10)
+    per_minute: int = Field(20, ge=1)
+    max_age: Duration = timedelta(hours=24)
+
+
+class RulesBlock(Model):
+    include: list[str] = []
+
+
+class FeedStale(Model):
+    enabled: bool = True
+    severity: Literal["info", "warning", "critical"] = "warning"
+    channels: list[str] | None = None
+
+
+class Http(Model):
+    listen: str | None = None
+
+
+class Settings(Model):
+    storage: Storage = Storage()
+    sampling: Sampling = Sampling()
+    metrics: Metrics = Metrics()
+    venues: list[Venue] = []
+    groups: dict[str, list[str]] = {}
+    channels: dict[str, Channel] = {}
+    rules: RulesBlock = RulesBlock()
+    feed_stale: FeedStale = FeedStale()
+    http: Http = Http()
+
+
+class Match(Model):
+    venue: str = "*"
+    symbol: str = "*"
+
+
+class Template(Model):
+    title: str | None = None
+    body: str | None = None
+
+
+class RuleSpec(Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=NAME)]
+    description: str = ""
+    match: Match = Match()
+    scope: Literal["series", "group"] = "series"
+    group: str | None = None
+    when: str
+    for_: Duration = Field(timedelta(0), alias="for")
+    clear: str | None = None
+    keep_firing_for: Duration = timedelta(0)
+    repeat: Duration = timedelta(0)
+    cooldown: Duration = timedelta(0)
+    severity: Literal["info", "warning", "critical"] = "warning"
+    channels: list[str] = []
+    notify_resolved: bool = True
+    labels: dict[str, str] = {}
+    runbook: str | None = None
+    value: str | None = None
+    template: Template = Template()
+
+
+class RuleFile(Model):
+    rules: list[dict[str, Any]] = []
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule ready to evaluate: its spec and compiled expressions."""
+
+    spec: RuleSpec
+    when: Expr
+    clear: Expr | None
+    value: Expr | None
+    source: str  # PATH:LINE of its definition
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def matches(self, venue: str, symbol: str) -> bool:
+        m = self.spec.match
+        return fnmatch.fnmatchcase(venue, m.venue) and fnmatch.fnmatchcase(symbol, m.symbol)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon runs on, validated."""
+
+    path: str
+    settings: Settings
+    rules: tuple[Rule, ...] = ()
+    rule_files: tuple[str, ...] = ()
+    metrics: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def kernels(self) -> dict[str, Kernel]:
+        m = self.settings.metrics
+        out = {"wis": m.wis.to_kernel()}
+        out.update({name: k.to_kernel() for name, k in m.wis_variants.items()})
+        return out
+
+    def interval_ms(self, venue: Venue) -> int:
+        return ms(venue.interval or self.settings.sampling.interval)
+
+    def timeout_ms(self, venue: Venue) -> int:
+        return ms(venue.timeout or self.settings.sampling.timeout)
+
+    def stale_after_ms(self, venue: Venue) -> int:
+        explicit = venue.stale_after or self.settings.sampling.stale_after
+        if explicit is not None:
+            return ms(explicit)
+        return max(3 * self.interval_ms(venue), 30_000)
+
+    def db_path(self) -> str:
+        if self.settings.storage.path:
+            return self.settings.storage.path
+        state = os.environ.get("STATE_DIRECTORY")
+        if state:
+            return str(Path(state.split(":")[0]) / "wis.db")
+        return "wis.db"
+
+    def group_members(self, group: str) -> list[tuple[str, str]]:
+        return [split_member(m) for m in self.settings.groups.get(group, [])]
+
+
+def split_member(member: str) -> tuple[str, str]:
+    venue, _, symbol = member.partition(":")
+    return venue, symbol
+
+
+def config_path(explicit: str | None) -> str:
+    """The main file: ``-c PATH``, else ``$WIS_MONITOR_CONFIG``, else the system default."""
+    return explicit or os.environ.get("WIS_MONITOR_CONFIG") or DEFAULT_PATH
+
+
+def _pydantic_problems(doc: yamlsource.Document, exc: ValidationError, base: tuple[Any, ...],
+                       label: str = "") -> None:
+    for err in exc.errors():
+        loc = tuple(str(p) if isinstance(p, str) else p for p in err["loc"])
+        full = (*base, *loc)
+        where = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            fields = _known_fields(exc.title, loc)
+            hint = difflib.get_close_matches(key, fields, n=1)
+            msg = f'unknown key "{key}"' + (f' (did you mean "{hint[0]}"?)' if hint else "")
+        elif err["type"] == "missing":
+            msg = f'missing required key "{loc[-1]}"'
+        else:
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{where}: {text}" if where else text
+        doc.problem(full, label + msg)
+
+
+def _known_fields(title: str, loc: tuple[Any, ...]) -> list[str]:
+    model: Any = {"Settings": Settings, "RuleSpec": RuleSpec, "RuleFile": RuleFile}.get(title)
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        ann = info.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        for arg in getattr(ann, "__args__", ()):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the main file and the rule files it includes; raise ConfigError."""
+    doc = yamlsource.load(path, env)
+    problems: list[Problem] = list(doc.problems)
+    if doc.data is None:
+        raise ConfigError(problems)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([Problem(path, 1, "the config must be a mapping of sections")])
+    doc.problems = problems
+    try:
+        settings = Settings.model_validate(doc.data)
+    except ValidationError as exc:
+        _pydantic_problems(doc, exc, ())
+        settings = _salvage(doc.data)
+    _check_settings(doc, settings)
+    metrics = _metric_names(settings)
+    rules, files = _load_rules(doc, settings, metrics, env)
+    if doc.problems:
+        raise ConfigError(doc.problems)
+    return Config(path, settings, tuple(rules), tuple(files), frozenset(metrics))
+
+
+def _salvage(data: dict[str, Any]) -> Settings:
+    """Best effort settings from the valid sections, to keep checking cross-references."""
+    good: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            Settings.model_validate({key: value})
+            good[key] = value
+        except ValidationError:
+            continue
+    return Settings.model_validate(good)
+
+
+def _metric_names(settings: Settings) -> set[str]:
+    names = set(BASE_METRICS)
+    for variant in settings.metrics.wis_variants:
+        names.update((variant, f"{variant}_z"))
+    return names
+
+
+def _check_settings(doc: yamlsource.Document, s: Settings) -> None:
+    for name in s.metrics.wis_variants:
+        loc = ("metrics", "wis_variants", name)
+        if not METRIC_NAME.match(name):
+            doc.problem(loc, f'variant name "{name}" must be lower-case letters, digits and _')
+        elif name in BASE_METRICS or name.endswith("_z"):
+            doc.problem(loc, f'variant name "{name}" clashes with a built-in metric')
+    seen: dict[str, int] = {}
+    known_series: set[tuple[str, str]] = set()
+    for i, venue in enumerate(s.venues):
+        loc: tuple[Any, ...] = ("venues", i)
+        if venue.id in seen:
+            doc.problem((*loc, "id"), f'duplicate venue id "{venue.id}"')
+        seen[venue.id] = i
+        for j, symbol in enumerate(venue.symbols):
+            if (venue.id, symbol) in known_series:
+                doc.problem((*loc, "symbols", j), f'duplicate symbol "{symbol}"')
+            known_series.add((venue.id, symbol))
+        if venue.exchange == "replay" and not venue.books:
+            doc.problem(loc, 'a venue with exchange "replay" needs "books: PATH"')
+        if venue.depth is not None:
+            bad = depth_problem(venue.exchange, venue.depth)
+            if bad:
+                doc.problem((*loc, "depth"), f'venue "{venue.id}": {bad}')
+        interval = venue.interval or s.sampling.interval
+        if interval < timedelta(milliseconds=100):
+            doc.problem((*loc, "interval"), "interval must be at least 100ms")
+    for group, members in s.groups.items():
+        for j, member in enumerate(members):
+            venue_id, symbol = split_member(member)
+            if not symbol:
+                doc.problem(("groups", group, j), f'group member "{member}" must be venue:symbol')
+            elif (venue_id, symbol) not in known_series:
+                doc.problem(
+                    ("groups", group, j),
+                    f'group "{group}": "{member}" is not a configured venue and symbol',
+                )
+    for name in s.channels:
+        if not re.match(NAME, name):
+            doc.problem(("channels", name), f'bad channel name "{name}"')
+    if s.feed_stale.channels:
+        for j, ch in enumerate(s.feed_stale.channels):
+            if ch not in s.channels:
+                doc.problem(("feed_stale", "channels", j), _unknown("channel", ch, s.channels))
+
+
+def _unknown(kind: str, name: str, known: Mapping[str, Any] | list[str]) -> str:
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    return f'unknown {kind} "{name}"' + (f' (did you mean "{hint[0]}"?)' if hint else "")
+
+
+def _load_rules(
+    main: yamlsource.Document, s: Settings, metrics: set[str], env: Mapping[str, str] | None
+) -> tuple[list[Rule], list[str]]:
+    base = Path(main.path).parent
+    files: list[str] = []
+    for i, pattern in enumerate(s.rules.include):
+        full = pattern if os.path.isabs(pattern) else os.path.normpath(base / pattern)
+        found = sorted(glob.glob(full))
+        if not found:
+            main.problem(("rules", "include", i), f'no rule file matches "{pattern}"')
+        files.extend(f for f in found if f not in files)
+    rules: list[Rule] = []
+    names: dict[str, str] = {}
+    for path in files:
+        rules.extend(load_rule_file(path, s, metrics, names, main.problems, env))
+    return rules, files
+
+
+def load_rule_file(
+    path: str,
+    s: Settings,
+    metrics: set[str],
+    names: dict[str, str],
+    problems: list[Problem],
+    env: Mapping[str, str] | None = None,
+) -> list[Rule]:
+    """Parse one rule file, appending its problems; ``names`` tracks duplicates across files."""
+    doc = yamlsource.load(path, env)
+    problems.extend(doc.problems)
+    doc.problems = problems
+    if doc.data is None:
+        return []
+    try:
+        rule_file = RuleFile.model_validate(doc.data if isinstance(doc.data, dict) else {})
+    except ValidationError as exc:
+        _pydantic_problems(doc, exc, ())
+        return []
+    if not isinstance(doc.data, dict) or "rules" not in doc.data:
+        doc.problem((), 'a rule file needs a top-level "rules:" list')
+    out: list[Rule] = []
+    for i, raw in enumerate(rule_file.rules):
+        loc: tuple[Any, ...] = ("rules", i)
+        label = f'rule "{raw.get("name")}": ' if isinstance(raw.get("name"), str) else ""
+        try:
+            spec = RuleSpec.model_validate(raw)
+        except ValidationError as exc:
+            _pydantic_problems(doc, exc, loc, label)
+            continue
+        where = f"{path}:{doc.line(loc)}"
+        if spec.name in names:
+            first = names[spec.name]
+            doc.problem((*loc, "name"), f"{label}duplicate rule name (first defined at {first})")
+        names.setdefault(spec.name, where)
+        rule = _compile_rule(doc, loc, label, spec, s, metrics, where)
+        if rule is not None:
+            out.append(rule)
+    return out
+
+
+def _compile_rule(
+    doc: yamlsource.Document,
+    loc: tuple[Any, ...],
+    label: str,
+    spec: RuleSpec,
+    s: Settings,
+    metrics: set[str],
+    where: str,
+) -> Rule | None:
+    ok = True
+    group = spec.scope == "group"
+    if group and not spec.group:
+        doc.problem((*loc, "scope"), f'{label}scope "group" needs "group: NAME"')
+        ok = False
+    elif group and spec.group not in s.groups:
+        doc.problem((*loc, "group"), label + _unknown("group", spec.group or "", s.groups))
+        ok = False
+    elif not group and spec.group:
+        doc.problem((*loc, "group"), f'{label}"group" needs "scope: group"')
+        ok = False
+    for j, channel in enumerate(spec.channels):
+        if channel not in s.channels:
+            doc.problem((*loc, "channels", j), label + _unknown("channel", channel, s.channels))
+            ok = False
+    compiled: dict[str, Expr | None] = {}
+    for key, text, want in (
+        ("when", spec.when, "bool"),
+        ("clear", spec.clear, "bool"),
+        ("value", spec.value, "number"),
+    ):
+        if text is None:
+            compiled[key] = None
+            continue
+        try:
+            compiled[key] = compile_expr(str(text), metrics, group=group, want=want)  # type: ignore[arg-type]
+        except ExprError as exc:
+            doc.problem((*loc, key), f"{label}{key}: {exc}")
+            ok = False
+    when = compiled.get("when")
+    if not ok or when is None:
+        return None
+    return Rule(spec, when, compiled.get("clear"), compiled.get("value"), where)

@@ -1,0 +1,372 @@
+"""The daemon: APScheduler wiring, POSIX signals, sd_notify, reload and shutdown (SPEC §10).
+
+Signal handlers only queue the signal; the main coroutine handles HUP (reload) and TERM/INT
+(stop). One job per venue samples all its symbols concurrently, so a slow or failing venue
+never delays another; the engine and the store run on the event loop between fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from wis_monitor.config import Config, Venue, load_config
+from wis_monitor.duration import ms
+from wis_monitor.engine import Engine, Sample
+from wis_monitor.errors import ConfigError, StoreError
+from wis_monitor.sdnotify import Notifier
+from wis_monitor.sources import Observation, Source, error_observation
+from wis_monitor.store import Batch, Store
+
+log = logging.getLogger("wis_monitor")
+SampleHook = Callable[[Sample], None]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def make_source(venue: Venue, config: Config) -> Source:
+    """The source behind a configured venue (ccxt is imported only for live venues)."""
+    if venue.exchange == "sim":
+        from wis_monitor.sources.sim import SimVenue
+
+        return SimVenue(venue.id, venue.symbols, seed=venue.sim.seed, price=venue.sim.price,
+                        tick=venue.sim.tick, levels=venue.sim.levels)
+    if venue.exchange == "replay":
+        from wis_monitor.sources.replay import RecordingVenue
+
+        return RecordingVenue(venue.id, venue.symbols, venue.books or "")
+    from wis_monitor.sources.ccxt import CcxtVenue
+
+    return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue))
+
+
+@dataclass
+class VenueHealth:
+    up: bool = True
+    last_error: str | None = None
+    backoff_until_ms: int = 0
+    cycles: int = 0
+
+
+@dataclass
+class Runtime:
+    config: Config
+    engine: Engine
+    sources: dict[str, Source]
+    health: dict[str, VenueHealth] = field(default_factory=dict)
+
+
+class Daemon:
+    """The long-running monitor; ``run()`` returns the process exit code."""
+
+    def __init__(self, config_path: str, *, once: bool = False, duration_s: float | None = None,
+                 on_sample: SampleHook | None = None) -> None:
+        self.config_path = config_path
+        self.once = once
+        self.duration_s = duration_s
+        self.on_sample = on_sample
+        self.notifier = Notifier.from_env()
+        self.signals: asyncio.Queue[int] = asyncio.Queue()
+        self.store: Store | None = None
+        self.rt: Runtime | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self.dispatcher: Any = None
+        self.store_error: str | None = None
+        self._wake_dispatcher = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            for p in exc.problems:
+                log.error("%s", p)
+            log.error("configuration rejected: %d problem(s)", len(exc.problems))
+            return 2
+        try:
+            self.store = Store(config.db_path(), variants=list(config.settings.metrics.wis_variants))
+        except StoreError as exc:
+            log.error("%s", exc)
+            return 1
+        engine = Engine(config, self.store)
+        restored = engine.restore(now_ms())
+        self.rt = Runtime(config, engine, await self._start_sources(config))
+        log.info("config %s: %d venue(s), %d rule(s); database %s (%d samples of history)",
+                 config.path, len(config.settings.venues), len(config.rules), self.store.path,
+                 restored)
+        self.dispatcher = self._make_dispatcher(config)
+        if self.once:
+            return await self._run_once()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self.signals.put_nowait, sig)
+        self._start_scheduler()
+        self.notifier.ready(self._status())
+        try:
+            await self._main_loop()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _run_once(self) -> int:
+        assert_rt = self._rt()
+        ts = now_ms()
+        for venue in assert_rt.config.settings.venues:
+            await self._cycle(venue.id, ts)
+        if self.dispatcher is not None:
+            await self.dispatcher.run_once(now_ms(), grace_s=10.0)
+        await self._close_sources(assert_rt.sources)
+        if self.store is not None:
+            self.store.close()
+        return 0
+
+    def _rt(self) -> Runtime:
+        if self.rt is None:
+            raise RuntimeError("daemon not started")
+        return self.rt
+
+    async def _main_loop(self) -> None:
+        deadline = time.monotonic() + self.duration_s if self.duration_s else None
+        interval = self.notifier.watchdog_interval_s()
+        tick = min(interval / 2.0, 1.0) if interval else 1.0
+        while True:
+            timeout = tick
+            if deadline is not None:
+                timeout = min(timeout, max(deadline - time.monotonic(), 0.0))
+            try:
+                sig = await asyncio.wait_for(self.signals.get(), timeout)
+            except TimeoutError:
+                sig = None
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                log.info("received %s: stopping", signal.Signals(sig).name)
+                return
+            if sig == signal.SIGHUP:
+                await self.reload()
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info("duration reached: stopping")
+                return
+            if self._healthy():
+                self.notifier.watchdog()
+            self.notifier.status(self._status())
+
+    def _healthy(self) -> bool:
+        """Ping the watchdog only while the loop is responsive and the store writable."""
+        return self.store_error is None
+
+    def _status(self) -> str:
+        rt = self.rt
+        if rt is None:
+            return "starting"
+        down = [v for v, h in rt.health.items() if not h.up]
+        firing = sum(1 for i in rt.engine.instances.values() if i.state == 2)
+        parts = [f"{len(rt.health) - len(down)}/{len(rt.health)} venues up"]
+        if down:
+            parts.append("down: " + ",".join(sorted(down)))
+        parts.append(f"{firing} alert(s) firing")
+        if self.store_error:
+            parts.append(f"STORE ERROR: {self.store_error}")
+        return "; ".join(parts)
+
+    async def _shutdown(self) -> None:
+        self.notifier.stopping()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        rt = self._rt()
+        if self.dispatcher is not None:
+            with contextlib.suppress(Exception):
+                await self.dispatcher.run_once(now_ms(), grace_s=5.0)
+        await self._close_sources(rt.sources)
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped")
+
+    # -- reload -------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        self.notifier.reloading()
+        rt = self._rt()
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            for p in exc.problems:
+                log.error("reload rejected: %s", p)
+            log.error("reload rejected: %d problem(s); the previous configuration keeps running",
+                      len(exc.problems))
+            self.notifier.ready(self._status())
+            return False
+        engine = Engine(config, self.store)
+        engine.adopt(rt.engine)
+        old_sources = rt.sources
+        keep = {v.id for v in config.settings.venues
+                if v in rt.config.settings.venues and v.id in old_sources}
+        sources = {k: s for k, s in old_sources.items() if k in keep}
+        new = await self._start_sources(config, skip=keep)
+        sources.update(new)
+        await self._close_sources({k: s for k, s in old_sources.items() if k not in keep})
+        self.rt = Runtime(config, engine, sources, {k: rt.health.get(k, VenueHealth())
+                                                    for k in sources})
+        self.dispatcher = self._make_dispatcher(config)
+        if self.scheduler is not None:
+            self.scheduler.remove_all_jobs()
+            self._add_jobs()
+        log.info("reloaded %s: %d venue(s), %d rule(s)", config.path,
+                 len(config.settings.venues), len(config.rules))
+        self.notifier.ready(self._status())
+        return True
+
+    # -- sources and sampling -----------------------------------------------------------------
+
+    async def _start_sources(self, config: Config, skip: set[str] | None = None
+                             ) -> dict[str, Source]:
+        sources: dict[str, Source] = {}
+        for venue in config.settings.venues:
+            if skip and venue.id in skip:
+                continue
+            sources[venue.id] = make_source(venue, config)
+        await asyncio.gather(*(s.start() for s in sources.values()))
+        return sources
+
+    @staticmethod
+    async def _close_sources(sources: dict[str, Source]) -> None:
+        for s in sources.values():
+            with contextlib.suppress(Exception):
+                await s.close()
+
+    def _start_scheduler(self) -> None:
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._add_jobs()
+        self.scheduler.start()
+
+    def _add_jobs(self) -> None:
+        rt = self._rt()
+        sched = self.scheduler
+        if sched is None:
+            return
+        for venue in rt.config.settings.venues:
+            interval = rt.config.interval_ms(venue) / 1000.0
+            jitter = ms(rt.config.settings.sampling.jitter) / 1000.0
+            sched.add_job(self._cycle, "interval", seconds=interval, args=[venue.id],
+                          id=f"venue:{venue.id}", max_instances=1, coalesce=True,
+                          jitter=jitter or None, misfire_grace_time=None,
+                          next_run_time=_soon(random.uniform(0, min(interval, 0.25))))
+        sched.add_job(self._housekeeping, "interval", seconds=1.0, id="housekeeping",
+                      max_instances=1, coalesce=True)
+        if self.dispatcher is not None:
+            sched.add_job(self._dispatch, "interval", seconds=1.0, id="dispatcher",
+                          max_instances=1, coalesce=True)
+
+    async def _fetch(self, source: Source, venue: Venue, symbol: str, ts: int,
+                     timeout_s: float) -> Observation:
+        try:
+            return await asyncio.wait_for(source.fetch(symbol, ts), timeout_s)
+        except TimeoutError as exc:
+            return error_observation(venue.id, symbol, now_ms(), FetchTimeout(
+                f"no answer within {timeout_s:g}s"), timeout_s * 1000.0)
+        except Exception as exc:  # a source bug must not kill the venue's job
+            log.exception("venue %s %s: unexpected error", venue.id, symbol)
+            return error_observation(venue.id, symbol, now_ms(), exc)
+
+    async def _cycle(self, venue_id: str, ts: int | None = None) -> None:
+        rt = self._rt()
+        venue = next((v for v in rt.config.settings.venues if v.id == venue_id), None)
+        source = rt.sources.get(venue_id)
+        if venue is None or source is None:
+            return
+        health = rt.health.setdefault(venue_id, VenueHealth())
+        start = now_ms() if ts is None else ts
+        if start < health.backoff_until_ms:
+            return
+        timeout_s = rt.config.timeout_ms(venue) / 1000.0 + 1.0
+        observations = await asyncio.gather(
+            *(self._fetch(source, venue, sym, start, timeout_s) for sym in venue.symbols)
+        )
+        if self.rt is not rt:  # reloaded meanwhile: the new engine takes over
+            return
+        self._record(rt, health, venue_id, observations)
+
+    def _record(self, rt: Runtime, health: VenueHealth, venue_id: str,
+                observations: list[Observation]) -> None:
+        health.cycles += 1
+        errors = [o for o in observations if o.error]
+        was_up = health.up
+        health.up = len(errors) < len(observations)
+        if errors:
+            health.last_error = errors[0].error
+            retry = max((o.retry_after_s or 0.0) for o in errors)
+            if retry:
+                health.backoff_until_ms = now_ms() + int(retry * 1000)
+                log.warning("venue %s: rate limited, waiting %.1fs (Retry-After)", venue_id, retry)
+        if was_up and not health.up:
+            log.warning("venue %s down: %s", venue_id, health.last_error)
+        elif not was_up and health.up:
+            log.info("venue %s back up", venue_id)
+        for o in errors:
+            log.debug("venue %s %s: %s", venue_id, o.symbol, o.error)
+        batch, samples = rt.engine.process(observations, now_ms())
+        self._write(batch)
+        if self.on_sample is not None:
+            for s in samples:
+                self.on_sample(s)
+
+    def _write(self, batch: Batch) -> None:
+        if self.store is None or not batch:
+            return
+        try:
+            self.store.write(batch)
+        except StoreError as exc:
+            if self.store_error != str(exc):
+                log.error("cannot write samples: %s", exc)
+            self.store_error = str(exc)
+            return
+        if self.store_error:
+            log.info("database writable again")
+        self.store_error = None
+        if batch.alerts:
+            for a in batch.alerts:
+                log.warning("alert %s", a.summary)
+            self._wake_dispatcher.set()
+
+    async def _housekeeping(self) -> None:
+        rt = self._rt()
+        batch = Batch()
+        rt.engine.check_all_stale(now_ms(), batch)
+        rt.engine.refresh_silences(now_ms())
+        self._write(batch)
+
+    async def _dispatch(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.run_once(now_ms())
+
+    def _make_dispatcher(self, config: Config) -> Any:
+        if not config.settings.channels or self.store is None:
+            return None
+        from wis_monitor.notify import Dispatcher
+
+        return Dispatcher(config, self.store)
+
+
+class FetchTimeout(Exception):
+    """A fetch that did not finish within its timeout."""
+
+
+def _soon(delay_s: float) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=delay_s)

@@ -1,0 +1,396 @@
+"""One pipeline for the daemon, replay, the demo and the tests (SPEC §2).
+
+Per observation: book -> signals -> stats -> sample -> rules -> alert events, collected into a
+:class:`~wis_monitor.store.Batch` that the caller writes in one transaction. The engine keeps
+no clock: every call takes ``now_ms``; only the source and the clock differ between modes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wis_monitor.alerting import Event, Instance, State, Timing, step
+from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
+from wis_monitor.config import Config, Rule, Venue
+from wis_monitor.duration import ms
+from wis_monitor.signals import change_bps, snapshot
+from wis_monitor.sources import Observation
+from wis_monitor.stats import SeriesStats
+from wis_monitor.store import AlertRow, Batch, Store, encode_levels
+
+FEED_STALE = "feed-stale"
+_FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+TOP_LEVELS = 3
+
+
+@dataclass
+class Series:
+    """What the engine remembers of one (venue, symbol)."""
+
+    venue: str
+    symbol: str
+    stats: SeriesStats
+    stale_after_ms: int
+    first_seen_ms: int
+    last_values: dict[str, float | None] = field(default_factory=dict)
+    last_book: Book | None = None
+    book_since_ms: int | None = None  # when the current (identical) book was first seen
+    last_quality: str = ""
+    last_error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.venue}:{self.symbol}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One processed observation: its numbers and quality flags."""
+
+    ts_ms: int
+    venue: str
+    symbol: str
+    values: dict[str, float | None]
+    flags: frozenset[str]
+    error: str | None
+
+    @property
+    def good(self) -> bool:
+        return not (self.flags & BLOCKING_FLAGS)
+
+
+def _value_metric(rule: Rule) -> str | None:
+    for m in _FIRST_NAME.finditer(rule.spec.when):
+        if m.group(0) in rule.when.metrics:
+            return m.group(0)
+    return None
+
+
+class Engine:
+    """Turns observations into samples and alert events for one configuration."""
+
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.kernels = config.kernels
+        self.z_metrics = tuple(self.kernels)
+        self.depth_band = config.settings.metrics.wis.band_bps
+        self.zspec = config.settings.metrics.zscore.spec()
+        self.venues: dict[str, Venue] = {v.id: v for v in config.settings.venues}
+        self.series: dict[tuple[str, str], Series] = {}
+        self.instances: dict[tuple[str, str], Instance] = {}
+        self.silences: list[dict[str, Any]] = []
+        self.record_books = config.settings.storage.record_books
+        self.record_bps = config.settings.storage.record_levels_bps
+        self.series_rules = [r for r in config.rules if r.spec.scope == "series"]
+        self.group_rules = [r for r in config.rules if r.spec.scope == "group"]
+        self._rules_for: dict[tuple[str, str], list[Rule]] = {}
+        self._timing = {r.name: _timing(r) for r in config.rules}
+        self._value_metric = {r.name: _value_metric(r) for r in config.rules}
+        fs = config.settings.feed_stale
+        self.feed_stale_channels = (
+            list(fs.channels) if fs.channels is not None else list(config.settings.channels)
+        )
+
+    # -- state ------------------------------------------------------------------------------
+
+    def series_for(self, venue: str, symbol: str, now_ms: int) -> Series:
+        s = self.series.get((venue, symbol))
+        if s is None:
+            v = self.venues.get(venue)
+            stale = (
+                self.config.stale_after_ms(v) if v is not None
+                else max(3 * ms(self.config.settings.sampling.interval), 30_000)
+            )
+            s = Series(venue, symbol, SeriesStats(self.z_metrics, self.zspec), stale, now_ms)
+            self.series[(venue, symbol)] = s
+            self._rules_for[(venue, symbol)] = [
+                r for r in self.series_rules if r.matches(venue, symbol)
+            ]
+        return s
+
+    def adopt(self, old: Engine) -> None:
+        """Carry windows and alert state over from a previous engine (reload)."""
+        for key, s in old.series.items():
+            new = self.series_for(s.venue, s.symbol, s.first_seen_ms)
+            if set(new.stats.scorers) == set(s.stats.scorers) and old.zspec == self.zspec:
+                new.stats = s.stats
+            new.last_values, new.last_book = s.last_values, s.last_book
+            new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
+            self.series[key] = new
+        names = {r.name for r in self.config.rules} | {FEED_STALE}
+        old_rules = {r.name: r.spec for r in old.config.rules}
+        new_rules = {r.name: r.spec for r in self.config.rules}
+        for (rule, key), inst in old.instances.items():
+            if rule in names and old_rules.get(rule) == new_rules.get(rule):
+                self.instances[(rule, key)] = inst
+        self.silences = old.silences
+
+    def restore(self, now_ms: int) -> int:
+        """Rebuild windows and alert state from the store; returns the samples replayed."""
+        if self.store is None:
+            return 0
+        for (rule, key), data in self.store.alert_states().items():
+            self.instances[(rule, key)] = Instance.from_json(data)
+        since = now_ms - self.zspec.window_ms
+        n = 0
+        for row in self.store.history(since, self.z_metrics):
+            s = self.series_for(row["venue"], row["symbol"], int(row["ts"]))
+            s.stats.warm(int(row["ts"]), row)
+            s.stats.last_good_ms = int(row["ts"])
+            s.stats.last_mid = row["mid"]
+            n += 1
+        for (venue, symbol), ts in self.store.last_good().items():
+            s = self.series_for(venue, symbol, ts)
+            if s.stats.last_good_ms is None or s.stats.last_good_ms < ts:
+                s.stats.last_good_ms = ts
+        self.refresh_silences(now_ms)
+        return n
+
+    def refresh_silences(self, now_ms: int) -> None:
+        if self.store is not None:
+            self.silences = self.store.active_silences(now_ms)
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    def process(self, observations: Iterable[Observation], now_ms: int | None = None,
+                batch: Batch | None = None) -> tuple[Batch, list[Sample]]:
+        """Run observations through signals, stats and rules; ``now_ms`` defaults to each ts."""
+        batch = batch if batch is not None else Batch()
+        samples: list[Sample] = []
+        for obs in observations:
+            sample = self._sample(obs)
+            samples.append(sample)
+            batch.samples.append(self._row(sample, obs))
+            s = self.series[(obs.venue, obs.symbol)]
+            if sample.good:
+                if self.record_books and obs.book is not None:
+                    batch.books.append(self._book_row(obs))
+                if not self._feed_stale_firing(s.key):
+                    self._evaluate_series(s, sample, batch)
+            self._check_stale(s, now_ms if now_ms is not None else obs.ts_ms, batch)
+        if self.group_rules and samples:
+            self.evaluate_groups(now_ms if now_ms is not None else samples[-1].ts_ms, batch)
+        return batch, samples
+
+    def _sample(self, obs: Observation) -> Sample:
+        s = self.series_for(obs.venue, obs.symbol, obs.ts_ms)
+        flags = set(obs.flags)
+        book = obs.book
+        values: dict[str, float | None] = {"latency_ms": obs.latency_ms}
+        last_good = s.stats.last_good_ms
+        values["age_s"] = (obs.ts_ms - last_good) / 1000.0 if last_good is not None else None
+        if book is not None and not (flags & BLOCKING_FLAGS):
+            if s.last_book is not None and book.same_levels(s.last_book):
+                since = s.book_since_ms if s.book_since_ms is not None else obs.ts_ms
+                if obs.ts_ms - since >= s.stale_after_ms:
+                    flags.add("stale")
+            else:
+                s.book_since_ms = obs.ts_ms
+            s.last_book = book
+            if book.venue_ts_ms is not None and obs.ts_ms - book.venue_ts_ms >= s.stale_after_ms:
+                flags.add("stale")
+        if book is not None and not (flags & BLOCKING_FLAGS):
+            snap = snapshot(book, self.kernels, self.depth_band)
+            if snap.thin:
+                flags.add("thin")
+            values.update(
+                mid=snap.mid, spread_bps=snap.spread_bps, imbalance=snap.imbalance,
+                microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
+                depth=snap.depth, mid_change_bps=change_bps(s.stats.last_mid, snap.mid),
+            )
+            values.update(snap.wis)
+            zs = s.stats.update(obs.ts_ms, snap.wis)
+            for name, z in zs.items():
+                values[f"{name}_z"] = z
+            s.stats.last_good_ms = obs.ts_ms
+            s.stats.last_mid = snap.mid
+            s.last_values = values
+        elif book is not None and book.bid_px.size and book.ask_px.size:
+            values["mid"] = book.mid
+            values["spread_bps"] = (book.ask_px[0] - book.bid_px[0]) / values["mid"] * 1e4 \
+                if values["mid"] else None
+        s.last_quality = format_flags(frozenset(flags))
+        s.last_error = obs.error
+        return Sample(obs.ts_ms, obs.venue, obs.symbol, values, frozenset(flags), obs.error)
+
+    def _row(self, sample: Sample, obs: Observation) -> tuple[Any, ...]:
+        v = sample.values
+        row: list[Any] = [
+            sample.ts_ms, sample.venue, sample.symbol, v.get("mid"), v.get("spread_bps"),
+            v.get("wis"), v.get("wis_z"), v.get("imbalance"), v.get("microprice"),
+            v.get("bid_depth"), v.get("ask_depth"), v.get("mid_change_bps"), v.get("age_s"),
+            format_flags(sample.flags), v.get("latency_ms"), sample.error,
+        ]
+        for name in self.z_metrics[1:]:
+            row.append(v.get(name))
+            row.append(v.get(f"{name}_z"))
+        return tuple(row)
+
+    def _book_row(self, obs: Observation) -> tuple[Any, ...]:
+        book = obs.book
+        if book is None:
+            raise ValueError("no book to record")
+        mid = book.mid or 0.0
+        reach = mid * self.record_bps / 1e4
+        nb = int((book.bid_px >= mid - reach).sum())
+        na = int((book.ask_px <= mid + reach).sum())
+        bids = np.column_stack((book.bid_px[:nb], book.bid_qty[:nb]))
+        asks = np.column_stack((book.ask_px[:na], book.ask_qty[:na]))
+        return (obs.ts_ms, obs.venue, obs.symbol, encode_levels(bids), encode_levels(asks),
+                book.contract_size, int(book.inverse))
+
+    # -- rules ------------------------------------------------------------------------------
+
+    def _feed_stale_firing(self, key: str) -> bool:
+        inst = self.instances.get((FEED_STALE, key))
+        return inst is not None and inst.state == State.FIRING
+
+    def _evaluate_series(self, s: Series, sample: Sample, batch: Batch) -> None:
+        values = sample.values
+        for rule in self._rules_for[(s.venue, s.symbol)]:
+            when = rule.when.holds(values)
+            clear = rule.clear.holds(values) if rule.clear is not None else not when
+            value = self._rule_value(rule, values)
+            self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, when, clear,
+                          value, batch, s.venue, s.symbol, values)
+
+    def _rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
+        if rule.value is not None:
+            v = rule.value.evaluate(values)
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        name = self._value_metric.get(rule.name)
+        return values.get(name) if name else None
+
+    def evaluate_groups(self, now_ms: int, batch: Batch) -> None:
+        """Evaluate group rules once over each group's latest good samples."""
+        for rule in self.group_rules:
+            group = rule.spec.group or ""
+            members: list[dict[str, float | None]] = []
+            names: list[str] = []
+            for venue, symbol in self.config.group_members(group):
+                s = self.series.get((venue, symbol))
+                if s is None or s.stats.last_good_ms is None or not s.last_values:
+                    continue
+                if now_ms - s.stats.last_good_ms >= s.stale_after_ms:
+                    continue
+                members.append(s.last_values)
+                names.append(s.key)
+            if not members:
+                continue
+            when = rule.when.holds_group(members)
+            clear = rule.clear.holds_group(members) if rule.clear is not None else not when
+            value = None
+            if rule.value is not None:
+                v = rule.value.evaluate_group(members)
+                value = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+            detail = {"members": {n: _public(m) for n, m in zip(names, members, strict=True)}}
+            self._advance(rule.name, group, rule.spec.severity, rule, now_ms, when, clear, value,
+                          batch, None, None, detail)
+
+    def _check_stale(self, s: Series, now_ms: int, batch: Batch) -> None:
+        if not self.config.settings.feed_stale.enabled:
+            return
+        last = s.stats.last_good_ms if s.stats.last_good_ms is not None else s.first_seen_ms
+        stale = now_ms - last >= s.stale_after_ms
+        key = (FEED_STALE, s.key)
+        if not stale and key not in self.instances:
+            return
+        age = (now_ms - last) / 1000.0
+        self._advance(FEED_STALE, s.key, self.config.settings.feed_stale.severity, None, now_ms,
+                      stale, not stale, age, batch, s.venue, s.symbol,
+                      {"age_s": age, "quality": s.last_quality, "error": s.last_error})
+
+    def check_all_stale(self, now_ms: int, batch: Batch) -> None:
+        """The feed-stale rule for every known series (run on a timer, not only on samples)."""
+        for s in self.series.values():
+            self._check_stale(s, now_ms, batch)
+
+    def _advance(self, name: str, key: str, severity: str, rule: Rule | None, ts_ms: int,
+                 when: bool, clear: bool, value: float | None, batch: Batch,
+                 venue: str | None, symbol: str | None, details: dict[str, Any]) -> None:
+        inst = self.instances.get((name, key), Instance())
+        timing = self._timing.get(name, _FEED_TIMING) if rule is not None else _FEED_TIMING
+        new, event = step(inst, timing, ts_ms, when=when, clear=clear, value=value)
+        if new != inst:
+            self.instances[(name, key)] = new
+            batch.states[(name, key)] = new.to_json()
+        if event is not None:
+            batch.alerts.append(self._alert(name, key, severity, rule, event, venue, symbol,
+                                            details))
+
+    def _alert(self, name: str, key: str, severity: str, rule: Rule | None, event: Event,
+               venue: str | None, symbol: str | None, details: dict[str, Any]) -> AlertRow:
+        labels = dict(rule.spec.labels) if rule is not None else {}
+        where = " ".join(x for x in (venue, symbol) if x) or key
+        value = event.value
+        shown = f" value={value:.4g}" if value is not None else ""
+        summary = f"[{severity.upper()}] {name} {where} {event.kind}{shown}"
+        d: dict[str, Any] = {"values": _public(details) if rule is not None and venue else details}
+        if rule is not None:
+            d.update(description=rule.spec.description, runbook=rule.spec.runbook,
+                     when=rule.spec.when)
+            if venue and symbol:
+                d["group_peers"] = self._peers(venue, symbol)
+                s = self.series.get((venue, symbol))
+                if s is not None:
+                    b = s.stats.scorers.get("wis")
+                    base = b.baseline() if b is not None else None
+                    if base is not None:
+                        d["baseline"] = {"n": base.n, "mean": base.center, "std": base.scale}
+                    if s.last_book is not None:
+                        snap = snapshot(s.last_book, self.kernels, self.depth_band, top=TOP_LEVELS)
+                        d["top_bids"], d["top_asks"] = snap.top_bids, snap.top_asks
+        if event.kind == "resolved" and event.fired_at_ms is not None:
+            d["fired_for_ms"] = event.ts_ms - event.fired_at_ms
+        channels = list(rule.spec.channels) if rule is not None else self.feed_stale_channels
+        row = AlertRow(event.ts_ms, name, key, venue, symbol, event.kind, severity, value,
+                       summary, labels, d, channels)
+        row.silenced_by = self._silenced(row)
+        return row
+
+    def _peers(self, venue: str, symbol: str) -> dict[str, dict[str, float | None]]:
+        me = f"{venue}:{symbol}"
+        out: dict[str, dict[str, float | None]] = {}
+        for members in self.config.settings.groups.values():
+            if me not in members:
+                continue
+            for m in members:
+                if m == me:
+                    continue
+                s = self.series.get(tuple(m.split(":", 1)))  # type: ignore[arg-type]
+                if s is not None and s.last_values:
+                    out[m] = {k: s.last_values.get(k) for k in ("wis", "wis_z", "mid")}
+        return out
+
+    def _silenced(self, row: AlertRow) -> int | None:
+        for sil in self.silences:
+            if not fnmatch.fnmatchcase(row.rule, sil.get("rule") or "*"):
+                continue
+            if sil["created_ts"] > row.ts_ms or sil["expires_ts"] <= row.ts_ms:
+                continue
+            fields = {"venue": row.venue or "", "symbol": row.symbol or "", "key": row.key,
+                      "severity": row.severity, **row.labels}
+            if all(fnmatch.fnmatchcase(fields.get(k, ""), str(v))
+                   for k, v in sil["matchers"].items()):
+                return int(sil["id"])
+        return None
+
+
+_FEED_TIMING = Timing(notify_resolved=True)
+
+
+def _timing(rule: Rule) -> Timing:
+    sp = rule.spec
+    return Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
+                  sp.notify_resolved)
+
+
+def _public(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}

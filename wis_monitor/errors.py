@@ -1,0 +1,65 @@
+"""The exception hierarchy of wis-monitor.
+
+::
+
+    WisMonitorError
+     ├── ConfigError          bad configuration: carries every problem found, each with path:line
+     ├── SourceError          a fetch failed
+     │    ├── TransientSourceError   retry later (timeouts, 5xx, rate limits, resets)
+     │    └── PermanentSourceError   needs an operator (unknown symbol, bad credentials)
+     ├── StoreError           SQLite could not be read or written (busy, disk full, read-only)
+     └── DeliveryError        a channel did not accept a message
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class WisMonitorError(Exception):
+    """Base of every error wis-monitor raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as we can."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.message}"
+
+
+class ConfigError(WisMonitorError):
+    """The configuration or its rules are invalid; `problems` lists all of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.path, p.line or 0))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SourceError(WisMonitorError):
+    """A fetch from a venue failed."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TransientSourceError(SourceError):
+    """The venue may answer next time: timeouts, 5xx, rate limits, resets."""
+
+
+class PermanentSourceError(SourceError):
+    """Retrying will not help until an operator acts: unknown symbol, bad credentials."""
+
+
+class StoreError(WisMonitorError):
+    """SQLite refused a read or a write."""
+
+
+class DeliveryError(WisMonitorError):
+    """A channel did not accept a message."""

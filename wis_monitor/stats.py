@@ -1,0 +1,249 @@
+"""Rolling z-scores per (venue, symbol, metric) — SPEC §4.
+
+The window of a sample at ``ts`` holds the values of good samples with ``ts'`` in
+``[ts - window, ts)``: strictly before, so a spike does not dilute its own score. Values that
+share the current timestamp join the window only once time moves on.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+Method = Literal["rolling", "ewma", "robust"]
+MAD_SCALE = 1.4826
+TINY_STD = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class ZScoreSpec:
+    """How a metric's z-score is computed."""
+
+    window_ms: int = 3_600_000
+    min_samples: int = 30
+    method: Method = "rolling"
+    half_life_ms: int = 600_000  # ewma only
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The window a z-score was measured against."""
+
+    n: int
+    center: float
+    scale: float
+
+
+class Scorer(Protocol):
+    def score(self, ts_ms: int, x: float) -> float | None: ...
+    def push(self, ts_ms: int, x: float) -> None: ...
+    def baseline(self) -> Baseline | None: ...
+
+
+class RollingZ:
+    """Mean and sample standard deviation (ddof=1) over a time window, O(1) amortised.
+
+    Running sums are shifted by a reference value and rebuilt from the window once as many
+    values have left it as it holds, which bounds rounding drift at O(1) amortised cost.
+    """
+
+    def __init__(self, spec: ZScoreSpec) -> None:
+        self.window_ms = spec.window_ms
+        self.min_samples = spec.min_samples
+        self._q: deque[tuple[int, float]] = deque()
+        self._pending: list[tuple[int, float]] = []
+        self._ref = 0.0
+        self._s1 = 0.0
+        self._s2 = 0.0
+        self._removed = 0
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def _advance(self, ts_ms: int) -> None:
+        if self._pending and self._pending[0][0] < ts_ms:
+            self._flush()
+        lo = ts_ms - self.window_ms
+        q = self._q
+        while q and q[0][0] < lo:
+            _, x = q.popleft()
+            d = x - self._ref
+            self._s1 -= d
+            self._s2 -= d * d
+            self._removed += 1
+        if self._removed > len(q):
+            self._rebuild()
+
+    def _add(self, item: tuple[int, float]) -> None:
+        if not self._q:
+            self._ref = item[1]
+            self._s1 = self._s2 = 0.0
+            self._removed = 0
+        self._q.append(item)
+        d = item[1] - self._ref
+        self._s1 += d
+        self._s2 += d * d
+
+    def _rebuild(self) -> None:
+        self._removed = 0
+        if not self._q:
+            self._s1 = self._s2 = 0.0
+            return
+        self._ref = math.fsum(x for _, x in self._q) / len(self._q)
+        self._s1 = math.fsum(x - self._ref for _, x in self._q)
+        self._s2 = math.fsum((x - self._ref) ** 2 for _, x in self._q)
+
+    def baseline(self) -> Baseline | None:
+        n = len(self._q)
+        if n < max(self.min_samples, 2):
+            return None
+        mean_d = self._s1 / n
+        var = (self._s2 - n * mean_d * mean_d) / (n - 1)
+        std = math.sqrt(var) if var > 0.0 else 0.0
+        return Baseline(n, self._ref + mean_d, std)
+
+    def score(self, ts_ms: int, x: float) -> float | None:
+        """The z-score of ``x`` at ``ts_ms`` against the window before it."""
+        self._advance(ts_ms)
+        b = self.baseline()
+        if b is None or b.scale < TINY_STD:
+            return None
+        return (x - b.center) / b.scale
+
+    def push(self, ts_ms: int, x: float) -> None:
+        """Add a good sample's value (it counts for later samples only)."""
+        if self._pending and self._pending[-1][0] != ts_ms:
+            self._flush()
+        self._pending.append((ts_ms, x))
+
+    def _flush(self) -> None:
+        for item in self._pending:
+            self._add(item)
+        self._pending.clear()
+
+
+class EwmaZ:
+    """Exponentially weighted mean and variance with a time half-life."""
+
+    def __init__(self, spec: ZScoreSpec) -> None:
+        self.half_life_ms = spec.half_life_ms
+        self.min_samples = spec.min_samples
+        self.n = 0
+        self.mean = 0.0
+        self.var = 0.0
+        self.last_ms: int | None = None
+
+    def baseline(self) -> Baseline | None:
+        if self.n < max(self.min_samples, 2):
+            return None
+        return Baseline(self.n, self.mean, math.sqrt(max(self.var, 0.0)))
+
+    def score(self, ts_ms: int, x: float) -> float | None:
+        b = self.baseline()
+        if b is None or b.scale < TINY_STD:
+            return None
+        return (x - b.center) / b.scale
+
+    def push(self, ts_ms: int, x: float) -> None:
+        if self.n == 0 or self.last_ms is None:
+            self.mean, self.var, self.n, self.last_ms = x, 0.0, 1, ts_ms
+            return
+        dt = max(ts_ms - self.last_ms, 0)
+        alpha = 1.0 - 2.0 ** (-dt / self.half_life_ms) if dt else 0.0
+        diff = x - self.mean
+        incr = alpha * diff
+        self.mean += incr
+        self.var = (1.0 - alpha) * (self.var + diff * incr)
+        self.n += 1
+        self.last_ms = ts_ms
+
+
+class RobustZ:
+    """Median and ``1.4826 * MAD`` over the time window.
+
+    Keeping the window sorted makes inserts O(log n) searches plus a memmove; the MAD itself is
+    O(n) per score, the one variant that is not O(1) amortised.
+    """
+
+    def __init__(self, spec: ZScoreSpec) -> None:
+        self.window_ms = spec.window_ms
+        self.min_samples = spec.min_samples
+        self._q: deque[tuple[int, float]] = deque()
+        self._sorted: list[float] = []
+        self._pending: list[tuple[int, float]] = []
+
+    def _advance(self, ts_ms: int) -> None:
+        if self._pending and self._pending[0][0] < ts_ms:
+            self._flush()
+        lo = ts_ms - self.window_ms
+        while self._q and self._q[0][0] < lo:
+            _, x = self._q.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, x)]
+
+    def baseline(self) -> Baseline | None:
+        n = len(self._sorted)
+        if n < max(self.min_samples, 1):
+            return None
+        arr = np.asarray(self._sorted)
+        med = float(np.median(arr))
+        mad = float(np.median(np.abs(arr - med)))
+        return Baseline(n, med, MAD_SCALE * mad)
+
+    def score(self, ts_ms: int, x: float) -> float | None:
+        self._advance(ts_ms)
+        b = self.baseline()
+        if b is None or b.scale < TINY_STD:
+            return None
+        return (x - b.center) / b.scale
+
+    def push(self, ts_ms: int, x: float) -> None:
+        if self._pending and self._pending[-1][0] != ts_ms:
+            self._flush()
+        self._pending.append((ts_ms, x))
+
+    def _flush(self) -> None:
+        for item in self._pending:
+            self._q.append(item)
+            bisect.insort(self._sorted, item[1])
+        self._pending.clear()
+
+
+def make_scorer(spec: ZScoreSpec) -> Scorer:
+    if spec.method == "ewma":
+        return EwmaZ(spec)
+    if spec.method == "robust":
+        return RobustZ(spec)
+    return RollingZ(spec)
+
+
+class SeriesStats:
+    """Everything remembered about one (venue, symbol): z-score windows and the last good sample."""
+
+    def __init__(self, metrics: tuple[str, ...], spec: ZScoreSpec) -> None:
+        self.scorers: dict[str, Scorer] = {m: make_scorer(spec) for m in metrics}
+        self.last_good_ms: int | None = None
+        self.last_mid: float | None = None
+
+    def update(self, ts_ms: int, values: dict[str, float | None]) -> dict[str, float | None]:
+        """Score each metric of a good sample, then let it into the windows. Returns the z's."""
+        out: dict[str, float | None] = {}
+        for metric, scorer in self.scorers.items():
+            x = values.get(metric)
+            if x is None:
+                out[metric] = None
+                continue
+            out[metric] = scorer.score(ts_ms, x)
+            scorer.push(ts_ms, x)
+        return out
+
+    def warm(self, ts_ms: int, values: dict[str, float | None]) -> None:
+        """Feed a historical good sample (restart), without scoring it."""
+        for metric, scorer in self.scorers.items():
+            x = values.get(metric)
+            if x is not None:
+                scorer.push(ts_ms, x)
