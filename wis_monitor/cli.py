@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from wis_monitor import log
 from wis_monitor.config import Config, config_path, load_config
 from wis_monitor.errors import ConfigError, Problem, StoreError, WisMonitorError
+
+if TYPE_CHECKING:
+    from wis_monitor.store import Store
 
 EXIT_INVALID = 2
 
@@ -151,7 +155,7 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
 
     Example: wis-monitor replay -c config.yaml --books btc.jsonl.gz --out replay.db
     """
-    from wis_monitor.replay import ReplayReport, replay_observations, observations_from
+    from wis_monitor.replay import ReplayReport, observations_from, replay_observations
 
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
@@ -184,6 +188,201 @@ def _progress(items: Any, label: str) -> Iterator[Any]:
         yield from bar
 
 
+@cli.command("test-rules")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def test_rules(files: tuple[str, ...]) -> None:
+    """Run rule unit tests: exit 0 if all pass, 1 if any fails (with a diff), 2 if invalid.
+
+    Example: wis-monitor test-rules rules/tests/*.yaml
+    """
+    from wis_monitor.ruletest import run_file
+
+    passed = failed = 0
+    invalid: list[Problem] = []
+    for path in files:
+        try:
+            outcomes = run_file(path)
+        except ConfigError as exc:
+            invalid.extend(exc.problems)
+            continue
+        for outcome in outcomes:
+            if outcome.passed:
+                passed += 1
+            else:
+                failed += 1
+                click.echo(outcome.diff())
+    if invalid:
+        _fail_config(ConfigError(invalid))
+    click.echo(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+def _store(cfg: Config, *, readonly: bool = False) -> Store:
+    from wis_monitor.store import Store
+
+    try:
+        return Store(cfg.db_path(), variants=list(cfg.settings.metrics.wis_variants),
+                     readonly=readonly)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config: str | None, as_json: bool) -> None:
+    """Per venue/symbol: last good sample age, latest WIS and z, firing alerts, outbox backlog.
+
+    Reads the database only, so it works while the daemon runs.
+
+    Example: wis-monitor status -c /etc/wis-monitor/config.yaml
+    """
+    from wis_monitor.status import collect, render
+
+    cfg = _load(config)
+    if not Path(cfg.db_path()).exists():
+        raise click.ClickException(f"{cfg.db_path()}: no database yet (has the daemon run?)")
+    store = _store(cfg, readonly=True)
+    try:
+        report = collect(cfg, store, _now_ms())
+    finally:
+        store.close()
+    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@cli.group()
+def silence() -> None:
+    """Silence alerts: matching events are recorded as `silenced` deliveries, not sent."""
+
+
+@silence.command("add")
+@config_option
+@click.option("--rule", default="*", show_default=True, help="Rule name (glob).")
+@click.option("--match", "matchers", multiple=True, metavar="KEY=GLOB",
+              help="venue=, symbol=, key=, severity= or a label; repeatable.")
+@click.option("--for", "for_", required=True, metavar="DURATION", help="How long, e.g. 2h.")
+@click.option("--reason", required=True, help="Why (shown in `silence list`).")
+@click.option("--by", "by", default=None, help="Who (default: $USER).")
+def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: str,
+                reason: str, by: str | None) -> None:
+    """Add a silence.
+
+    Example: wis-monitor silence add --rule extreme-bid-pressure --match venue=okx --for 2h
+    --reason "okx maintenance"
+    """
+    from wis_monitor.duration import ms, parse_duration
+
+    try:
+        duration = ms(parse_duration(for_))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--for") from None
+    parsed: dict[str, str] = {}
+    for m in matchers:
+        key, sep, value = m.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f'"{m}" is not KEY=GLOB', param_hint="--match")
+        parsed[key.strip()] = value.strip()
+    cfg = _load(config)
+    store = _store(cfg)
+    now = _now_ms()
+    try:
+        sid = store.add_silence(rule, parsed, now, now + duration, reason,
+                                by or os.environ.get("USER", ""))
+    finally:
+        store.close()
+    until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime((now + duration) / 1000))
+    click.echo(f"silence {sid} added until {until}")
+
+
+@silence.command("list")
+@config_option
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+def silence_list(config: str | None, show_all: bool) -> None:
+    """List active silences.
+
+    Example: wis-monitor silence list
+    """
+    cfg = _load(config)
+    store = _store(cfg)
+    try:
+        rows = store.query(
+            "SELECT * FROM silences" + ("" if show_all else " WHERE expires_ts > ?")
+            + " ORDER BY id", [] if show_all else [_now_ms()])
+    finally:
+        store.close()
+    if not rows:
+        click.echo("no active silences" if not show_all else "no silences")
+        return
+    for r in rows:
+        until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(r["expires_ts"] / 1000))
+        click.echo(f"{r['id']:>4}  rule={r['rule']}  {r['matchers']}  until {until}  "
+                   f"by {r['created_by'] or '?'}: {r['reason']}")
+
+
+@silence.command("expire")
+@config_option
+@click.argument("silence_id", type=int)
+def silence_expire(config: str | None, silence_id: int) -> None:
+    """Expire a silence now.
+
+    Example: wis-monitor silence expire 3
+    """
+    cfg = _load(config)
+    store = _store(cfg)
+    try:
+        ok = store.expire_silence(silence_id, _now_ms())
+    finally:
+        store.close()
+    if not ok:
+        raise click.ClickException(f"no active silence {silence_id}")
+    click.echo(f"silence {silence_id} expired")
+
+
+@cli.command("notify-test")
+@config_option
+@click.argument("channel")
+def notify_test(config: str | None, channel: str) -> None:
+    """Send a test message to a channel and report the outcome.
+
+    Example: wis-monitor notify-test risk-slack
+    """
+    from wis_monitor.notify import send_test
+
+    cfg = _load(config)
+    if channel not in cfg.settings.channels:
+        known = ", ".join(sorted(cfg.settings.channels)) or "none configured"
+        raise click.ClickException(f'unknown channel "{channel}" (channels: {known})')
+    ok, detail = asyncio.run(send_test(cfg, channel))
+    click.echo(f"{channel}: {'sent' if ok else 'FAILED'}{': ' + detail if detail else ''}")
+    sys.exit(0 if ok else 1)
+
+
+@cli.command("export-books")
+@click.option("--db", "db", required=True, metavar="DB", help="Database with recorded books.")
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="Recording to write (.jsonl, or .jsonl.gz to compress).")
+@click.option("--venue", default=None, help="Only this venue.")
+@click.option("--symbol", default=None, help="Only this symbol.")
+def export_books(db: str, output: str, venue: str | None, symbol: str | None) -> None:
+    """Write books recorded with storage.record_books in the book-recording format.
+
+    Example: wis-monitor export-books --db /var/lib/wis-monitor/wis.db -o books.jsonl.gz
+    """
+    from wis_monitor.replay import export_books as export
+
+    if not Path(db).exists():
+        raise click.ClickException(f"{db}: no such database")
+    try:
+        n = export(db, output, venue=venue, symbol=symbol, progress=_progress)
+    except (StoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {n} books to {output}")
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
@@ -191,5 +390,3 @@ def main() -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
-
-__all__ = ["cli", "main", "json"]

@@ -245,7 +245,7 @@ def config_path(explicit: str | None) -> str:
     return explicit or os.environ.get("WIS_MONITOR_CONFIG") or DEFAULT_PATH
 
 
-def _pydantic_problems(doc: yamlsource.Document, exc: ValidationError, base: tuple[Any, ...],
+def report_validation(doc: yamlsource.Document, exc: ValidationError, base: tuple[Any, ...],
                        label: str = "") -> None:
     for err in exc.errors():
         loc = tuple(str(p) if isinstance(p, str) else p for p in err["loc"])
@@ -294,10 +294,10 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
     try:
         settings = Settings.model_validate(doc.data)
     except ValidationError as exc:
-        _pydantic_problems(doc, exc, ())
+        report_validation(doc, exc, ())
         settings = _salvage(doc.data)
-    _check_settings(doc, settings)
-    metrics = _metric_names(settings)
+    _check_settings(doc, settings, _raw_series(doc.data))
+    metrics = metric_names(settings)
     rules, files = _load_rules(doc, settings, metrics, env)
     if doc.problems:
         raise ConfigError(doc.problems)
@@ -316,20 +316,32 @@ def _salvage(data: dict[str, Any]) -> Settings:
     return Settings.model_validate(good)
 
 
-def _metric_names(settings: Settings) -> set[str]:
+def metric_names(settings: Settings) -> set[str]:
     names = set(BASE_METRICS)
     for variant in settings.metrics.wis_variants:
         names.update((variant, f"{variant}_z"))
     return names
 
 
-def _check_settings(doc: yamlsource.Document, s: Settings) -> None:
+def _raw_series(data: dict[str, Any]) -> set[tuple[str, str]]:
+    """Every (venue, symbol) the file names, valid or not: cross-references are checked against
+    these so that one bad venue does not also make every group that uses it an error."""
+    out: set[tuple[str, str]] = set()
+    venues = data.get("venues")
+    for v in venues if isinstance(venues, list) else []:
+        if isinstance(v, dict) and isinstance(v.get("symbols"), list):
+            out.update((str(v.get("id")), str(sym)) for sym in v["symbols"])
+    return out
+
+
+def _check_settings(doc: yamlsource.Document, s: Settings,
+                    named_series: set[tuple[str, str]]) -> None:
     for name in s.metrics.wis_variants:
-        loc = ("metrics", "wis_variants", name)
+        where = ("metrics", "wis_variants", name)
         if not METRIC_NAME.match(name):
-            doc.problem(loc, f'variant name "{name}" must be lower-case letters, digits and _')
+            doc.problem(where, f'variant name "{name}" must be lower-case letters, digits and _')
         elif name in BASE_METRICS or name.endswith("_z"):
-            doc.problem(loc, f'variant name "{name}" clashes with a built-in metric')
+            doc.problem(where, f'variant name "{name}" clashes with a built-in metric')
     seen: dict[str, int] = {}
     known_series: set[tuple[str, str]] = set()
     for i, venue in enumerate(s.venues):
@@ -341,6 +353,13 @@ def _check_settings(doc: yamlsource.Document, s: Settings) -> None:
             if (venue.id, symbol) in known_series:
                 doc.problem((*loc, "symbols", j), f'duplicate symbol "{symbol}"')
             known_series.add((venue.id, symbol))
+        if venue.exchange not in ("sim", "replay") and venue.exchange not in _ccxt_exchanges():
+            hint = difflib.get_close_matches(venue.exchange, _ccxt_exchanges(), n=1)
+            doc.problem(
+                (*loc, "exchange"),
+                f'unknown exchange "{venue.exchange}": not a ccxt exchange id, "sim" or "replay"'
+                + (f' (did you mean "{hint[0]}"?)' if hint else ""),
+            )
         if venue.exchange == "replay" and not venue.books:
             doc.problem(loc, 'a venue with exchange "replay" needs "books: PATH"')
         if venue.depth is not None:
@@ -355,7 +374,7 @@ def _check_settings(doc: yamlsource.Document, s: Settings) -> None:
             venue_id, symbol = split_member(member)
             if not symbol:
                 doc.problem(("groups", group, j), f'group member "{member}" must be venue:symbol')
-            elif (venue_id, symbol) not in known_series:
+            elif (venue_id, symbol) not in known_series | named_series:
                 doc.problem(
                     ("groups", group, j),
                     f'group "{group}": "{member}" is not a configured venue and symbol',
@@ -367,6 +386,12 @@ def _check_settings(doc: yamlsource.Document, s: Settings) -> None:
         for j, ch in enumerate(s.feed_stale.channels):
             if ch not in s.channels:
                 doc.problem(("feed_stale", "channels", j), _unknown("channel", ch, s.channels))
+
+
+def _ccxt_exchanges() -> list[str]:
+    import ccxt  # the exchange list only; sources.ccxt does the talking
+
+    return list(ccxt.exchanges)
 
 
 def _unknown(kind: str, name: str, known: Mapping[str, Any] | list[str]) -> str:
@@ -409,18 +434,18 @@ def load_rule_file(
     try:
         rule_file = RuleFile.model_validate(doc.data if isinstance(doc.data, dict) else {})
     except ValidationError as exc:
-        _pydantic_problems(doc, exc, ())
+        report_validation(doc, exc, ())
         return []
     if not isinstance(doc.data, dict) or "rules" not in doc.data:
         doc.problem((), 'a rule file needs a top-level "rules:" list')
     out: list[Rule] = []
     for i, raw in enumerate(rule_file.rules):
-        loc: tuple[Any, ...] = ("rules", i)
+        loc = ("rules", i)
         label = f'rule "{raw.get("name")}": ' if isinstance(raw.get("name"), str) else ""
         try:
             spec = RuleSpec.model_validate(raw)
         except ValidationError as exc:
-            _pydantic_problems(doc, exc, loc, label)
+            report_validation(doc, exc, loc, label)
             continue
         where = f"{path}:{doc.line(loc)}"
         if spec.name in names:

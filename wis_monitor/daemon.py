@@ -26,8 +26,10 @@ from wis_monitor.errors import ConfigError, StoreError
 from wis_monitor.sdnotify import Notifier
 from wis_monitor.sources import Observation, Source, error_observation
 from wis_monitor.store import Batch, Store
+from wis_monitor.telemetry import HttpEndpoint, Telemetry
 
 log = logging.getLogger("wis_monitor")
+PRUNE_EVERY_S = 600.0
 SampleHook = Callable[[Sample], None]
 
 
@@ -85,6 +87,10 @@ class Daemon:
         self.store_error: str | None = None
         self._wake_dispatcher = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.telemetry = Telemetry()
+        self.http: HttpEndpoint | None = None
+        self._last_prune = 0.0
+        self._loop_beat = time.monotonic()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -114,6 +120,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.signals.put_nowait, sig)
         self._start_scheduler()
+        await self._start_http(config)
         self.notifier.ready(self._status())
         try:
             await self._main_loop()
@@ -163,8 +170,41 @@ class Daemon:
             self.notifier.status(self._status())
 
     def _healthy(self) -> bool:
-        """Ping the watchdog only while the loop is responsive and the store writable."""
-        return self.store_error is None
+        """Ping the watchdog only while the scheduler's jobs still run and the store is writable.
+
+        The housekeeping job beats every second; if it has not run for a while the loop is
+        wedged (or the scheduler died), and the missing pings let systemd restart us.
+        """
+        return self.store_error is None and time.monotonic() - self._loop_beat < 10.0
+
+    def _health_detail(self) -> tuple[bool, dict[str, Any]]:
+        rt = self._rt()
+        venues = {v: {"up": h.up, "last_error": h.last_error} for v, h in rt.health.items()}
+        return self._healthy(), {"venues": venues, "store_error": self.store_error,
+                                 "status": self._status()}
+
+    def _metrics(self) -> bytes:
+        rt = self._rt()
+        firing: dict[str, int] = {}
+        for (rule, _key), inst in rt.engine.instances.items():
+            if inst.state == 2:
+                firing[rule] = firing.get(rule, 0) + 1
+        self.telemetry.refresh(firing, self.store)
+        for venue, h in rt.health.items():
+            self.telemetry.venue_up.labels(venue).set(1 if h.up else 0)
+        self.telemetry.store_ok.set(0 if self.store_error else 1)
+        return self.telemetry.exposition()
+
+    async def _start_http(self, config: Config) -> None:
+        listen = config.settings.http.listen
+        if not listen or self.http is not None:
+            return
+        self.http = HttpEndpoint(listen, self._metrics, self._health_detail)
+        try:
+            await self.http.start()
+        except OSError as exc:
+            log.error("http endpoint %s: %s (continuing without it)", listen, exc)
+            self.http = None
 
     def _status(self) -> str:
         rt = self.rt
@@ -184,6 +224,8 @@ class Daemon:
         self.notifier.stopping()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self.http is not None:
+            await self.http.stop()
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(BaseException):
@@ -276,7 +318,7 @@ class Daemon:
                      timeout_s: float) -> Observation:
         try:
             return await asyncio.wait_for(source.fetch(symbol, ts), timeout_s)
-        except TimeoutError as exc:
+        except TimeoutError:
             return error_observation(venue.id, symbol, now_ms(), FetchTimeout(
                 f"no answer within {timeout_s:g}s"), timeout_s * 1000.0)
         except Exception as exc:  # a source bug must not kill the venue's job
@@ -321,6 +363,7 @@ class Daemon:
             log.debug("venue %s %s: %s", venue_id, o.symbol, o.error)
         batch, samples = rt.engine.process(observations, now_ms())
         self._write(batch)
+        self.telemetry.observe(samples, rt.engine.z_metrics)
         if self.on_sample is not None:
             for s in samples:
                 self.on_sample(s)
@@ -344,11 +387,26 @@ class Daemon:
             self._wake_dispatcher.set()
 
     async def _housekeeping(self) -> None:
+        self._loop_beat = time.monotonic()
         rt = self._rt()
         batch = Batch()
         rt.engine.check_all_stale(now_ms(), batch)
-        rt.engine.refresh_silences(now_ms())
+        try:
+            rt.engine.refresh_silences(now_ms())
+        except StoreError as exc:
+            log.warning("cannot read silences: %s", exc)
         self._write(batch)
+        if self.store is not None and time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            self._last_prune = time.monotonic()
+            retention = ms(rt.config.settings.storage.retention)
+            try:
+                n = self.store.prune(now_ms() - retention)
+                self.store.maintain()
+            except StoreError as exc:
+                log.error("housekeeping: %s", exc)
+                return
+            if n:
+                log.info("housekeeping: removed %d rows older than the retention", n)
 
     async def _dispatch(self) -> None:
         if self.dispatcher is not None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from wis_monitor.alerting import Event, Instance, State, Timing, step
 from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
-from wis_monitor.config import Config, Rule, Venue
+from wis_monitor.config import Config, Rule, Venue, split_member
 from wis_monitor.duration import ms
 from wis_monitor.signals import change_bps, snapshot
 from wis_monitor.sources import Observation
@@ -127,9 +127,9 @@ class Engine:
         names = {r.name for r in self.config.rules} | {FEED_STALE}
         old_rules = {r.name: r.spec for r in old.config.rules}
         new_rules = {r.name: r.spec for r in self.config.rules}
-        for (rule, key), inst in old.instances.items():
+        for (rule, instance_key), inst in old.instances.items():
             if rule in names and old_rules.get(rule) == new_rules.get(rule):
-                self.instances[(rule, key)] = inst
+                self.instances[(rule, instance_key)] = inst
         self.silences = old.silences
 
     def restore(self, now_ms: int) -> int:
@@ -165,21 +165,28 @@ class Engine:
         batch = batch if batch is not None else Batch()
         samples: list[Sample] = []
         for obs in observations:
-            sample = self._sample(obs)
+            sample = self.sample(obs)
             samples.append(sample)
-            batch.samples.append(self._row(sample, obs))
-            s = self.series[(obs.venue, obs.symbol)]
-            if sample.good:
-                if self.record_books and obs.book is not None:
-                    batch.books.append(self._book_row(obs))
-                if not self._feed_stale_firing(s.key):
-                    self._evaluate_series(s, sample, batch)
-            self._check_stale(s, now_ms if now_ms is not None else obs.ts_ms, batch)
+            if sample.good and self.record_books and obs.book is not None:
+                batch.books.append(self._book_row(obs))
+            self.ingest(sample, batch, now_ms if now_ms is not None else obs.ts_ms)
         if self.group_rules and samples:
             self.evaluate_groups(now_ms if now_ms is not None else samples[-1].ts_ms, batch)
         return batch, samples
 
-    def _sample(self, obs: Observation) -> Sample:
+    def ingest(self, sample: Sample, batch: Batch, now_ms: int) -> None:
+        """Log a sample and run the series rules and the feed check on it."""
+        batch.samples.append(self._row(sample))
+        s = self.series_for(sample.venue, sample.symbol, sample.ts_ms)
+        if sample.good:
+            s.stats.last_good_ms = sample.ts_ms
+            s.last_values = sample.values
+            if not self._feed_stale_firing(s.key):
+                self._evaluate_series(s, sample, batch)
+        self._check_stale(s, now_ms, batch)
+
+    def sample(self, obs: Observation) -> Sample:
+        """Signals and z-scores of one observation (updates the series' windows)."""
         s = self.series_for(obs.venue, obs.symbol, obs.ts_ms)
         flags = set(obs.flags)
         book = obs.book
@@ -209,9 +216,7 @@ class Engine:
             zs = s.stats.update(obs.ts_ms, snap.wis)
             for name, z in zs.items():
                 values[f"{name}_z"] = z
-            s.stats.last_good_ms = obs.ts_ms
             s.stats.last_mid = snap.mid
-            s.last_values = values
         elif book is not None and book.bid_px.size and book.ask_px.size:
             values["mid"] = book.mid
             values["spread_bps"] = (book.ask_px[0] - book.bid_px[0]) / values["mid"] * 1e4 \
@@ -220,7 +225,7 @@ class Engine:
         s.last_error = obs.error
         return Sample(obs.ts_ms, obs.venue, obs.symbol, values, frozenset(flags), obs.error)
 
-    def _row(self, sample: Sample, obs: Observation) -> tuple[Any, ...]:
+    def _row(self, sample: Sample) -> tuple[Any, ...]:
         v = sample.values
         row: list[Any] = [
             sample.ts_ms, sample.venue, sample.symbol, v.get("mid"), v.get("spread_bps"),
@@ -364,7 +369,7 @@ class Engine:
             for m in members:
                 if m == me:
                     continue
-                s = self.series.get(tuple(m.split(":", 1)))  # type: ignore[arg-type]
+                s = self.series.get(split_member(m))
                 if s is not None and s.last_values:
                     out[m] = {k: s.last_values.get(k) for k in ("wis", "wis_z", "mid")}
         return out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import heapq
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from wis_monitor.config import Config
 from wis_monitor.engine import Engine
 from wis_monitor.errors import Problem
 from wis_monitor.sources import Observation
-from wis_monitor.sources.replay import read_recording
+from wis_monitor.sources.replay import book_record, read_recording
 from wis_monitor.store import Batch, Store, decode_levels
 
 BATCH = 2_000
@@ -76,18 +78,39 @@ def observations_from(books: Iterable[str], db: str | None,
     return heapq.merge(*streams, key=lambda o: o.ts_ms)
 
 
-def _from_db(path: str) -> Iterator[Observation]:
+def _from_db(path: str, venue: str | None = None, symbol: str | None = None
+             ) -> Iterator[Observation]:
     store = Store(path, readonly=True)
+    where, params = [], []
+    for col, value in (("venue", venue), ("symbol", symbol)):
+        if value is not None:
+            where.append(f"{col} = ?")
+            params.append(value)
+    sql = "SELECT ts, venue, symbol, bids, asks, contract_size, inverse FROM books"
+    sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts"
     try:
-        for row in store.db.query(
-            "SELECT ts, venue, symbol, bids, asks, contract_size, inverse FROM books ORDER BY ts"
-        ):
+        for row in store.db.query(sql, params):
             book, flags = make_book(decode_levels(row["bids"]), decode_levels(row["asks"]),
                                     contract_size=row["contract_size"],
                                     inverse=bool(row["inverse"]), venue_ts_ms=row["ts"])
             yield Observation(row["venue"], row["symbol"], row["ts"], book, flags)
     finally:
         store.close()
+
+
+def export_books(db: str, output: str, *, venue: str | None = None, symbol: str | None = None,
+                 progress: Progress | None = None) -> int:
+    """Write a DB's recorded books as a recording (gzip when ``output`` ends in .gz)."""
+    n = 0
+    items: Iterable[Observation] = _from_db(db, venue, symbol)
+    if progress:
+        items = progress(items, "exporting")
+    opener = gzip.open if output.endswith(".gz") else open
+    with opener(output, "wt", encoding="utf-8") as fh:
+        for obs in items:
+            fh.write(json.dumps(book_record(obs), separators=(",", ":")) + "\n")
+            n += 1
+    return n
 
 
 def replay_observations(config: Config, observations: Iterable[Observation], out: str, *,

@@ -303,6 +303,26 @@ class Store:
             raise _explain(exc, self.path) from exc
         return cur.rowcount > 0
 
+    def prune(self, before_ms: int) -> int:
+        """Delete samples, books and settled alerts older than ``before_ms``; returns rows."""
+        n = self.execute("DELETE FROM samples WHERE ts < ?", [before_ms])
+        n += self.execute("DELETE FROM books WHERE ts < ?", [before_ms])
+        n += self.execute(
+            "DELETE FROM deliveries WHERE created_ts < ? AND status != 'pending'", [before_ms])
+        n += self.execute(
+            "DELETE FROM alerts WHERE ts < ? AND id NOT IN (SELECT alert_id FROM deliveries)",
+            [before_ms])
+        n += self.execute("DELETE FROM silences WHERE expires_ts < ?", [before_ms])
+        return n
+
+    def maintain(self) -> None:
+        """``PRAGMA optimize`` and a WAL checkpoint, so the WAL file does not grow unbounded."""
+        try:
+            self.db.conn.execute("PRAGMA optimize")
+            self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise _explain(exc, self.path) from exc
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; returns the rows changed."""
         try:

@@ -124,7 +124,7 @@ class SimVenue:
         lot = 1e-5
         qb = np.maximum(np.round(qb / lot) * lot, lot)
         qa = np.maximum(np.round(qa / lot) * lot, lot)
-        decimals = max(0, -int(math.floor(math.log10(tick))) + 2)
+        decimals = max(0, -math.floor(math.log10(tick)) + 2)
         bids = np.column_stack((np.round(bid_px, decimals), qb))
         asks = np.column_stack((np.round(ask_px, decimals), qa))
         return bids[bids[:, 0] > 0], asks

@@ -1,0 +1,135 @@
+"""The alert state machine of one rule instance (SPEC §6) — pure: no I/O, no clock.
+
+Modelled on Prometheus' ``rules/alerting.go``: an ordered state (inactive < pending < firing);
+"resolved" is inactive with a ``resolved_at_ms``; one record per (rule, key) holds every
+lifecycle time. Evaluation takes the time as an argument; whether to notify is part of the
+transition it returns.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from enum import IntEnum
+from typing import Any, Literal
+
+EventKind = Literal["firing", "repeat", "resolved"]
+
+
+class State(IntEnum):
+    INACTIVE = 0
+    PENDING = 1
+    FIRING = 2
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A rule's lifecycle settings, in milliseconds (0 = off)."""
+
+    for_ms: int = 0
+    keep_firing_for_ms: int = 0
+    repeat_ms: int = 0
+    cooldown_ms: int = 0
+    notify_resolved: bool = True
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One alert instance; persisted as JSON in ``alert_state``."""
+
+    state: State = State.INACTIVE
+    active_at_ms: int | None = None
+    fired_at_ms: int | None = None
+    resolved_at_ms: int | None = None
+    last_sent_ms: int | None = None
+    keep_firing_since_ms: int | None = None
+    value: float | None = None
+    last_eval_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state"] = int(self.state)
+        return d
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Instance:
+        known = {k: data.get(k) for k in cls.__dataclass_fields__ if k in data and k != "state"}
+        return cls(State(int(data.get("state", 0))), **known)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A transition worth telling someone about."""
+
+    kind: EventKind
+    ts_ms: int
+    active_at_ms: int | None
+    fired_at_ms: int | None
+    value: float | None
+
+
+def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool, clear: bool,
+         value: float | None = None) -> tuple[Instance, Event | None]:
+    """Evaluate the rule at ``ts_ms`` on a good sample.
+
+    ``when`` is the truth of the rule's condition, ``clear`` of its clear condition (``not when``
+    without one). A time earlier than the last evaluation is ignored.
+    """
+    if inst.last_eval_ms is not None and ts_ms < inst.last_eval_ms:
+        return inst, None
+    inst = replace(inst, last_eval_ms=ts_ms)
+    if inst.state == State.INACTIVE:
+        if not when:
+            return inst, None
+        if (inst.resolved_at_ms is not None and timing.cooldown_ms
+                and ts_ms - inst.resolved_at_ms < timing.cooldown_ms):
+            return inst, None
+        inst = replace(inst, state=State.PENDING, active_at_ms=ts_ms, value=value,
+                       keep_firing_since_ms=None)
+    elif inst.state == State.PENDING:
+        if not when:
+            return replace(inst, state=State.INACTIVE, active_at_ms=None, value=None), None
+        inst = replace(inst, value=value)
+    if inst.state == State.PENDING:
+        active = inst.active_at_ms if inst.active_at_ms is not None else ts_ms
+        if ts_ms - active >= timing.for_ms:
+            inst = replace(inst, state=State.FIRING, fired_at_ms=ts_ms, last_sent_ms=ts_ms)
+            return inst, Event("firing", ts_ms, inst.active_at_ms, ts_ms, value)
+        return inst, None
+    # FIRING: only `clear` matters (hysteresis).
+    if clear:
+        since = inst.keep_firing_since_ms if inst.keep_firing_since_ms is not None else ts_ms
+        if ts_ms - since >= timing.keep_firing_for_ms:
+            resolved = Instance(State.INACTIVE, resolved_at_ms=ts_ms, last_eval_ms=ts_ms,
+                                last_sent_ms=inst.last_sent_ms)
+            event = Event("resolved", ts_ms, inst.active_at_ms, inst.fired_at_ms, value)
+            return resolved, event if timing.notify_resolved else None
+        inst = replace(inst, keep_firing_since_ms=since)
+    else:
+        inst = replace(inst, keep_firing_since_ms=None, value=value)
+    last = inst.last_sent_ms if inst.last_sent_ms is not None else ts_ms
+    if timing.repeat_ms and ts_ms - last >= timing.repeat_ms:
+        inst = replace(inst, last_sent_ms=ts_ms)
+        return inst, Event("repeat", ts_ms, inst.active_at_ms, inst.fired_at_ms, inst.value)
+    return inst, None
+
+
+def tick(inst: Instance, timing: Timing, ts_ms: int) -> tuple[Instance, Event | None]:
+    """Time passing without a good sample: flagged samples neither advance nor clear a rule."""
+    return inst, None
+
+
+def describe(inst: Instance) -> str:
+    """``firing since 2024-08-08T12:00:00Z`` and the like, for people."""
+    def iso(ms: int | None) -> str:
+        if ms is None:
+            return "?"
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+    if inst.state == State.FIRING:
+        return f"firing since {iso(inst.fired_at_ms)}"
+    if inst.state == State.PENDING:
+        return f"pending since {iso(inst.active_at_ms)}"
+    if inst.resolved_at_ms is not None:
+        return f"resolved at {iso(inst.resolved_at_ms)}"
+    return "inactive"
