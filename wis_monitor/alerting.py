@@ -9,7 +9,7 @@ transition it returns.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Literal
 
@@ -43,13 +43,21 @@ class Instance:
     resolved_at_ms: int | None = None
     last_sent_ms: int | None = None
     keep_firing_since_ms: int | None = None
-    value: float | None = None
-    last_eval_ms: int | None = None
+    value: float | None = None  # the rule's value when it last changed state
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["state"] = int(self.state)
-        return d
+        return {
+            "state": int(self.state), "active_at_ms": self.active_at_ms,
+            "fired_at_ms": self.fired_at_ms, "resolved_at_ms": self.resolved_at_ms,
+            "last_sent_ms": self.last_sent_ms, "keep_firing_since_ms": self.keep_firing_since_ms,
+            "value": self.value,
+        }
+
+    def latest_ms(self) -> int | None:
+        """The latest time this instance has seen (times before it are ignored)."""
+        times = [t for t in (self.active_at_ms, self.fired_at_ms, self.resolved_at_ms,
+                             self.last_sent_ms, self.keep_firing_since_ms) if t is not None]
+        return max(times) if times else None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Instance:
@@ -73,11 +81,12 @@ def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool, clear: bool,
     """Evaluate the rule at ``ts_ms`` on a good sample.
 
     ``when`` is the truth of the rule's condition, ``clear`` of its clear condition (``not when``
-    without one). A time earlier than the last evaluation is ignored.
+    without one). A time earlier than the instance's latest transition is ignored. The instance
+    changes only on transitions, so callers persist it only then.
     """
-    if inst.last_eval_ms is not None and ts_ms < inst.last_eval_ms:
+    latest = inst.latest_ms()
+    if latest is not None and ts_ms < latest:
         return inst, None
-    inst = replace(inst, last_eval_ms=ts_ms)
     if inst.state == State.INACTIVE:
         if not when:
             return inst, None
@@ -89,28 +98,29 @@ def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool, clear: bool,
     elif inst.state == State.PENDING:
         if not when:
             return replace(inst, state=State.INACTIVE, active_at_ms=None, value=None), None
-        inst = replace(inst, value=value)
     if inst.state == State.PENDING:
         active = inst.active_at_ms if inst.active_at_ms is not None else ts_ms
         if ts_ms - active >= timing.for_ms:
-            inst = replace(inst, state=State.FIRING, fired_at_ms=ts_ms, last_sent_ms=ts_ms)
+            inst = replace(inst, state=State.FIRING, fired_at_ms=ts_ms, last_sent_ms=ts_ms,
+                           value=value)
             return inst, Event("firing", ts_ms, inst.active_at_ms, ts_ms, value)
         return inst, None
     # FIRING: only `clear` matters (hysteresis).
     if clear:
         since = inst.keep_firing_since_ms if inst.keep_firing_since_ms is not None else ts_ms
         if ts_ms - since >= timing.keep_firing_for_ms:
-            resolved = Instance(State.INACTIVE, resolved_at_ms=ts_ms, last_eval_ms=ts_ms,
-                                last_sent_ms=inst.last_sent_ms)
+            resolved = Instance(State.INACTIVE, resolved_at_ms=ts_ms,
+                                last_sent_ms=inst.last_sent_ms, value=value)
             event = Event("resolved", ts_ms, inst.active_at_ms, inst.fired_at_ms, value)
             return resolved, event if timing.notify_resolved else None
-        inst = replace(inst, keep_firing_since_ms=since)
-    else:
-        inst = replace(inst, keep_firing_since_ms=None, value=value)
+        if inst.keep_firing_since_ms is None:
+            inst = replace(inst, keep_firing_since_ms=since)
+    elif inst.keep_firing_since_ms is not None:
+        inst = replace(inst, keep_firing_since_ms=None)
     last = inst.last_sent_ms if inst.last_sent_ms is not None else ts_ms
     if timing.repeat_ms and ts_ms - last >= timing.repeat_ms:
         inst = replace(inst, last_sent_ms=ts_ms)
-        return inst, Event("repeat", ts_ms, inst.active_at_ms, inst.fired_at_ms, inst.value)
+        return inst, Event("repeat", ts_ms, inst.active_at_ms, inst.fired_at_ms, value)
     return inst, None
 
 

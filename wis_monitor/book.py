@@ -73,10 +73,14 @@ def _side(levels: Any) -> tuple[FloatArray, FloatArray, bool]:
         if len(levels) == 0:
             return _EMPTY, _EMPTY, True
         try:
-            rows = [row[:2] if row is not None else (None, None) for row in levels]
-            arr = np.array(rows, dtype=np.float64)
-        except (TypeError, ValueError, IndexError):
-            return _EMPTY, _EMPTY, False
+            arr = np.array(levels, dtype=np.float64)
+        except (TypeError, ValueError):
+            # Ragged rows (some venues add fields) or junk: take the first two fields.
+            try:
+                rows = [row[:2] if row is not None else (None, None) for row in levels]
+                arr = np.array(rows, dtype=np.float64)
+            except (TypeError, ValueError, IndexError):
+                return _EMPTY, _EMPTY, False
     if arr.ndim != 2 or arr.shape[1] < 2:
         return _EMPTY, _EMPTY, False
     return np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1]), True
@@ -124,7 +128,7 @@ def make_book(
     if bid_px.size == 0 and ask_px.size == 0:
         flags.add("empty" if bids_ok and asks_ok else "invalid")
         return book, frozenset(flags)
-    if bid_px.size == 0 or ask_px.size == 0:
+    if (bid_px.size == 0 or ask_px.size == 0) and bids_ok and asks_ok:
         flags.add("one_sided")
     if not (_side_valid(bid_px, bid_qty, True) and _side_valid(ask_px, ask_qty, False)):
         flags.add("invalid")

@@ -7,7 +7,7 @@ the expectation exactly, else an ``expected:`` / ``got:`` diff is printed.
 
 Value notation (space separated): ``1.5`` a value; ``AxN`` A repeated N times; ``A+BxN`` or
 ``A-BxN`` N values from A in steps of B; ``null`` a good sample where this metric is null;
-``_`` no good sample at that step (a failed fetch).
+``_`` no good sample at that step (a failed fetch), ``_xN`` N of them.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def parse_values(text: str) -> list[float | object | None]:
     for token in str(text).split():
         if token == "_":
             out.append(MISSING)
+        elif token.startswith("_x") and token[2:].isdigit():
+            out.extend([MISSING] * int(token[2:]))
         elif token == "null":
             out.append(None)
         elif "x" in token:
