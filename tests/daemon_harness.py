@@ -78,6 +78,11 @@ class DaemonProcess:
         self._log.close()
         return code
 
+    def wait(self, timeout: float = 60.0) -> int:
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
     def kill9(self) -> None:
         self.proc.kill()
         self.proc.wait()

@@ -70,7 +70,8 @@ def test_good_config_loads(tmp_path: Path) -> None:
 
 def test_five_mistakes_five_lines(tmp_path: Path) -> None:
     main = GOOD.replace("interval: 2s", "interval: 2 seconds").replace(
-        "    symbols: [BTC/USDT]\n  - id: sim2", "    symbols: [BTC/USDT]\n    depht: 5\n  - id: sim2"
+        "    symbols: [BTC/USDT]\n  - id: sim2",
+        "    symbols: [BTC/USDT]\n    depht: 5\n  - id: sim2",
     ).replace("btc: [sim1:BTC/USDT, sim2:BTC/USDT]", "btc: [sim1:BTC/USDT, sim3:BTC/USDT]")
     rules = RULES.replace("channels: [console]", "channels: [consol]").replace(
         "when: wis_z >= 3 and depth > 1000", "when: wis_zz >= 3 and depth > 1000"

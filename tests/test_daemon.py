@@ -50,7 +50,7 @@ def count(db: Path, where: str = "1") -> int:
 def test_run_once_samples_every_series(tmp_path: Path) -> None:
     cfg, db = setup(tmp_path)
     d = DaemonProcess(cfg, args=("--once",))
-    assert d.proc.wait(60) == 0, d.log()
+    assert d.wait(60) == 0, d.log()
     got = rows(db, "SELECT venue, symbol, quality, wis FROM samples ORDER BY venue, symbol")
     assert [(r["venue"], r["symbol"]) for r in got] == [
         ("simex", "BTC/USDT"), ("simex", "ETH/USDT"), ("simperp", "BTC/USDT:USDT")]

@@ -95,9 +95,8 @@ def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool, clear: bool,
             return inst, None
         inst = replace(inst, state=State.PENDING, active_at_ms=ts_ms, value=value,
                        keep_firing_since_ms=None)
-    elif inst.state == State.PENDING:
-        if not when:
-            return replace(inst, state=State.INACTIVE, active_at_ms=None, value=None), None
+    elif inst.state == State.PENDING and not when:
+        return replace(inst, state=State.INACTIVE, active_at_ms=None, value=None), None
     if inst.state == State.PENDING:
         active = inst.active_at_ms if inst.active_at_ms is not None else ts_ms
         if ts_ms - active >= timing.for_ms:

@@ -53,7 +53,8 @@ config_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
+@click.option("--log-format", default="text", show_default=True,
+              type=click.Choice(["text", "json"]))
 @click.version_option(package_name="wis-monitor")
 def cli(log_level: str, log_format: str) -> None:
     """Order-book imbalance monitor: WIS, z-scores, YAML rules and alerts."""

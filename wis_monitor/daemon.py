@@ -30,6 +30,7 @@ from wis_monitor.telemetry import HttpEndpoint, Telemetry
 
 log = logging.getLogger("wis_monitor")
 PRUNE_EVERY_S = 600.0
+STOP_GRACE_S = 10.0
 SampleHook = Callable[[Sample], None]
 
 
@@ -91,6 +92,7 @@ class Daemon:
         self.http: HttpEndpoint | None = None
         self._last_prune = 0.0
         self._loop_beat = time.monotonic()
+        self._in_flight = 0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -103,7 +105,8 @@ class Daemon:
             log.error("configuration rejected: %d problem(s)", len(exc.problems))
             return 2
         try:
-            self.store = Store(config.db_path(), variants=list(config.settings.metrics.wis_variants))
+            self.store = Store(config.db_path(),
+                               variants=list(config.settings.metrics.wis_variants))
         except StoreError as exc:
             log.error("%s", exc)
             return 1
@@ -120,6 +123,9 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.signals.put_nowait, sig)
         self._start_scheduler()
+        task = asyncio.create_task(self._dispatch_loop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         await self._start_http(config)
         self.notifier.ready(self._status())
         try:
@@ -223,6 +229,12 @@ class Daemon:
     async def _shutdown(self) -> None:
         self.notifier.stopping()
         if self.scheduler is not None:
+            self.scheduler.pause()
+            # Let cycles in flight finish (they are bounded by the fetch timeout) so their
+            # samples are written, then stop the scheduler.
+            deadline = time.monotonic() + STOP_GRACE_S
+            while self._in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             self.scheduler.shutdown(wait=False)
         if self.http is not None:
             await self.http.stop()
@@ -310,9 +322,6 @@ class Daemon:
                           next_run_time=_soon(random.uniform(0, min(interval, 0.25))))
         sched.add_job(self._housekeeping, "interval", seconds=1.0, id="housekeeping",
                       max_instances=1, coalesce=True)
-        if self.dispatcher is not None:
-            sched.add_job(self._dispatch, "interval", seconds=1.0, id="dispatcher",
-                          max_instances=1, coalesce=True)
 
     async def _fetch(self, source: Source, venue: Venue, symbol: str, ts: int,
                      timeout_s: float) -> Observation:
@@ -336,12 +345,16 @@ class Daemon:
         if start < health.backoff_until_ms:
             return
         timeout_s = rt.config.timeout_ms(venue) / 1000.0 + 1.0
-        observations = await asyncio.gather(
-            *(self._fetch(source, venue, sym, start, timeout_s) for sym in venue.symbols)
-        )
-        if self.rt is not rt:  # reloaded meanwhile: the new engine takes over
-            return
-        self._record(rt, health, venue_id, observations)
+        self._in_flight += 1
+        try:
+            observations = await asyncio.gather(
+                *(self._fetch(source, venue, sym, start, timeout_s) for sym in venue.symbols)
+            )
+            if self.rt is not rt:  # reloaded meanwhile: the new engine takes over
+                return
+            self._record(rt, health, venue_id, observations)
+        finally:
+            self._in_flight -= 1
 
     def _record(self, rt: Runtime, health: VenueHealth, venue_id: str,
                 observations: list[Observation]) -> None:
@@ -408,9 +421,18 @@ class Daemon:
             if n:
                 log.info("housekeeping: removed %d rows older than the retention", n)
 
-    async def _dispatch(self) -> None:
-        if self.dispatcher is not None:
-            await self.dispatcher.run_once(now_ms())
+    async def _dispatch_loop(self) -> None:
+        """Send the outbox as soon as an alert is written, and every second for retries."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_dispatcher.wait(), 1.0)
+            self._wake_dispatcher.clear()
+            if self.dispatcher is None:
+                continue
+            try:
+                await self.dispatcher.run_once(now_ms())
+            except StoreError as exc:
+                log.error("outbox: %s", exc)
 
     def _make_dispatcher(self, config: Config) -> Any:
         if not config.settings.channels or self.store is None:

@@ -211,7 +211,8 @@ def _run_case(config: Config, case: Case, spec: TestFile, base: Path, where: str
                 errors.append(f'series "{inp.series}" {metric}: {exc}')
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
-            errors.append(f'series "{inp.series}": metrics have different lengths {sorted(lengths)}')
+            errors.append(
+                f'series "{inp.series}": metrics have different lengths {sorted(lengths)}')
             continue
         for i in range(max(lengths, default=0)):
             ts = i * interval

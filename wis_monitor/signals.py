@@ -71,21 +71,40 @@ def _within(
     # distance test of the spec on the few levels left.
     reach = band_bps / BPS * (1.0 + _CUT_MARGIN) + _CUT_MARGIN
     if bids:
-        n = int(np.searchsorted(-px, -mid * (1.0 - reach), side="right"))
+        n = _count_at_least(px, mid * (1.0 - reach))
+        dist = (mid - px[:n]) / mid * BPS  # = |p - mid| / mid * 1e4 below the mid
     else:
         n = int(np.searchsorted(px, mid * (1.0 + reach), side="right"))
-    p = px[:n]
-    dist = np.abs(p - mid) / mid * BPS
-    keep = dist <= band_bps
-    m = int(np.count_nonzero(keep))
+        dist = (px[:n] - mid) / mid * BPS
     # Levels are sorted, so distance grows with the index: the kept ones are a prefix.
+    m = int(np.searchsorted(dist, band_bps, side="right"))
     dist = dist[:m]
     q = qty[:m]
-    notional = q * book.contract_size if book.inverse else p[:m] * q * book.contract_size
+    cs = book.contract_size
+    if book.inverse:
+        notional = q * cs if cs != 1.0 else q
+    else:
+        notional = px[:m] * q
+        if cs != 1.0:
+            notional *= cs
     return Side(dist, notional, int(px.size))
 
 
+def _count_at_least(desc: FloatArray, bound: float) -> int:
+    """How many leading values of a descending array are >= ``bound`` (binary search)."""
+    lo, hi = 0, int(desc.size)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if desc[mid] >= bound:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 def weighted_sum(side: Side, kernel: Kernel) -> float:
+    if kernel.kernel == "flat" and kernel.band_bps >= _side_band(side):
+        return float(side.notional.sum())
     if kernel.band_bps >= _side_band(side):
         d, n = side.dist_bps, side.notional
     else:

@@ -28,7 +28,7 @@ UNLIMITED = ("sim", "replay")
 
 
 def depth_problem(exchange: str, depth: int) -> str | None:
-    """Why ``depth`` is not allowed on ``exchange``, or None when it is (or the venue is unknown)."""
+    """Why ``depth`` is not allowed on ``exchange``; None when it is or the venue is unknown."""
     if exchange in ALLOWED_DEPTHS:
         allowed = ALLOWED_DEPTHS[exchange]
         if depth not in allowed:

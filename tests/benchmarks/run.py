@@ -1,0 +1,242 @@
+"""Benchmarks of SPEC §13, each figure against its floor measured in the same run.
+
+    python tests/benchmarks/run.py [--quick] [--json] [--only pipeline,sqlite,...]
+
+Not part of the test suite: timings on a shared machine are reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from wis_monitor.config import Config, load_config  # noqa: E402
+from wis_monitor.engine import Engine  # noqa: E402
+from wis_monitor.sources import Observation  # noqa: E402
+from wis_monitor.sources.sim import SimVenue  # noqa: E402
+from wis_monitor.store import Batch, Store  # noqa: E402
+
+PIPELINE_CONFIG = """\
+metrics:
+  wis: {kernel: exponential, half_life_bps: 10, band_bps: 50}
+  zscore: {window: 1h, min_samples: 30}
+rules:
+  include: [rules.yaml]
+"""
+PIPELINE_RULES = """\
+rules:
+  - {name: bid-pressure, when: wis_z >= 3 and depth > 250000, for: 30s, clear: wis_z < 2}
+  - {name: ask-pressure, when: wis_z <= -3 and depth > 250000, for: 30s, clear: wis_z > -2}
+"""
+
+
+def best_of(fn: Callable[[], float], repeat: int) -> float:
+    """The fastest of ``repeat`` runs (the least disturbed by the rest of the machine)."""
+    return min(fn() for _ in range(repeat))
+
+
+def pipeline_config(tmp: Path) -> Config:
+    (tmp / "rules.yaml").write_text(PIPELINE_RULES)
+    (tmp / "config.yaml").write_text(PIPELINE_CONFIG)
+    return load_config(str(tmp / "config.yaml"))
+
+
+def sim_books(n: int, levels: int, symbols: int = 1) -> list[Observation]:
+    syms = [f"S{i}/USDT" if i else "BTC/USDT" for i in range(symbols)]
+    sim = SimVenue("bench", syms, seed=1, levels=levels)
+    return [sim.observe(syms[i % symbols], 1_700_000_000_000 + (i // symbols) * 1000)
+            for i in range(n)]
+
+
+def bare_kernel(obs: list[Observation], half_life: float = 10.0, band: float = 50.0) -> float:
+    """The floor: a plain numpy WIS over the same arrays, nothing else."""
+    t0 = time.perf_counter()
+    for o in obs:
+        b = o.book
+        assert b is not None
+        mid = (b.bid_px[0] + b.ask_px[0]) / 2.0
+        db = (mid - b.bid_px) / mid * 1e4
+        da = (b.ask_px - mid) / mid * 1e4
+        sb = float(np.dot(np.exp2(-db / half_life) * (db <= band), b.bid_px * b.bid_qty))
+        sa = float(np.dot(np.exp2(-da / half_life) * (da <= band), b.ask_px * b.ask_qty))
+        _ = (sb - sa) / (sb + sa)
+    return time.perf_counter() - t0
+
+
+def run_pipeline(config: Config, obs: list[Observation]) -> float:
+    engine = Engine(config)
+    t0 = time.perf_counter()
+    for o in obs:
+        engine.process((o,), o.ts_ms)
+    return time.perf_counter() - t0
+
+
+def bench_pipeline(tmp: Path, quick: bool, levels: int = 1000, symbols: int = 1
+                   ) -> dict[str, float]:
+    n = 2_000 if quick else 20_000
+    obs = sim_books(n, levels, symbols)
+    config = pipeline_config(tmp)
+    run_pipeline(config, obs[:500])  # warm caches
+    kernel = best_of(lambda: bare_kernel(obs), 3)
+    pipe = best_of(lambda: run_pipeline(config, obs), 3)
+    return {"books": n, "levels": levels, "symbols": symbols,
+            "pipeline_books_per_s": n / pipe, "kernel_books_per_s": n / kernel,
+            "pipeline_vs_kernel": pipe / kernel}
+
+
+def bench_sqlite(tmp: Path, quick: bool) -> dict[str, float]:
+    n = 20_000 if quick else 200_000
+    config = pipeline_config(tmp)
+    engine = Engine(config)
+    rows: list[tuple[Any, ...]] = []
+    obs = sim_books(2_000, 200)
+    for i in range(n):
+        o = obs[i % len(obs)]
+        o = Observation(o.venue, f"S{i % 50}", o.ts_ms + i, o.book, o.flags, 1.0)
+        batch, _ = engine.process((o,), o.ts_ms)
+        rows.extend(batch.samples)
+    batches = [rows[i:i + 1000] for i in range(0, len(rows), 1000)]
+
+    def ours() -> float:
+        path = tmp / f"ours-{time.monotonic_ns()}.db"
+        store = Store(str(path))
+        t0 = time.perf_counter()
+        for chunk in batches:
+            store.write(Batch(samples=chunk))
+        dt = time.perf_counter() - t0
+        store.close()
+        return dt
+
+    def raw() -> float:
+        path = tmp / f"raw-{time.monotonic_ns()}.db"
+        Store(str(path)).close()  # same schema, indexes and pragmas
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        cols = Store(str(path)).columns
+        sql = f"INSERT INTO samples ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        t0 = time.perf_counter()
+        for chunk in batches:
+            conn.execute("BEGIN")
+            conn.executemany(sql, chunk)
+            conn.execute("COMMIT")
+        dt = time.perf_counter() - t0
+        conn.close()
+        return dt
+
+    t_raw = best_of(raw, 3)
+    t_ours = best_of(ours, 3)
+    return {"rows": n, "sqlite_rows_per_s": n / t_ours, "raw_rows_per_s": n / t_raw,
+            "sqlite_vs_raw": t_ours / t_raw}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_replay(tmp: Path, quick: bool) -> dict[str, float]:
+    from wis_monitor.replay import replay_observations
+
+    n = 100_000 if quick else 1_000_000
+    config = pipeline_config(tmp)
+    pool = sim_books(2_000, 200, symbols=4)
+    marks: dict[str, float] = {}
+
+    def stream() -> Any:
+        for i in range(n):
+            o = pool[i % len(pool)]
+            if i == 1000:
+                gc.collect()
+                marks["start"] = rss_mb()
+            elif i == n // 2:
+                marks["middle"] = rss_mb()
+            yield Observation(o.venue, o.symbol, 1_700_000_000_000 + i * 250, o.book, o.flags)
+        marks["end"] = rss_mb()
+
+    out = tmp / "replay.db"
+    t0 = time.perf_counter()
+    replay_observations(config, stream(), str(out))
+    dt = time.perf_counter() - t0
+    return {"books": n, "replay_books_per_s": n / dt, "rss_start_mb": marks["start"],
+            "rss_middle_mb": marks["middle"], "rss_end_mb": marks["end"],
+            "replay_rss_growth_pct": (marks["end"] / marks["start"] - 1.0) * 100.0}
+
+
+SECTIONS: dict[str, Callable[[Path, bool], dict[str, float]]] = {
+    "pipeline": bench_pipeline,
+    "sqlite": bench_sqlite,
+    "replay": bench_replay,
+}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also pipeline at 1/10/100 symbols and 100/1000/5000 levels")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for name in args.only.split(","):
+            t0 = time.perf_counter()
+            results[name] = SECTIONS[name](tmp, args.quick)
+            results[name]["seconds"] = time.perf_counter() - t0
+            if not args.json:
+                print(f"{name}: " + ", ".join(f"{k}={v:,.3f}" if isinstance(v, float) else
+                                             f"{k}={v}" for k, v in results[name].items()),
+                      flush=True)
+        if args.scaling:
+            results["scaling"] = [
+                bench_pipeline(tmp, True, levels, symbols)
+                for levels, symbols in ((1000, 1), (1000, 10), (1000, 100), (100, 1), (5000, 1))
+            ]
+    flat = {k: v for section in results.values() if isinstance(section, dict)
+            for k, v in section.items() if k in KEYS}
+    results.update(flat)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print("\n" + "\n".join(f"{k:<24} {v:,.3f}" for k, v in flat.items()))
+
+
+KEYS = ("pipeline_books_per_s", "pipeline_vs_kernel", "cycle_vs_bare_ccxt", "sqlite_vs_raw",
+        "latency_p99_ms_smtp", "latency_p99_ms_webhook", "replay_books_per_s",
+        "replay_rss_growth_pct")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""Delivery through apprise (the only module importing it): channels, the outbox dispatcher.
+
+Every alert event has one ``deliveries`` row per channel, written with the event. The dispatcher
+sends due rows — each channel on its own, so a dead or slow channel never holds up another —
+records ``sent`` or the error with exponential backoff (5 s doubling to 5 min), and gives up
+with ``failed`` after the channel's ``max_age``. Flood control folds what exceeds a channel's
+``per_minute`` into one summary message; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import apprise
+from apprise.decorators import notify as apprise_plugin
+
+from wis_monitor import log as logmod
+from wis_monitor.config import Channel, Config
+from wis_monitor.duration import ms
+from wis_monitor.message import Message, render, render_summary
+from wis_monitor.store import Store
+
+log = logging.getLogger("wis_monitor.notify")
+BACKOFF_FIRST_MS = 5_000
+BACKOFF_MAX_MS = 300_000
+FOLDED = "folded into a summary message"
+EMAIL_SCHEMES = ("mailto", "mailtos")
+MARKDOWN_SCHEMES = ("slack", "discord", "mmost", "mmosts", "tgram", "matrix", "matrixs")
+
+
+@apprise_plugin(on="console", name="wis-monitor console")  # type: ignore[untyped-decorator,no-untyped-call]
+def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+    """``console://``: print the message to stdout (the demo, development)."""
+    sys.stdout.write(f"\n=== {title}\n{body}\n\n")
+    sys.stdout.flush()
+    return True
+
+
+def with_timeouts(url: str, timeout_s: float) -> str:
+    """The URL with apprise's connect/read timeouts (``cto``/``rto``) set when absent."""
+    parts = urlsplit(url)
+    if parts.scheme == "console":
+        return url
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.setdefault("cto", f"{min(timeout_s, 10.0):g}")
+    query.setdefault("rto", f"{timeout_s:g}")
+    if parts.scheme in EMAIL_SCHEMES:
+        query.setdefault("format", "html")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def privacy_url(url: str) -> str:
+    """apprise's privacy form of a URL (secrets elided), for logs and the database."""
+    try:
+        obj = apprise.Apprise.instantiate(url)
+    except Exception:  # an unparsable URL must still be printable
+        obj = None
+    if obj is None:
+        return logmod.mask(urlsplit(url).scheme + "://...")
+    return str(obj.url(privacy=True))  # type: ignore[no-untyped-call]
+
+
+def register_secrets(channels: dict[str, Channel]) -> None:
+    """Keep every channel URL and its credential parts out of the logs."""
+    for ch in channels.values():
+        logmod.register_secret(ch.url)
+        parts = urlsplit(ch.url)
+        for secret in (parts.password, parts.username if parts.password else None):
+            if secret:
+                logmod.register_secret(secret)
+        path = parts.netloc + parts.path
+        for token in path.replace("@", "/").split("/"):
+            if len(token) >= 8 and parts.scheme not in ("console",):
+                logmod.register_secret(token)
+        for key, value in parse_qsl(parts.query):
+            if key.lower() in ("pass", "password", "token", "secret", "key", "apikey"):
+                logmod.register_secret(value)
+
+
+def _send_blocking(url: str, msg: Message, attachment: bytes | None) -> tuple[bool, str]:
+    scheme = urlsplit(url).scheme
+    ap = apprise.Apprise()  # a fresh object per send: no inter-message throttle
+    if not ap.add(url):
+        return False, f"apprise cannot use this URL ({privacy_url(url)})"
+    if scheme in EMAIL_SCHEMES:
+        body, fmt = msg.html, apprise.NotifyFormat.HTML
+    elif scheme in MARKDOWN_SCHEMES:
+        body, fmt = msg.markdown, apprise.NotifyFormat.MARKDOWN
+    else:
+        body, fmt = msg.text, apprise.NotifyFormat.TEXT
+    attach = None
+    tmp: Path | None = None
+    try:
+        if attachment:
+            with tempfile.NamedTemporaryFile(suffix=".png", prefix="wis-chart-",
+                                             delete=False) as fh:
+                fh.write(attachment)
+                tmp = Path(fh.name)
+            attach = apprise.AppriseAttachment(str(tmp))
+        result = ap.notify(body=body, title=msg.title, body_format=fmt, attach=attach)
+        if result:
+            return True, ""
+        errors = [e.message for e in result.logs()
+                  if str(e.level).upper() in ("WARNING", "ERROR", "CRITICAL")]
+        return False, logmod.mask("; ".join(errors[-3:]) or "the service did not accept it")
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+async def send(channel: Channel, msg: Message, attachment: bytes | None = None
+               ) -> tuple[bool, str]:
+    """Send one message, bounded by the channel's timeout; never raises."""
+    timeout_s = channel.timeout.total_seconds()
+    url = with_timeouts(channel.url, timeout_s)
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(_send_blocking, url, msg, attachment), timeout_s * 2 + 5)
+    except TimeoutError:
+        return False, f"no answer within {timeout_s * 2 + 5:g}s"
+    except Exception as exc:  # apprise plugins raise all sorts; the outbox records it
+        return False, logmod.mask(f"{type(exc).__name__}: {exc}")
+
+
+def _chart(store: Store, alert: dict[str, Any]) -> bytes | None:
+    if not alert.get("venue") or not alert.get("symbol"):
+        return None
+    try:
+        from wis_monitor.chart import chart_png
+    except ImportError:
+        return None
+    try:
+        ts = int(alert["ts"])
+        alerts = store.query(
+            "SELECT * FROM alerts WHERE venue = ? AND symbol = ? AND ts >= ?",
+            [alert["venue"], alert["symbol"], ts - 3_600_000])
+        png: bytes | None = chart_png(store, alert["venue"], alert["symbol"], ts - 3_600_000,
+                                      ts, alerts)
+        return png
+    except Exception as exc:  # a chart is a nicety: send without it
+        log.warning("chart for %s failed: %s", alert["rule"], exc)
+        return None
+
+
+class Dispatcher:
+    """Sends the outbox."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.templates = {r.name: r.spec.template.model_dump() for r in config.rules}
+        register_secrets(config.settings.channels)
+
+    def due(self, now_ms: int) -> list[dict[str, Any]]:
+        rows = self.store.query(
+            "SELECT d.id AS delivery_id, d.channel, d.attempts, d.created_ts, a.* FROM deliveries d"
+            " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending'"
+            " AND coalesce(d.next_attempt_ts, 0) <= ? ORDER BY d.id", [now_ms])
+        for r in rows:
+            r["details"] = json.loads(r["details"] or "{}")
+            r["labels"] = json.loads(r["labels"] or "{}")
+        return rows
+
+    async def run_once(self, now_ms: int, grace_s: float | None = None) -> int:
+        """Send every due delivery; returns how many were attempted."""
+        rows = self.due(now_ms)
+        if not rows:
+            return 0
+        by_channel: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_channel.setdefault(r["channel"], []).append(r)
+        work = asyncio.gather(*(self._channel(name, items, now_ms)
+                                for name, items in by_channel.items()))
+        if grace_s is None:
+            await work
+        else:
+            try:
+                await asyncio.wait_for(work, grace_s)
+            except TimeoutError:
+                log.warning("deliveries still in flight after %.0fs: left pending for the next "
+                            "start", grace_s)
+        return len(rows)
+
+    def _sent_last_minute(self, channel: str, now_ms: int) -> int:
+        rows = self.store.query(
+            "SELECT count(*) AS n FROM deliveries WHERE channel = ? AND status = 'sent'"
+            " AND sent_ts > ? AND coalesce(last_error, '') != ?",
+            [channel, now_ms - 60_000, FOLDED])
+        return int(rows[0]["n"]) if rows else 0
+
+    async def _channel(self, name: str, items: list[dict[str, Any]], now_ms: int) -> None:
+        channel = self.config.settings.channels.get(name)
+        if channel is None:
+            self._finish(items, "failed", now_ms, f'channel "{name}" is no longer configured')
+            return
+        max_age = ms(channel.max_age)
+        fresh = []
+        for r in items:
+            if now_ms - int(r["created_ts"]) > max_age:
+                self._finish([r], "failed", now_ms, "gave up after max_age")
+                log.error("delivery %d to %s failed for good after %s", r["delivery_id"], name,
+                          channel.max_age)
+            else:
+                fresh.append(r)
+        room = channel.per_minute - self._sent_last_minute(name, now_ms)
+        if room <= 0:
+            return  # they stay pending and are folded once the minute has passed
+        single, folded = (fresh, []) if len(fresh) <= room else (fresh[:room - 1], fresh[room - 1:])
+        for r in single:
+            msg = render(r, self.templates.get(r["rule"]))
+            attach = _chart(self.store, r) if channel.attach_chart else None
+            ok, err = await send(channel, msg, attach)
+            self._outcome([r], ok, err, _now_ms(now_ms), name)
+        if folded:
+            msg = render_summary(folded, name, channel.per_minute)
+            ok, err = await send(channel, msg)
+            self._outcome(folded, ok, err, _now_ms(now_ms), name, summary=True)
+
+    def _outcome(self, rows: Sequence[dict[str, Any]], ok: bool, err: str, now_ms: int,
+                 channel: str, summary: bool = False) -> None:
+        if ok:
+            if summary:
+                self._finish(rows[:1], "sent", now_ms, None)
+                self._finish(rows[1:], "sent", now_ms, FOLDED)
+                log.warning("%s: %d alerts over the flood limit folded into one summary",
+                            channel, len(rows))
+            else:
+                self._finish(rows, "sent", now_ms, None)
+            return
+        for r in rows:
+            attempts = int(r["attempts"]) + 1
+            delay = min(BACKOFF_FIRST_MS * 2 ** (attempts - 1), BACKOFF_MAX_MS)
+            self.store.execute(
+                "UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_ts = ?"
+                " WHERE id = ?", [attempts, err[:500], now_ms + delay, r["delivery_id"]])
+        log.warning("%s: delivery failed (%s); retrying in %.0fs", channel, err,
+                    min(BACKOFF_FIRST_MS * 2 ** int(rows[0]["attempts"]), BACKOFF_MAX_MS) / 1000)
+
+    def _finish(self, rows: Sequence[dict[str, Any]], status: str, now_ms: int,
+                note: str | None) -> None:
+        if not rows:
+            return
+        self.store.executemany(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
+            " sent_ts = ? WHERE id = ?",
+            [(status, note, now_ms if status == "sent" else None, r["delivery_id"])
+             for r in rows])
+
+
+def _now_ms(floor: int) -> int:
+    return max(floor, time.time_ns() // 1_000_000)
+
+
+async def send_test(config: Config, name: str) -> tuple[bool, str]:
+    """``notify-test``: one test message to a channel."""
+    register_secrets(config.settings.channels)
+    channel = config.settings.channels[name]
+    msg = Message(
+        title=f"[TEST] wis-monitor channel {name}",
+        text="This is a test message from wis-monitor. If you can read it, alerts will arrive.",
+        html="<p>This is a test message from <b>wis-monitor</b>. If you can read it, alerts "
+             "will arrive.</p>",
+        markdown="This is a test message from *wis-monitor*. If you can read it, alerts will "
+                 "arrive.",
+    )
+    ok, err = await send(channel, msg)
+    return ok, err or privacy_url(channel.url)
