@@ -121,7 +121,10 @@ class Daemon:
             return await self._run_once()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.add_signal_handler(sig, self.signals.put_nowait, sig)
+            try:  # handlers only queue the signal; the main loop acts on it
+                loop.add_signal_handler(sig, self.signals.put_nowait, sig)
+            except (ValueError, RuntimeError):  # not the main thread (embedded use)
+                log.debug("not handling %s outside the main thread", signal.Signals(sig).name)
         self._start_scheduler()
         task = asyncio.create_task(self._dispatch_loop())
         self._tasks.add(task)
@@ -249,6 +252,7 @@ class Daemon:
         await self._close_sources(rt.sources)
         if self.store is not None:
             self.store.close()
+        self.notifier.close()
         log.info("stopped")
 
     # -- reload -------------------------------------------------------------------------------
