@@ -80,6 +80,7 @@ class Engine:
         self.store = store
         self.kernels = config.kernels
         self.z_metrics = tuple(self.kernels)
+        self._z_name = {m: f"{m}_z" for m in self.z_metrics}
         self.depth_band = config.settings.metrics.wis.band_bps
         self.zspec = config.settings.metrics.zscore.spec()
         self.venues: dict[str, Venue] = {v.id: v for v in config.settings.venues}
@@ -215,15 +216,16 @@ class Engine:
             values.update(snap.wis)
             zs = s.stats.update(obs.ts_ms, snap.wis)
             for name, z in zs.items():
-                values[f"{name}_z"] = z
+                values[self._z_name[name]] = z
             s.stats.last_mid = snap.mid
-        elif book is not None and book.bid_px.size and book.ask_px.size:
-            values["mid"] = book.mid
-            values["spread_bps"] = (book.ask_px[0] - book.bid_px[0]) / values["mid"] * 1e4 \
-                if values["mid"] else None
-        s.last_quality = format_flags(frozenset(flags))
+        elif book is not None and (mid := book.mid):
+            # Informative only: a crossed or stale book still has a mid and a spread.
+            values["mid"] = mid
+            values["spread_bps"] = (float(book.ask_px[0]) - float(book.bid_px[0])) / mid * 1e4
+        frozen = frozenset(flags)
+        s.last_quality = format_flags(frozen) if frozen else ""
         s.last_error = obs.error
-        return Sample(obs.ts_ms, obs.venue, obs.symbol, values, frozenset(flags), obs.error)
+        return Sample(obs.ts_ms, obs.venue, obs.symbol, values, frozen, obs.error)
 
     def _row(self, sample: Sample) -> tuple[Any, ...]:
         v = sample.values
@@ -231,7 +233,7 @@ class Engine:
             sample.ts_ms, sample.venue, sample.symbol, v.get("mid"), v.get("spread_bps"),
             v.get("wis"), v.get("wis_z"), v.get("imbalance"), v.get("microprice"),
             v.get("bid_depth"), v.get("ask_depth"), v.get("mid_change_bps"), v.get("age_s"),
-            format_flags(sample.flags), v.get("latency_ms"), sample.error,
+            format_flags(sample.flags) if sample.flags else "", v.get("latency_ms"), sample.error,
         ]
         for name in self.z_metrics[1:]:
             row.append(v.get(name))
@@ -259,8 +261,11 @@ class Engine:
 
     def _evaluate_series(self, s: Series, sample: Sample, batch: Batch) -> None:
         values = sample.values
+        instances = self.instances
         for rule in self._rules_for[(s.venue, s.symbol)]:
             when = rule.when.holds(values)
+            if not when and (rule.name, s.key) not in instances:
+                continue  # inactive and staying so: nothing to record
             clear = rule.clear.holds(values) if rule.clear is not None else not when
             value = self._rule_value(rule, values)
             self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, when, clear,
@@ -320,7 +325,7 @@ class Engine:
     def _advance(self, name: str, key: str, severity: str, rule: Rule | None, ts_ms: int,
                  when: bool, clear: bool, value: float | None, batch: Batch,
                  venue: str | None, symbol: str | None, details: dict[str, Any]) -> None:
-        inst = self.instances.get((name, key), Instance())
+        inst = self.instances.get((name, key)) or _INACTIVE
         timing = self._timing.get(name, _FEED_TIMING) if rule is not None else _FEED_TIMING
         new, event = step(inst, timing, ts_ms, when=when, clear=clear, value=value)
         if new != inst:
@@ -389,6 +394,7 @@ class Engine:
 
 
 _FEED_TIMING = Timing(notify_resolved=True)
+_INACTIVE = Instance()
 
 
 def _timing(rule: Rule) -> Timing:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -33,7 +34,7 @@ class Kernel:
     def weights(self, dist_bps: FloatArray) -> FloatArray:
         """Weights of levels at these distances (already within the band), touch first."""
         if self.kernel == "exponential":
-            return np.exp2(-dist_bps / self.half_life_bps)
+            return np.exp2(dist_bps * (-1.0 / self.half_life_bps))
         if self.kernel == "linear":
             return 1.0 - dist_bps / self.band_bps
         if self.kernel == "flat":
@@ -168,7 +169,7 @@ def snapshot(
     values: dict[str, float | None] = {}
     for name, kernel in kernels.items():
         values[name] = wis(weighted_sum(bids, kernel), weighted_sum(asks, kernel))
-    flat = Kernel("flat", band_bps=depth_band_bps)
+    flat = _flat(depth_band_bps)
     bid_depth = weighted_sum(bids, flat)
     ask_depth = weighted_sum(asks, flat)
     qb = float(book.bid_qty[0])
@@ -191,6 +192,11 @@ def snapshot(
         top_bids=top_bids,
         top_asks=top_asks,
     )
+
+
+@lru_cache(maxsize=16)
+def _flat(band_bps: float) -> Kernel:
+    return Kernel("flat", band_bps=band_bps)
 
 
 def _top(px: FloatArray, side: Side, kernel: Kernel, n: int) -> list[tuple[float, float]]:
