@@ -52,7 +52,8 @@ def test_record_export_and_replay_match_the_live_run(tmp_path: Path) -> None:
     r = cli("export-books", "--db", str(live_db), "-o", str(out))
     assert r.returncode == 0, r.stderr
     assert "wrote 12 books" in r.stdout
-    lines = [json.loads(x) for x in gzip.open(out, "rt")]
+    with gzip.open(out, "rt") as fh:
+        lines = [json.loads(x) for x in fh]
     assert [x["ts"] for x in lines] == sorted(x["ts"] for x in lines)
     assert all(x["venue"] == "simex" and x["symbol"] == "BTC/USDT" for x in lines)
     # Only levels within the recorded band were kept.
