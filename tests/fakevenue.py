@@ -267,8 +267,8 @@ class FakeVenue:
         if kind == "reset":
             transport = request.transport
             if transport is not None:
-                transport.abort()
-            raise ConnectionResetError("reset by the fake venue")
+                transport.abort()  # RST: the client sees a reset connection
+            return web.Response(status=500)
         if kind == "malformed":
             return web.Response(status=200, text='{"bids": [["1.0", "2', content_type="application/json")
         if kind == "html":

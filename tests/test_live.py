@@ -1,0 +1,185 @@
+"""The real daemon sampling real ccxt against the local fake venue (SPEC §10, §12)."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import reference as ref
+import yaml
+from daemon_harness import DaemonProcess, rows, wait_until
+from fakevenue import FakeVenue, FakeVenueThread
+
+pytestmark = pytest.mark.slow
+
+LIVE = {  # ccxt exchange id -> the symbol sampled there
+    "binance": "BTC/USDT", "binanceusdm": "BTC/USDT:USDT", "binancecoinm": "BTC/USD:BTC",
+    "okx": "BTC/USDT", "bybit": "BTC/USDT", "kraken": "BTC/USDT", "deribit": "BTC/USD:BTC",
+    "coinbase": "BTC/USD",
+}
+CONTRACT = {"binancecoinm": (100.0, True), "deribit": (10.0, True)}
+
+
+def config(tmp_path: Path, fv: FakeVenue, venues: dict[str, str], *, interval: str = "500ms",
+           control: bool = False, extra: dict[str, Any] | None = None) -> Path:
+    db = tmp_path / "wis.db"
+    doc: dict[str, Any] = {
+        "storage": {"path": str(db)},
+        "sampling": {"interval": interval, "timeout": "1500ms"},
+        "metrics": {"zscore": {"window": "1m", "min_samples": 3}},
+        "venues": [
+            {"id": ex, "exchange": ex, "symbols": [sym], "depth": 100,
+             "ccxt": {**fv.ccxt_config(ex), "enableRateLimit": False}}
+            for ex, sym in venues.items()
+        ],
+    }
+    if control:
+        doc["venues"].append({"id": "control", "exchange": "sim", "symbols": ["BTC/USDT"]})
+    doc.update(extra or {})
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    return cfg
+
+
+def random_book(rng: random.Random, price: float, n: int = 120) -> tuple[list[list[float]],
+                                                                      list[list[float]]]:
+    tick = price * 1e-5
+    bids = [[round(price - tick * (1 + i * 3), 6), round(rng.uniform(0.1, 5.0), 5)]
+            for i in range(n)]
+    asks = [[round(price + tick * (1 + i * 3), 6), round(rng.uniform(0.1, 5.0), 5)]
+            for i in range(n)]
+    return bids, asks
+
+
+def test_every_venue_is_sampled_with_exact_values(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    with FakeVenueThread() as fv:
+        books = {}
+        for ex, sym in LIVE.items():
+            books[ex] = random_book(rng, 60_000.0 * rng.uniform(0.9, 1.1))
+            fv.set_book(ex, sym, *books[ex])
+        cfg = config(tmp_path, fv, LIVE)
+        d = DaemonProcess(cfg)
+        db = tmp_path / "wis.db"
+        try:
+            assert wait_until(lambda: len({r["venue"] for r in rows(
+                db, "SELECT venue FROM samples WHERE quality IN ('', 'thin')")}) == len(LIVE), 40
+            ), d.log()
+        finally:
+            assert d.stop() == 0, d.log()
+    for ex, sym in LIVE.items():
+        got = rows(db, "SELECT * FROM samples WHERE venue = ? ORDER BY ts", (ex,))
+        assert got and all(r["quality"] in ("", "thin") for r in got), (ex, got[:1])
+        bids, asks = books[ex][0][:100], books[ex][1][:100]
+        cs, inverse = CONTRACT.get(ex, (1.0, False))
+        want = ref.companions(bids, asks, 50.0, cs, inverse)
+        want["wis"] = ref.wis(bids, asks, "exponential", cs, inverse)
+        r = got[-1]
+        assert r["symbol"] == sym
+        for key, value in want.items():
+            assert ref.close(r[key], value), (ex, key, r[key], value)
+
+
+def test_recording_through_the_wire(tmp_path: Path, shared_data: Path) -> None:
+    path = shared_data / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
+    with FakeVenueThread({"binance": ["BTC/USDT"]}) as fv:
+        fv.serve_recording("binance", "BTC/USDT", path)
+        cfg = config(tmp_path, fv, {"binance": "BTC/USDT"}, interval="100ms")
+        cfg_doc = yaml.safe_load(cfg.read_text())
+        cfg_doc["venues"][0]["depth"] = 1000
+        cfg.write_text(yaml.safe_dump(cfg_doc))
+        d = DaemonProcess(cfg)
+        db = tmp_path / "wis.db"
+        try:
+            assert wait_until(lambda: len(rows(db, "SELECT ts FROM samples")) >= 40, 60), d.log()
+        finally:
+            assert d.stop() == 0
+        served = fv.served[("binance", "BTC/USDT")]
+    got = rows(db, "SELECT * FROM samples ORDER BY ts")
+    assert len(got) <= len(served)
+    series = []
+    for r, (bids, asks) in zip(got, served, strict=False):
+        w = ref.wis(bids, asks)
+        series.append((r["ts"], w))
+        assert ref.close(r["wis"], w), (r["wis"], w)
+        assert ref.close(r["imbalance"], ref.companions(bids, asks)["imbalance"])
+    zs = ref.zscores(series, 60_000, 3)
+    for r, z in zip(got, zs, strict=False):
+        assert ref.close(r["wis_z"], z, rel=1e-9, abs_=1e-9), (r["wis_z"], z)
+    assert sum(z is not None for z in zs) > 20
+
+
+FAULTS_A = {"binance": "http500", "binanceusdm": "http502", "binancecoinm": "hang",
+            "okx": "malformed", "bybit": "html", "kraken": "error_body", "deribit": "crossed",
+            "coinbase": "reset"}
+FAULTS_B = {"binance": "http503", "binanceusdm": "http504", "okx": "empty",
+            "bybit": "one_sided", "kraken": "http429"}
+EXPECT = {
+    "http500": ("error", "ExchangeNotAvailable"), "http502": ("error", "ExchangeNotAvailable"),
+    "http503": ("error", "ExchangeNotAvailable"), "http504": ("error", "RequestTimeout"),
+    "hang": ("error", "RequestTimeout"), "reset": ("error", ""),
+    "malformed": ("empty", None), "html": ("empty", None), "error_body": ("error", ""),
+    "crossed": ("crossed", None), "empty": ("empty", None), "one_sided": ("one_sided", None),
+    "http429": ("error", " 429 "),  # DDoSProtection or RateLimitExceeded, by venue
+}
+
+
+@pytest.mark.parametrize("faults", [FAULTS_A, FAULTS_B], ids=["faults-a", "faults-b"])
+def test_faults_are_flagged_and_isolated(tmp_path: Path, faults: dict[str, str]) -> None:
+    with FakeVenueThread() as fv:
+        venues = {ex: LIVE[ex] for ex in faults}
+        for ex, fault in faults.items():
+            fv.set_fault(ex, fault, retry_after=3 if fault == "http429" else None)
+        cfg = config(tmp_path, fv, venues, control=True)
+        db = tmp_path / "wis.db"
+        d = DaemonProcess(cfg)
+        try:
+            started = time.time()
+            assert wait_until(lambda: all(rows(db, "SELECT 1 FROM samples WHERE venue = ?", (ex,))
+                                          for ex in faults), 40), d.log()
+            time.sleep(max(0.0, 6.0 - (time.time() - started)))
+            assert d.proc.poll() is None, "the daemon exited on a venue fault"
+        finally:
+            assert d.stop() == 0, d.log()
+        requests = fv.requests()
+    for ex, fault in faults.items():
+        quality, error = EXPECT[fault]
+        got = rows(db, "SELECT quality, error, wis FROM samples WHERE venue = ?", (ex,))
+        assert got, ex
+        for r in got:
+            assert quality in r["quality"].split(","), (ex, fault, r)
+            assert r["wis"] is None
+            if error is not None:
+                assert r["error"] and error in r["error"], (ex, fault, r)
+    # The control venue kept its interval while the others failed.
+    ts = [r["ts"] for r in rows(db, "SELECT ts FROM samples WHERE venue='control' ORDER BY ts")]
+    gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
+    assert len(ts) >= 8 and max(gaps) <= 500 + 1500, gaps
+    if "http429" in faults.values():
+        ex = next(e for e, f in faults.items() if f == "http429")
+        times = [r.ts_ms for r in requests if r.exchange_id == ex and "Depth" in r.path]
+        assert len(times) >= 2
+        assert all(b - a >= 3000 for a, b in zip(times, times[1:], strict=False)), times
+
+
+def test_load_markets_failure_is_not_fatal(tmp_path: Path) -> None:
+    with FakeVenueThread({"binance": ["BTC/USDT"], "okx": ["BTC/USDT"]}) as fv:
+        cfg = config(tmp_path, fv, {"binance": "BTC/USDT", "okx": "BTC/USDT"})
+        doc = yaml.safe_load(cfg.read_text())
+        doc["venues"][1]["ccxt"]["urls"]["api"]["rest"] = "http://127.0.0.1:9/okx"  # closed
+        cfg.write_text(yaml.safe_dump(doc))
+        db = tmp_path / "wis.db"
+        d = DaemonProcess(cfg)
+        try:
+            assert wait_until(lambda: rows(db, "SELECT 1 FROM samples WHERE venue='okx'"), 30)
+            assert wait_until(lambda: len(rows(
+                db, "SELECT 1 FROM samples WHERE venue='binance' AND quality IN ('', 'thin')"
+            )) >= 3, 30), d.log()
+        finally:
+            assert d.stop() == 0
+    okx = rows(db, "SELECT quality, error FROM samples WHERE venue='okx'")
+    assert all(r["quality"] == "error" and "markets not loaded" in r["error"] for r in okx)
+    assert "cannot load markets" in d.log()
