@@ -270,7 +270,8 @@ class FakeVenue:
                 transport.abort()  # RST: the client sees a reset connection
             return web.Response(status=500)
         if kind == "malformed":
-            return web.Response(status=200, text='{"bids": [["1.0", "2', content_type="application/json")
+            return web.Response(status=200, text='{"bids": [["1.0", "2',
+                                content_type="application/json")
         if kind == "html":
             return web.Response(status=200, content_type="text/html",
                                 text="<html><body><h1>Down for maintenance</h1></body></html>")
@@ -394,14 +395,16 @@ def _error_body(venue: str) -> tuple[int, Any]:
 class FakeVenueThread:
     """Run a FakeVenue in a background thread with its own loop (for subprocess tests)."""
 
-    def __init__(self, markets: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0
+                 ) -> None:
         self.venue = FakeVenue(markets)
+        self.port = port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def __enter__(self) -> FakeVenue:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.venue.start(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.venue.start(self.port), self._loop).result(10)
         return self.venue
 
     def __exit__(self, *exc: object) -> None:
@@ -415,7 +418,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="a local fake venue for ccxt")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    with FakeVenueThread() as fv:
+    with FakeVenueThread(port=args.port) as fv:
         print(json.dumps({v: fv.ccxt_config(v) for v in VENUES}, indent=2), flush=True)
         print(f"serving on {fv.base_url} (Ctrl-C to stop)", flush=True)
         try:

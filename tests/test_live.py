@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -156,13 +157,13 @@ def test_faults_are_flagged_and_isolated(tmp_path: Path, faults: dict[str, str])
                 assert r["error"] and error in r["error"], (ex, fault, r)
     # The control venue kept its interval while the others failed.
     ts = [r["ts"] for r in rows(db, "SELECT ts FROM samples WHERE venue='control' ORDER BY ts")]
-    gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(ts)]
     assert len(ts) >= 8 and max(gaps) <= 500 + 1500, gaps
     if "http429" in faults.values():
         ex = next(e for e, f in faults.items() if f == "http429")
         times = [r.ts_ms for r in requests if r.exchange_id == ex and "Depth" in r.path]
         assert len(times) >= 2
-        assert all(b - a >= 3000 for a, b in zip(times, times[1:], strict=False)), times
+        assert all(b - a >= 3000 for a, b in pairwise(times)), times
 
 
 def test_load_markets_failure_is_not_fatal(tmp_path: Path) -> None:

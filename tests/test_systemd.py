@@ -1,4 +1,4 @@
-"""The shipped systemd units: hardened (exposure <= 2.0) and clean under `systemd-analyze verify`."""
+"""The shipped systemd units: hardened (exposure <= 2.0), clean under `systemd-analyze verify`."""
 
 from __future__ import annotations
 

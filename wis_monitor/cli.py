@@ -384,6 +384,87 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
     click.echo(f"wrote {n} books to {output}")
 
 
+@cli.command()
+@click.option("--books", "books", multiple=True, metavar="FILE", help="Book recording; repeatable.")
+@click.option("--db", "db_in", default=None, metavar="DB", help="Books recorded in a DB.")
+@click.option("--horizon", default="1s,5s,10s", show_default=True, metavar="LIST",
+              help="Comma-separated horizons of the mid move to predict.")
+@click.option("--band", default=50.0, show_default=True, help="Band of every kernel (bps).")
+def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, band: float) -> None:
+    """Score WIS kernels and half-lives by how well they predict the sign of the mid move.
+
+    Prints ROC AUC and rank IC per kernel and horizon, and the recommended metrics.wis block.
+
+    Example: wis-monitor calibrate --books btc.jsonl.gz --horizon 1s,5s
+    """
+    from wis_monitor.calibrate import calibrate as run_calibration
+    from wis_monitor.calibrate import default_grid, render_table
+    from wis_monitor.duration import ms, parse_duration
+    from wis_monitor.replay import observations_from
+
+    if not books and not db_in:
+        raise click.UsageError("give --books FILE or --db DB")
+    try:
+        horizons = [ms(parse_duration(h)) for h in horizon.split(",") if h.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--horizon") from None
+    problems: list[Problem] = []
+    try:
+        result = run_calibration(
+            _progress(observations_from(books, db_in, problems), "reading books"), horizons,
+            default_grid(band))
+    except (StoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for p in problems[:20]:
+        click.echo(str(p), err=True)
+    click.echo(render_table(result))
+    for h in result.horizons():
+        click.echo(result.recommended_yaml(h))
+
+
+@cli.command()
+@config_option
+@click.option("--db", "db", default=None, metavar="DB", help="Database (default: the config's).")
+@click.option("--since", default="1h", show_default=True, metavar="DURATION")
+@click.option("--until", "until", default=None, metavar="DURATION",
+              help="End this long ago (default: now).")
+@click.option("--venue", default=None)
+@click.option("--symbol", default=None)
+@click.option("--threshold", "thresholds", multiple=True, type=float,
+              help="z-score lines to draw (default: 3 and -3).")
+@click.option("-o", "--output", required=True, metavar="FILE.png")
+def report(config: str | None, db: str | None, since: str, until: str | None, venue: str | None,
+           symbol: str | None, thresholds: tuple[float, ...], output: str) -> None:
+    """Chart mid, WIS, z-score and alert markers over a period as a PNG.
+
+    Example: wis-monitor report -c config.yaml --since 1h --venue binance -o report.png
+    """
+    from wis_monitor.chart import render_report
+    from wis_monitor.duration import ms, parse_duration
+    from wis_monitor.store import Store
+
+    try:
+        since_ms = ms(parse_duration(since))
+        until_ago = ms(parse_duration(until)) if until else 0
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+    path = db or _load(config).db_path()
+    if not Path(path).exists():
+        raise click.ClickException(f"{path}: no such database")
+    try:
+        store = Store(path, readonly=True)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    now = _now_ms()
+    try:
+        png = render_report(store, now - since_ms, now - until_ago, venue, symbol,
+                            thresholds or (3.0, -3.0))
+    finally:
+        store.close()
+    Path(output).write_bytes(png)
+    click.echo(f"wrote {output} ({len(png):,} bytes)")
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

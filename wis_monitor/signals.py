@@ -65,7 +65,7 @@ class Side:
         return bool(self.dist_bps.size) and float(self.dist_bps[-1]) >= band_bps
 
 
-def _within(
+def within_band(
     px: FloatArray, qty: FloatArray, mid: float, band_bps: float, book: Book, bids: bool
 ) -> Side:
     # Cut with a price bound a hair wider than the band (cheap, sorted), then apply the exact
@@ -164,8 +164,8 @@ def snapshot(
     ba = float(book.ask_px[0])
     mid = (bb + ba) / 2.0
     widest = max([depth_band_bps, *(k.band_bps for k in kernels.values())])
-    bids = _within(book.bid_px, book.bid_qty, mid, widest, book, True)
-    asks = _within(book.ask_px, book.ask_qty, mid, widest, book, False)
+    bids = within_band(book.bid_px, book.bid_qty, mid, widest, book, True)
+    asks = within_band(book.ask_px, book.ask_qty, mid, widest, book, False)
     values: dict[str, float | None] = {}
     for name, kernel in kernels.items():
         values[name] = wis(weighted_sum(bids, kernel), weighted_sum(asks, kernel))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +16,11 @@ from wis_monitor.sources import Observation, error_observation
 
 def open_text(path: str | Path) -> IO[str]:
     """Open a recording, transparently gunzipping it."""
-    raw = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
-    if raw.peek(2)[:2] == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8")
-    return io.TextIOWrapper(raw, encoding="utf-8")
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")  # noqa: SIM115 - handed to the caller, who closes it
 
 
 def parse_line(path: str, lineno: int, line: str) -> Observation | Problem:

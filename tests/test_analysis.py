@@ -1,0 +1,138 @@
+"""Calibration figures against an independent computation; the report chart renders."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wis_monitor.calibrate import auc, calibrate, spearman
+from wis_monitor.signals import Kernel
+from wis_monitor.sources.replay import read_recording
+from wis_monitor.store import AlertRow, Batch, Store
+
+
+def pairwise_auc(scores: list[float], positive: list[bool]) -> float:
+    pos = [s for s, p in zip(scores, positive, strict=True) if p]
+    neg = [s for s, p in zip(scores, positive, strict=True) if not p]
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def plain_ranks(xs: list[float]) -> list[float]:
+    return [sum(1 for y in xs if y < x) + (sum(1 for y in xs if y == x) + 1) / 2 for x in xs]
+
+
+def plain_spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = plain_ranks(a), plain_ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    va = sum((x - ma) ** 2 for x in ra)
+    vb = sum((y - mb) ** 2 for y in rb)
+    return cov / (va * vb) ** 0.5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-5, 5), st.booleans()), min_size=4, max_size=60))
+def test_auc_and_ic_match_plain_definitions(data: list[tuple[int, bool]]) -> None:
+    scores = [float(s) for s, _ in data]
+    labels = [p for _, p in data]
+    got = auc(np.array(scores), np.array(labels))
+    if all(labels) or not any(labels):
+        assert got is None
+    else:
+        assert got == pytest.approx(pairwise_auc(scores, labels), abs=1e-12)
+    moves = [float(i % 7) - 3 + (0.5 if p else 0) for i, (_, p) in enumerate(data)]
+    if len(set(scores)) > 1 and len(set(moves)) > 1:
+        got_ic = spearman(np.array(scores), np.array(moves))
+        assert got_ic == pytest.approx(plain_spearman(scores, moves), abs=1e-9)
+
+
+def test_calibration_on_real_books(shared_data: Path) -> None:
+    path = shared_data / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
+    result = calibrate(read_recording(path), [1000])
+    by = {s.label: s for s in result.scores}
+    # Independent recomputation for two kernels from the raw books.
+    obs = list(read_recording(path))
+    ts = [o.ts_ms for o in obs]
+    mids = [o.book.mid for o in obs if o.book is not None]
+    for label, kernel in (("exponential 0.5 bps", Kernel("exponential", 0.5)),
+                          ("flat", Kernel("flat"))):
+        scores, labels = [], []
+        for i, o in enumerate(obs):
+            j = next((k for k in range(i + 1, len(obs)) if ts[k] >= ts[i] + 1000), None)
+            if j is None or mids[j] == mids[i]:
+                continue
+            b = o.book
+            assert b is not None
+            m = mids[i]
+            def side(px: np.ndarray, qty: np.ndarray) -> float:
+                d = np.abs(px - m) / m * 1e4
+                w = np.where(d <= 50, kernel.weights(d) if kernel.kernel != "flat" else 1.0, 0.0)
+                return float((w * px * qty).sum())
+            sb, sa = side(b.bid_px, b.bid_qty), side(b.ask_px, b.ask_qty)
+            scores.append((sb - sa) / (sb + sa))
+            labels.append(mids[j] > mids[i])
+        assert by[label].n == len(scores)
+        assert by[label].auc == pytest.approx(pairwise_auc(scores, labels), abs=0.005)
+    assert by["exponential 0.5 bps"].auc > by["exponential 10 bps"].auc > by["flat"].auc
+    assert by["exponential 0.5 bps"].auc == pytest.approx(0.82, abs=0.02)
+    assert by["flat"].auc == pytest.approx(0.66, abs=0.02)
+    rec = yaml.safe_load(result.recommended_yaml(1000))
+    assert rec["metrics"]["wis"]["kernel"] == result.best(1000).kernel.kernel  # type: ignore[union-attr]
+
+
+def test_calibrate_cli(shared_data: Path) -> None:
+    path = shared_data / "books" / "binance-ETHUSDT-20240808.jsonl.gz"
+    r = subprocess.run([sys.executable, "-m", "wis_monitor", "calibrate", "--books", str(path),
+                        "--horizon", "1s,5s"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "horizon 1s" in r.stdout and "horizon 5s" in r.stdout and "<- best" in r.stdout
+    assert r.stdout.count("metrics:") == 2
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_chart(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    store = Store(str(db))
+    now = int(time.time() * 1000)
+    rows = []
+    for i in range(600):
+        ts = now - 3_600_000 + i * 6000
+        w = float(np.sin(i / 40))
+        rows.append((ts, "simex", "BTC/USDT", 60_000 + 20 * np.sin(i / 90), 0.1, w, 3.5 * w, 0.0,
+                     None, 1e6, 1e6, None, None, "", 1.0, None))
+    store.write(Batch(samples=rows, alerts=[
+        AlertRow(now - 3_000_000, "extreme-bid-pressure", "simex:BTC/USDT", "simex", "BTC/USDT",
+                 "firing", "critical", 3.4, "s"),
+        AlertRow(now - 2_500_000, "extreme-bid-pressure", "simex:BTC/USDT", "simex", "BTC/USDT",
+                 "resolved", "critical", 1.0, "s")]))
+    store.close()
+    out = tmp_path / "report.png"
+    r = subprocess.run([sys.executable, "-m", "wis_monitor", "report", "--db", str(db),
+                        "--since", "1h", "-o", str(out)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    assert png_size(data) == (1400, 900)
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(out)
+    assert img.std() > 0.05  # not blank
+    # The alert markers are drawn in their colours (red firing, green resolved).
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    red = ((r > g + 0.3) & (r > b + 0.3)).sum()
+    green = ((g > r + 0.2) & (g > b + 0.2)).sum()
+    assert red > 500 and green > 500
