@@ -56,6 +56,13 @@ def test_auc_and_ic_match_plain_definitions(data: list[tuple[int, bool]]) -> Non
         assert got_ic == pytest.approx(plain_spearman(scores, moves), abs=1e-9)
 
 
+def _side_sum(px: np.ndarray, qty: np.ndarray, m: float, kernel: Kernel) -> float:
+    d = np.abs(px - m) / m * 1e4
+    w = np.where(d <= 50, 2.0 ** (-d / kernel.half_life_bps) if kernel.kernel != "flat" else 1.0,
+                 0.0)
+    return float((w * px * qty).sum())
+
+
 def test_calibration_on_real_books(shared_data: Path) -> None:
     path = shared_data / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
     result = calibrate(read_recording(path), [1000])
@@ -73,12 +80,8 @@ def test_calibration_on_real_books(shared_data: Path) -> None:
                 continue
             b = o.book
             assert b is not None
-            m = mids[i]
-            def side(px: np.ndarray, qty: np.ndarray) -> float:
-                d = np.abs(px - m) / m * 1e4
-                w = np.where(d <= 50, kernel.weights(d) if kernel.kernel != "flat" else 1.0, 0.0)
-                return float((w * px * qty).sum())
-            sb, sa = side(b.bid_px, b.bid_qty), side(b.ask_px, b.ask_qty)
+            sb = _side_sum(b.bid_px, b.bid_qty, mids[i], kernel)
+            sa = _side_sum(b.ask_px, b.ask_qty, mids[i], kernel)
             scores.append((sb - sa) / (sb + sa))
             labels.append(mids[j] > mids[i])
         assert by[label].n == len(scores)

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wis_monitor.book import BLOCKING_FLAGS, Book
-from wis_monitor.signals import Kernel, Side, within_band, weighted_sum, wis
+from wis_monitor.signals import Kernel, Side, weighted_sum, wis, within_band
 from wis_monitor.sources import Observation
 
 Array = npt.NDArray[np.float64]

@@ -20,7 +20,7 @@ def open_text(path: str | Path) -> IO[str]:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
         return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")  # noqa: SIM115 - handed to the caller, who closes it
+    return open(path, encoding="utf-8")
 
 
 def parse_line(path: str, lineno: int, line: str) -> Observation | Problem:
