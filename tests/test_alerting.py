@@ -95,9 +95,9 @@ def test_json_round_trip(inst: Instance) -> None:
     assert Instance.from_json(inst.to_json()) == inst
 
 
-timings = st.builds(Timing, st.integers(0, 60).map(lambda s: s * S),
-                    st.integers(0, 20).map(lambda s: s * S), st.integers(0, 60).map(lambda s: s * S),
-                    st.integers(0, 60).map(lambda s: s * S), st.booleans())
+seconds = st.integers(0, 60).map(lambda s: s * S)
+timings = st.builds(Timing, seconds, st.integers(0, 20).map(lambda s: s * S), seconds, seconds,
+                    st.booleans())
 sequences = st.lists(st.tuples(st.integers(1, 15), st.booleans()), min_size=1, max_size=80)
 
 
