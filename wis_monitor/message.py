@@ -108,7 +108,7 @@ def render(alert: dict[str, Any], template: dict[str, str | None] | None = None)
         except TemplateError as exc:
             note = f"(the rule's template failed: {exc}; default message shown)"
     text = "\n".join(f"{k}: {val}" if k else val for k, val in facts)
-    markdown = "\n".join(f"*{k}:* {val}" if k else val for k, val in facts)
+    markdown = "\n".join(f"**{k}:** {val}" if k else val for k, val in facts)
     rows = "".join(
         f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(val)}</td></tr>" if k
         else f"<tr><td colspan='2'>{html.escape(val)}</td></tr>" for k, val in facts)

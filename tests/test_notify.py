@@ -1,0 +1,274 @@
+"""Delivery with real receivers: an SMTP server (aiosmtpd), a Slack webhook receiver on
+127.0.0.1, a channel that is down and comes back, a burst over the flood limit, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from apprise.plugins.slack import NotifySlack
+
+from wis_monitor.config import load_config
+from wis_monitor.notify import Dispatcher
+from wis_monitor.store import AlertRow, Batch, Store
+
+SLACK_TOKEN = "T1A2B3C4D/B5E6F7G8H/sekretWebhookToken42"
+SMTP_PASSWORD = "hunter2-sekret-pw"
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+                  ) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and data.login == b"alerts" and \
+        data.password == SMTP_PASSWORD.encode()
+    return AuthResult(success=ok)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    ctl = Controller(box, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                     auth_require_tls=False)
+    ctl.start()
+    yield box, port
+    ctl.stop()
+
+
+class Webhook:
+    """A Slack-like webhook receiver; ``fail`` answers 500 that many times first."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.fail = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if outer.fail > 0:
+                    outer.fail -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                outer.posts.append({"path": self.path, "json": json.loads(body)})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
+    hook = Webhook()
+    # Point apprise's Slack plugin at the local receiver (the production URL syntax stays).
+    monkeypatch.setattr(NotifySlack, "webhook_url", f"http://127.0.0.1:{hook.port}/services")
+    yield hook
+    hook.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup(tmp_path: Path, channels: str) -> tuple[Any, Store]:
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - name: extreme-bid-pressure\n    when: wis_z >= 3\n    severity: critical\n"
+        "    channels: [" + ", ".join(
+            line.split(":")[0].strip() for line in channels.strip().splitlines()) + "]\n"
+        "    runbook: https://wiki.example/wis\n")
+    (tmp_path / "c.yaml").write_text(
+        f"storage: {{path: {tmp_path / 'wis.db'}}}\nchannels:\n{channels}"
+        "rules: {include: [rules.yaml]}\n")
+    config = load_config(str(tmp_path / "c.yaml"))
+    return config, Store(config.db_path())
+
+
+def alert(ts: int, n: int = 0, event: str = "firing") -> AlertRow:
+    return AlertRow(
+        ts, "extreme-bid-pressure", f"binance:BTC/USDT{n}", "binance", f"BTC/USDT{n}", event,
+        "critical", 3.4, "s", {"desk": "spot"},
+        {"values": {"wis": 0.61, "wis_z": 3.4, "mid": 61234.5, "spread_bps": 0.3,
+                    "bid_depth": 2.5e6, "ask_depth": 0.9e6},
+         "baseline": {"n": 720, "mean": 0.02, "std": 0.17},
+         "top_bids": [[61230.0, 250000.0]], "top_asks": [[61240.0, 90000.0]],
+         "group_peers": {"okx:BTC/USDT": {"wis": 0.4, "wis_z": 2.2}},
+         "runbook": "https://wiki.example/wis", "description": "Strong buying pressure"},
+    )
+
+
+def write_alerts(store: Store, config: Any, rows: list[AlertRow]) -> None:
+    channels = list(config.settings.channels)
+    for r in rows:
+        r.channels = channels
+    store.write(Batch(alerts=rows))
+
+
+def statuses(store: Store) -> list[tuple[str, int]]:
+    return [(r["status"], r["attempts"]) for r in store.query(
+        "SELECT status, attempts FROM deliveries ORDER BY id")]
+
+
+def test_email_with_chart(tmp_path: Path, smtp: tuple[Mailbox, int]) -> None:
+    box, port = smtp
+    config, store = setup(tmp_path, f"  mail: {{url: 'mailto://127.0.0.1:{port}?from=wis@"
+                                    f"example.com&to=risk@example.com', attach_chart: true}}\n")
+    now = int(time.time() * 1000)
+    store.write(Batch(samples=[
+        (now - 60_000 + i * 1000, "binance", "BTC/USDT0", 61000.0 + i, 0.2, 0.1 * (i % 7),
+         0.5 * (i % 5), 0.0, None, 1e6, 1e6, None, None, "", 1.0, None) for i in range(60)]))
+    write_alerts(store, config, [alert(now)])
+    assert asyncio.run(Dispatcher(config, store).run_once(now)) == 1
+    assert statuses(store) == [("sent", 1)]
+    (rcpts, msg), = box.messages
+    assert rcpts == ["risk@example.com"]
+    assert msg["Subject"] == "[CRITICAL] extreme-bid-pressure binance BTC/USDT0"
+    parts = {p.get_content_type(): p for p in msg.walk()}
+    assert "text/plain" in parts and "text/html" in parts
+    html = parts["text/html"].get_content()
+    assert "WIS" in html and "0.610" in html and "3.40" in html and "wiki.example/wis" in html
+    assert "okx:BTC/USDT" in html and "window mean 0.020" in html
+    png = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert png and png[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_email_with_auth_keeps_the_password_secret(tmp_path: Path, smtp: tuple[Mailbox, int],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    box, port = smtp
+    caplog.set_level(logging.DEBUG)
+    config, store = setup(
+        tmp_path, f"  mail: {{url: 'mailto://alerts:{SMTP_PASSWORD}@127.0.0.1:{port}?from="
+                  "wis@example.com&to=risk@example.com'}\n")
+    now = int(time.time() * 1000)
+    write_alerts(store, config, [alert(now)])
+    asyncio.run(Dispatcher(config, store).run_once(now))
+    assert statuses(store) == [("sent", 1)] and len(box.messages) == 1
+    # A wrong password: the failure is recorded, the password is not.
+    (tmp_path / "bad").mkdir()
+    bad = setup(tmp_path / "bad",
+                f"  mail: {{url: 'mailto://alerts:wrong-{SMTP_PASSWORD}@127.0.0.1:{port}?from="
+                "wis@example.com&to=risk@example.com', timeout: 2s}\n")
+    write_alerts(bad[1], bad[0], [alert(now)])
+    asyncio.run(Dispatcher(*bad).run_once(now))
+    row = bad[1].query("SELECT status, last_error FROM deliveries")[0]
+    assert row["status"] == "pending" and row["last_error"]
+    store.close()
+    bad[1].close()
+    for f in tmp_path.rglob("wis.db*"):
+        assert SMTP_PASSWORD.encode() not in f.read_bytes()
+    assert SMTP_PASSWORD not in caplog.text
+
+
+def test_slack_payload(tmp_path: Path, webhook: Webhook) -> None:
+    config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n")
+    now = int(time.time() * 1000)
+    write_alerts(store, config, [alert(now), alert(now + 1000, event="resolved")])
+    store.execute("UPDATE alerts SET details = json_set(details, '$.fired_for_ms', 252000)"
+                  " WHERE event = 'resolved'")
+    asyncio.run(Dispatcher(config, store).run_once(now + 1000))
+    assert [p["path"] for p in webhook.posts] == [f"/services/{SLACK_TOKEN}"] * 2
+    first = json.dumps(webhook.posts[0]["json"])
+    assert "[CRITICAL] extreme-bid-pressure binance BTC/USDT0" in first
+    assert "*WIS:*" in first and "3.40" in first
+    assert "after 4m12s firing" in json.dumps(webhook.posts[1]["json"])
+
+
+def test_channel_down_then_back_delivers_exactly_once(tmp_path: Path, webhook: Webhook) -> None:
+    config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}', timeout: 1s}}\n")
+    now = 1_800_000_000_000
+    write_alerts(store, config, [alert(now, n) for n in range(3)])
+    d = Dispatcher(config, store)
+    webhook.fail = 3 + 3
+    asyncio.run(d.run_once(now))
+    assert statuses(store) == [("pending", 1)] * 3
+    nxt = store.query("SELECT next_attempt_ts FROM deliveries")[0]["next_attempt_ts"]
+    assert nxt == now + 5000
+    assert asyncio.run(d.run_once(now + 4000)) == 0  # backing off
+    asyncio.run(d.run_once(now + 5000))
+    assert statuses(store) == [("pending", 2)] * 3
+    assert store.query("SELECT next_attempt_ts FROM deliveries")[0]["next_attempt_ts"] == \
+        now + 5000 + 10_000
+    asyncio.run(d.run_once(now + 15_000))
+    assert statuses(store) == [("sent", 3)] * 3
+    asyncio.run(d.run_once(now + 60_000))
+    assert len(webhook.posts) == 3
+    assert len({json.dumps(p["json"]) for p in webhook.posts}) == 3
+
+
+def test_refused_and_silent_channels_do_not_block_others(tmp_path: Path,
+                                                         webhook: Webhook) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)  # accepts, never answers
+    closed = free_port()
+    config, store = setup(tmp_path, (
+        f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n"
+        f"  silent: {{url: 'json://127.0.0.1:{silent.getsockname()[1]}/hook', timeout: 1s}}\n"
+        f"  refused: {{url: 'json://127.0.0.1:{closed}/hook', timeout: 1s}}\n"))
+    now = int(time.time() * 1000)
+    write_alerts(store, config, [alert(now)])
+    start = time.monotonic()
+    asyncio.run(Dispatcher(config, store).run_once(now))
+    assert time.monotonic() - start < 8
+    got = {r["channel"]: (r["status"], bool(r["last_error"])) for r in store.query(
+        "SELECT channel, status, last_error FROM deliveries")}
+    assert got == {"slack": ("sent", False), "silent": ("pending", True),
+                   "refused": ("pending", True)}
+    assert len(webhook.posts) == 1
+    silent.close()
+
+
+def test_burst_over_the_flood_limit_is_folded_not_lost(tmp_path: Path, webhook: Webhook) -> None:
+    config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}', per_minute: 20}}\n")
+    now = int(time.time() * 1000)
+    write_alerts(store, config, [alert(now, n) for n in range(200)])
+    asyncio.run(Dispatcher(config, store).run_once(now))
+    assert len(webhook.posts) == 20
+    summary = json.dumps(webhook.posts[-1]["json"])
+    assert "181 more alert(s)" in summary
+    for n in range(19, 200):
+        assert f"BTC/USDT{n}" in summary
+    assert {s for s, _ in statuses(store)} == {"sent"}
+    folded = store.query("SELECT count(*) AS n FROM deliveries WHERE last_error LIKE 'folded%'")
+    assert folded[0]["n"] == 180  # plus the summary's own row
+    # Within the same minute nothing more goes out; the next minute has room again.
+    write_alerts(store, config, [alert(now + 1000, 500)])
+    asyncio.run(Dispatcher(config, store).run_once(now + 1000))
+    assert len(webhook.posts) == 20
+    asyncio.run(Dispatcher(config, store).run_once(now + 61_000))
+    assert len(webhook.posts) == 21
