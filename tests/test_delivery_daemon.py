@@ -1,0 +1,111 @@
+"""Delivery through the real daemon: a dead channel, kill -9, restart; secrets stay secret."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import DaemonProcess, rows, wait_until
+
+pytestmark = pytest.mark.slow
+TOKEN = "sekret-hook-token-8d1f0c"
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.up = False
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if not outer.up:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                outer.posts.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    db = tmp_path / "wis.db"
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - name: every-series\n    when: mid > 0\n    channels: [hook]\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""\
+storage: {{path: {db}}}
+sampling: {{interval: 300ms}}
+venues:
+  - {{id: simex, exchange: sim, symbols: [BTC/USDT, ETH/USDT, SOL/USDT], sim: {{seed: 1}}}}
+channels:
+  hook: {{url: "${{HOOK_URL}}", timeout: 2s}}
+feed_stale: {{enabled: false}}
+rules: {{include: [rules.yaml]}}
+""")
+    return cfg, db
+
+
+def test_pending_deliveries_survive_kill9_and_arrive_once(tmp_path: Path,
+                                                          receiver: Receiver) -> None:
+    cfg, db = setup(tmp_path)
+    env = {"HOOK_URL": f"json://127.0.0.1:{receiver.port}/hook/{TOKEN}"}
+    d = DaemonProcess(cfg, env=env)
+    assert wait_until(lambda: len(rows(db, "SELECT * FROM deliveries WHERE attempts >= 1")) == 3,
+                      30), d.log()
+    d.kill9()
+    pending = rows(db, "SELECT status FROM deliveries")
+    assert [r["status"] for r in pending] == ["pending"] * 3
+    receiver.up = True
+    d2 = DaemonProcess(cfg, env=env)
+    try:
+        # Backoff is 5 s after the first failure: they go out within that after the restart.
+        assert wait_until(lambda: len(receiver.posts) >= 3, 30), d2.log()
+        time.sleep(1.5)  # and nothing more arrives
+    finally:
+        assert d2.stop() == 0
+    assert len(receiver.posts) == 3
+    titles = sorted(p["title"] for p in receiver.posts)
+    assert titles == [f"[WARNING] every-series simex {s}" for s in
+                      ("BTC/USDT", "ETH/USDT", "SOL/USDT")]
+    assert [r["status"] for r in rows(db, "SELECT status FROM deliveries")] == ["sent"] * 3
+    # The secret token is nowhere: not in the logs, not in the database.
+    for text in (d.log(), d2.log()):
+        assert TOKEN not in text
+    for f in tmp_path.glob("wis.db*"):
+        assert TOKEN.encode() not in f.read_bytes()
+
+
+def test_failure_messages_mask_the_secret(tmp_path: Path) -> None:
+    cfg, db = setup(tmp_path)
+    # Nothing listens there: every send fails and the error is logged and stored.
+    env = {"HOOK_URL": f"json://user:{TOKEN}@127.0.0.1:9/hook"}
+    d = DaemonProcess(cfg, env=env, args=("--once",))
+    assert d.wait(60) == 0, d.log()
+    errors = [r["last_error"] for r in rows(db, "SELECT last_error FROM deliveries")]
+    assert errors and all(errors)
+    assert TOKEN not in d.log() and all(TOKEN not in e for e in errors)
+    for f in tmp_path.glob("wis.db*"):
+        assert TOKEN.encode() not in f.read_bytes()
