@@ -446,6 +446,7 @@ def load_rule_file(
             spec = RuleSpec.model_validate(raw)
         except ValidationError as exc:
             report_validation(doc, exc, loc, label)
+            _check_expressions(doc, loc, label, raw, metrics)
             continue
         where = f"{path}:{doc.line(loc)}"
         if spec.name in names:
@@ -456,6 +457,19 @@ def load_rule_file(
         if rule is not None:
             out.append(rule)
     return out
+
+
+def _check_expressions(doc: yamlsource.Document, loc: tuple[Any, ...], label: str,
+                       raw: dict[str, Any], metrics: set[str]) -> None:
+    """Report expression errors of a rule whose other keys are invalid, so all show at once."""
+    group = raw.get("scope") == "group"
+    for key, want in (("when", "bool"), ("clear", "bool"), ("value", "number")):
+        text = raw.get(key)
+        if isinstance(text, str):
+            try:
+                compile_expr(text, metrics, group=group, want=want)  # type: ignore[arg-type]
+            except ExprError as exc:
+                doc.problem((*loc, key), f"{label}{key}: {exc}")
 
 
 def _compile_rule(
