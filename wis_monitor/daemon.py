@@ -96,7 +96,8 @@ class Daemon:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    async def run(self) -> int:
+    async def open(self) -> int:
+        """Load the config, open the database, start the sources; 0 or the exit status."""
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
@@ -117,6 +118,26 @@ class Daemon:
                  config.path, len(config.settings.venues), len(config.rules), self.store.path,
                  restored)
         self.dispatcher = self._make_dispatcher(config)
+        return 0
+
+    async def sample_all(self) -> None:
+        """One cycle of every venue, concurrently."""
+        rt = self._rt()
+        ts = now_ms()
+        await asyncio.gather(*(self._cycle(v.id, ts) for v in rt.config.settings.venues))
+
+    async def close(self) -> None:
+        rt = self._rt()
+        await self._close_sources(rt.sources)
+        if self.store is not None:
+            self.store.close()
+        self.notifier.close()
+
+    async def run(self) -> int:
+        status = await self.open()
+        if status:
+            return status
+        config = self._rt().config
         if self.once:
             return await self._run_once()
         loop = asyncio.get_running_loop()
@@ -138,15 +159,10 @@ class Daemon:
         return 0
 
     async def _run_once(self) -> int:
-        assert_rt = self._rt()
-        ts = now_ms()
-        for venue in assert_rt.config.settings.venues:
-            await self._cycle(venue.id, ts)
+        await self.sample_all()
         if self.dispatcher is not None:
             await self.dispatcher.run_once(now_ms(), grace_s=10.0)
-        await self._close_sources(assert_rt.sources)
-        if self.store is not None:
-            self.store.close()
+        await self.close()
         return 0
 
     def _rt(self) -> Runtime:
@@ -245,14 +261,10 @@ class Daemon:
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        rt = self._rt()
         if self.dispatcher is not None:
             with contextlib.suppress(Exception):
                 await self.dispatcher.run_once(now_ms(), grace_s=5.0)
-        await self._close_sources(rt.sources)
-        if self.store is not None:
-            self.store.close()
-        self.notifier.close()
+        await self.close()
         log.info("stopped")
 
     # -- reload -------------------------------------------------------------------------------
