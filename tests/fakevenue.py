@@ -83,7 +83,8 @@ def default_book(price: float = 60_000.0, levels: int = 100, tick: float = 0.5
 class FakeVenue:
     """The server; its set_* methods may be called from any thread while it runs."""
 
-    def __init__(self, markets: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0
+                 ) -> None:
         self.markets = {v: list(s) for v, s in (markets or DEFAULT_MARKETS).items()}
         self.fixtures = {name: json.loads((FIXTURES / f"{name}.json").read_text())
                          for name in set(FIXTURE_OF.values())}
@@ -98,7 +99,7 @@ class FakeVenue:
         self.served: dict[tuple[str, str], list[tuple[Levels, Levels]]] = {}
         self._runner: web.AppRunner | None = None
         self._hang = asyncio.Event()
-        self.port = 0
+        self.port = port
 
     # -- control ------------------------------------------------------------------------------
 
@@ -417,8 +418,15 @@ class FakeVenueThread:
 def main() -> None:
     parser = argparse.ArgumentParser(description="a local fake venue for ccxt")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--symbols", type=int, default=0,
+                        help="serve S0/USDT..S{N-1}/USDT on binance instead of the defaults")
+    parser.add_argument("--levels", type=int, default=100, help="levels of the default books")
     args = parser.parse_args()
-    with FakeVenueThread(port=args.port) as fv:
+    markets = {"binance": [f"S{i}/USDT" for i in range(args.symbols)]} if args.symbols else None
+    with FakeVenueThread(markets, port=args.port) as fv:
+        for venue, symbols in fv.markets.items():
+            for symbol in symbols:
+                fv.set_book(venue, symbol, *default_book(levels=args.levels, tick=0.1))
         print(json.dumps({v: fv.ccxt_config(v) for v in VENUES}, indent=2), flush=True)
         print(f"serving on {fv.base_url} (Ctrl-C to stop)", flush=True)
         try:

@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -182,8 +183,161 @@ def bench_replay(tmp: Path, quick: bool) -> dict[str, float]:
             "replay_rss_growth_pct": (marks["end"] / marks["start"] - 1.0) * 100.0}
 
 
+def bench_cycle(tmp: Path, quick: bool, venues: int = 10, symbols: int = 20
+                ) -> dict[str, float]:
+    """One sampling cycle of the daemon vs bare concurrent ccxt calls for the same books."""
+    import asyncio
+
+    import ccxt.async_support as ccxt_async
+    import yaml
+    from fakevenue import FakeVenue
+
+    from wis_monitor.daemon import Daemon
+
+    names = [f"S{i}/USDT" for i in range(symbols)]
+    rounds = 5 if quick else 20
+    # The fake venue runs in its own process, so only the client side is measured here.
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakevenue.py"), "--port",
+                               str(port), "--symbols", str(symbols), "--levels", "1000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if line.startswith("serving on"):
+                break
+        ccxt_cfg = {**FakeVenue({"binance": names}, port=port).ccxt_config("binance"),
+                    "enableRateLimit": False}
+        doc = {"storage": {"path": str(tmp / "cycle.db")},
+               "venues": [{"id": f"v{i}", "exchange": "binance", "symbols": names,
+                           "depth": 1000, "ccxt": ccxt_cfg} for i in range(venues)]}
+        (tmp / "cycle.yaml").write_text(yaml.safe_dump(doc))
+
+        async def both() -> tuple[float, float, float, float]:
+            d = Daemon(str(tmp / "cycle.yaml"))
+            assert await d.open() == 0
+            exs = [ccxt_async.binance(ccxt_cfg) for _ in range(venues)]
+            await asyncio.gather(*(e.load_markets() for e in exs))
+
+            async def bare_venue(e: Any) -> None:
+                await asyncio.gather(*(e.fetch_order_book(s, 1000) for s in names))
+
+            async def bare_cycle() -> None:  # the same shape of concurrency as the daemon's
+                await asyncio.gather(*(bare_venue(e) for e in exs))
+
+            await d.sample_all()  # warm both: connections, caches
+            await bare_cycle()
+            timings: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+            for _ in range(rounds):  # interleaved, so both see the same machine
+                for name, fn in (("ours", d.sample_all), ("bare", bare_cycle)):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    await fn()
+                    timings[name].append((time.perf_counter() - t0, time.process_time() - c0))
+            await asyncio.gather(*(e.close() for e in exs))
+            await d.close()
+            bw, bc = min(timings["bare"])
+            ow, oc = min(timings["ours"])
+            return bw, bc, ow, oc
+
+        b_wall, b_cpu, o_wall, o_cpu = asyncio.run(both())
+    finally:
+        server.terminate()
+        server.wait(10)
+    return {"venues": venues, "symbols": symbols, "cycle_wall_ms": o_wall * 1e3,
+            "cycle_cpu_ms": o_cpu * 1e3, "bare_wall_ms": b_wall * 1e3, "bare_cpu_ms": b_cpu * 1e3,
+            "cycle_vs_bare_ccxt": o_wall / b_wall}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_latency(tmp: Path, quick: bool) -> dict[str, float]:
+    """Sample-to-delivery: from the observation entering the engine to the receiver."""
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from aiosmtpd.controller import Controller
+
+    from wis_monitor.notify import Dispatcher
+
+    arrivals: list[float] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            arrivals.append(time.perf_counter())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Mail:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            arrivals.append(time.perf_counter())
+            return "250 OK"
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        smtp_port = s.getsockname()[1]
+    smtp = Controller(Mail(), hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    urls = {"webhook": f"json://127.0.0.1:{http.server_address[1]}/hook",
+            "smtp": f"mailto://127.0.0.1:{smtp_port}?from=a@example.com&to=b@example.com"}
+    n = 100 if quick else 400
+    out: dict[str, float] = {}
+    for name, url in urls.items():
+        d = tmp / f"lat-{name}"
+        d.mkdir()
+        (d / "rules.yaml").write_text(
+            "rules:\n  - {name: flip, when: latency_ms > 0.5, channels: [ch]}\n")
+        (d / "c.yaml").write_text(
+            f"storage: {{path: {d / 'wis.db'}}}\nchannels:\n  ch: {{url: '{url}', "
+            f"per_minute: 100000}}\nrules: {{include: [rules.yaml]}}\n")
+        config = load_config(str(d / "c.yaml"))
+        store = Store(config.db_path())
+        engine = Engine(config, store)
+        dispatcher = Dispatcher(config, store)
+        books = sim_books(n, 200)
+        lat: list[float] = []
+
+        async def loop() -> None:
+            for i, b in enumerate(books):
+                o = Observation("v", "BTC/USDT", b.ts_ms, b.book, b.flags,
+                                1.0 if i % 2 == 0 else 0.0)
+                arrivals.clear()
+                t0 = time.perf_counter()
+                batch, _ = engine.process((o,), o.ts_ms)
+                store.write(batch)
+                await dispatcher.run_once(o.ts_ms)
+                if arrivals:
+                    lat.append((arrivals[0] - t0) * 1e3)
+
+        asyncio.run(loop())
+        store.close()
+        lat.sort()
+        out[f"latency_p50_ms_{name}"] = lat[len(lat) // 2]
+        out[f"latency_p99_ms_{name}"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        out[f"deliveries_{name}"] = len(lat)
+    http.shutdown()
+    smtp.stop()
+    return out
+
+
 SECTIONS: dict[str, Callable[[Path, bool], dict[str, float]]] = {
     "pipeline": bench_pipeline,
+    "cycle": bench_cycle,
+    "latency": bench_latency,
     "sqlite": bench_sqlite,
     "replay": bench_replay,
 }
