@@ -269,7 +269,7 @@ def bench_latency(tmp: Path, quick: bool) -> dict[str, float]:
     arrivals: list[float] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             arrivals.append(time.perf_counter())
             self.send_response(200)
@@ -279,7 +279,7 @@ def bench_latency(tmp: Path, quick: bool) -> dict[str, float]:
             pass
 
     class Mail:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             arrivals.append(time.perf_counter())
             return "250 OK"
 
