@@ -171,3 +171,33 @@ def test_sigterm_exits_zero_and_flushes(tmp_path: Path) -> None:
     log = d.log()
     assert "received SIGTERM: stopping" in log and "stopped" in log and "Traceback" not in log
     assert rows(db, "SELECT count(*) AS n FROM deliveries WHERE status = 'pending'")[0]["n"] == 0
+
+
+def test_busy_database_is_reported_and_survived(tmp_path: Path) -> None:
+    """Another writer holds the database: the daemon says so (log, STATUS=, console ops
+    alert), stops the watchdog pings, and carries on once the lock is gone."""
+    import sqlite3
+
+    cfg, db, _ = setup(tmp_path)
+    sock = NotifySocket(tmp_path / "n.sock")
+    d = DaemonProcess(cfg, notify=sock, env={"WATCHDOG_USEC": "1000000"})
+    try:
+        assert sock.wait_for("READY=1"), d.log()
+        blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
+        blocker.execute("BEGIN EXCLUSIVE")
+        assert wait_until(lambda: "cannot write samples" in d.log(), 20), d.log()
+        assert sock.wait_for("STATUS=", after=0)
+        assert any("STORE ERROR" in m for m in sock.drain())
+        n = len(sock.drain())
+        time.sleep(1.5)
+        assert "WATCHDOG=1" not in sock.drain()[n + 1:]
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert wait_until(lambda: "database writable again" in d.log(), 20), d.log()
+        before = len(rows(db, "SELECT ts FROM samples"))
+        assert wait_until(lambda: len(rows(db, "SELECT ts FROM samples")) > before + 3, 20)
+    finally:
+        assert d.stop() == 0
+        sock.close()
+    assert "[CRITICAL] wis-monitor database error" in d.log()
+    assert "database is busy" in d.log()

@@ -403,9 +403,11 @@ class Daemon:
         try:
             self.store.write(batch)
         except StoreError as exc:
-            if self.store_error != str(exc):
+            if self.store_error is None:
                 log.error("cannot write samples: %s", exc)
+                self._ops_alert(f"wis-monitor cannot write its database: {exc}")
             self.store_error = str(exc)
+            self.notifier.status(self._status())
             return
         if self.store_error:
             log.info("database writable again")
@@ -414,6 +416,27 @@ class Daemon:
             for a in batch.alerts:
                 log.warning("alert %s", a.summary)
             self._wake_dispatcher.set()
+
+    def _ops_alert(self, text: str) -> None:
+        """Tell the operators directly (the outbox lives in the database that just failed)."""
+        rt = self._rt()
+        names = rt.config.settings.feed_stale.channels or list(rt.config.settings.channels)
+        if not names:
+            return
+        from wis_monitor.message import Message
+        from wis_monitor.notify import send
+
+        msg = Message("[CRITICAL] wis-monitor database error", text, f"<p>{text}</p>", text)
+
+        async def notify_all() -> None:
+            for name in names:
+                ok, err = await send(rt.config.settings.channels[name], msg)
+                if not ok:
+                    log.error("ops alert to %s failed: %s", name, err)
+
+        task = asyncio.create_task(notify_all())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _housekeeping(self) -> None:
         self._loop_beat = time.monotonic()
