@@ -1,0 +1,105 @@
+"""The pipeline itself: quality flags keep numbers out, staleness, feed-stale inhibition, group
+rules over the latest good samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wis_monitor.book import make_book
+from wis_monitor.config import load_config
+from wis_monitor.engine import Engine
+from wis_monitor.sources import Observation
+
+BIDS = [[100.0, 5.0], [99.9, 1.0]]
+ASKS = [[100.1, 1.0], [100.2, 1.0]]
+
+
+def engine(tmp_path: Path, rules: str = "rules: []\n", extra: str = "") -> Engine:
+    (tmp_path / "r.yaml").write_text(rules)
+    (tmp_path / "c.yaml").write_text(
+        "sampling: {interval: 1s, stale_after: 5s}\n"
+        "metrics:\n  zscore: {window: 1m, min_samples: 2}\n"
+        "venues:\n  - {id: a, exchange: sim, symbols: [X/Y]}\n"
+        "  - {id: b, exchange: sim, symbols: [X/Y]}\n"
+        "groups: {g: ['a:X/Y', 'b:X/Y']}\n" + extra + "rules: {include: [r.yaml]}\n")
+    return Engine(load_config(str(tmp_path / "c.yaml")))
+
+
+def obs(ts: int, bids: list[list[float]] = BIDS, asks: list[list[float]] = ASKS,
+        venue: str = "a", venue_ts: int | None = None) -> Observation:
+    book, flags = make_book(bids, asks, venue_ts_ms=venue_ts)
+    return Observation(venue, "X/Y", ts, book, flags, 1.0)
+
+
+def varied(i: int) -> tuple[list[list[float]], list[list[float]]]:
+    return [[100.0, 1.0 + i % 3], [99.9, 1.0]], ASKS
+
+
+def heavy(i: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Bids heavy enough for WIS > 0.3, a little different each time."""
+    return [[100.0, 5.0 + i], [99.9, 1.0]], ASKS
+
+
+def test_flagged_samples_have_no_imbalance_and_stay_out_of_windows(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    zs = []
+    for i in range(6):
+        _, (s,) = e.process([obs(i * 1000, *varied(i))])
+        zs.append(s.values.get("wis_z"))
+    _, (crossed,) = e.process([obs(6000, [[100.3, 1.0]], ASKS)])
+    assert crossed.flags == {"crossed"} and crossed.values.get("wis") is None
+    assert crossed.values["mid"] == (100.3 + 100.1) / 2  # informative only
+    window = e.series[("a", "X/Y")].stats.scorers["wis"]
+    assert window.baseline() is not None and window.baseline().n == 5  # type: ignore[union-attr]
+    _, (after,) = e.process([obs(7000, *varied(7))])
+    assert window.baseline().n == 6  # type: ignore[union-attr]
+    assert after.values["age_s"] == 2.0  # since the last good sample, not the crossed one
+
+
+def test_identical_book_becomes_stale(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    flags = [e.process([obs(i * 1000)])[1][0].flags - {"thin"} for i in range(8)]
+    assert flags[:5] == [frozenset()] * 5
+    assert all("stale" in f for f in flags[5:])
+
+
+def test_old_venue_timestamp_is_stale(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    _, (s,) = e.process([obs(100_000, venue_ts=94_000)])
+    assert "stale" in s.flags and s.values.get("wis") is None
+    _, (s,) = e.process([obs(101_000, *varied(1), venue_ts=100_500)])
+    assert s.flags - {"thin"} == frozenset()  # two-level books never reach 50 bps
+
+
+def test_feed_stale_fires_inhibits_and_resolves(tmp_path: Path) -> None:
+    e = engine(tmp_path, "rules:\n  - {name: heavy, when: wis > 0.3}\n")
+    events: list[tuple[str, str, int]] = []
+
+    def step(o: Observation) -> None:
+        batch, _ = e.process([o])
+        events.extend((a.rule, a.event, a.ts_ms) for a in batch.alerts)
+
+    step(obs(0, *heavy(0)))  # heavy fires (wis > 0.3)
+    for t in range(1000, 8000, 1000):
+        book, _ = make_book([], [])
+        step(Observation("a", "X/Y", t, book, frozenset({"empty"}), 1.0))
+    step(obs(8000, [[100.0, 1.0]], [[100.1, 9.0]]))  # good again: wis < 0
+    assert events == [("heavy", "firing", 0), ("feed-stale", "firing", 5000),
+                      ("feed-stale", "resolved", 8000)]
+    # While feed-stale fired, `heavy` was inhibited: it did not resolve on the good sample
+    # that ended the staleness; the next good sample resolves it.
+    step(obs(9000, [[100.0, 1.0]], [[100.1, 8.0]]))
+    assert events[-1] == ("heavy", "resolved", 9000)
+
+
+def test_group_rule_uses_latest_good_samples(tmp_path: Path) -> None:
+    e = engine(tmp_path, "rules:\n  - {name: both, scope: group, group: g, "
+                         "when: 'count(wis > 0.3) >= 2'}\n")
+    batch, _ = e.process([obs(0, *heavy(1), venue="a")])
+    assert not batch.alerts
+    batch, _ = e.process([obs(1000, *heavy(2), venue="b")])
+    assert [(a.rule, a.key, a.event) for a in batch.alerts] == [("both", "g", "firing")]
+    assert set(batch.alerts[0].details["values"]["members"]) == {"a:X/Y", "b:X/Y"}
+    # a's latest good sample ages out after stale_after: the group loses a member and clears.
+    batch, _ = e.process([obs(7000, *heavy(3), venue="b")])
+    assert [(a.rule, a.event) for a in batch.alerts if a.rule == "both"] == [("both", "resolved")]
