@@ -43,10 +43,10 @@ class Series:
     book_since_ms: int | None = None  # when the current (identical) book was first seen
     last_quality: str = ""
     last_error: str | None = None
+    key: str = ""  # venue:symbol, the alert key
 
-    @property
-    def key(self) -> str:
-        return f"{self.venue}:{self.symbol}"
+    def __post_init__(self) -> None:
+        self.key = f"{self.venue}:{self.symbol}"
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class Engine:
         self._timing = {r.name: _timing(r) for r in config.rules}
         self._value_metric = {r.name: _value_metric(r) for r in config.rules}
         fs = config.settings.feed_stale
+        self.feed_stale_enabled = fs.enabled
         self.feed_stale_channels = (
             list(fs.channels) if fs.channels is not None else list(config.settings.channels)
         )
@@ -264,9 +265,12 @@ class Engine:
         instances = self.instances
         for rule in self._rules_for[(s.venue, s.symbol)]:
             when = rule.when.holds(values)
-            if not when and (rule.name, s.key) not in instances:
+            inst = instances.get((rule.name, s.key))
+            firing = inst is not None and inst.state == State.FIRING
+            if not when and (inst is None or inst.state == State.INACTIVE):
                 continue  # inactive and staying so: nothing to record
-            clear = rule.clear.holds(values) if rule.clear is not None else not when
+            # Only a firing alert looks at `clear` (hysteresis).
+            clear = rule.clear.holds(values) if firing and rule.clear is not None else not when
             value = self._rule_value(rule, values)
             self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, when, clear,
                           value, batch, s.venue, s.symbol, values)
@@ -305,13 +309,14 @@ class Engine:
                           batch, None, None, detail)
 
     def _check_stale(self, s: Series, now_ms: int, batch: Batch) -> None:
-        if not self.config.settings.feed_stale.enabled:
+        if not self.feed_stale_enabled:
             return
         last = s.stats.last_good_ms if s.stats.last_good_ms is not None else s.first_seen_ms
         stale = now_ms - last >= s.stale_after_ms
-        key = (FEED_STALE, s.key)
-        if not stale and key not in self.instances:
-            return
+        if not stale:
+            inst = self.instances.get((FEED_STALE, s.key))
+            if inst is None or inst.state == State.INACTIVE:
+                return
         age = (now_ms - last) / 1000.0
         self._advance(FEED_STALE, s.key, self.config.settings.feed_stale.severity, None, now_ms,
                       stale, not stale, age, batch, s.venue, s.symbol,

@@ -104,9 +104,10 @@ def _count_at_least(desc: FloatArray, bound: float) -> int:
 
 
 def weighted_sum(side: Side, kernel: Kernel) -> float:
-    if kernel.kernel == "flat" and kernel.band_bps >= _side_band(side):
+    whole = kernel.band_bps >= _side_band(side)
+    if whole and kernel.kernel == "flat":
         return float(side.notional.sum())
-    if kernel.band_bps >= _side_band(side):
+    if whole:
         d, n = side.dist_bps, side.notional
     else:
         m = int(np.searchsorted(side.dist_bps, kernel.band_bps, side="right"))
