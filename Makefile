@@ -22,7 +22,7 @@ test: lint                           ## ruff, mypy and the whole test suite
 	$(BIN)/pytest
 
 bench: $(BIN)/wis-monitor            ## benchmarks against their floors (not part of test)
-	$(BIN)/python -m wis_monitor.bench $(ARGS)
+	$(BIN)/python tests/benchmarks/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

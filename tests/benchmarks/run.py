@@ -334,11 +334,11 @@ async def _deliveries(config: Config, n: int, arrivals: list[float]) -> list[flo
 
 
 SECTIONS: dict[str, Callable[[Path, bool], dict[str, float]]] = {
+    "replay": bench_replay,  # first: its RSS is measured from a fresh process
     "pipeline": bench_pipeline,
     "cycle": bench_cycle,
     "latency": bench_latency,
     "sqlite": bench_sqlite,
-    "replay": bench_replay,
 }
 
 
