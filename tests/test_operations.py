@@ -201,3 +201,26 @@ def test_busy_database_is_reported_and_survived(tmp_path: Path) -> None:
         sock.close()
     assert "[CRITICAL] wis-monitor database error" in d.log()
     assert "database is busy" in d.log()
+
+
+def test_json_log_format(tmp_path: Path) -> None:
+    import json
+
+    cfg, _, _ = setup(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "wis_monitor", "--log-format", "json", "run", "-c",
+                        str(cfg), "--once"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stderr.splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "message"} <= set(x) for x in lines)
+    assert any("config" in x["message"] for x in lines)
+
+
+def test_journal_priority_prefix(tmp_path: Path) -> None:
+    import os
+
+    cfg, _, _ = setup(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "wis_monitor", "run", "-c", str(cfg), "--once"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "JOURNAL_STREAM": "8:1234"})
+    assert r.returncode == 0
+    assert r.stderr.splitlines()[0].startswith("<6>config ")
