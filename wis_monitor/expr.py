@@ -173,26 +173,23 @@ class _Parser:
 
     def or_(self) -> _Node:
         self.enter()
-        col = self.tok.col
-        left = self.and_()
-        while self.tok.text == "or" and self.tok.kind == "name":
-            op_col = self.take().col
-            right = self.and_()
-            self._need(left, "bool", col, '"or"')
-            self._need(right, "bool", op_col, '"or"')
-            left = _Node("bool", _or(left.fn, right.fn), metrics=left.metrics | right.metrics)
+        node = self._chain("or", self.and_, True)
         self.depth -= 1
-        return left
+        return node
 
     def and_(self) -> _Node:
+        return self._chain("and", self.not_, False)
+
+    def _chain(self, word: str, sub: Callable[[], _Node], dominant: bool) -> _Node:
         col = self.tok.col
-        left = self.not_()
-        while self.tok.text == "and" and self.tok.kind == "name":
+        left = sub()
+        while self.tok.text == word and self.tok.kind == "name":
             op_col = self.take().col
-            right = self.not_()
-            self._need(left, "bool", col, '"and"')
-            self._need(right, "bool", op_col, '"and"')
-            left = _Node("bool", _and(left.fn, right.fn), metrics=left.metrics | right.metrics)
+            right = sub()
+            self._need(left, "bool", col, f'"{word}"')
+            self._need(right, "bool", op_col, f'"{word}"')
+            left = _Node("bool", _logic(left.fn, right.fn, dominant),
+                         metrics=left.metrics | right.metrics)
         return left
 
     def not_(self) -> _Node:
@@ -385,28 +382,17 @@ class _Parser:
         return _Node("number", agg, metrics=arg.metrics)
 
 
-def _and(a: Callable[[Any], Value], b: Callable[[Any], Value]) -> Callable[[Any], Value]:
+def _logic(a: Callable[[Any], Value], b: Callable[[Any], Value], dominant: bool
+           ) -> Callable[[Any], Value]:
+    """Kleene ``and`` (dominant False) or ``or`` (dominant True): unknown unless decided."""
     def f(v: Any) -> Value:
         x = a(v)
-        if x is False:
-            return False
+        if x is dominant:
+            return dominant
         y = b(v)
-        if y is False:
-            return False
-        return None if x is None or y is None else True
-
-    return f
-
-
-def _or(a: Callable[[Any], Value], b: Callable[[Any], Value]) -> Callable[[Any], Value]:
-    def f(v: Any) -> Value:
-        x = a(v)
-        if x is True:
-            return True
-        y = b(v)
-        if y is True:
-            return True
-        return None if x is None or y is None else False
+        if y is dominant:
+            return dominant
+        return None if x is None or y is None else not dominant
 
     return f
 

@@ -45,25 +45,26 @@ class Scorer(Protocol):
     def baseline(self) -> Baseline | None: ...
 
 
-class RollingZ:
-    """Mean and sample standard deviation (ddof=1) over a time window, O(1) amortised.
-
-    Running sums are shifted by a reference value and rebuilt from the window once as many
-    values have left it as it holds, which bounds rounding drift at O(1) amortised cost.
-    """
+class _TimeWindow:
+    """The values of ``[ts - window, ts)``; subclasses keep statistics as values come and go."""
 
     def __init__(self, spec: ZScoreSpec) -> None:
         self.window_ms = spec.window_ms
         self.min_samples = spec.min_samples
         self._q: deque[tuple[int, float]] = deque()
-        self._pending: list[tuple[int, float]] = []
-        self._ref = 0.0
-        self._s1 = 0.0
-        self._s2 = 0.0
-        self._removed = 0
+        self._pending: list[tuple[int, float]] = []  # values of the latest timestamp
 
     def __len__(self) -> int:
         return len(self._q)
+
+    def _added(self, x: float) -> None:
+        raise NotImplementedError
+
+    def _removed(self, x: float) -> None:
+        raise NotImplementedError
+
+    def baseline(self) -> Baseline | None:
+        raise NotImplementedError
 
     def _advance(self, ts_ms: int) -> None:
         if self._pending and self._pending[0][0] < ts_ms:
@@ -71,41 +72,13 @@ class RollingZ:
         lo = ts_ms - self.window_ms
         q = self._q
         while q and q[0][0] < lo:
-            _, x = q.popleft()
-            d = x - self._ref
-            self._s1 -= d
-            self._s2 -= d * d
-            self._removed += 1
-        if self._removed > len(q):
-            self._rebuild()
+            self._removed(q.popleft()[1])
 
-    def _add(self, item: tuple[int, float]) -> None:
-        if not self._q:
-            self._ref = item[1]
-            self._s1 = self._s2 = 0.0
-            self._removed = 0
-        self._q.append(item)
-        d = item[1] - self._ref
-        self._s1 += d
-        self._s2 += d * d
-
-    def _rebuild(self) -> None:
-        self._removed = 0
-        if not self._q:
-            self._s1 = self._s2 = 0.0
-            return
-        self._ref = math.fsum(x for _, x in self._q) / len(self._q)
-        self._s1 = math.fsum(x - self._ref for _, x in self._q)
-        self._s2 = math.fsum((x - self._ref) ** 2 for _, x in self._q)
-
-    def baseline(self) -> Baseline | None:
-        n = len(self._q)
-        if n < max(self.min_samples, 2):
-            return None
-        mean_d = self._s1 / n
-        var = (self._s2 - n * mean_d * mean_d) / (n - 1)
-        std = math.sqrt(var) if var > 0.0 else 0.0
-        return Baseline(n, self._ref + mean_d, std)
+    def _flush(self) -> None:
+        for item in self._pending:
+            self._q.append(item)
+            self._added(item[1])
+        self._pending.clear()
 
     def score(self, ts_ms: int, x: float) -> float | None:
         """The z-score of ``x`` at ``ts_ms`` against the window before it."""
@@ -121,10 +94,55 @@ class RollingZ:
             self._flush()
         self._pending.append((ts_ms, x))
 
-    def _flush(self) -> None:
-        for item in self._pending:
-            self._add(item)
-        self._pending.clear()
+
+class RollingZ(_TimeWindow):
+    """Mean and sample standard deviation (ddof=1) over a time window, O(1) amortised.
+
+    Running sums are shifted by a reference value and rebuilt from the window once as many
+    values have left it as it holds, which bounds rounding drift at O(1) amortised cost.
+    """
+
+    def __init__(self, spec: ZScoreSpec) -> None:
+        super().__init__(spec)
+        self._ref = 0.0
+        self._s1 = 0.0
+        self._s2 = 0.0
+        self._removed_n = 0
+
+    def _added(self, x: float) -> None:
+        if len(self._q) == 1:
+            self._ref = x
+            self._s1 = self._s2 = 0.0
+            self._removed_n = 0
+        d = x - self._ref
+        self._s1 += d
+        self._s2 += d * d
+
+    def _removed(self, x: float) -> None:
+        d = x - self._ref
+        self._s1 -= d
+        self._s2 -= d * d
+        self._removed_n += 1
+        if self._removed_n > len(self._q):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._removed_n = 0
+        if not self._q:
+            self._s1 = self._s2 = 0.0
+            return
+        self._ref = math.fsum(x for _, x in self._q) / len(self._q)
+        self._s1 = math.fsum(x - self._ref for _, x in self._q)
+        self._s2 = math.fsum((x - self._ref) ** 2 for _, x in self._q)
+
+    def baseline(self) -> Baseline | None:
+        n = len(self._q)
+        if n < max(self.min_samples, 2):
+            return None
+        mean_d = self._s1 / n
+        var = (self._s2 - n * mean_d * mean_d) / (n - 1)
+        std = math.sqrt(var) if var > 0.0 else 0.0
+        return Baseline(n, self._ref + mean_d, std)
 
 
 class EwmaZ:
@@ -163,7 +181,7 @@ class EwmaZ:
         self.last_ms = ts_ms
 
 
-class RobustZ:
+class RobustZ(_TimeWindow):
     """Median and ``1.4826 * MAD`` over the time window.
 
     Keeping the window sorted makes inserts O(log n) searches plus a memmove; the MAD itself is
@@ -171,19 +189,14 @@ class RobustZ:
     """
 
     def __init__(self, spec: ZScoreSpec) -> None:
-        self.window_ms = spec.window_ms
-        self.min_samples = spec.min_samples
-        self._q: deque[tuple[int, float]] = deque()
+        super().__init__(spec)
         self._sorted: list[float] = []
-        self._pending: list[tuple[int, float]] = []
 
-    def _advance(self, ts_ms: int) -> None:
-        if self._pending and self._pending[0][0] < ts_ms:
-            self._flush()
-        lo = ts_ms - self.window_ms
-        while self._q and self._q[0][0] < lo:
-            _, x = self._q.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, x)]
+    def _added(self, x: float) -> None:
+        bisect.insort(self._sorted, x)
+
+    def _removed(self, x: float) -> None:
+        del self._sorted[bisect.bisect_left(self._sorted, x)]
 
     def baseline(self) -> Baseline | None:
         n = len(self._sorted)
@@ -193,24 +206,6 @@ class RobustZ:
         med = float(np.median(arr))
         mad = float(np.median(np.abs(arr - med)))
         return Baseline(n, med, MAD_SCALE * mad)
-
-    def score(self, ts_ms: int, x: float) -> float | None:
-        self._advance(ts_ms)
-        b = self.baseline()
-        if b is None or b.scale < TINY_STD:
-            return None
-        return (x - b.center) / b.scale
-
-    def push(self, ts_ms: int, x: float) -> None:
-        if self._pending and self._pending[-1][0] != ts_ms:
-            self._flush()
-        self._pending.append((ts_ms, x))
-
-    def _flush(self) -> None:
-        for item in self._pending:
-            self._q.append(item)
-            bisect.insort(self._sorted, item[1])
-        self._pending.clear()
 
 
 def make_scorer(spec: ZScoreSpec) -> Scorer:
