@@ -65,8 +65,9 @@ def test_metrics_healthz_and_status_while_running(tmp_path: Path) -> None:
         assert wait_until(lambda: rows(db, "SELECT * FROM deliveries WHERE status='sent'"))
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
         families = {f.name: f for f in text_string_to_metric_families(body.decode())}
-        for name in ("wis_samples", "wis_fetch_latency_seconds", "wis_score", "wis_alerts_firing",
-                     "wis_deliveries", "wis_venue_up", "wis_store_writable"):
+        for name in ("wis_samples", "wis_fetch_errors", "wis_fetch_latency_seconds", "wis_score",
+                     "wis_zscore", "wis_alerts_firing", "wis_deliveries", "wis_outbox_backlog",
+                     "wis_venue_up", "wis_store_writable"):
             assert name in families, sorted(families)
         firing = {s.labels["rule"]: s.value for s in families["wis_alerts_firing"].samples}
         assert firing == {"always": 2.0}
