@@ -123,11 +123,6 @@ def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool, clear: bool,
     return inst, None
 
 
-def tick(inst: Instance, timing: Timing, ts_ms: int) -> tuple[Instance, Event | None]:
-    """Time passing without a good sample: flagged samples neither advance nor clear a rule."""
-    return inst, None
-
-
 def describe(inst: Instance) -> str:
     """``firing since 2024-08-08T12:00:00Z`` and the like, for people."""
     def iso(ms: int | None) -> str:

@@ -271,11 +271,12 @@ class Engine:
                 continue  # inactive and staying so: nothing to record
             # Only a firing alert looks at `clear` (hysteresis).
             clear = rule.clear.holds(values) if firing and rule.clear is not None else not when
-            value = self._rule_value(rule, values)
+            value = self.rule_value(rule, values)
             self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, when, clear,
                           value, batch, s.venue, s.symbol, values)
 
-    def _rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
+    def rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
+        """The number a series rule reports: its `value` expression, else its first metric."""
         if rule.value is not None:
             v = rule.value.evaluate(values)
             return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None

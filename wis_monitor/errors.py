@@ -4,11 +4,14 @@
 
     WisMonitorError
      ├── ConfigError          bad configuration: carries every problem found, each with path:line
-     ├── SourceError          a fetch failed
+     ├── SourceError          a fetch failed (recorded as an `error` sample, never raised
+     │                        out of a source)
      │    ├── TransientSourceError   retry later (timeouts, 5xx, rate limits, resets)
      │    └── PermanentSourceError   needs an operator (unknown symbol, bad credentials)
-     ├── StoreError           SQLite could not be read or written (busy, disk full, read-only)
-     └── DeliveryError        a channel did not accept a message
+     └── StoreError           SQLite could not be read or written (busy, disk full, read-only)
+
+A channel that does not accept a message is not an exception: the outbox records the outcome
+(``deliveries.status`` and ``last_error``) and retries.
 """
 
 from __future__ import annotations
@@ -44,10 +47,6 @@ class ConfigError(WisMonitorError):
 class SourceError(WisMonitorError):
     """A fetch from a venue failed."""
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
 
 class TransientSourceError(SourceError):
     """The venue may answer next time: timeouts, 5xx, rate limits, resets."""
@@ -60,6 +59,3 @@ class PermanentSourceError(SourceError):
 class StoreError(WisMonitorError):
     """SQLite refused a read or a write."""
 
-
-class DeliveryError(WisMonitorError):
-    """A channel did not accept a message."""

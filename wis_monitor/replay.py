@@ -16,7 +16,7 @@ from wis_monitor.engine import Engine
 from wis_monitor.errors import Problem
 from wis_monitor.sources import Observation
 from wis_monitor.sources.replay import book_record, read_recording
-from wis_monitor.store import Batch, Store, decode_levels
+from wis_monitor.store import AlertRow, Batch, Store, decode_levels
 
 BATCH = 2_000
 Progress = Callable[[Iterable[Any], str], Iterator[Any]]
@@ -29,7 +29,10 @@ class Firing:
     first_ms: int
     last_ms: int | None = None
     peak: float | None = None
-    count: int = 1
+
+    def see(self, value: float | None) -> None:
+        if value is not None and (self.peak is None or abs(value) > abs(self.peak)):
+            self.peak = value
 
 
 @dataclass
@@ -120,21 +123,28 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
     engine = Engine(config, store)
     report = ReplayReport(out=out)
     open_firings: dict[tuple[str, str], Firing] = {}
+    rules = {r.name: r for r in config.rules}
     started = time.perf_counter()
     batch = Batch()
-    pending = 0
     items = progress(observations, "replaying") if progress else observations
     for obs in items:
-        engine.process((obs,), obs.ts_ms, batch)
-        pending += 1
+        seen = len(batch.alerts)
+        _, samples = engine.process((obs,), obs.ts_ms, batch)
+        for a in batch.alerts[seen:]:
+            _track(a, report, open_firings)
+        for s in samples:  # the peak of the rule's value while it fires
+            for (rule, key), f in open_firings.items():
+                if key == f"{s.venue}:{s.symbol}" and rule in rules:
+                    f.see(engine.rule_value(rules[rule], s.values))
+            report.quality[_quality(s.flags)] = report.quality.get(_quality(s.flags), 0) + 1
         report.books += 1
         report.series.add((obs.venue, obs.symbol))
         report.first_ms = obs.ts_ms if report.first_ms is None else report.first_ms
         report.last_ms = obs.ts_ms
-        if pending >= BATCH:
-            _flush(store, batch, report, open_firings)
-            batch, pending = Batch(), 0
-    _flush(store, batch, report, open_firings)
+        if len(batch.samples) >= BATCH:
+            store.write(batch)
+            batch = Batch()
+    store.write(batch)
     report.seconds = time.perf_counter() - started
     if notify and config.settings.channels:
         import asyncio
@@ -146,22 +156,20 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
     return report
 
 
-def _flush(store: Store, batch: Batch, report: ReplayReport,
-           open_firings: dict[tuple[str, str], Firing]) -> None:
-    for row in batch.samples:
-        q = row[13]
-        report.quality[q] = report.quality.get(q, 0) + 1
-    for a in batch.alerts:
-        k = (a.rule, a.key)
-        if a.event == "firing":
-            f = Firing(a.rule, a.key, a.ts_ms, peak=a.value)
-            open_firings[k] = f
-            report.firings.append(f)
-        elif k in open_firings:
-            f = open_firings[k]
-            if a.value is not None and (f.peak is None or abs(a.value) > abs(f.peak)):
-                f.peak = a.value
-            if a.event == "resolved":
-                f.last_ms = a.ts_ms
-                del open_firings[k]
-    store.write(batch)
+def _quality(flags: frozenset[str]) -> str:
+    return ",".join(sorted(flags))
+
+
+def _track(a: AlertRow, report: ReplayReport, open_firings: dict[tuple[str, str], Firing]
+           ) -> None:
+    k = (a.rule, a.key)
+    if a.event == "firing":
+        f = Firing(a.rule, a.key, a.ts_ms, peak=a.value)
+        open_firings[k] = f
+        report.firings.append(f)
+    elif k in open_firings:
+        f = open_firings[k]
+        f.see(a.value)
+        if a.event == "resolved":
+            f.last_ms = a.ts_ms
+            del open_firings[k]

@@ -42,13 +42,6 @@ class Kernel:
         k = np.arange(dist_bps.size, dtype=np.float64)
         return np.exp2(-k / self.half_life_levels)
 
-    def describe(self) -> str:
-        if self.kernel == "exponential":
-            return f"exponential {self.half_life_bps:g} bps"
-        if self.kernel == "levels":
-            return f"levels {self.half_life_levels:g} levels"
-        return f"{self.kernel}"
-
 
 @dataclass(frozen=True, slots=True)
 class Side:
