@@ -88,6 +88,7 @@ class Sim(Model):
     price: float = Field(60_000.0, gt=0)
     tick: float = Field(0.1, gt=0)
     levels: int = Field(200, ge=1, le=20_000)
+    calm: Duration = timedelta(seconds=90)  # mean time between imbalance episodes
 
 
 class Venue(Model):

@@ -44,7 +44,8 @@ def make_source(venue: Venue, config: Config) -> Source:
         from wis_monitor.sources.sim import SimVenue
 
         return SimVenue(venue.id, venue.symbols, seed=venue.sim.seed, price=venue.sim.price,
-                        tick=venue.sim.tick, levels=venue.sim.levels)
+                        tick=venue.sim.tick, levels=venue.sim.levels,
+                        calm_s=venue.sim.calm.total_seconds())
     if venue.exchange == "replay":
         from wis_monitor.sources.replay import RecordingVenue
 

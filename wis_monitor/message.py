@@ -50,7 +50,9 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
     v: dict[str, Any] = d.get("values") or {}
     out: list[tuple[str, str]] = []
     if alert["event"] == "resolved" and d.get("fired_for_ms") is not None:
-        out.append(("Resolved", f"after {format_duration(int(d['fired_for_ms']))} firing"))
+        fired = int(d["fired_for_ms"])
+        fired = round(fired / 1000) * 1000 if fired >= 1000 else fired  # whole seconds
+        out.append(("Resolved", f"after {format_duration(fired)} firing"))
     if d.get("description"):
         out.append(("What", str(d["description"])))
     if d.get("when"):
@@ -74,7 +76,7 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
         if levels:
             out.append((f"Top {side}", ", ".join(
                 f"{_num(p, ',.2f')} ({_num(w, ',.0f')})" for p, w in levels)))
-    members = d.get("members") or {}
+    members = d.get("members") or v.get("members") or {}
     for name, mv in members.items():
         out.append((name, f"wis {_num(mv.get('wis'), '.3f')}, z {_num(mv.get('wis_z'), '.2f')}"))
     peers = d.get("group_peers") or {}

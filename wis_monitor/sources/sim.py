@@ -23,7 +23,7 @@ from wis_monitor.book import make_book
 from wis_monitor.sources import Observation
 
 REGIMES = ("calm", "bid_build", "ask_build", "shock")
-#: Mean time in each regime (seconds) and where it goes next.
+#: Mean time in each regime (seconds); the calm one is configurable.
 _MEAN_STAY_S = {"calm": 90.0, "bid_build": 40.0, "ask_build": 40.0, "shock": 4.0}
 _PRICE_SCALE = {"BTC": 1.0, "ETH": 0.045, "SOL": 0.0025, "XRP": 1e-5}
 
@@ -45,8 +45,10 @@ class SimVenue:
     """A simulated venue: ``fetch`` advances each symbol's model to ``now_ms``."""
 
     def __init__(self, venue: str, symbols: list[str], *, seed: int | None = None,
-                 price: float = 60_000.0, tick: float = 0.1, levels: int = 200) -> None:
+                 price: float = 60_000.0, tick: float = 0.1, levels: int = 200,
+                 calm_s: float = 90.0) -> None:
         self.venue = venue
+        self.stay_s = {**_MEAN_STAY_S, "calm": max(calm_s, 1.0)}
         self.symbols = list(symbols)
         self.levels = levels
         self._series: dict[str, _Series] = {}
@@ -82,7 +84,7 @@ class SimVenue:
 
     def _evolve(self, s: _Series, dt: float) -> None:
         rng = s.rng
-        if rng.random() < 1.0 - math.exp(-dt / _MEAN_STAY_S[s.regime]):
+        if rng.random() < 1.0 - math.exp(-dt / self.stay_s[s.regime]):
             if s.regime == "calm":
                 s.regime = str(rng.choice(["bid_build", "ask_build"]))
                 s.side = 1.0 if s.regime == "bid_build" else -1.0
