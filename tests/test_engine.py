@@ -18,10 +18,11 @@ def engine(tmp_path: Path, rules: str = "rules: []\n", extra: str = "") -> Engin
     (tmp_path / "r.yaml").write_text(rules)
     (tmp_path / "c.yaml").write_text(
         "sampling: {interval: 1s, stale_after: 5s}\n"
-        "metrics:\n  zscore: {window: 1m, min_samples: 2}\n"
-        "venues:\n  - {id: a, exchange: sim, symbols: [X/Y]}\n"
+        + (extra or "metrics:\n  zscore: {window: 1m, min_samples: 2}\n")
+        + "venues:\n  - {id: a, exchange: sim, symbols: [X/Y]}\n"
         "  - {id: b, exchange: sim, symbols: [X/Y]}\n"
-        "groups: {g: ['a:X/Y', 'b:X/Y']}\n" + extra + "rules: {include: [r.yaml]}\n")
+        "groups: {g: ['a:X/Y', 'b:X/Y']}\n"
+        "rules: {include: [r.yaml]}\n")
     return Engine(load_config(str(tmp_path / "c.yaml")))
 
 
@@ -103,3 +104,19 @@ def test_group_rule_uses_latest_good_samples(tmp_path: Path) -> None:
     # a's latest good sample ages out after stale_after: the group loses a member and clears.
     batch, _ = e.process([obs(7000, *heavy(3), venue="b")])
     assert [(a.rule, a.event) for a in batch.alerts if a.rule == "both"] == [("both", "resolved")]
+
+
+def test_named_variants_get_their_own_zscores_and_columns(tmp_path: Path) -> None:
+    from wis_monitor.store import Store
+
+    e = engine(tmp_path, extra="metrics:\n  zscore: {window: 1m, min_samples: 2}\n"
+               "  wis_variants: {wis_fast: {half_life_bps: 1}}\n")
+    store = Store(str(tmp_path / "v.db"), variants=["wis_fast"])
+    for i in range(5):
+        batch, (s,) = e.process([obs(i * 1000, *heavy(i))])
+        store.write(batch)
+    assert s.values["wis_fast"] is not None and s.values["wis_fast_z"] is not None
+    assert s.values["wis_fast"] != s.values["wis"]
+    row = store.query("SELECT wis, wis_z, wis_fast, wis_fast_z FROM samples ORDER BY ts DESC")[0]
+    assert row["wis_fast"] == s.values["wis_fast"] and row["wis_fast_z"] == s.values["wis_fast_z"]
+    store.close()

@@ -272,3 +272,18 @@ def test_burst_over_the_flood_limit_is_folded_not_lost(tmp_path: Path, webhook: 
     assert len(webhook.posts) == 20
     asyncio.run(Dispatcher(config, store).run_once(now + 61_000))
     assert len(webhook.posts) == 21
+
+
+def test_rule_templates_render_in_a_sandbox() -> None:
+    from wis_monitor.message import render
+
+    row = {"rule": "r", "key": "binance:BTC/USDT", "venue": "binance", "symbol": "BTC/USDT",
+           "event": "firing", "severity": "warning", "value": 3.2, "ts": 0,
+           "labels": {"desk": "spot"}, "details": {"values": {"wis_z": 3.2}}}
+    msg = render(row, {"title": "{{ rule }} on {{ venue }}: z={{ '%.1f' % values.wis_z }}",
+                       "body": "Desk {{ labels.desk }}"})
+    assert msg.title == "r on binance: z=3.2"
+    assert msg.text.startswith("Desk spot\n")
+    hostile = render(row, {"title": "{{ ''.__class__.__mro__[1].__subclasses__() }}"})
+    assert hostile.title == "[WARNING] r binance BTC/USDT"
+    assert "template failed" in hostile.text
