@@ -229,3 +229,33 @@ def test_replay_reports_what_the_live_daemon_fired(tmp_path: Path, shared_data: 
     assert replayed == live
     firings = sum(1 for _, e, _ in live if e == "firing")
     assert f"{firings} alert(s) would have fired" in r.stdout
+
+
+def test_depth_grows_until_the_band_is_covered(tmp_path: Path) -> None:
+    """Without a configured depth, the request grows while the venue's book is cut short."""
+    import asyncio
+
+    from wis_monitor.config import Venue
+    from wis_monitor.sources.ccxt import CcxtVenue
+
+    tick = 60_000.0 * 1e-5  # 0.1 bps a level: 500 levels to reach 50 bps
+    bids = [[60_000.0 - tick * (i + 1), 1.0] for i in range(2000)]
+    asks = [[60_000.0 + tick * (i + 1), 1.0] for i in range(2000)]
+    with FakeVenueThread({"binance": ["BTC/USDT"]}) as fv:
+        fv.set_book("binance", "BTC/USDT", bids, asks)
+        venue = Venue(id="b", exchange="binance", symbols=["BTC/USDT"],
+                      ccxt={**fv.ccxt_config("binance"), "enableRateLimit": False})
+
+        async def run() -> list[int]:
+            src = CcxtVenue(venue, timeout_ms=2000)
+            await src.start()
+            sizes = []
+            for _ in range(5):
+                o = await src.fetch("BTC/USDT", 0)
+                assert o.book is not None
+                sizes.append(int(o.book.bid_px.size))
+            await src.close()
+            return sizes
+
+        sizes = asyncio.run(run())
+    assert sizes == [100, 200, 400, 800, 800]

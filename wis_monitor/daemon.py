@@ -52,7 +52,8 @@ def make_source(venue: Venue, config: Config) -> Source:
         return RecordingVenue(venue.id, venue.symbols, venue.books or "")
     from wis_monitor.sources.ccxt import CcxtVenue
 
-    return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue))
+    band = max(k.band_bps for k in config.kernels.values())
+    return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band)
 
 
 @dataclass

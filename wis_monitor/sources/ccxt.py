@@ -19,7 +19,7 @@ from typing import Any
 import ccxt
 import ccxt.async_support as ccxt_async
 
-from wis_monitor.book import make_book
+from wis_monitor.book import Book, make_book
 from wis_monitor.config import Venue
 from wis_monitor.errors import PermanentSourceError, SourceError, TransientSourceError
 from wis_monitor.sources import Observation, error_observation
@@ -27,7 +27,9 @@ from wis_monitor.sources.limits import request_depth
 
 log = logging.getLogger("wis_monitor.ccxt")
 
-DEFAULT_DEPTH = 1000
+#: Levels requested first when the config sets no depth; doubled while the book the venue
+#: returns is truncated short of the band (up to what the venue allows).
+DEFAULT_DEPTH = 100
 MARKETS_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 #: Errors an operator must fix; everything else from ccxt is worth retrying.
@@ -74,7 +76,7 @@ def exchange_class(exchange_id: str) -> Any:
 class CcxtVenue:
     """A venue sampled through ccxt."""
 
-    def __init__(self, venue: Venue, *, timeout_ms: int) -> None:
+    def __init__(self, venue: Venue, *, timeout_ms: int, band_bps: float = 50.0) -> None:
         self.venue = venue.id
         self.symbols = list(venue.symbols)
         self.exchange_id = venue.exchange
@@ -84,6 +86,8 @@ class CcxtVenue:
         params = deep_merge({"enableRateLimit": True, "timeout": timeout_ms}, venue.ccxt)
         self.exchange: Any = cls(params)
         self.depth = request_depth(venue.exchange, venue.depth or DEFAULT_DEPTH)
+        self.adaptive = venue.depth is None
+        self.band_bps = band_bps
         self._markets_ok = False
         self._markets_error: BaseException | None = None
         self._markets_attempts = 0
@@ -146,7 +150,24 @@ class CcxtVenue:
             inverse=market.get("inverse") is True,
             venue_ts_ms=int(ts) if isinstance(ts, int | float) else None,
         )
+        if self.adaptive and not flags:
+            self._grow_depth(book)
         return Observation(self.venue, symbol, received, book, flags, latency)
+
+    def _grow_depth(self, book: Book) -> None:
+        """Ask for more levels next time when the venue cut the book short of the band."""
+        mid = book.mid
+        if mid is None:
+            return
+        reach_b = (mid - float(book.bid_px[-1])) / mid * 1e4
+        reach_a = (float(book.ask_px[-1]) - mid) / mid * 1e4
+        truncated = max(book.bid_px.size, book.ask_px.size) >= self.depth
+        if truncated and min(reach_b, reach_a) < self.band_bps:
+            bigger = request_depth(self.exchange_id, self.depth * 2)
+            if bigger > self.depth:
+                log.info("venue %s: %d levels reach only %.1f bps; requesting %d",
+                         self.venue, self.depth, min(reach_b, reach_a), bigger)
+                self.depth = bigger
 
 
 def _markets_failed(exc: BaseException) -> BaseException:
