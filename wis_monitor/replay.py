@@ -52,8 +52,10 @@ class ReplayReport:
         lines = [
             f"replayed {self.books} books of {len(self.series)} series over {span:.0f}s "
             f"of recording in {self.seconds:.2f}s ({rate:,.0f} books/s)",
-            "quality: " + ", ".join(f"{k or 'good'} {v}" for k, v in sorted(self.quality.items())),
         ]
+        if self.quality:
+            lines.append("quality: " + ", ".join(
+                f"{k or 'good'} {v}" for k, v in sorted(self.quality.items())))
         if self.out != ":memory:":
             lines.append(f"samples written to {self.out}")
         if not self.firings:
@@ -92,7 +94,7 @@ def _from_db(path: str, venue: str | None = None, symbol: str | None = None
     sql = "SELECT ts, venue, symbol, bids, asks, contract_size, inverse FROM books"
     sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts"
     try:
-        for row in store.db.query(sql, params):
+        for row in store.iterate(sql, params):
             book, flags = make_book(decode_levels(row["bids"]), decode_levels(row["asks"]),
                                     contract_size=row["contract_size"],
                                     inverse=bool(row["inverse"]), venue_ts_ms=row["ts"])

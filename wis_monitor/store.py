@@ -121,6 +121,10 @@ def _explain(exc: sqlite3.Error, path: str) -> StoreError:
         hint = "the disk is full"
     elif "readonly" in text or "read-only" in text:
         hint = "the database is read-only (check the file's permissions and owner)"
+    elif "not a database" in text:
+        hint = "this file is not a SQLite database"
+    elif "no such table" in text:
+        hint = f"not a wis-monitor database ({text})"
     elif "unable to open" in text:
         hint = "the database cannot be opened (check the directory exists and is writable)"
     else:
@@ -248,6 +252,13 @@ class Store:
         except sqlite3.Error as exc:
             raise _explain(exc, self.path) from exc
 
+    def iterate(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        """Rows one at a time (large reads), with SQLite errors as StoreError."""
+        try:
+            yield from self.db.query(sql, params)
+        except sqlite3.Error as exc:
+            raise _explain(exc, self.path) from exc
+
     def alert_states(self) -> dict[tuple[str, str], dict[str, Any]]:
         return {
             (r["rule"], r["key"]): json.loads(r["data"])
@@ -257,7 +268,7 @@ class Store:
     def history(self, since_ms: int, metrics: Sequence[str]) -> Iterator[dict[str, Any]]:
         """Good samples since ``since_ms`` (oldest first), to rebuild z-score windows."""
         cols = ", ".join(f"[{m}]" for m in ("ts", "venue", "symbol", "mid", *metrics))
-        yield from self.db.query(
+        yield from self.iterate(
             f"SELECT {cols} FROM samples WHERE ts >= ? AND (quality = '' OR quality = 'thin')"
             " ORDER BY ts",
             [since_ms],

@@ -1,0 +1,41 @@
+"""Bad input to any command: a clear one-line message, a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["run", "-c", "{tmp}/nope.yaml"], 2, "nope.yaml: cannot read file"),
+        (["check", "-c", "{tmp}/junk.jsonl"], 2, "invalid YAML"),
+        (["replay", "--books", "{tmp}/nope.gz"], 1, "No such file"),
+        (["replay", "--db", "{tmp}/junk.jsonl"], 1, "this file is not a SQLite database"),
+        (["replay"], 2, "give --books FILE or --db DB"),
+        (["export-books", "--db", "{tmp}/other.db", "-o", "{tmp}/x.jsonl"], 1,
+         "not a wis-monitor database"),
+        (["calibrate", "--books", "{tmp}/junk.jsonl", "--horizon", "1x"], 2, "bad duration"),
+        (["report", "--db", "{tmp}/nope.db", "-o", "{tmp}/x.png"], 1, "no such database"),
+        (["demo", "--duration", "soon"], 2, "bad duration"),
+        (["test-rules", "{tmp}/nope.yaml"], 2, "cannot read file"),
+        (["status", "-c", "{tmp}/ok.yaml"], 1, "no database yet"),
+        (["notify-test", "-c", "{tmp}/ok.yaml", "slack"], 1, 'unknown channel "slack"'),
+        (["silence", "expire", "-c", "{tmp}/ok.yaml", "7"], 1, "no active silence 7"),
+    ],
+)
+def test_bad_input(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    (tmp_path / "junk.jsonl").write_text("this is not yaml: [\n")
+    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.close()
+    (tmp_path / "ok.yaml").write_text(f"storage: {{path: {tmp_path / 'wis.db'}}}\n")
+    argv = [a.format(tmp=tmp_path) for a in args]
+    r = subprocess.run([sys.executable, "-m", "wis_monitor", *argv], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert message in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr + r.stdout
