@@ -85,8 +85,10 @@ def test_replay_reports_what_would_have_fired(tmp_path: Path) -> None:
             "bids": [[100.0, bid_q], [99.99, 1.0]], "asks": [[100.01, 1.0], [100.02, 1.0]]}))
     rec.write_text("\n".join(lines) + "\n")
     (tmp_path / "rules.yaml").write_text(
-        "rules:\n  - name: heavy-bids\n    when: wis > 0.5\n    for: 2s\n    severity: critical\n")
-    (tmp_path / "c.yaml").write_text("rules: {include: [rules.yaml]}\n")
+        "rules:\n  - name: heavy-bids\n    when: wis > 0.5\n    for: 2s\n    severity: critical\n"
+        "    channels: [desk]\n")
+    (tmp_path / "c.yaml").write_text(
+        "channels: {desk: {url: 'json://127.0.0.1:9/never'}}\nrules: {include: [rules.yaml]}\n")
     out = tmp_path / "out.db"
     r = cli("replay", "-c", str(tmp_path / "c.yaml"), "--books", str(rec), "--out", str(out))
     assert r.returncode == 0, r.stderr

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 EXIT_INVALID = 2
 
 
-def _fail_config(exc: ConfigError) -> None:
+def _fail_config(exc: ConfigError) -> NoReturn:
     for p in exc.problems:
         click.echo(str(p), err=True)
     n = len(exc.problems)
@@ -41,7 +41,6 @@ def _load(path: str | None) -> Config:
         return load_config(config_path(path))
     except ConfigError as exc:
         _fail_config(exc)
-        raise  # unreachable
 
 
 config_option = click.option(

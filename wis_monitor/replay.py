@@ -134,6 +134,8 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
         _, samples = engine.process((obs,), obs.ts_ms, batch)
         for a in batch.alerts[seen:]:
             _track(a, report, open_firings)
+            if not notify:
+                a.channels = ()  # nothing queued: the output database never sends these
         for s in samples:  # the peak of the rule's value while it fires
             for (rule, key), f in open_firings.items():
                 if key == f"{s.venue}:{s.symbol}" and rule in rules:
