@@ -68,10 +68,10 @@ def within_band(
         n = _count_at_least(px, mid * (1.0 - reach))
         dist = (mid - px[:n]) / mid * BPS  # = |p - mid| / mid * 1e4 below the mid
     else:
-        n = int(np.searchsorted(px, mid * (1.0 + reach), side="right"))
+        n = int(px.searchsorted(mid * (1.0 + reach), side="right"))
         dist = (px[:n] - mid) / mid * BPS
     # Levels are sorted, so distance grows with the index: the kept ones are a prefix.
-    m = int(np.searchsorted(dist, band_bps, side="right"))
+    m = int(dist.searchsorted(band_bps, side="right"))
     dist = dist[:m]
     q = qty[:m]
     cs = book.contract_size
@@ -103,7 +103,7 @@ def weighted_sum(side: Side, kernel: Kernel) -> float:
     if whole:
         d, n = side.dist_bps, side.notional
     else:
-        m = int(np.searchsorted(side.dist_bps, kernel.band_bps, side="right"))
+        m = int(side.dist_bps.searchsorted(kernel.band_bps, side="right"))
         d, n = side.dist_bps[:m], side.notional[:m]
     if d.size == 0:
         return 0.0
@@ -194,7 +194,7 @@ def _flat(band_bps: float) -> Kernel:
 
 
 def _top(px: FloatArray, side: Side, kernel: Kernel, n: int) -> list[tuple[float, float]]:
-    m = int(np.searchsorted(side.dist_bps, kernel.band_bps, side="right"))
+    m = int(side.dist_bps.searchsorted(kernel.band_bps, side="right"))
     if m == 0:
         return []
     contrib = kernel.weights(side.dist_bps[:m]) * side.notional[:m]
