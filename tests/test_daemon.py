@@ -148,7 +148,7 @@ def test_kill9_keeps_pending_timer(tmp_path: Path) -> None:
     time.sleep(1.0)
     d.kill9()
     pending = {r["key"]: r["since"] for r in rows(db, "SELECT key, since FROM alert_state")}
-    d2 = DaemonProcess(cfg)
+    d2 = DaemonProcess(cfg)  # restarted well within the 6 s: the timer must not start over
     try:
         assert wait_until(
             lambda: len(rows(db, "SELECT * FROM alerts WHERE event='firing'")) == 3, 30), d2.log()
@@ -156,4 +156,4 @@ def test_kill9_keeps_pending_timer(tmp_path: Path) -> None:
         assert d2.stop() == 0
     for r in rows(db, "SELECT key, ts FROM alerts WHERE event='firing'"):
         # Fired 6s after the pending timer started before the kill, not 6s after the restart.
-        assert 6000 <= r["ts"] - pending[r["key"]] < 6000 + 2500, (r, pending)
+        assert 6000 <= r["ts"] - pending[r["key"]] < 6000 + 4000, (r, pending)
