@@ -145,7 +145,7 @@ def test_kill9_keeps_pending_timer(tmp_path: Path) -> None:
     cfg, db = setup(tmp_path, for_="6s")
     d = DaemonProcess(cfg)
     assert wait_until(lambda: rows(db, "SELECT * FROM alert_state WHERE state='pending'"), 30)
-    time.sleep(1.0)
+    time.sleep(3.5)
     d.kill9()
     pending = {r["key"]: r["since"] for r in rows(db, "SELECT key, since FROM alert_state")}
     d2 = DaemonProcess(cfg)  # restarted well within the 6 s: the timer must not start over
@@ -155,5 +155,6 @@ def test_kill9_keeps_pending_timer(tmp_path: Path) -> None:
     finally:
         assert d2.stop() == 0
     for r in rows(db, "SELECT key, ts FROM alerts WHERE event='firing'"):
-        # Fired 6s after the pending timer started before the kill, not 6s after the restart.
-        assert 6000 <= r["ts"] - pending[r["key"]] < 6000 + 4000, (r, pending)
+        # Fired 6 s after the pending timer started before the kill (or at the first sample
+        # after a slow restart), never 6 s after the restart, which would be >= 9.5 s.
+        assert 6000 <= r["ts"] - pending[r["key"]] < 9500, (r, pending)
