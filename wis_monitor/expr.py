@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import operator
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -194,15 +195,20 @@ class _Parser:
 
     def not_(self) -> _Node:
         if self.tok.text == "not" and self.tok.kind == "name":
-            col = self.take().col
-            self.enter()
-            inner = self.not_()
-            self.depth -= 1
-            self._need(inner, "bool", col, '"not"')
-            f = inner.fn
-            return _Node("bool", lambda v: None if (x := f(v)) is None else not x,
-                         metrics=inner.metrics)
+            return self._prefix('"not"', "bool", self.not_, operator.not_)
         return self.compare()
+
+    def _prefix(self, what: str, kind: Kind, sub: Callable[[], _Node],
+                apply: Callable[[Any], Value]) -> _Node:
+        """A prefix operator (``not``, unary minus): null stays null."""
+        col = self.take().col
+        self.enter()
+        inner = sub()
+        self.depth -= 1
+        self._need(inner, kind, col, what)
+        f = inner.fn
+        return _Node(kind, lambda v: None if (x := f(v)) is None else apply(x),
+                     metrics=inner.metrics)
 
     def compare(self) -> _Node:
         col = self.tok.col
@@ -258,14 +264,7 @@ class _Parser:
 
     def unary(self) -> _Node:
         if self.tok.kind == "op" and self.tok.text == "-":
-            col = self.take().col
-            self.enter()
-            inner = self.unary()
-            self.depth -= 1
-            self._need(inner, "number", col, 'unary "-"')
-            f = inner.fn
-            return _Node("number", lambda v: None if (x := f(v)) is None else -x,
-                         metrics=inner.metrics)
+            return self._prefix('unary "-"', "number", self.unary, operator.neg)
         return self.atom()
 
     def atom(self) -> _Node:
