@@ -116,11 +116,11 @@ def demo(duration: str | None, config: str | None, quiet: bool) -> None:
     def show(s: Sample) -> None:
         v = s.values
         if not s.good:
-            click.echo(f"{_hms(s.ts_ms)} {s.venue:<8} {s.symbol:<10} [{','.join(sorted(s.flags))}]"
+            click.echo(f"{_hms(s.ts_ms)} {s.venue:<8} {s.symbol:<13} [{','.join(sorted(s.flags))}]"
                        f" {s.error or ''}")
             return
         click.echo(
-            f"{_hms(s.ts_ms)} {s.venue:<8} {s.symbol:<10} mid {_num(v.get('mid'), 10, 2)}"
+            f"{_hms(s.ts_ms)} {s.venue:<8} {s.symbol:<13} mid {_num(v.get('mid'), 10, 2)}"
             f"  spread {_num(v.get('spread_bps'), 5, 2)}bp  wis {_num(v.get('wis'), 6, 3)}"
             f"  z {_num(v.get('wis_z'), 6, 2)}  depth {_num(v.get('depth'), 10, 0)}"
         )
