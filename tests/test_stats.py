@@ -93,3 +93,18 @@ def test_series_stats_nulls_stay_out() -> None:
     s.update(2000, {"wis": 0.3})
     out = s.update(3000, {"wis": 0.2})
     assert out["wis"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("tail", [
+    [1.0] * 700,                                       # an ask side empty within the band
+    [-0.9] * 700,                                      # a level shift, then flat
+    (-0.9 + np.random.default_rng(5).normal(0, 1e-6, 700)).tolist(),  # shift, tiny noise
+])
+def test_level_shift_keeps_full_precision(tail: list[float]) -> None:
+    """After the mean moves far from where it was, z is still exact, and null once flat."""
+    head = np.random.default_rng(4).uniform(-1, 1, 40).tolist()
+    series = [(i * 1000, x) for i, x in enumerate(head + tail)]
+    got = run(RollingZ(ZScoreSpec(600_000, 10)), series)
+    want = ref.zscores(series, 600_000, 10)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert ref.close(g, w, rel=1e-9, abs_=1e-9), (i, g, w)

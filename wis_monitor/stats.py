@@ -18,6 +18,9 @@ import numpy as np
 Method = Literal["rolling", "ewma", "robust"]
 MAD_SCALE = 1.4826
 TINY_STD = 1e-12
+#: Rebuild when the spread left in the running sums falls below this share of them: the
+#: subtraction then loses more than about 7 of the 16 significant digits of a double.
+_TRUSTED = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +101,11 @@ class _TimeWindow:
 class RollingZ(_TimeWindow):
     """Mean and sample standard deviation (ddof=1) over a time window, O(1) amortised.
 
-    Running sums are shifted by a reference value and rebuilt from the window once as many
-    values have left it as it holds, which bounds rounding drift at O(1) amortised cost.
+    Running sums are shifted by a reference value and rebuilt exactly from the window (with the
+    window's mean as the new reference) once as many values have left it as it holds, or when
+    the spread left in the sums is too small against them to be trusted (the mean moved far from
+    the reference: a level shift, or a series that went flat). Both bound rounding error at
+    O(1) amortised cost.
     """
 
     def __init__(self, spec: ZScoreSpec) -> None:
@@ -108,6 +114,7 @@ class RollingZ(_TimeWindow):
         self._s1 = 0.0
         self._s2 = 0.0
         self._removed_n = 0
+        self._exact = False  # the sums were just rebuilt from the window
 
     def _added(self, x: float) -> None:
         if len(self._q) == 1:
@@ -117,17 +124,20 @@ class RollingZ(_TimeWindow):
         d = x - self._ref
         self._s1 += d
         self._s2 += d * d
+        self._exact = False
 
     def _removed(self, x: float) -> None:
         d = x - self._ref
         self._s1 -= d
         self._s2 -= d * d
+        self._exact = False
         self._removed_n += 1
         if self._removed_n > len(self._q):
             self._rebuild()
 
     def _rebuild(self) -> None:
         self._removed_n = 0
+        self._exact = True
         if not self._q:
             self._s1 = self._s2 = 0.0
             return
@@ -140,7 +150,12 @@ class RollingZ(_TimeWindow):
         if n < max(self.min_samples, 2):
             return None
         mean_d = self._s1 / n
-        var = (self._s2 - n * mean_d * mean_d) / (n - 1)
+        ss = self._s2 - n * mean_d * mean_d
+        if ss < self._s2 * _TRUSTED and not self._exact:
+            self._rebuild()
+            mean_d = self._s1 / n
+            ss = self._s2 - n * mean_d * mean_d
+        var = ss / (n - 1)
         std = math.sqrt(var) if var > 0.0 else 0.0
         return Baseline(n, self._ref + mean_d, std)
 
