@@ -25,7 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "venues" / "fixtures"
+#: Venue responses recorded from ccxt's own test data (MIT, see venues/LICENSE-ccxt.txt).
+FIXTURES = Path(__file__).resolve().parent / "venues"
 VENUES: tuple[str, ...] = ("binance", "binanceusdm", "binancecoinm", "okx", "bybit", "kraken",
                            "deribit", "coinbase")
 FAULTS = ("http500", "http502", "http503", "http504", "http429", "hang", "reset", "malformed",
@@ -56,6 +57,7 @@ class Request:
     exchange_id: str
     path: str
     query: dict[str, str]
+    book: bool  # a fetch_order_book call (else load_markets)
 
 
 @dataclass
@@ -183,11 +185,12 @@ class FakeVenue:
         venue = request.match_info["venue"]
         path = "/" + request.match_info["tail"]
         query = dict(request.query)
+        book_symbol = self._book_request(venue, path, query)
         with self._lock:
-            self._log.append(Request(int(time.time() * 1000), venue, path, query))
+            self._log.append(Request(int(time.time() * 1000), venue, path, query,
+                                     book_symbol is not None))
         if venue not in FIXTURE_OF:
             return web.Response(status=404, text="unknown venue")
-        book_symbol = self._book_request(venue, path, query)
         if book_symbol is None:
             return self._market_route(venue, path, request.query_string)
         fault = self._take_fault(venue, book_symbol)

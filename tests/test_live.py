@@ -161,9 +161,34 @@ def test_faults_are_flagged_and_isolated(tmp_path: Path, faults: dict[str, str])
     assert len(ts) >= 8 and max(gaps) <= 500 + 1500, gaps
     if "http429" in faults.values():
         ex = next(e for e, f in faults.items() if f == "http429")
-        times = [r.ts_ms for r in requests if r.exchange_id == ex and "Depth" in r.path]
+        times = [r.ts_ms for r in requests if r.exchange_id == ex and r.book]
         assert len(times) >= 2
         assert all(b - a >= 3000 for a, b in pairwise(times)), times
+
+
+def test_retry_after_is_honoured_on_every_venue(tmp_path: Path) -> None:
+    """A 429 with Retry-After holds back that venue only, whatever ccxt makes of it."""
+    limited = [ex for ex in LIVE if ex != "coinbase"]
+    with FakeVenueThread() as fv:
+        for ex in limited:
+            fv.set_fault(ex, "http429", retry_after=3)
+        cfg = config(tmp_path, fv, LIVE)
+        db = tmp_path / "wis.db"
+        d = DaemonProcess(cfg)
+        try:
+            assert wait_until(lambda: all(rows(db, "SELECT 1 FROM samples WHERE venue = ?", (ex,))
+                                          for ex in LIVE), 40), d.log()
+            time.sleep(7.0)
+        finally:
+            assert d.stop() == 0, d.log()
+        requests = fv.requests()
+    for ex in limited:
+        times = [r.ts_ms for r in requests if r.exchange_id == ex and r.book]
+        assert len(times) >= 2, ex
+        assert all(b - a >= 3000 for a, b in pairwise(times)), (ex, times)
+    # The venue that was not limited (a ccxt venue too) kept its 500 ms interval.
+    ts = [r["ts"] for r in rows(db, "SELECT ts FROM samples WHERE venue='coinbase' ORDER BY ts")]
+    assert len(ts) >= 10 and max(b - a for a, b in pairwise(ts)) <= 500 + 1500, ts
 
 
 def test_load_markets_failure_is_not_fatal(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import email.utils
 import logging
 import time
 from collections.abc import Mapping
@@ -55,14 +56,21 @@ def classify(exc: BaseException) -> type[SourceError]:
 
 
 def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date."""
     if not headers:
         return None
     for key, value in headers.items():
-        if str(key).lower() == "retry-after":
-            try:
-                return max(float(value), 0.0)
-            except (TypeError, ValueError):
-                return None
+        if str(key).lower() != "retry-after":
+            continue
+        try:
+            return max(float(value), 0.0)
+        except (TypeError, ValueError):
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(str(value))
+        except (TypeError, ValueError):
+            return None
+        return max(when.timestamp() - time.time(), 0.0)
     return None
 
 
@@ -137,7 +145,10 @@ class CcxtVenue:
         except Exception as exc:
             latency = (time.perf_counter() - started) * 1000.0
             retry = None
-            if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+            # ccxt maps a 429 to DDoSProtection, RateLimitExceeded or (okx)
+            # ExchangeNotAvailable; a 503 may carry Retry-After too. A timeout has no
+            # response of its own, so the headers at hand would be an earlier response's.
+            if isinstance(exc, ccxt.NetworkError) and not isinstance(exc, ccxt.RequestTimeout):
                 retry = _retry_after(getattr(self.exchange, "last_response_headers", None))
             return error_observation(self.venue, symbol, _wall_ms(), exc, latency, retry)
         received = _wall_ms()
