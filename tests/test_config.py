@@ -150,3 +150,25 @@ def test_check_without_config_file(tmp_path: Path) -> None:
     result = check(tmp_path / "missing.yaml")
     assert result.returncode == 2
     assert "cannot read file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reserved_name_template_syntax_and_errors_behind_a_bad_key(tmp_path: Path) -> None:
+    rules = textwrap.dedent("""\
+        rules:
+          - name: feed-stale
+            when: wis > 0.5
+          - name: t
+            when: wis > 0.5
+            template: {body: "WIS {{ values.wis"}
+          - name: t
+            when: wis > 0.5
+            severity: dire
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(write(tmp_path, GOOD, rules)))
+    text = str(info.value)
+    assert 'r.yaml:2: rule "feed-stale": "feed-stale" is the built-in feed rule' in text
+    assert 'r.yaml:6: rule "t": template body:' in text
+    # The invalid severity does not hide the duplicate name of the same rule.
+    assert 'r.yaml:9: rule "t": severity' in text
+    assert 'r.yaml:7: rule "t": duplicate rule name' in text

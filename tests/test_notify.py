@@ -287,3 +287,53 @@ def test_rule_templates_render_in_a_sandbox() -> None:
     hostile = render(row, {"title": "{{ ''.__class__.__mro__[1].__subclasses__() }}"})
     assert hostile.title == "[WARNING] r binance BTC/USDT"
     assert "template failed" in hostile.text
+
+
+def test_a_busy_channel_does_not_hold_up_the_next_alert_elsewhere(tmp_path: Path,
+                                                                  webhook: Webhook) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(50)  # accepts, never answers
+    config, store = setup(tmp_path, (
+        f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n"
+        f"  silent: {{url: 'json://127.0.0.1:{silent.getsockname()[1]}/hook', timeout: 2s}}\n"))
+    now = int(time.time() * 1000)
+
+    async def scenario() -> float:
+        d = Dispatcher(config, store)
+        write_alerts(store, config, [alert(now, n) for n in range(5)])
+        d.start_due(now)  # slack sends its 5; silent hangs on its first of 5
+        await asyncio.sleep(0.5)
+        write_alerts(store, config, [alert(now + 1, 9)])
+        started = time.monotonic()
+        d.start_due(now + 1)  # slack is free again: the new alert goes out at once
+        while len(webhook.posts) < 6 and time.monotonic() - started < 5:
+            await asyncio.sleep(0.01)
+        waited = time.monotonic() - started
+        await d.drain(0.1)  # the silent channel is still busy: left pending
+        return waited
+
+    waited = asyncio.run(scenario())
+    assert len(webhook.posts) == 6 and waited < 1.0, waited
+    assert {r["status"] for r in store.query(
+        "SELECT status FROM deliveries WHERE channel = 'silent'")} == {"pending"}
+    silent.close()
+
+
+@pytest.mark.parametrize("body", [
+    "{{ values.nothing | round(2) }}",  # a filter on a missing (null) metric
+    "{{ values.mid / 0 }}",
+    "{{ range(10**9) | list }}",  # the sandbox refuses huge ranges
+])
+def test_a_failing_template_falls_back_to_the_default_message(
+        tmp_path: Path, webhook: Webhook, body: str) -> None:
+    config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n")
+    rule = config.rules[0]
+    d = Dispatcher(config, store)
+    d.templates[rule.name] = {"title": None, "body": body}
+    now = int(time.time() * 1000)
+    write_alerts(store, config, [alert(now)])
+    asyncio.run(d.run_once(now))
+    assert statuses(store) == [("sent", 1)]
+    sent = json.dumps(webhook.posts[0]["json"])
+    assert "template failed" in sent and "3.40" in sent

@@ -111,11 +111,8 @@ def render_report(store: Store, since_ms: int, until_ms: int, venue: str | None 
                   f"wis-monitor: {what}, {span}", thresholds)
 
 
-def chart_png(store: Store, venue: str, symbol: str, since_ms: int, until_ms: int,
-              alerts: Sequence[dict[str, Any]]) -> bytes | None:
-    """The email attachment: one series over the last hour; None without data."""
-    series = _series(store, since_ms, until_ms, venue, symbol)
-    if not series:
-        return None
-    return render(series, alerts, since_ms, until_ms, f"{venue} {symbol}, last hour",
-                  (3.0, -3.0))
+def chart_data(store: Store, venue: str, symbol: str, since_ms: int, until_ms: int
+               ) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], list[dict[str, Any]]]:
+    """What the email attachment draws: one series and its alerts between the two times."""
+    return (_series(store, since_ms, until_ms, venue, symbol),
+            _alerts(store, since_ms, until_ms, venue, symbol))

@@ -17,6 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from wis_monitor import yamlsource
@@ -26,6 +28,11 @@ from wis_monitor.expr import Expr, ExprError, compile_expr
 from wis_monitor.signals import Kernel
 from wis_monitor.sources.limits import depth_problem
 from wis_monitor.stats import ZScoreSpec
+
+#: The built-in rule of SPEC §6 that watches every series' feed.
+FEED_STALE = "feed-stale"
+#: Rule message templates: sandboxed, rendered by wis_monitor.message.
+TEMPLATES = SandboxedEnvironment(autoescape=False)
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -448,16 +455,26 @@ def load_rule_file(
         except ValidationError as exc:
             report_validation(doc, exc, loc, label)
             _check_expressions(doc, loc, label, raw, metrics)
+            if isinstance(raw.get("name"), str):
+                _check_name(doc, loc, label, raw["name"], names, f"{path}:{doc.line(loc)}")
             continue
         where = f"{path}:{doc.line(loc)}"
-        if spec.name in names:
-            first = names[spec.name]
-            doc.problem((*loc, "name"), f"{label}duplicate rule name (first defined at {first})")
-        names.setdefault(spec.name, where)
+        _check_name(doc, loc, label, spec.name, names, where)
         rule = _compile_rule(doc, loc, label, spec, s, metrics, where)
         if rule is not None:
             out.append(rule)
     return out
+
+
+def _check_name(doc: yamlsource.Document, loc: tuple[Any, ...], label: str, name: str,
+                names: dict[str, str], where: str) -> None:
+    if name == FEED_STALE:
+        doc.problem((*loc, "name"), f'{label}"{FEED_STALE}" is the built-in feed rule; '
+                    "configure it under feed_stale: or choose another name")
+    elif name in names:
+        doc.problem((*loc, "name"),
+                    f"{label}duplicate rule name (first defined at {names[name]})")
+    names.setdefault(name, where)
 
 
 def _check_expressions(doc: yamlsource.Document, loc: tuple[Any, ...], label: str,
@@ -510,6 +527,16 @@ def _compile_rule(
             compiled[key] = compile_expr(str(text), metrics, group=group, want=want)  # type: ignore[arg-type]
         except ExprError as exc:
             doc.problem((*loc, key), f"{label}{key}: {exc}")
+            ok = False
+    for key in ("title", "body"):
+        text = getattr(spec.template, key)
+        if text is None:
+            continue
+        try:
+            TEMPLATES.parse(text)
+        except TemplateSyntaxError as exc:
+            doc.problem((*loc, "template", key),
+                        f"{label}template {key}: {exc.message} (template line {exc.lineno})")
             ok = False
     when = compiled.get("when")
     if not ok or when is None:

@@ -31,6 +31,7 @@ from wis_monitor.telemetry import HttpEndpoint, Telemetry
 log = logging.getLogger("wis_monitor")
 PRUNE_EVERY_S = 600.0
 STOP_GRACE_S = 10.0
+DELIVERY_GRACE_S = 5.0  # for sends in flight at SIGTERM; the rest stay pending
 SampleHook = Callable[[Sample], None]
 
 
@@ -263,9 +264,8 @@ class Daemon:
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.dispatcher is not None:
-            with contextlib.suppress(Exception):
-                await self.dispatcher.run_once(now_ms(), grace_s=5.0)
+        if self.dispatcher is not None:  # sends in flight get a bounded grace period
+            await self.dispatcher.drain(DELIVERY_GRACE_S)
         await self.close()
         log.info("stopped")
 
@@ -294,7 +294,10 @@ class Daemon:
         await self._close_sources({k: s for k, s in old_sources.items() if k not in keep})
         self.rt = Runtime(config, engine, sources, {k: rt.health.get(k, VenueHealth())
                                                     for k in sources})
-        self.dispatcher = self._make_dispatcher(config)
+        if self.dispatcher is not None and config.settings.channels:
+            self.dispatcher.configure(config)
+        else:
+            self.dispatcher = self._make_dispatcher(config)
         if self.scheduler is not None:
             self.scheduler.remove_all_jobs()
             self._add_jobs()
@@ -471,9 +474,9 @@ class Daemon:
             if self.dispatcher is None:
                 continue
             try:
-                await self.dispatcher.run_once(now_ms())
-            except StoreError as exc:
-                log.error("outbox: %s", exc)
+                self.dispatcher.start_due(now_ms())
+            except Exception as exc:  # the loop must outlive any one failure
+                log.error("outbox: %s: %s", type(exc).__name__, exc)
 
     def _make_dispatcher(self, config: Config) -> Any:
         if not config.settings.channels or self.store is None:

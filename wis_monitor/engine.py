@@ -17,14 +17,13 @@ import numpy as np
 
 from wis_monitor.alerting import Event, Instance, State, Timing, step
 from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
-from wis_monitor.config import Config, Rule, Venue, split_member
+from wis_monitor.config import FEED_STALE, Config, Rule, Venue, split_member
 from wis_monitor.duration import ms
 from wis_monitor.signals import change_bps, snapshot
 from wis_monitor.sources import Observation
 from wis_monitor.stats import SeriesStats
 from wis_monitor.store import AlertRow, Batch, Store, encode_levels
 
-FEED_STALE = "feed-stale"
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 TOP_LEVELS = 3
 

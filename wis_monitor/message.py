@@ -12,12 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-
+from wis_monitor.config import TEMPLATES
 from wis_monitor.duration import format_duration
-
-_ENV = SandboxedEnvironment(autoescape=False)
 
 
 @dataclass(frozen=True)
@@ -103,12 +99,14 @@ def render(alert: dict[str, Any], template: dict[str, str | None] | None = None)
                    "values": (alert.get("details") or {}).get("values") or {}}
         try:
             if template.get("title"):
-                title = _ENV.from_string(str(template["title"])).render(context).strip()
+                title = TEMPLATES.from_string(str(template["title"])).render(context).strip()
             if template.get("body"):
-                body = _ENV.from_string(str(template["body"])).render(context).strip()
+                body = TEMPLATES.from_string(str(template["body"])).render(context).strip()
                 facts = [("", body), *facts]
-        except TemplateError as exc:
-            note = f"(the rule's template failed: {exc}; default message shown)"
+        except Exception as exc:  # TemplateError, or the Python error of a filter on a null
+            title, facts = title_of(alert), lines_of(alert)
+            note = (f"(the rule's template failed: {type(exc).__name__}: {exc}; "
+                    "default message shown)")
     text = "\n".join(f"{k}: {val}" if k else val for k, val in facts)
     markdown = "\n".join(f"**{k}:** {val}" if k else val for k, val in facts)
     rows = "".join(

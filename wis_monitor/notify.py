@@ -10,6 +10,7 @@ with ``failed`` after the channel's ``max_age``. Flood control folds what exceed
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -131,32 +132,18 @@ async def send(channel: Channel, msg: Message, attachment: bytes | None = None
         return False, logmod.mask(f"{type(exc).__name__}: {exc}")
 
 
-def _chart(store: Store, alert: dict[str, Any]) -> bytes | None:
-    if not alert.get("venue") or not alert.get("symbol"):
-        return None
-    try:
-        from wis_monitor.chart import chart_png
-    except ImportError:
-        return None
-    try:
-        ts = int(alert["ts"])
-        alerts = store.query(
-            "SELECT * FROM alerts WHERE venue = ? AND symbol = ? AND ts >= ?",
-            [alert["venue"], alert["symbol"], ts - 3_600_000])
-        png: bytes | None = chart_png(store, alert["venue"], alert["symbol"], ts - 3_600_000,
-                                      ts, alerts)
-        return png
-    except Exception as exc:  # a chart is a nicety: send without it
-        log.warning("chart for %s failed: %s", alert["rule"], exc)
-        return None
-
-
 class Dispatcher:
-    """Sends the outbox."""
+    """Sends the outbox: each channel in a task of its own, so a dead or slow channel holds up
+    nobody else; a channel's rows go out one by one."""
 
     def __init__(self, config: Config, store: Store) -> None:
-        self.config = config
         self.store = store
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Take a (re)loaded config; sends in flight finish under the old one."""
+        self.config = config
         self.templates = {r.name: r.spec.template.model_dump() for r in config.rules}
         register_secrets(config.settings.channels)
 
@@ -170,25 +157,37 @@ class Dispatcher:
             r["labels"] = json.loads(r["labels"] or "{}")
         return rows
 
-    async def run_once(self, now_ms: int, grace_s: float | None = None) -> int:
-        """Send every due delivery; returns how many were attempted."""
-        rows = self.due(now_ms)
-        if not rows:
-            return 0
+    def start_due(self, now_ms: int) -> int:
+        """Start sending the due rows of every channel that is not busy; how many rows."""
         by_channel: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            by_channel.setdefault(r["channel"], []).append(r)
-        work = asyncio.gather(*(self._channel(name, items, now_ms)
-                                for name, items in by_channel.items()))
-        if grace_s is None:
-            await work
-        else:
-            try:
-                await asyncio.wait_for(work, grace_s)
-            except TimeoutError:
-                log.warning("deliveries still in flight after %.0fs: left pending for the next "
-                            "start", grace_s)
-        return len(rows)
+        for r in self.due(now_ms):
+            if r["channel"] not in self._busy:
+                by_channel.setdefault(r["channel"], []).append(r)
+        for name, items in by_channel.items():
+            task = asyncio.create_task(self._channel(name, items, now_ms))
+            self._busy[name] = task
+            task.add_done_callback(functools.partial(self._done, name))
+        return sum(len(items) for items in by_channel.values())
+
+    def _done(self, name: str, _task: asyncio.Task[None]) -> None:
+        self._busy.pop(name, None)
+
+    async def drain(self, grace_s: float | None = None) -> None:
+        """Wait for the sends in flight, at most ``grace_s``; unfinished ones stay pending."""
+        tasks = list(self._busy.values())
+        if not tasks:
+            return
+        _done, left = await asyncio.wait(tasks, timeout=grace_s)
+        if left:
+            log.warning("deliveries to %s still in flight after %.0fs: left pending for the "
+                        "next start", ", ".join(sorted(n for n, t in self._busy.items()
+                                                       if t in left)), grace_s or 0)
+
+    async def run_once(self, now_ms: int, grace_s: float | None = None) -> int:
+        """Send every due delivery and wait for the sends; returns how many were attempted."""
+        n = self.start_due(now_ms)
+        await self.drain(grace_s)
+        return n
 
     def _sent_last_minute(self, channel: str, now_ms: int) -> int:
         rows = self.store.query(
@@ -198,6 +197,13 @@ class Dispatcher:
         return int(rows[0]["n"]) if rows else 0
 
     async def _channel(self, name: str, items: list[dict[str, Any]], now_ms: int) -> None:
+        try:
+            await self._send_rows(name, items, now_ms)
+        except Exception as exc:  # a bug or a store error must not stop the outbox
+            log.error("%s: sending the outbox failed: %s: %s", name, type(exc).__name__,
+                      logmod.mask(str(exc)))
+
+    async def _send_rows(self, name: str, items: list[dict[str, Any]], now_ms: int) -> None:
         channel = self.config.settings.channels.get(name)
         if channel is None:
             self._finish(items, "failed", now_ms, f'channel "{name}" is no longer configured')
@@ -217,13 +223,34 @@ class Dispatcher:
         single, folded = (fresh, []) if len(fresh) <= room else (fresh[:room - 1], fresh[room - 1:])
         for r in single:
             msg = render(r, self.templates.get(r["rule"]))
-            attach = _chart(self.store, r) if channel.attach_chart else None
+            attach = await self._chart(r) if channel.attach_chart else None
             ok, err = await send(channel, msg, attach)
             self._outcome([r], ok, err, _now_ms(now_ms), name)
         if folded:
             msg = render_summary(folded, name, channel.per_minute)
             ok, err = await send(channel, msg)
             self._outcome(folded, ok, err, _now_ms(now_ms), name, summary=True)
+
+    async def _chart(self, alert: dict[str, Any]) -> bytes | None:
+        """The last hour of the alert's series as a PNG, drawn off the event loop."""
+        if not alert.get("venue") or not alert.get("symbol"):
+            return None
+        try:
+            from wis_monitor import chart
+        except ImportError:
+            return None
+        try:
+            ts = int(alert["ts"])
+            series, alerts = chart.chart_data(self.store, alert["venue"], alert["symbol"],
+                                              ts - 3_600_000, ts)
+            if not series:
+                return None
+            return await asyncio.to_thread(
+                chart.render, series, alerts, ts - 3_600_000, ts,
+                f"{alert['venue']} {alert['symbol']}, last hour", (3.0, -3.0))
+        except Exception as exc:  # a chart is a nicety: send without it
+            log.warning("chart for %s failed: %s", alert["rule"], exc)
+            return None
 
     def _outcome(self, rows: Sequence[dict[str, Any]], ok: bool, err: str, now_ms: int,
                  channel: str, summary: bool = False) -> None:
