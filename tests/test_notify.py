@@ -337,3 +337,17 @@ def test_a_failing_template_falls_back_to_the_default_message(
     assert statuses(store) == [("sent", 1)]
     sent = json.dumps(webhook.posts[0]["json"])
     assert "template failed" in sent and "3.40" in sent
+
+
+def test_status_shows_the_outbox_backlog_of_a_down_channel(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config, store = setup(tmp_path, f"  down: {{url: 'json://127.0.0.1:{free_port()}/h'}}\n")
+    now = int(time.time() * 1000)
+    write_alerts(store, config, [alert(now, n) for n in range(2)])
+    asyncio.run(Dispatcher(config, store).run_once(now))
+    out = subprocess.run([sys.executable, "-m", "wis_monitor", "status", "-c",
+                          str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "down: 2 pending, oldest" in out.stdout

@@ -104,3 +104,46 @@ def test_value_notation(text: str, expected: list[object]) -> None:
 def test_bad_value_token() -> None:
     with pytest.raises(ValueError, match='bad token "3y2"'):
         parse_values("1 3y2")
+
+
+NULLS_AND_FAILURES = """\
+rule_files: [rules.yaml]
+evaluation_interval: 5s
+groups:
+  btc: [a:BTC/USDT, b:BTC/USDT]
+tests:
+  - name: a null neither resolves a firing alert nor fires it again
+    input_series:
+      - series: a:BTC/USDT
+        values:
+          wis_z: "4x2 null null null 4 1x4"
+    expected:
+      - {at: 5s, rule: hot, key: "a:BTC/USDT", event: firing}
+      - {at: 30s, rule: hot, key: "a:BTC/USDT", event: resolved}
+  - name: a group rule does not count down on members whose fetches fail
+    input_series:
+      - series: a:BTC/USDT
+        values: {wis_z: "4 _x8 4x5"}
+      - series: b:BTC/USDT
+        values: {wis_z: "4 _x8 4x5"}
+    expected:  # the timers kept running through the failures, so all fire on recovery
+      - {at: 30s, rule: feed-stale, key: "a:BTC/USDT", event: firing}
+      - {at: 30s, rule: feed-stale, key: "b:BTC/USDT", event: firing}
+      - {at: 45s, rule: feed-stale, key: "a:BTC/USDT", event: resolved}
+      - {at: 45s, rule: feed-stale, key: "b:BTC/USDT", event: resolved}
+      - {at: 45s, rule: hot, key: "a:BTC/USDT", event: firing}
+      - {at: 45s, rule: hot, key: "b:BTC/USDT", event: firing}
+      - {at: 45s, rule: together, key: "btc", event: firing}
+"""
+NULL_RULES = """\
+rules:
+  - {name: hot, when: wis_z >= 3, for: 5s}
+  - {name: together, scope: group, group: btc, when: count(wis_z >= 3) >= 2, for: 15s}
+"""
+
+
+def test_nulls_and_failed_fetches_neither_advance_nor_clear(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(NULL_RULES)
+    (tmp_path / "t.yaml").write_text(NULLS_AND_FAILURES)
+    result = test_rules(str(tmp_path / "t.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -172,19 +172,22 @@ class Engine:
                 batch.books.append(self._book_row(obs))
             self.ingest(sample, batch, now_ms if now_ms is not None else obs.ts_ms)
         if self.group_rules and samples:
-            self.evaluate_groups(now_ms if now_ms is not None else samples[-1].ts_ms, batch)
+            self.evaluate_groups(now_ms if now_ms is not None else samples[-1].ts_ms, batch,
+                                 {(s.venue, s.symbol) for s in samples})
         return batch, samples
 
     def ingest(self, sample: Sample, batch: Batch, now_ms: int) -> None:
         """Log a sample and run the series rules and the feed check on it."""
         batch.samples.append(self._row(sample))
         s = self.series_for(sample.venue, sample.symbol, sample.ts_ms)
+        s.last_quality = format_flags(sample.flags) if sample.flags else ""
+        s.last_error = sample.error
         if sample.good:
             s.stats.last_good_ms = sample.ts_ms
             s.last_values = sample.values
-            if not self._feed_stale_firing(s.key):
-                self._evaluate_series(s, sample, batch)
-        self._check_stale(s, now_ms, batch)
+        self._check_stale(s, now_ms, batch)  # first: a good sample resolves feed-stale
+        if sample.good and not self._feed_stale_firing(s.key):
+            self._evaluate_series(s, sample, batch)
 
     def sample(self, obs: Observation) -> Sample:
         """Signals and z-scores of one observation (updates the series' windows)."""
@@ -223,8 +226,6 @@ class Engine:
             values["mid"] = mid
             values["spread_bps"] = (float(book.ask_px[0]) - float(book.bid_px[0])) / mid * 1e4
         frozen = frozenset(flags)
-        s.last_quality = format_flags(frozen) if frozen else ""
-        s.last_error = obs.error
         return Sample(obs.ts_ms, obs.venue, obs.symbol, values, frozen, obs.error)
 
     def _row(self, sample: Sample) -> tuple[Any, ...]:
@@ -263,13 +264,17 @@ class Engine:
         values = sample.values
         instances = self.instances
         for rule in self._rules_for[(s.venue, s.symbol)]:
-            when = rule.when.holds(values)
+            truth = rule.when.evaluate(values)
+            when = truth is True
             inst = instances.get((rule.name, s.key))
-            firing = inst is not None and inst.state == State.FIRING
             if not when and (inst is None or inst.state == State.INACTIVE):
                 continue  # inactive and staying so: nothing to record
+            firing = inst is not None and inst.state == State.FIRING
+            if truth is None and (not firing or rule.clear is None):
+                continue  # unknown (a null metric): neither advances nor clears
             # Only a firing alert looks at `clear` (hysteresis).
-            clear = rule.clear.holds(values) if firing and rule.clear is not None else not when
+            clear = rule.clear.holds(values) if firing and rule.clear is not None else \
+                truth is False
             value = self.rule_value(rule, values)
             self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, when, clear,
                           value, batch, s.venue, s.symbol, values)
@@ -282,24 +287,35 @@ class Engine:
         name = self._value_metric.get(rule.name)
         return values.get(name) if name else None
 
-    def evaluate_groups(self, now_ms: int, batch: Batch) -> None:
-        """Evaluate group rules once over each group's latest good samples."""
+    def evaluate_groups(self, now_ms: int, batch: Batch,
+                        sampled: set[tuple[str, str]] | None = None) -> None:
+        """Evaluate group rules over each group's latest good samples: the rules of the groups
+        a member of which was just ``sampled`` (default: all)."""
         for rule in self.group_rules:
             group = rule.spec.group or ""
+            if sampled is not None and sampled.isdisjoint(self.config.group_members(group)):
+                continue
             members: list[dict[str, float | None]] = []
             names: list[str] = []
             for venue, symbol in self.config.group_members(group):
                 s = self.series.get((venue, symbol))
                 if s is None or s.stats.last_good_ms is None or not s.last_values:
                     continue
-                if now_ms - s.stats.last_good_ms >= s.stale_after_ms:
-                    continue
+                if now_ms - s.stats.last_good_ms >= s.stale_after_ms or s.last_quality not in (
+                        "", "thin"):
+                    continue  # its latest fetch failed or was flagged: no say until it recovers
                 members.append(s.last_values)
                 names.append(s.key)
             if not members:
+                continue  # nothing current to judge by: neither advances nor clears
+            truth = rule.when.evaluate_group(members)
+            inst = self.instances.get((rule.name, group))
+            firing = inst is not None and inst.state == State.FIRING
+            if truth is None and (not firing or rule.clear is None):
                 continue
-            when = rule.when.holds_group(members)
-            clear = rule.clear.holds_group(members) if rule.clear is not None else not when
+            when = truth is True
+            clear = rule.clear.holds_group(members) if firing and rule.clear is not None else \
+                truth is False
             value = None
             if rule.value is not None:
                 v = rule.value.evaluate_group(members)

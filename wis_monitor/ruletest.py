@@ -243,7 +243,10 @@ def _run_case(config: Config, case: Case, spec: TestFile, base: Path, where: str
                 engine.ingest(sample, batch, ts)
             if engine.group_rules:
                 engine.evaluate_groups(ts, batch)
-            got.extend(_event_line(a.ts_ms, a.rule, a.key, a.event) for a in batch.alerts)
-    expected = [_event_line(ms(e.at), e.rule, e.key, e.event) for e in case.expected]
+            # Events of one evaluation time compare as a set: listed in a fixed order.
+            got.extend(sorted(_event_line(a.ts_ms, a.rule, a.key, a.event)
+                              for a in batch.alerts))
+    expected = [line for _, line in sorted(
+        (ms(e.at), _event_line(ms(e.at), e.rule, e.key, e.event)) for e in case.expected)]
     return Outcome(case.name, where, expected, got, errors)
 

@@ -93,7 +93,7 @@ def render(report: dict[str, Any]) -> str:
     if report["outbox"]:
         lines.append("outbox backlog:")
         for ch, b in report["outbox"].items():
-            oldest = _age((now - b["oldest"]) / 1000)
+            oldest = _age((now - b["oldest_ts"]) / 1000)
             lines.append(f"  {ch}: {b['pending']} pending, oldest {oldest}")
     else:
         lines.append("outbox backlog: none")
