@@ -290,9 +290,14 @@ def _known_fields(title: str, loc: tuple[Any, ...]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
-def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
-    """Load and validate the main file and the rule files it includes; raise ConfigError."""
-    doc = yamlsource.load(path, env)
+def load_config(path: str, env: Mapping[str, str] | None = None, *, secrets: bool = True
+                ) -> Config:
+    """Load and validate the main file and the rule files it includes; raise ConfigError.
+
+    ``secrets=False`` is for tools that send nothing (status, report, silences, replay
+    without --notify): secrets that cannot be resolved here are left unresolved.
+    """
+    doc = yamlsource.load(path, env, secrets=secrets)
     problems: list[Problem] = list(doc.problems)
     if doc.data is None:
         raise ConfigError(problems)

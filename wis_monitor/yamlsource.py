@@ -29,6 +29,7 @@ class Document:
     data: Any = None
     lines: dict[Loc, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    secrets: bool = True  # resolve ${...} strictly
 
     def line(self, loc: Loc) -> int | None:
         """The line of ``loc``, or of its nearest located parent."""
@@ -67,9 +68,14 @@ def expand(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     return _VAR.sub(sub, value), missing
 
 
-def load(path: str, env: Mapping[str, str] | None = None) -> Document:
-    """Parse ``path``; on failure ``data`` is None and ``problems`` says why."""
-    doc = Document(path)
+def load(path: str, env: Mapping[str, str] | None = None, *, secrets: bool = True
+         ) -> Document:
+    """Parse ``path``; on failure ``data`` is None and ``problems`` says why.
+
+    ``secrets=False`` (for tools that send nothing) leaves an unresolvable ``${...}`` as it is
+    instead of reporting it: a shell has no ``$CREDENTIALS_DIRECTORY``.
+    """
+    doc = Document(path, secrets=secrets)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -132,7 +138,10 @@ def _build(node: yaml.Node, loc: Loc, doc: Document, loader: yaml.SafeLoader,
         doc.problems.append(Problem(doc.path, node.start_mark.line + 1, str(exc)))
         return None
     if isinstance(value, str) and "${" in value:
-        value, missing = expand(value, env)
+        expanded, missing = expand(value, env)
+        if missing and not doc.secrets:
+            return value
+        value = expanded
         for what in missing:
             doc.problems.append(Problem(doc.path, node.start_mark.line + 1, what))
     return value
