@@ -106,6 +106,10 @@ def test_five_mistakes_five_lines(tmp_path: Path) -> None:
         ("venues:\n  - {id: a, exchange: binanse, symbols: [X/Y]}\n",
          'did you mean "binance"'),
         ("rules: {include: [nothing/*.yaml]}\n", 'no rule file matches "nothing/*.yaml"'),
+        ("http: {listen: 'localhost:abc'}\n", "is not HOST:PORT"),
+        ("metrics: {zscore: {window: 0s}}\n", "window must be longer than 0s"),
+        ("venues:\n  - {id: r, exchange: replay, books: /no/such.jsonl, symbols: [X/Y]}\n",
+         'no recording at "/no/such.jsonl"'),
     ],
 )
 def test_single_mistakes(tmp_path: Path, main: str, message: str) -> None:

@@ -102,14 +102,20 @@ def test_valid_reload_adds_rule_and_keeps_windows(tmp_path: Path) -> None:
     d = DaemonProcess(cfg)
     try:
         assert wait_until(lambda: count(db, "wis_z IS NOT NULL") >= 3, 40), d.log()
+        # Same reload: a new rule, an edited firing rule (runbook), a new WIS variant.
         (tmp_path / "rules.yaml").write_text(RULES.format(for_="0s") + """\
+    runbook: https://wiki.example/always
   - name: also
     when: spread_bps >= 0
     channels: [console]
 """)
+        cfg.write_text(cfg.read_text().replace(
+            "metrics:\n", "metrics:\n  wis_variants: {wis_flat: {kernel: flat}}\n"))
         t0 = int(time.time() * 1000)
         d.signal(signal.SIGHUP)
         assert wait_until(lambda: rows(db, "SELECT * FROM alerts WHERE rule = 'also'"), 15), d.log()
+        assert wait_until(lambda: count(db, "wis_flat IS NOT NULL") >= 3, 15), d.log()
+        assert "cannot write" not in d.log()
         # Windows carried over: every series' first sample after the reload has a z-score.
         after = rows(db, "SELECT venue, symbol, min(ts) AS ts FROM samples WHERE ts > ?"
                      " GROUP BY venue, symbol", (t0 + 500,))
@@ -117,7 +123,7 @@ def test_valid_reload_adds_rule_and_keeps_windows(tmp_path: Path) -> None:
             first = rows(db, "SELECT wis_z FROM samples WHERE venue=? AND symbol=? AND ts=?",
                          (r["venue"], r["symbol"], r["ts"]))
             assert first[0]["wis_z"] is not None, r
-        # The rule that did not change did not fire again.
+        # The rule that was firing (only its runbook changed) did not fire again.
         assert len(rows(db, "SELECT * FROM alerts WHERE rule='always' AND event='firing'")) == 3
     finally:
         assert d.stop() == 0

@@ -243,6 +243,15 @@ class Config:
         return [split_member(m) for m in self.settings.groups.get(group, [])]
 
 
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (127.0.0.1); ValueError if malformed."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'"{listen}" is not HOST:PORT with a port from 1 to 65535')
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    return host, int(port)
+
+
 def split_member(member: str) -> tuple[str, str]:
     venue, _, symbol = member.partition(":")
     return venue, symbol
@@ -375,6 +384,8 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
             )
         if venue.exchange == "replay" and not venue.books:
             doc.problem(loc, 'a venue with exchange "replay" needs "books: PATH"')
+        elif venue.exchange == "replay" and not os.path.isfile(venue.books or ""):
+            doc.problem((*loc, "books"), f'no recording at "{venue.books}"')
         if venue.depth is not None:
             bad = depth_problem(venue.exchange, venue.depth)
             if bad:
@@ -382,6 +393,13 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
         interval = venue.interval or s.sampling.interval
         if interval < timedelta(milliseconds=100):
             doc.problem((*loc, "interval"), "interval must be at least 100ms")
+    if s.metrics.zscore.window <= timedelta(0):
+        doc.problem(("metrics", "zscore", "window"), "the z-score window must be longer than 0s")
+    if s.http.listen is not None:
+        try:
+            split_listen(s.http.listen)
+        except ValueError as exc:
+            doc.problem(("http", "listen"), str(exc))
     for group, members in s.groups.items():
         for j, member in enumerate(members):
             venue_id, symbol = split_member(member)

@@ -116,7 +116,13 @@ class Daemon:
             return 1
         engine = Engine(config, self.store)
         restored = engine.restore(now_ms())
-        self.rt = Runtime(config, engine, await self._start_sources(config))
+        try:
+            sources = await self._start_sources(config)
+        except Exception as exc:  # e.g. a replay venue's recording cannot be read
+            log.error("cannot start the sources: %s: %s", type(exc).__name__, exc)
+            self.store.close()
+            return 1
+        self.rt = Runtime(config, engine, sources)
         log.info("config %s: %d venue(s), %d rule(s); database %s (%d samples of history)",
                  config.path, len(config.settings.venues), len(config.rules), self.store.path,
                  restored)
@@ -283,13 +289,31 @@ class Daemon:
                       len(exc.problems))
             self.notifier.ready(self._status())
             return False
-        engine = Engine(config, self.store)
-        engine.adopt(rt.engine)
         old_sources = rt.sources
         keep = {v.id for v in config.settings.venues
                 if v in rt.config.settings.venues and v.id in old_sources}
+        try:
+            new = await self._start_sources(config, skip=keep)
+        except Exception as exc:  # e.g. a replay venue's file vanished since `check`
+            log.error("reload rejected: %s: %s; the previous configuration keeps running",
+                      type(exc).__name__, exc)
+            self.notifier.ready(self._status())
+            return False
+        if self.store is not None:
+            try:
+                self.store.use_variants(list(config.settings.metrics.wis_variants))
+            except StoreError as exc:
+                log.error("reload: %s", exc)
+        engine = Engine(config, self.store)
+        for metric in engine.adopt(rt.engine):
+            log.info("reload: the z-score window of %s starts afresh (its definition changed)",
+                     metric)
+        for what, old_v, new_v in (
+                ("storage.path", rt.config.db_path(), config.db_path()),
+                ("http.listen", rt.config.settings.http.listen, config.settings.http.listen)):
+            if old_v != new_v:
+                log.warning("reload: %s changed; it takes effect at the next restart", what)
         sources = {k: s for k, s in old_sources.items() if k in keep}
-        new = await self._start_sources(config, skip=keep)
         sources.update(new)
         await self._close_sources({k: s for k, s in old_sources.items() if k not in keep})
         self.rt = Runtime(config, engine, sources, {k: rt.health.get(k, VenueHealth())

@@ -116,22 +116,35 @@ class Engine:
             ]
         return s
 
-    def adopt(self, old: Engine) -> None:
-        """Carry windows and alert state over from a previous engine (reload)."""
+    def adopt(self, old: Engine) -> list[str]:
+        """Carry windows and alert state over from a previous engine (reload).
+
+        A metric keeps its z-score windows unless its kernel or the z-score settings changed;
+        a rule keeps its state (pending timer, firing) unless it was removed or changed scope,
+        so editing a firing rule's runbook or threshold does not send `firing` again. Returns
+        the metrics whose windows start afresh.
+        """
+        kept = [m for m in self.z_metrics
+                if m in old.kernels and old.kernels[m] == self.kernels[m] and
+                old.zspec == self.zspec]
         for key, s in old.series.items():
+            if s.venue not in self.venues:
+                continue  # the venue was removed
             new = self.series_for(s.venue, s.symbol, s.first_seen_ms)
-            if set(new.stats.scorers) == set(s.stats.scorers) and old.zspec == self.zspec:
-                new.stats = s.stats
+            for m in kept:
+                new.stats.scorers[m] = s.stats.scorers[m]
+            new.stats.last_good_ms, new.stats.last_mid = s.stats.last_good_ms, s.stats.last_mid
             new.last_values, new.last_book = s.last_values, s.last_book
             new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
+            new.last_quality, new.last_error = s.last_quality, s.last_error
             self.series[key] = new
-        names = {r.name for r in self.config.rules} | {FEED_STALE}
-        old_rules = {r.name: r.spec for r in old.config.rules}
-        new_rules = {r.name: r.spec for r in self.config.rules}
+        scope = {r.name: r.spec.scope for r in self.config.rules} | {FEED_STALE: "series"}
+        old_scope = {r.name: r.spec.scope for r in old.config.rules} | {FEED_STALE: "series"}
         for (rule, instance_key), inst in old.instances.items():
-            if rule in names and old_rules.get(rule) == new_rules.get(rule):
+            if rule in scope and scope[rule] == old_scope.get(rule):
                 self.instances[(rule, instance_key)] = inst
         self.silences = old.silences
+        return [m for m in self.z_metrics if m not in kept]
 
     def restore(self, now_ms: int) -> int:
         """Rebuild windows and alert state from the store; returns the samples replayed."""

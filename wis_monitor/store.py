@@ -99,6 +99,9 @@ class Batch:
     alerts: list[AlertRow] = field(default_factory=list)
     states: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     books: list[tuple[Any, ...]] = field(default_factory=list)
+    #: When the deliveries of its alerts were queued (default: each alert's own time); a
+    #: replay with --notify queues at the wall clock, not at the recording's.
+    queued_ms: int | None = None
 
     def __bool__(self) -> bool:
         return bool(self.samples or self.alerts or self.states or self.books)
@@ -113,12 +116,19 @@ def decode_levels(blob: bytes) -> np.ndarray:
     return np.frombuffer(zlib.decompress(blob), dtype="<f8").reshape(-1, 2)
 
 
-def _explain(exc: sqlite3.Error, path: str) -> StoreError:
+def _explain(exc: sqlite3.Error | OSError, path: str) -> StoreError:
     text = str(exc)
-    if "locked" in text or "busy" in text:
+    if isinstance(exc, PermissionError):
+        hint = ("permission denied (the database file or its directory belongs to another "
+                "user: check owner and mode)")
+    elif isinstance(exc, OSError) and not isinstance(exc, sqlite3.Error):
+        hint = exc.strerror or text
+    elif "locked" in text or "busy" in text:
         hint = "the database is busy (another writer holds the lock)"
     elif "disk is full" in text or "database or disk is full" in text:
         hint = "the disk is full"
+    elif "disk I/O error" in text:
+        hint = "disk I/O error (the disk may be full, over quota or failing)"
     elif "readonly" in text or "read-only" in text:
         hint = "the database is read-only (check the file's permissions and owner)"
     elif "not a database" in text:
@@ -148,8 +158,11 @@ class Store:
                 conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
                 self.db = sqlite_utils.Database(conn)
                 self._setup()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise _explain(exc, path) from exc
+        self._set_columns()
+
+    def _set_columns(self) -> None:
         self.columns = SAMPLE_COLUMNS + tuple(
             c for v in self.variants for c in (v, f"{v}_z")
         )
@@ -157,6 +170,16 @@ class Store:
         self._insert_sample = (
             f"INSERT INTO samples ({', '.join(self.columns)}) VALUES ({placeholders})"
         )
+
+    def use_variants(self, variants: Sequence[str]) -> None:
+        """Write these WIS variants from now on (reload): new ones get their columns; the
+        columns of dropped ones stay, null in new rows."""
+        self.variants = tuple(variants)
+        try:
+            self._add_variant_columns()
+        except sqlite3.Error as exc:
+            raise _explain(exc, self.path) from exc
+        self._set_columns()
 
     @staticmethod
     def _create_private(path: str) -> None:
@@ -187,12 +210,15 @@ class Store:
         for n in range(max(version, SCHEMA_VERSION), SCHEMA_VERSION + len(_MIGRATIONS)):
             conn.executescript(_MIGRATIONS[n - SCHEMA_VERSION])
         with self.db.atomic():
-            existing = {c.name for c in self.db["samples"].columns}
-            for v in self.variants:
-                for col in (v, f"{v}_z"):
-                    if col not in existing:
-                        conn.execute(f"ALTER TABLE samples ADD COLUMN [{col}] {_REAL}")
+            self._add_variant_columns()
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + len(_MIGRATIONS)}")
+
+    def _add_variant_columns(self) -> None:
+        existing = {c.name for c in self.db["samples"].columns}
+        for v in self.variants:
+            for col in (v, f"{v}_z"):
+                if col not in existing:
+                    self.db.conn.execute(f"ALTER TABLE samples ADD COLUMN [{col}] {_REAL}")
 
     def close(self) -> None:
         self.db.close()
@@ -214,6 +240,7 @@ class Store:
                         batch.books,
                     )
                 for a in batch.alerts:
+                    queued = batch.queued_ms if batch.queued_ms is not None else a.ts_ms
                     cur = conn.execute(
                         "INSERT INTO alerts (ts, rule, key, venue, symbol, event, severity, value,"
                         " summary, labels, details) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -228,7 +255,8 @@ class Store:
                     conn.executemany(
                         "INSERT INTO deliveries (alert_id, channel, status, attempts, last_error,"
                         " created_ts, next_attempt_ts) VALUES (?, ?, ?, 0, ?, ?, ?)",
-                        [(alert_id, ch, status, last_error, a.ts_ms, a.ts_ms) for ch in a.channels],
+                        [(alert_id, ch, status, last_error, queued, queued)
+                         for ch in a.channels],
                     )
                 if batch.states:
                     conn.executemany(

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from wis_monitor.config import split_listen
 from wis_monitor.engine import Sample
 from wis_monitor.store import Store
 
@@ -91,9 +92,7 @@ class HttpEndpoint:
 
     def __init__(self, listen: str, metrics: Callable[[], bytes],
                  health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
-        host, _, port = listen.rpartition(":")
-        self.host = host or "127.0.0.1"
-        self.port = int(port)
+        self.host, self.port = split_listen(listen)
         self._metrics = metrics
         self._health = health
         self._server: asyncio.base_events.Server | None = None

@@ -101,11 +101,16 @@ class CcxtVenue:
         self._markets_attempts = 0
         self._markets_next = 0.0
         self._markets_lock = asyncio.Lock()
+        self._warmup: asyncio.Task[bool] | None = None
 
     async def start(self) -> None:
-        await self._load_markets()
+        """Begin loading the markets in the background: a venue that hangs here must not
+        hold up the start (READY) or any other venue; the first fetch waits for it."""
+        self._warmup = asyncio.create_task(self._load_markets())
 
     async def close(self) -> None:
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
         try:
             await self.exchange.close()
         except Exception as exc:  # closing must never fail a shutdown
