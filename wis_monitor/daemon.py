@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from wis_monitor.config import Config, Venue, load_config
@@ -30,7 +31,11 @@ from wis_monitor.telemetry import HttpEndpoint, Telemetry
 
 log = logging.getLogger("wis_monitor")
 PRUNE_EVERY_S = 600.0
+PRUNE_SLICE = 20_000  # rows of samples/books per housekeeping second when catching up
 STOP_GRACE_S = 10.0
+STORE_BUSY_S = 1.0  # how long a write waits for another writer's lock (on the event loop)
+STORE_RETRY_S = 5.0  # between write attempts while the database refuses them
+UNWRITTEN_SAMPLES = 100_000  # held in memory while the database refuses writes
 DELIVERY_GRACE_S = 5.0  # for sends in flight at SIGTERM; the rest stay pending
 SampleHook = Callable[[Sample], None]
 
@@ -96,6 +101,10 @@ class Daemon:
         self._last_prune = 0.0
         self._loop_beat = time.monotonic()
         self._in_flight = 0
+        self._slow_venues: set[str] = set()
+        self._unwritten: list[Batch] = []
+        self._dropped_samples = 0
+        self._retry_write_at = 0.0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -110,7 +119,8 @@ class Daemon:
             return 2
         try:
             self.store = Store(config.db_path(),
-                               variants=list(config.settings.metrics.wis_variants))
+                               variants=list(config.settings.metrics.wis_variants),
+                               busy_timeout_s=STORE_BUSY_S)
         except StoreError as exc:
             log.error("%s", exc)
             return 1
@@ -204,18 +214,20 @@ class Daemon:
             self.notifier.status(self._status())
 
     def _healthy(self) -> bool:
-        """Ping the watchdog only while the scheduler's jobs still run and the store is writable.
+        """Ping the watchdog only while the scheduler's jobs still run.
 
         The housekeeping job beats every second; if it has not run for a while the loop is
-        wedged (or the scheduler died), and the missing pings let systemd restart us.
+        wedged (or the scheduler died), and the missing pings let systemd restart us. A
+        database that refuses writes is no reason to restart (a restart frees no disk): it
+        shows in STATUS=, /healthz and an ops alert, and the writes are retried.
         """
-        return self.store_error is None and time.monotonic() - self._loop_beat < 10.0
+        return time.monotonic() - self._loop_beat < 10.0
 
     def _health_detail(self) -> tuple[bool, dict[str, Any]]:
         rt = self._rt()
         venues = {v: {"up": h.up, "last_error": h.last_error} for v, h in rt.health.items()}
-        return self._healthy(), {"venues": venues, "store_error": self.store_error,
-                                 "status": self._status()}
+        return self._healthy() and self.store_error is None, {
+            "venues": venues, "store_error": self.store_error, "status": self._status()}
 
     def _metrics(self) -> bytes:
         rt = self._rt()
@@ -246,6 +258,8 @@ class Daemon:
             return "starting"
         down = [v for v, h in rt.health.items() if not h.up]
         firing = sum(1 for i in rt.engine.instances.values() if i.state == 2)
+        if not rt.health:
+            return f"starting: {len(rt.config.settings.venues)} venue(s), no sample yet"
         parts = [f"{len(rt.health) - len(down)}/{len(rt.health)} venues up"]
         if down:
             parts.append("down: " + ",".join(sorted(down)))
@@ -350,8 +364,21 @@ class Daemon:
 
     def _start_scheduler(self) -> None:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        # A cycle still running when the next is due is skipped (max_instances=1). APScheduler
+        # warns on every skip; say it once per venue instead, and count them in /metrics.
+        logging.getLogger("apscheduler.executors.default").addFilter(_NoSkipWarnings())
+        logging.getLogger("apscheduler.scheduler").addFilter(_NoSkipWarnings())
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self._add_jobs()
         self.scheduler.start()
+
+    def _skipped(self, event: JobSubmissionEvent) -> None:
+        venue = str(event.job_id).removeprefix("venue:")
+        self.telemetry.cycles_skipped.labels(venue).inc()
+        if venue not in self._slow_venues:
+            self._slow_venues.add(venue)
+            log.warning("venue %s: a sampling cycle outlasted the interval, so the next one was "
+                        "skipped (rate limit or slow venue; the interval is not met)", venue)
 
     def _add_jobs(self) -> None:
         rt = self._rt()
@@ -427,24 +454,50 @@ class Daemon:
                 self.on_sample(s)
 
     def _write(self, batch: Batch) -> None:
-        if self.store is None or not batch:
+        """Write a batch, after any the database refused before (kept in memory, in order,
+        so no alert event is lost while the disk is full or the database locked)."""
+        if self.store is None:
             return
-        try:
-            self.store.write(batch)
-        except StoreError as exc:
-            if self.store_error is None:
-                log.error("cannot write samples: %s", exc)
-                self._ops_alert(f"wis-monitor cannot write its database: {exc}")
-            self.store_error = str(exc)
-            self.notifier.status(self._status())
-            return
-        if self.store_error:
-            log.info("database writable again")
-        self.store_error = None
-        if batch.alerts:
-            for a in batch.alerts:
+        if batch:
+            self._unwritten.append(batch)
+        if self.store_error and time.monotonic() < self._retry_write_at:
+            self._bound_unwritten()
+            return  # each attempt may wait STORE_BUSY_S on the event loop: not too often
+        while self._unwritten:
+            head = self._unwritten[0]
+            try:
+                self.store.write(head)
+            except StoreError as exc:
+                if self.store_error is None:
+                    log.error("cannot write samples: %s", exc)
+                    self._ops_alert(f"wis-monitor cannot write its database: {exc}")
+                self.store_error = str(exc)
+                self._retry_write_at = time.monotonic() + STORE_RETRY_S
+                self._bound_unwritten()
+                self.notifier.status(self._status())
+                return
+            self._unwritten.pop(0)
+            if self.store_error:
+                log.info("database writable again")
+                self.store_error = None
+            for a in head.alerts:
                 log.warning("alert %s", a.summary)
-            self._wake_dispatcher.set()
+            if head.alerts:
+                self._wake_dispatcher.set()
+
+    def _bound_unwritten(self) -> None:
+        """Keep at most UNWRITTEN_SAMPLES samples waiting; alerts and state always stay."""
+        n = sum(len(b.samples) for b in self._unwritten)
+        for b in self._unwritten:
+            if n <= UNWRITTEN_SAMPLES:
+                break
+            n -= len(b.samples)
+            self._dropped_samples += len(b.samples)
+            b.samples.clear()
+            b.books.clear()
+        if self._dropped_samples:
+            log.error("database unwritable: %d samples dropped so far (alert events are kept)",
+                      self._dropped_samples)
 
     def _ops_alert(self, text: str) -> None:
         """Tell the operators directly (the outbox lives in the database that just failed)."""
@@ -481,8 +534,11 @@ class Daemon:
             self._last_prune = time.monotonic()
             retention = ms(rt.config.settings.storage.retention)
             try:
-                n = self.store.prune(now_ms() - retention)
-                self.store.maintain()
+                n = self.store.prune(now_ms() - retention, limit=PRUNE_SLICE)
+                if n >= PRUNE_SLICE:  # more to go: the next slice in a second
+                    self._last_prune -= PRUNE_EVERY_S
+                else:
+                    self.store.maintain()
             except StoreError as exc:
                 log.error("housekeeping: %s", exc)
                 return
@@ -508,6 +564,11 @@ class Daemon:
         from wis_monitor.notify import Dispatcher
 
         return Dispatcher(config, self.store)
+
+
+class _NoSkipWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
 
 
 class FetchTimeout(Exception):

@@ -145,17 +145,19 @@ def _explain(exc: sqlite3.Error | OSError, path: str) -> StoreError:
 class Store:
     """The SQLite database of one monitor."""
 
-    def __init__(self, path: str, *, variants: Sequence[str] = (), readonly: bool = False) -> None:
+    def __init__(self, path: str, *, variants: Sequence[str] = (), readonly: bool = False,
+                 busy_timeout_s: float = 5.0) -> None:
         self.path = path
+        self.busy_timeout_s = busy_timeout_s
         self.variants = tuple(variants)
         try:
             if not readonly and path != ":memory:":
                 self._create_private(path)
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s)
                 self.db = sqlite_utils.Database(conn)
             else:
-                conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+                conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
                 self.db = sqlite_utils.Database(conn)
                 self._setup()
         except (sqlite3.Error, OSError) as exc:
@@ -198,7 +200,7 @@ class Store:
         conn = self.db.conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION + len(_MIGRATIONS):
             raise StoreError(
@@ -342,10 +344,17 @@ class Store:
             raise _explain(exc, self.path) from exc
         return cur.rowcount > 0
 
-    def prune(self, before_ms: int) -> int:
-        """Delete samples, books and settled alerts older than ``before_ms``; returns rows."""
-        n = self.execute("DELETE FROM samples WHERE ts < ?", [before_ms])
-        n += self.execute("DELETE FROM books WHERE ts < ?", [before_ms])
+    def prune(self, before_ms: int, limit: int | None = None) -> int:
+        """Delete samples, books and settled alerts older than ``before_ms``; returns rows.
+
+        ``limit`` bounds the samples and books deleted in one call (one short transaction
+        each), so a long backlog is worked off in slices that never stall the caller.
+        """
+        cap = "" if limit is None else f" LIMIT {int(limit)}"
+        n = 0
+        for table in ("samples", "books"):
+            n += self.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
+                              f" WHERE ts < ?{cap})", [before_ms])
         n += self.execute(
             "DELETE FROM deliveries WHERE created_ts < ? AND status != 'pending'", [before_ms])
         n += self.execute(

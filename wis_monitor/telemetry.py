@@ -33,6 +33,9 @@ class Telemetry:
                                ["venue", "symbol", "quality"], registry=r)
         self.errors = Counter("wis_fetch_errors", "Failed fetches by error class.",
                               ["venue", "error_class"], registry=r)
+        self.cycles_skipped = Counter(
+            "wis_cycles_skipped", "Sampling cycles skipped because the previous one still ran.",
+            ["venue"], registry=r)
         self.latency = Histogram("wis_fetch_latency_seconds", "Order-book fetch round trip.",
                                  ["venue"], buckets=LATENCY_BUCKETS_S, registry=r)
         self.wis = Gauge("wis_score", "Latest Weighted Imbalance Score.",
