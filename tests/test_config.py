@@ -176,3 +176,26 @@ def test_reserved_name_template_syntax_and_errors_behind_a_bad_key(tmp_path: Pat
     # The invalid severity does not hide the duplicate name of the same rule.
     assert 'r.yaml:9: rule "t": severity' in text
     assert 'r.yaml:7: rule "t": duplicate rule name' in text
+
+
+def test_a_bad_key_does_not_hide_the_other_problems_of_its_section(tmp_path: Path) -> None:
+    main = textwrap.dedent("""\
+        venues:
+          - {id: a, exchange: binanceusdm, symbols: [BTC/USDT:USDT], depth: 7}
+          - {id: b, exchange: okx, symbols: [BTC/USDT], colour: red}
+          - {id: b, exchange: binanse, symbols: BTC/USDT}
+        channels:
+          c1: {url: "console://", per_minute: 0}
+        rules: [a.yaml]
+    """)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(main)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(cfg), env={})
+    lines = str(info.value).splitlines()
+    for line, text in [(2, "depth 7 is not supported"), (3, 'unknown key "colour"'),
+                       (4, 'duplicate venue id "b"'), (4, 'did you mean "binance"'),
+                       (4, "symbols: Input should be a valid list"), (6, "per_minute"),
+                       (7, "rules: should be a mapping")]:
+        assert any(ln.startswith(f"{cfg}:{line}:") and text in ln for ln in lines), (line, text,
+                                                                                     lines)

@@ -275,10 +275,20 @@ def report_validation(doc: yamlsource.Document, exc: ValidationError, base: tupl
             msg = f'unknown key "{key}"' + (f' (did you mean "{hint[0]}"?)' if hint else "")
         elif err["type"] == "missing":
             msg = f'missing required key "{loc[-1]}"'
+        elif err["type"] == "model_type":
+            msg = f"{where}: should be a mapping of keys (key: value), not {_kind(err['input'])}"
         else:
             text = err["msg"].removeprefix("Value error, ")
             msg = f"{where}: {text}" if where else text
         doc.problem(full, label + msg)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f'the text "{value[:40]}"'
+    return "nothing" if value is None else f"the value {value!r}"[:60]
 
 
 def _known_fields(title: str, loc: tuple[Any, ...]) -> list[str]:
@@ -327,15 +337,44 @@ def load_config(path: str, env: Mapping[str, str] | None = None, *, secrets: boo
 
 
 def _salvage(data: dict[str, Any]) -> Settings:
-    """Best effort settings from the valid sections, to keep checking cross-references."""
+    """Best-effort settings from what is valid, down to single keys of a venue or channel, so
+    that the remaining checks (depth, duplicates, references) still run on the rest and every
+    problem is reported at once. Venues keep their positions, for the line numbers."""
     good: dict[str, Any] = {}
     for key, value in data.items():
-        try:
-            Settings.model_validate({key: value})
+        if _valid(Settings, {key: value}):
             good[key] = value
-        except ValidationError:
-            continue
-    return Settings.model_validate(good)
+        elif key == "venues" and isinstance(value, list):
+            good[key] = [_valid_keys(Venue, v, {"id": f"invalid-venue-{i}", "exchange": "sim",
+                                                "symbols": ["?"]})
+                         for i, v in enumerate(value)]
+        elif key == "channels" and isinstance(value, dict):
+            good[key] = {name: _valid_keys(Channel, c, {"url": "console://"})
+                         for name, c in value.items()}
+        elif key in ("storage", "sampling", "metrics", "feed_stale", "http", "rules"):
+            model = Settings.model_fields[key].annotation
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                good[key] = _valid_keys(model, value, {})
+    try:
+        return Settings.model_validate(good)
+    except ValidationError:  # valid parts that are invalid together: whole sections only
+        return Settings.model_validate({k: v for k, v in data.items() if _valid(Settings, {k: v})})
+
+
+def _valid(model: type[BaseModel], data: Any) -> bool:
+    try:
+        model.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
+def _valid_keys(model: type[BaseModel], item: Any, base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` overlaid with each key of ``item`` that is valid on its own."""
+    out = dict(base)
+    if isinstance(item, dict):
+        out.update({k: v for k, v in item.items() if _valid(model, {**base, k: v})})
+    return out
 
 
 def metric_names(settings: Settings) -> set[str]:
