@@ -107,6 +107,7 @@ def test_five_mistakes_five_lines(tmp_path: Path) -> None:
          'did you mean "binance"'),
         ("rules: {include: [nothing/*.yaml]}\n", 'no rule file matches "nothing/*.yaml"'),
         ("http: {listen: 'localhost:abc'}\n", "is not HOST:PORT"),
+        ("channels:\n  a: {url: 'slak://T0/B0/sekrit'}\n", "apprise cannot use this slak:// URL"),
         ("metrics: {zscore: {window: 0s}}\n", "window must be longer than 0s"),
         ("venues:\n  - {id: r, exchange: replay, books: /no/such.jsonl, symbols: [X/Y]}\n",
          'no recording at "/no/such.jsonl"'),

@@ -7,6 +7,8 @@ Every problem is collected and reported at once as ``PATH:LINE: message`` throug
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import fnmatch
 import glob
 import os
@@ -449,19 +451,28 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
                     ("groups", group, j),
                     f'group "{group}": "{member}" is not a configured venue and symbol',
                 )
-    for name in s.channels:
+    for name, channel in s.channels.items():
         if not re.match(NAME, name):
             doc.problem(("channels", name), f'bad channel name "{name}"')
+        from wis_monitor.notify import url_problem  # apprise loads only for channels
+
+        bad = url_problem(channel.url)
+        if bad:
+            doc.problem(("channels", name, "url"), f'channel "{name}": {bad}')
     if s.feed_stale.channels:
         for j, ch in enumerate(s.feed_stale.channels):
             if ch not in s.channels:
                 doc.problem(("feed_stale", "channels", j), _unknown("channel", ch, s.channels))
 
 
+@functools.cache
 def _ccxt_exchanges() -> list[str]:
-    import ccxt  # the exchange list only; sources.ccxt does the talking
-
-    return list(ccxt.exchanges)
+    """ccxt's exchange ids, read from its package (importing ccxt takes most of a second)."""
+    spec = importlib.util.find_spec("ccxt")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(list(spec.submodule_search_locations)[0]) / "async_support"
+    return sorted(f.stem for f in folder.glob("*.py") if not f.name.startswith("_"))
 
 
 def _unknown(kind: str, name: str, known: Mapping[str, Any] | list[str]) -> str:

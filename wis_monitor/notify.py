@@ -70,6 +70,28 @@ def privacy_url(url: str) -> str:
     return str(obj.url(privacy=True))  # type: ignore[no-untyped-call]
 
 
+def url_problem(url: str) -> str | None:
+    """Why apprise cannot use ``url`` (never quoting it: it may hold a secret), or None."""
+    if "${" in url:
+        return None  # a secret left unresolved on purpose (tools that send nothing)
+    quiet = logging.getLogger("apprise")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        obj = apprise.Apprise.instantiate(url)
+    except Exception:
+        obj = None
+    finally:
+        quiet.setLevel(level)
+    if obj is not None:
+        return None
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if not scheme:
+        return "not an apprise URL (SCHEME://...), see docs/channels.md"
+    return (f'apprise cannot use this {scheme}:// URL (unknown scheme, or a part it needs is '
+            "missing or malformed), see docs/channels.md")
+
+
 def register_secrets(channels: dict[str, Channel]) -> None:
     """Keep every channel URL and its credential parts out of the logs."""
     for ch in channels.values():
