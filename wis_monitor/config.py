@@ -7,10 +7,10 @@ Every problem is collected and reported at once as ``PATH:LINE: message`` throug
 from __future__ import annotations
 
 import difflib
-import functools
-import importlib.util
 import fnmatch
+import functools
 import glob
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -471,7 +471,7 @@ def _ccxt_exchanges() -> list[str]:
     spec = importlib.util.find_spec("ccxt")
     if spec is None or not spec.submodule_search_locations:
         return []
-    folder = Path(list(spec.submodule_search_locations)[0]) / "async_support"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "async_support"
     return sorted(f.stem for f in folder.glob("*.py") if not f.name.startswith("_"))
 
 
