@@ -68,6 +68,7 @@ class VenueHealth:
     last_error: str | None = None
     backoff_until_ms: int = 0
     cycles: int = 0
+    failing: dict[str, str] = field(default_factory=dict)  # symbol -> its error class
 
 
 @dataclass
@@ -444,8 +445,21 @@ class Daemon:
             log.warning("venue %s down: %s", venue_id, health.last_error)
         elif not was_up and health.up:
             log.info("venue %s back up", venue_id)
-        for o in errors:
-            log.debug("venue %s %s: %s", venue_id, o.symbol, o.error)
+        for o in observations:  # each symbol's failures: said when they start and end
+            was = health.failing.get(o.symbol)
+            kind = (o.error or "").split(":", 1)[0] if o.error else None
+            if kind and kind != was:
+                level = logging.ERROR if kind == "PermanentSourceError" or kind in _PERMANENT \
+                    else logging.WARNING
+                log.log(level, "venue %s %s: %s", venue_id, o.symbol, o.error)
+            elif kind:
+                log.debug("venue %s %s: %s", venue_id, o.symbol, o.error)
+            elif was:
+                log.info("venue %s %s: fetches succeed again", venue_id, o.symbol)
+            if kind:
+                health.failing[o.symbol] = kind
+            else:
+                health.failing.pop(o.symbol, None)
         batch, samples = rt.engine.process(observations, now_ms())
         self._write(batch)
         self.telemetry.observe(samples, rt.engine.z_metrics)
@@ -564,6 +578,11 @@ class Daemon:
         from wis_monitor.notify import Dispatcher
 
         return Dispatcher(config, self.store)
+
+
+#: Error classes an operator must fix (a wrong symbol, bad credentials): logged as errors.
+_PERMANENT = frozenset({"BadSymbol", "BadRequest", "AuthenticationError", "PermissionDenied",
+                        "NotSupported", "AccountSuspended"})
 
 
 class _NoSkipWarnings(logging.Filter):
