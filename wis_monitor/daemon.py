@@ -236,7 +236,10 @@ class Daemon:
         for (rule, _key), inst in rt.engine.instances.items():
             if inst.state == 2:
                 firing[rule] = firing.get(rule, 0) + 1
-        self.telemetry.refresh(firing, self.store)
+        try:
+            self.telemetry.refresh(firing, self.store)
+        except StoreError as exc:  # the outbox gauges stay as they were; the rest is fresh
+            log.warning("/metrics: %s", exc)
         for venue, h in rt.health.items():
             self.telemetry.venue_up.labels(venue).set(1 if h.up else 0)
         self.telemetry.store_ok.set(0 if self.store_error else 1)

@@ -34,6 +34,15 @@ def _num(x: Any, fmt: str = ".4g") -> str:
     return format(x, fmt) if isinstance(x, int | float) and not isinstance(x, bool) else "-"
 
 
+def _value(x: Any) -> str:
+    """A rule's value readably: 61234.5 stays 61234.5, 3.41234 is 3.412, 0.000123 is 0.000123."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return "-"
+    if x != 0 and abs(x) < 0.01:
+        return format(x, ".3g")
+    return f"{x:,.{max(0, 4 - len(str(int(abs(x)))))}f}" if abs(x) < 1e15 else format(x, ".4g")
+
+
 def title_of(alert: dict[str, Any]) -> str:
     where = " ".join(x for x in (alert.get("venue"), alert.get("symbol")) if x) or alert["key"]
     suffix = "" if alert["event"] == "firing" else f" ({alert['event']})"
@@ -54,7 +63,7 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
     if d.get("when"):
         out.append(("Rule", str(d["when"])))
     if alert.get("value") is not None:
-        out.append(("Value", _num(alert["value"])))
+        out.append(("Value", _value(alert["value"])))
     if "wis" in v or "wis_z" in v:
         base = d.get("baseline")
         extra = (f" (window mean {_num(base['mean'], '.3f')}, std {_num(base['std'], '.3f')},"

@@ -26,7 +26,7 @@ from apprise.decorators import notify as apprise_plugin
 
 from wis_monitor import log as logmod
 from wis_monitor.config import Channel, Config
-from wis_monitor.duration import ms
+from wis_monitor.duration import format_duration, ms
 from wis_monitor.message import Message, render, render_summary
 from wis_monitor.store import Store
 
@@ -236,7 +236,7 @@ class Dispatcher:
             if now_ms - int(r["created_ts"]) > max_age:
                 self._finish([r], "failed", now_ms, "gave up after max_age")
                 log.error("delivery %d to %s failed for good after %s", r["delivery_id"], name,
-                          channel.max_age)
+                          format_duration(ms(channel.max_age)))
             else:
                 fresh.append(r)
         room = channel.per_minute - self._sent_last_minute(name, now_ms)
