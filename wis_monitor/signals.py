@@ -64,8 +64,8 @@ def within_band(
     # Cut with a price bound a hair wider than the band (cheap, sorted), then apply the exact
     # distance test of the spec on the few levels left.
     reach = band_bps / BPS * (1.0 + _CUT_MARGIN) + _CUT_MARGIN
-    if bids:
-        n = _count_at_least(px, mid * (1.0 - reach))
+    if bids:  # descending: count the prices >= the bound on the reversed (ascending) view
+        n = px.size - int(px[::-1].searchsorted(mid * (1.0 - reach), side="left"))
         dist = (mid - px[:n]) / mid * BPS  # = |p - mid| / mid * 1e4 below the mid
     else:
         n = int(px.searchsorted(mid * (1.0 + reach), side="right"))
@@ -82,18 +82,6 @@ def within_band(
         if cs != 1.0:
             notional *= cs
     return Side(dist, notional, int(px.size))
-
-
-def _count_at_least(desc: FloatArray, bound: float) -> int:
-    """How many leading values of a descending array are >= ``bound`` (binary search)."""
-    lo, hi = 0, int(desc.size)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if desc[mid] >= bound:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def weighted_sum(side: Side, kernel: Kernel) -> float:
