@@ -203,6 +203,33 @@ def test_retry_after_is_honoured_on_every_venue(tmp_path: Path) -> None:
     assert len(ts) >= 10 and max(b - a for a, b in pairwise(ts)) <= 500 + 1500, ts
 
 
+def test_a_venue_hanging_at_start_holds_up_nobody(tmp_path: Path) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(20)  # accepts, never answers: load_markets hangs until its timeout
+    with FakeVenueThread({"binance": ["BTC/USDT"], "okx": ["BTC/USDT"]}) as fv:
+        cfg = config(tmp_path, fv, {"binance": "BTC/USDT", "okx": "BTC/USDT"})
+        doc = yaml.safe_load(cfg.read_text())
+        doc["sampling"]["timeout"] = "5s"
+        doc["venues"][1]["ccxt"]["urls"]["api"]["rest"] = \
+            f"http://127.0.0.1:{silent.getsockname()[1]}/okx"
+        cfg.write_text(yaml.safe_dump(doc))
+        db = tmp_path / "wis.db"
+        started = time.time()
+        d = DaemonProcess(cfg)
+        try:
+            assert wait_until(lambda: rows(db, "SELECT 1 FROM samples WHERE venue='binance'"),
+                              30), d.log()
+            first = rows(db, "SELECT min(ts) AS ts FROM samples WHERE venue='binance'")[0]["ts"]
+        finally:
+            assert d.stop() == 0, d.log()
+            silent.close()
+    # binance's first sample did not wait for okx's 5 s load_markets timeout.
+    assert first / 1000 - started < 4.0, first / 1000 - started
+
+
 def test_load_markets_failure_is_not_fatal(tmp_path: Path) -> None:
     with FakeVenueThread({"binance": ["BTC/USDT"], "okx": ["BTC/USDT"]}) as fv:
         cfg = config(tmp_path, fv, {"binance": "BTC/USDT", "okx": "BTC/USDT"})
