@@ -139,3 +139,78 @@ def test_report_chart(tmp_path: Path) -> None:
     red = ((r > g + 0.3) & (r > b + 0.3)).sum()
     green = ((g > r + 0.2) & (g > b + 0.2)).sum()
     assert red > 500 and green > 500
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wis_monitor", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+RULES = """\
+rules:
+  - {name: leaning, when: wis_z >= 1.5, channels: [risk-slack]}
+"""
+
+
+def test_replay_with_rule_files_and_an_old_database_chart(tmp_path: Path,
+                                                          shared_data: Path) -> None:
+    """A quant tries a candidate rule file on history (no config, no secrets), then charts
+    the replay database without computing offsets from 2024."""
+    (tmp_path / "candidate.yaml").write_text(RULES)
+    books = shared_data / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
+    out = tmp_path / "r.db"
+    r = cli("replay", "--books", str(books), "--rules", str(tmp_path / "cand*.yaml"),
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert any(line.split()[:2] == ["leaning", "binance:BTC/USDT"]
+               for line in r.stdout.splitlines()), r.stdout
+    import sqlite3
+
+    with sqlite3.connect(out) as conn:
+        assert conn.execute("SELECT count(*) FROM alerts WHERE rule = 'leaning'").fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+        newest = conn.execute("SELECT max(ts) FROM samples").fetchone()[0]
+    png = tmp_path / "r.png"
+    r = cli("report", "--db", str(out), "-o", str(png))
+    assert r.returncode == 0, r.stderr
+    assert png_size(png.read_bytes()) == (1400, 900)
+    # --from/--to: an absolute window of the same data.
+    from datetime import UTC, datetime
+
+    end = datetime.fromtimestamp(newest / 1000, UTC)
+    r = cli("report", "--db", str(out), "--from", f"{end:%Y-%m-%dT%H:%M:%S}Z", "--to",
+            f"{end:%Y-%m-%dT%H:%M:%S}", "-o", str(png))
+    assert r.returncode == 2 and "start must be before the end" in r.stderr
+
+
+def test_replay_notify_sends_what_fired(tmp_path: Path, shared_data: Path) -> None:
+    """--notify queues the deliveries at the wall clock: a 2024 recording still sends."""
+    (tmp_path / "rules.yaml").write_text(RULES.replace("risk-slack", "out"))
+    (tmp_path / "c.yaml").write_text(
+        "metrics: {zscore: {window: 1h, min_samples: 30}}\n"
+        "channels:\n  out: {url: 'console://'}\nrules: {include: [rules.yaml]}\n")
+    books = shared_data / "books" / "binance-ETHUSDT-20240808.jsonl.gz"
+    r = cli("replay", "-c", str(tmp_path / "c.yaml"), "--books", str(books), "--notify",
+            "--out", str(tmp_path / "n.db"))
+    assert r.returncode == 0, r.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "n.db") as conn:
+        statuses = {s for (s,) in conn.execute("SELECT status FROM deliveries")}
+    assert statuses == {"sent"}
+    assert "[WARNING] leaning binance ETH/USDT" in r.stdout
+
+
+def test_tools_that_send_nothing_need_no_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage: {{path: {tmp_path / 'wis.db'}}}\n"
+                   "channels:\n  risk-slack: {url: '${credential:slack-webhook}'}\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CREDENTIALS_DIRECTORY"}
+    r = cli("check", "-c", str(cfg), env=env)
+    assert r.returncode == 2 and 'credential "slack-webhook"' in r.stderr
+    r = cli("silence", "add", "-c", str(cfg), "--for", "1h", "--reason", "maintenance", env=env)
+    assert r.returncode == 0, r.stderr
+    r = cli("status", "-c", str(cfg), env=env)
+    assert r.returncode == 0, r.stderr
+    r = cli("silence", "list", "-c", str(cfg), env=env)
+    assert r.returncode == 0 and "maintenance" in r.stdout

@@ -147,3 +147,25 @@ def test_nulls_and_failed_fetches_neither_advance_nor_clear(tmp_path: Path) -> N
     (tmp_path / "t.yaml").write_text(NULLS_AND_FAILURES)
     result = test_rules(str(tmp_path / "t.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unknown_rule_in_an_expectation_is_a_file_problem_and_nullxn(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(NULL_RULES)
+    (tmp_path / "t.yaml").write_text("""\
+rule_files: [rules.yaml]
+evaluation_interval: 5s
+groups: {btc: [a:BTC/USDT, b:BTC/USDT]}
+tests:
+  - name: nullx3 holds no firing back and brings none about
+    input_series:
+      - series: a:BTC/USDT
+        values: {wis_z: "nullx3 4x2"}
+    expected:
+      - {at: 20s, rule: hott, key: "a:BTC/USDT", event: firing}
+""")
+    result = test_rules(str(tmp_path / "t.yaml"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert 't.yaml:10: unknown rule "hott"' in result.stderr
+    (tmp_path / "t.yaml").write_text((tmp_path / "t.yaml").read_text().replace("hott", "hot"))
+    result = test_rules(str(tmp_path / "t.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr

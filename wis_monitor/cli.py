@@ -7,6 +7,7 @@ stderr and exit 2; other expected failures become a one-line error and exit 1.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import os
 import sys
@@ -36,11 +37,22 @@ def _fail_config(exc: ConfigError) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-def _load(path: str | None) -> Config:
+def _load(path: str | None, *, secrets: bool = True) -> Config:
+    """The config; ``secrets=False`` for commands that send nothing (no credentials needed)."""
     try:
-        return load_config(config_path(path))
+        return load_config(config_path(path), secrets=secrets)
     except ConfigError as exc:
         _fail_config(exc)
+
+
+def _existing_db(cfg: Config, *, create: bool = False) -> str:
+    """The config's database, which must exist; ``create`` allows a new one only where
+    ``storage.path`` names it (never a stray ./wis.db the daemon would not read)."""
+    path = cfg.db_path()
+    if not Path(path).exists() and not (create and cfg.settings.storage.path):
+        raise click.ClickException(
+            f"no database at {path} (is storage.path right? has the daemon run yet?)")
+    return path
 
 
 config_option = click.option(
@@ -148,18 +160,28 @@ def _num(x: float | None, width: int, digits: int) -> str:
 @click.option("--db", "db_in", default=None, metavar="DB", help="Replay books recorded in a DB.")
 @click.option("--out", "--db-out", "out", default=None, metavar="DB",
               help="Write samples and alerts here (default: a temporary in-memory DB).")
+@click.option("--rules", "rule_globs", multiple=True, metavar="GLOB",
+              help="Evaluate the rules of these files instead of the config's; repeatable.")
 @click.option("--notify", is_flag=True, help="Actually send the alerts (default: send nothing).")
 def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: str | None,
-           notify: bool) -> None:
+           rule_globs: tuple[str, ...], notify: bool) -> None:
     """Run the pipeline over recorded books on their own clock, as fast as possible.
 
     Example: wis-monitor replay -c config.yaml --books btc.jsonl.gz --out replay.db
     """
+    from wis_monitor.config import with_rule_files
     from wis_monitor.replay import ReplayReport, observations_from, replay_observations
 
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
-    cfg = _load(config) if config else _default_replay_config()
+    if db_in and not Path(db_in).exists():
+        raise click.UsageError(f"no database at {db_in}")
+    cfg = _load(config, secrets=notify) if config else _default_replay_config()
+    if rule_globs:
+        try:
+            cfg = with_rule_files(cfg, rule_globs, stub_channels=not notify)
+        except ConfigError as exc:
+            _fail_config(exc)
     problems: list[Problem] = []
     try:
         report: ReplayReport = replay_observations(
@@ -239,9 +261,8 @@ def status(config: str | None, as_json: bool) -> None:
     """
     from wis_monitor.status import collect, render
 
-    cfg = _load(config)
-    if not Path(cfg.db_path()).exists():
-        raise click.ClickException(f"{cfg.db_path()}: no database yet (has the daemon run?)")
+    cfg = _load(config, secrets=False)
+    _existing_db(cfg)
     store = _store(cfg, readonly=True)
     try:
         report = collect(cfg, store, _now_ms())
@@ -280,13 +301,22 @@ def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: 
         duration = ms(parse_duration(for_))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--for") from None
+    if duration <= 0:
+        raise click.BadParameter("must be longer than 0s", param_hint="--for")
     parsed: dict[str, str] = {}
     for m in matchers:
         key, sep, value = m.partition("=")
-        if not sep or not key:
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
             raise click.BadParameter(f'"{m}" is not KEY=GLOB', param_hint="--match")
-        parsed[key.strip()] = value.strip()
-    cfg = _load(config)
+        if key in parsed:
+            raise click.BadParameter(
+                f'"{key}" given twice: a silence matches all its matchers at once; add one '
+                "silence per value, or use a glob", param_hint="--match")
+        parsed[key] = value
+    cfg = _load(config, secrets=False)
+    _check_silenced_rule(cfg, rule)
+    _existing_db(cfg, create=True)
     store = _store(cfg)
     now = _now_ms()
     try:
@@ -298,6 +328,21 @@ def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: 
     click.echo(f"silence {sid} added until {until}")
 
 
+def _check_silenced_rule(cfg: Config, rule: str) -> None:
+    """A rule name that matches nothing would silence nothing: say so."""
+    import fnmatch
+
+    from wis_monitor.config import FEED_STALE
+
+    names = [r.name for r in cfg.rules] + [FEED_STALE]
+    if any(fnmatch.fnmatchcase(n, rule) for n in names):
+        return
+    hint = difflib.get_close_matches(rule, names, n=1)
+    raise click.BadParameter(
+        f'no configured rule matches "{rule}"' + (f' (did you mean "{hint[0]}"?)' if hint else ""),
+        param_hint="--rule")
+
+
 @silence.command("list")
 @config_option
 @click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
@@ -306,7 +351,8 @@ def silence_list(config: str | None, show_all: bool) -> None:
 
     Example: wis-monitor silence list
     """
-    cfg = _load(config)
+    cfg = _load(config, secrets=False)
+    _existing_db(cfg)
     store = _store(cfg)
     try:
         rows = store.query(
@@ -331,7 +377,8 @@ def silence_expire(config: str | None, silence_id: int) -> None:
 
     Example: wis-monitor silence expire 3
     """
-    cfg = _load(config)
+    cfg = _load(config, secrets=False)
+    _existing_db(cfg)
     store = _store(cfg)
     try:
         ok = store.expire_silence(silence_id, _now_ms())
@@ -388,8 +435,11 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
 @click.option("--db", "db_in", default=None, metavar="DB", help="Books recorded in a DB.")
 @click.option("--horizon", default="1s,5s,10s", show_default=True, metavar="LIST",
               help="Comma-separated horizons of the mid move to predict.")
+@click.option("--kernels", default="exponential,linear,flat,levels", show_default=True,
+              metavar="LIST", help="Comma-separated kernel families to score.")
 @click.option("--band", default=50.0, show_default=True, help="Band of every kernel (bps).")
-def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, band: float) -> None:
+def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, kernels: str,
+              band: float) -> None:
     """Score WIS kernels and half-lives by how well they predict the sign of the mid move.
 
     Prints ROC AUC and rank IC per kernel and horizon, and the recommended metrics.wis block.
@@ -400,6 +450,7 @@ def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, band: flo
     from wis_monitor.calibrate import default_grid, render_table
     from wis_monitor.duration import ms, parse_duration
     from wis_monitor.replay import observations_from
+    from wis_monitor.signals import KERNELS
 
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
@@ -407,11 +458,19 @@ def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, band: flo
         horizons = [ms(parse_duration(h)) for h in horizon.split(",") if h.strip()]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--horizon") from None
+    families = [k.strip() for k in kernels.split(",") if k.strip()]
+    unknown = sorted(set(families) - set(KERNELS))
+    if unknown or not families:
+        raise click.BadParameter(f"unknown kernel {', '.join(unknown) or '(none given)'}; "
+                                 f"choose from {', '.join(KERNELS)}", param_hint="--kernels")
+    grid = [(label, k) for label, k in default_grid(band) if k.kernel in families]
+    if db_in and not Path(db_in).exists():
+        raise click.UsageError(f"no database at {db_in}")
     problems: list[Problem] = []
     try:
         result = run_calibration(
             _progress(observations_from(books, db_in, problems), "reading books"), horizons,
-            default_grid(band))
+            grid)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     for p in problems[:20]:
@@ -424,16 +483,22 @@ def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, band: flo
 @cli.command()
 @config_option
 @click.option("--db", "db", default=None, metavar="DB", help="Database (default: the config's).")
-@click.option("--since", default="1h", show_default=True, metavar="DURATION")
+@click.option("--since", default="1h", show_default=True, metavar="DURATION",
+              help="Start this long before the end.")
 @click.option("--until", "until", default=None, metavar="DURATION",
-              help="End this long ago (default: now).")
+              help="End this long ago (default: now, or the newest sample if older).")
+@click.option("--from", "start", default=None, metavar="TIME",
+              help="Start at this UTC time (2024-08-08T23:54:00Z or 2024-08-08).")
+@click.option("--to", "end", default=None, metavar="TIME", help="End at this UTC time.")
 @click.option("--venue", default=None)
 @click.option("--symbol", default=None)
 @click.option("--threshold", "thresholds", multiple=True, type=float,
-              help="z-score lines to draw (default: 3 and -3).")
+              help="z-score lines to draw; repeatable (default: the levels the rules compare "
+              "wis_z with, else 3 and -3).")
 @click.option("-o", "--output", required=True, metavar="FILE.png")
-def report(config: str | None, db: str | None, since: str, until: str | None, venue: str | None,
-           symbol: str | None, thresholds: tuple[float, ...], output: str) -> None:
+def report(config: str | None, db: str | None, since: str, until: str | None,
+           start: str | None, end: str | None, venue: str | None, symbol: str | None,
+           thresholds: tuple[float, ...], output: str) -> None:
     """Chart mid, WIS, z-score and alert markers over a period as a PNG.
 
     Example: wis-monitor report -c config.yaml --since 1h --venue binance -o report.png
@@ -444,24 +509,66 @@ def report(config: str | None, db: str | None, since: str, until: str | None, ve
 
     try:
         since_ms = ms(parse_duration(since))
-        until_ago = ms(parse_duration(until)) if until else 0
+        until_ago = ms(parse_duration(until)) if until else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
-    path = db or _load(config).db_path()
+    from_ms, to_ms = _utc_ms(start, "--from"), _utc_ms(end, "--to")
+    cfg = _load(config, secrets=False) if config or not db else None
+    path = db or _existing_db(cfg) if cfg is not None else db or ""
+    thresholds = thresholds or (_rule_thresholds(cfg) if cfg is not None else ()) or (3.0, -3.0)
     if not Path(path).exists():
-        raise click.ClickException(f"{path}: no such database")
+        raise click.ClickException(f"no database at {path}")
     try:
         store = Store(path, readonly=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    now = _now_ms()
     try:
-        png = render_report(store, now - since_ms, now - until_ago, venue, symbol,
-                            thresholds or (3.0, -3.0))
+        if to_ms is None:
+            now = _now_ms()
+            newest = store.query("SELECT max(ts) AS ts FROM samples")[0]["ts"]
+            if until_ago is not None:
+                to_ms = now - until_ago
+            elif newest is not None and newest < now - since_ms:
+                to_ms = int(newest)  # an old database (a replay): its last stretch of data
+            else:
+                to_ms = now
+        if from_ms is None:  # the window, or less when the data starts later
+            from_ms = to_ms - since_ms
+            first = store.query("SELECT min(ts) AS ts FROM samples WHERE ts >= ? AND ts < ?",
+                                [from_ms, to_ms])[0]["ts"]
+            from_ms = int(first) if first is not None else from_ms
+        if from_ms >= to_ms:
+            raise click.BadParameter("the start must be before the end", param_hint="--from")
+        png = render_report(store, from_ms, to_ms, venue, symbol, thresholds)
     finally:
         store.close()
     Path(output).write_bytes(png)
     click.echo(f"wrote {output} ({len(png):,} bytes)")
+
+
+def _rule_thresholds(cfg: Config) -> tuple[float, ...]:
+    """The z-score levels the rules compare ``wis_z`` with (``wis_z >= 3`` gives 3)."""
+    import re
+
+    found = {float(m.group(1)) for r in cfg.rules
+             for m in re.finditer(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)", r.spec.when)}
+    return tuple(sorted(found, reverse=True))
+
+
+def _utc_ms(text: str | None, option: str) -> int | None:
+    """Milliseconds of an ISO-8601 time (UTC unless it says otherwise), or None."""
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f'"{text}" is not a time like 2024-08-08T23:54:00Z',
+                                 param_hint=option) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
 
 
 def main() -> None:

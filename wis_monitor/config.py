@@ -6,6 +6,7 @@ Every problem is collected and reported at once as ``PATH:LINE: message`` throug
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import functools
@@ -13,12 +14,13 @@ import glob
 import importlib.util
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -496,6 +498,47 @@ def _load_rules(
     for path in files:
         rules.extend(load_rule_file(path, s, metrics, names, main.problems, env))
     return rules, files
+
+
+def with_rule_files(config: Config, patterns: Sequence[str], *, stub_channels: bool) -> Config:
+    """``config`` with the rules of these files (globs, relative to the working directory)
+    instead of its own; raise ConfigError. ``stub_channels`` lets the rules name channels the
+    config lacks (for tools that send nothing)."""
+    problems: list[Problem] = []
+    files: list[str] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern))
+        if not found:
+            problems.append(Problem(pattern, None, "no rule file matches this pattern"))
+        files.extend(f for f in found if f not in files)
+    settings = config.settings
+    if stub_channels:
+        named = channels_named_in(files) - set(settings.channels)
+        stubs = {c: Channel(url="console://") for c in named}
+        settings = settings.model_copy(update={"channels": {**settings.channels, **stubs}})
+    names: dict[str, str] = {}
+    rules: list[Rule] = []
+    for path in files:
+        rules.extend(load_rule_file(path, settings, set(config.metrics), names, problems))
+    if problems:
+        raise ConfigError(problems)
+    return dataclasses.replace(config, settings=settings, rules=tuple(rules),
+                               rule_files=tuple(files))
+
+
+def channels_named_in(files: Sequence[str]) -> set[str]:
+    """The channel names the rules of these files refer to (unreadable files are skipped:
+    loading them reports why)."""
+    found: set[str] = set()
+    for path in files:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        for rule in (data or {}).get("rules", []) if isinstance(data, dict) else []:
+            if isinstance(rule, dict) and isinstance(rule.get("channels"), list):
+                found.update(str(c) for c in rule["channels"])
+    return found
 
 
 def load_rule_file(

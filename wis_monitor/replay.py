@@ -127,7 +127,9 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
     open_firings: dict[tuple[str, str], Firing] = {}
     rules = {r.name: r for r in config.rules}
     started = time.perf_counter()
-    batch = Batch()
+    # Deliveries are queued now, not at the recording's time (max_age counts from queueing).
+    queued = int(time.time() * 1000) if notify else None
+    batch = Batch(queued_ms=queued)
     items = progress(observations, "replaying") if progress else observations
     for obs in items:
         seen = len(batch.alerts)
@@ -147,7 +149,7 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
         report.last_ms = obs.ts_ms
         if len(batch.samples) >= BATCH:
             store.write(batch)
-            batch = Batch()
+            batch = Batch(queued_ms=queued)
     store.write(batch)
     report.seconds = time.perf_counter() - started
     if notify and config.settings.channels:

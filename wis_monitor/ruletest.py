@@ -19,16 +19,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wis_monitor import yamlsource
 from wis_monitor.config import (
+    FEED_STALE,
     Channel,
     Config,
     Duration,
     Metrics,
     Settings,
+    channels_named_in,
     load_rule_file,
     metric_names,
     report_validation,
@@ -87,6 +88,8 @@ def parse_values(text: str) -> list[float | object | None]:
             out.extend([MISSING] * int(token[2:]))
         elif token == "null":
             out.append(None)
+        elif token.startswith("nullx") and token[5:].isdigit():
+            out.extend([None] * int(token[5:]))
         elif "x" in token:
             m = _TOKEN.match(token)
             if not m:
@@ -146,7 +149,7 @@ def run_file(path: str) -> list[Outcome]:
         report_validation(doc, exc, ())
         raise ConfigError(doc.problems) from None
     base = Path(path).parent
-    channels = _channels_of(base, spec.rule_files)
+    channels = channels_named_in([str(base / rf) for rf in spec.rule_files])
     settings = Settings(
         metrics=spec.metrics,
         groups=spec.groups,
@@ -163,6 +166,14 @@ def run_file(path: str) -> list[Outcome]:
     rules = []
     for rf in spec.rule_files:
         rules.extend(load_rule_file(str(base / rf), settings, metrics, names, problems))
+    known = {r.name for r in rules} | {FEED_STALE}
+    for i, case in enumerate(spec.tests):
+        for j, e in enumerate(case.expected):
+            if e.rule not in known and not problems:  # a typo would only ever "fail"
+                doc.problem(("tests", i, "expected", j, "rule"),
+                            f'unknown rule "{e.rule}" (the rule files define: '
+                            f'{", ".join(sorted(known))})')
+    problems.extend(p for p in doc.problems if p not in problems)
     if problems:
         raise ConfigError(problems)
     config = Config(path, settings, tuple(rules), tuple(spec.rule_files), frozenset(metrics))
@@ -171,19 +182,6 @@ def run_file(path: str) -> list[Outcome]:
         where = f"{path}:{doc.line(('tests', i))}"
         outcomes.append(_run_case(config, case, spec, base, where))
     return outcomes
-
-
-def _channels_of(base: Path, files: list[str]) -> set[str]:
-    found: set[str] = set()
-    for rf in files:
-        try:
-            data = yaml.safe_load((base / rf).read_text())
-        except (OSError, yaml.YAMLError):
-            continue  # reported properly when the rule file is loaded
-        for rule in (data or {}).get("rules", []) if isinstance(data, dict) else []:
-            if isinstance(rule, dict) and isinstance(rule.get("channels"), list):
-                found.update(str(c) for c in rule["channels"])
-    return found
 
 
 def _run_case(config: Config, case: Case, spec: TestFile, base: Path, where: str) -> Outcome:
