@@ -200,3 +200,11 @@ def test_a_bad_key_does_not_hide_the_other_problems_of_its_section(tmp_path: Pat
                        (7, "rules: should be a mapping")]:
         assert any(ln.startswith(f"{cfg}:{line}:") and text in ln for ln in lines), (line, text,
                                                                                      lines)
+
+
+def test_check_notes_what_is_valid_but_probably_not_meant(tmp_path: Path) -> None:
+    rules = "rules:\n  - {name: quiet, when: wis > 0.5, match: {symbol: 'ETH/*'}}\n"
+    result = check(write(tmp_path, GOOD, rules))
+    assert result.returncode == 0, result.stderr
+    assert 'r.yaml:2: note: rule "quiet" has no channels' in result.stderr
+    assert 'r.yaml:2: note: rule "quiet" matches no configured venue and symbol' in result.stderr

@@ -80,11 +80,28 @@ def check(config: str | None) -> None:
     Example: wis-monitor check -c /etc/wis-monitor/config.yaml
     """
     cfg = _load(config)
+    for note in _notes(cfg):
+        click.echo(note, err=True)
     click.echo(
         f"{cfg.path}: OK ({len(cfg.settings.venues)} venue(s), "
         f"{sum(len(v.symbols) for v in cfg.settings.venues)} series, {len(cfg.rules)} rule(s) "
         f"from {len(cfg.rule_files)} file(s), {len(cfg.settings.channels)} channel(s))"
     )
+
+
+def _notes(cfg: Config) -> list[str]:
+    """What is valid but probably not meant: alerts sent nowhere, rules that match nothing."""
+    series = [(v.id, sym) for v in cfg.settings.venues for sym in v.symbols]
+    notes = []
+    for rule in cfg.rules:
+        if not rule.spec.channels:
+            notes.append(f'{rule.source}: note: rule "{rule.name}" has no channels: its alerts '
+                         "are recorded but sent nowhere")
+        if rule.spec.scope == "series" and series and \
+                not any(rule.matches(v, sym) for v, sym in series):
+            notes.append(f'{rule.source}: note: rule "{rule.name}" matches no configured venue '
+                         f"and symbol (match: {rule.spec.match.venue} {rule.spec.match.symbol})")
+    return notes
 
 
 @cli.command()
