@@ -430,7 +430,7 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
         elif venue.exchange == "replay" and not os.path.isfile(venue.books or ""):
             doc.problem((*loc, "books"), f'no recording at "{venue.books}"')
         if venue.depth is not None:
-            bad = depth_problem(venue.exchange, venue.depth)
+            bad = depth_problem(venue.exchange, venue.depth, venue.symbols)
             if bad:
                 doc.problem((*loc, "depth"), f'venue "{venue.id}": {bad}')
         interval = venue.interval or s.sampling.interval

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import email.utils
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -93,7 +94,7 @@ class CcxtVenue:
             raise PermanentSourceError(f"ccxt has no exchange {venue.exchange!r}")
         params = deep_merge({"enableRateLimit": True, "timeout": timeout_ms}, venue.ccxt)
         self.exchange: Any = cls(params)
-        self.depth = request_depth(venue.exchange, venue.depth or DEFAULT_DEPTH)
+        self.depth = request_depth(venue.exchange, venue.depth or DEFAULT_DEPTH, self.symbols)
         self.adaptive = venue.depth is None
         self.band_bps = band_bps
         self._markets_ok = False
@@ -168,7 +169,8 @@ class CcxtVenue:
         )
         if self.adaptive and not flags:
             self._grow_depth(book)
-        return Observation(self.venue, symbol, received, book, flags, latency)
+        note = _why_empty(self.exchange) if "empty" in flags else None
+        return Observation(self.venue, symbol, received, book, flags, latency, note)
 
     def _grow_depth(self, book: Book) -> None:
         """Ask for more levels next time when the venue cut the book short of the band."""
@@ -179,11 +181,26 @@ class CcxtVenue:
         reach_a = (float(book.ask_px[-1]) - mid) / mid * 1e4
         truncated = max(book.bid_px.size, book.ask_px.size) >= self.depth
         if truncated and min(reach_b, reach_a) < self.band_bps:
-            bigger = request_depth(self.exchange_id, self.depth * 2)
+            bigger = request_depth(self.exchange_id, self.depth * 2, self.symbols)
             if bigger > self.depth:
                 log.info("venue %s: %d levels reach only %.1f bps; requesting %d",
                          self.venue, self.depth, min(reach_b, reach_a), bigger)
                 self.depth = bigger
+
+
+def _why_empty(exchange: Any) -> str | None:
+    """ccxt turns a status-200 HTML page or broken JSON into an empty book: say which it was."""
+    body = getattr(exchange, "last_http_response", None)
+    if not isinstance(body, str) or not body.strip():
+        return None
+    text = body.lstrip()
+    if text[:1] == "<":
+        return "the venue answered with an HTML page, not JSON (maintenance or a proxy?)"
+    try:
+        json.loads(text)
+    except ValueError:
+        return f"the venue answered with malformed JSON ({len(body)} bytes)"
+    return None
 
 
 def _markets_failed(exc: BaseException) -> BaseException:
