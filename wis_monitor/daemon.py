@@ -377,6 +377,8 @@ class Daemon:
         self.scheduler.start()
 
     def _skipped(self, event: JobSubmissionEvent) -> None:
+        if not str(event.job_id).startswith("venue:"):
+            return  # housekeeping: its next second comes soon enough
         venue = str(event.job_id).removeprefix("venue:")
         self.telemetry.cycles_skipped.labels(venue).inc()
         if venue not in self._slow_venues:
@@ -505,6 +507,7 @@ class Daemon:
     def _bound_unwritten(self) -> None:
         """Keep at most UNWRITTEN_SAMPLES samples waiting; alerts and state always stay."""
         n = sum(len(b.samples) for b in self._unwritten)
+        before = self._dropped_samples
         for b in self._unwritten:
             if n <= UNWRITTEN_SAMPLES:
                 break
@@ -512,9 +515,9 @@ class Daemon:
             self._dropped_samples += len(b.samples)
             b.samples.clear()
             b.books.clear()
-        if self._dropped_samples:
-            log.error("database unwritable: %d samples dropped so far (alert events are kept)",
-                      self._dropped_samples)
+        if before == 0 < self._dropped_samples:  # once; /healthz and STATUS= say the rest
+            log.error("database unwritable for long: dropping the oldest samples held in "
+                      "memory (over %d; alert events are kept)", UNWRITTEN_SAMPLES)
 
     def _ops_alert(self, text: str) -> None:
         """Tell the operators directly (the outbox lives in the database that just failed)."""
