@@ -118,3 +118,20 @@ def test_named_variants_get_their_own_zscores_and_columns(tmp_path: Path) -> Non
     row = store.query("SELECT wis, wis_z, wis_fast, wis_fast_z FROM samples ORDER BY ts DESC")[0]
     assert row["wis_fast"] == s.values["wis_fast"] and row["wis_fast_z"] == s.values["wis_fast_z"]
     store.close()
+
+
+def test_reload_with_new_zscore_settings_rebuilds_windows_from_the_store(tmp_path: Path) -> None:
+    from wis_monitor.store import Store
+
+    old = engine(tmp_path)
+    store = Store(str(tmp_path / "wis.db"))
+    old.store = store
+    for i in range(10):
+        batch, _ = old.process([obs(i * 1000, *varied(i))])
+        store.write(batch)
+    (tmp_path / "c.yaml").write_text((tmp_path / "c.yaml").read_text().replace(
+        "min_samples: 2", "min_samples: 5"))
+    new = Engine(load_config(str(tmp_path / "c.yaml")), store)
+    assert new.adopt(old) == ["wis"]  # not carried over: the settings changed ...
+    _, samples = new.process([obs(10_000, *varied(10))])
+    assert samples[0].values["wis_z"] is not None  # ... but rebuilt from the logged values

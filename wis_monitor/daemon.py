@@ -324,7 +324,8 @@ class Daemon:
                 log.error("reload: %s", exc)
         engine = Engine(config, self.store)
         for metric in engine.adopt(rt.engine):
-            log.info("reload: the z-score window of %s starts afresh (its definition changed)",
+            log.info("reload: the z-score window of %s is not carried over (its definition "
+                     "changed): rebuilt from the database unless its kernel changed",
                      metric)
         for what, old_v, new_v in (
                 ("storage.path", rt.config.db_path(), config.db_path()),

@@ -122,7 +122,8 @@ class Engine:
         A metric keeps its z-score windows unless its kernel or the z-score settings changed;
         a rule keeps its state (pending timer, firing) unless it was removed or changed scope,
         so editing a firing rule's runbook or threshold does not send `firing` again. Returns
-        the metrics whose windows start afresh.
+        the metrics whose windows were not carried over: rebuilt from the store when only the
+        z-score settings changed, empty when the metric's kernel did.
         """
         kept = [m for m in self.z_metrics
                 if m in old.kernels and old.kernels[m] == self.kernels[m] and
@@ -144,7 +145,22 @@ class Engine:
             if rule in scope and scope[rule] == old_scope.get(rule):
                 self.instances[(rule, instance_key)] = inst
         self.silences = old.silences
-        return [m for m in self.z_metrics if m not in kept]
+        fresh = [m for m in self.z_metrics if m not in kept]
+        # Only the z-score settings changed: the logged values still hold, rebuild from them.
+        self._rewarm([m for m in fresh if old.kernels.get(m) == self.kernels[m]])
+        return fresh
+
+    def _rewarm(self, metrics: list[str]) -> None:
+        if self.store is None or not metrics or not self.series:
+            return
+        newest = max(s.stats.last_good_ms or 0 for s in self.series.values())
+        for row in self.store.history(newest - self.zspec.window_ms, metrics):
+            s = self.series.get((row["venue"], row["symbol"]))
+            if s is None:
+                continue
+            for m in metrics:
+                if row[m] is not None:
+                    s.stats.scorers[m].push(int(row["ts"]), row[m])
 
     def restore(self, now_ms: int) -> int:
         """Rebuild windows and alert state from the store; returns the samples replayed."""
