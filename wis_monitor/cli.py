@@ -564,12 +564,8 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
 
 
 def _rule_thresholds(cfg: Config) -> tuple[float, ...]:
-    """The z-score levels the rules compare ``wis_z`` with (``wis_z >= 3`` gives 3)."""
-    import re
-
-    found = {float(m.group(1)) for r in cfg.rules
-             for m in re.finditer(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)", r.spec.when)}
-    return tuple(sorted(found, reverse=True))
+    """The z-score levels the rules compare ``wis_z`` with."""
+    return tuple(sorted({z for r in cfg.rules for z in r.z_levels()}, reverse=True))
 
 
 def _utc_ms(text: str | None, option: str) -> int | None:

@@ -33,6 +33,7 @@ from wis_monitor.signals import Kernel
 from wis_monitor.sources.limits import depth_problem
 from wis_monitor.stats import ZScoreSpec
 
+_Z_LEVEL = re.compile(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)")
 #: The built-in rule of SPEC §6 that watches every series' feed.
 FEED_STALE = "feed-stale"
 #: Rule message templates: sandboxed, rendered by wis_monitor.message.
@@ -200,6 +201,11 @@ class Rule:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def z_levels(self) -> tuple[float, ...]:
+        """The levels ``when`` compares ``wis_z`` with (``wis_z >= 3`` gives 3), for charts."""
+        found = {float(m.group(1)) for m in _Z_LEVEL.finditer(self.spec.when)}
+        return tuple(sorted(found, reverse=True))
 
     def matches(self, venue: str, symbol: str) -> bool:
         m = self.spec.match
