@@ -208,3 +208,9 @@ def test_check_notes_what_is_valid_but_probably_not_meant(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert 'r.yaml:2: note: rule "quiet" has no channels' in result.stderr
     assert 'r.yaml:2: note: rule "quiet" matches no configured venue and symbol' in result.stderr
+
+
+def test_rule_z_levels_feed_the_chart_threshold_lines(tmp_path: Path) -> None:
+    rules = "rules:\n  - {name: p, when: wis_z >= 2.5 or wis_z <= -2.5 and depth > 3}\n"
+    cfg = load_config(str(write(tmp_path, GOOD, rules)))
+    assert cfg.rules[0].z_levels() == (2.5, -2.5)
