@@ -531,10 +531,13 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
     from_ms, to_ms = _utc_ms(start, "--from"), _utc_ms(end, "--to")
     cfg = _load(config, secrets=False) if config or not db else None
-    path = db or _existing_db(cfg) if cfg is not None else db or ""
-    thresholds = thresholds or (_rule_thresholds(cfg) if cfg is not None else ()) or (3.0, -3.0)
-    if not Path(path).exists():
-        raise click.ClickException(f"no database at {path}")
+    if db is None and cfg is not None:
+        path = _existing_db(cfg)
+    elif db is not None and Path(db).exists():
+        path = db
+    else:
+        raise click.ClickException(f"no database at {db}")
+    thresholds = thresholds or (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
     try:
         store = Store(path, readonly=True)
     except StoreError as exc:
