@@ -44,6 +44,16 @@ import pytest
          "is not a time like"),
         (["notify-test", "-c", "{tmp}/ok.yaml", "slack"], 1, 'unknown channel "slack"'),
         (["silence", "expire", "-c", "{tmp}/ok.yaml", "7"], 1, "no database at"),
+        (["silence", "add", "-c", "{tmp}/ok.yaml", "--for", "1h", "--reason", "x"], 1,
+         "wis.db (is storage.path right? has the daemon run yet?)"),
+        (["silence", "list", "-c", "{tmp}/ok.yaml"], 1, "no database at"),
+        (["report", "-c", "{tmp}/ok.yaml", "-o", "{tmp}/x.png"], 1, "no database at"),
+        (["silence", "add", "-c", "{tmp}/ok.yaml", "--match", "vnue=okx", "--for", "1h",
+          "--reason", "x"], 2, 'unknown key "vnue" (did you mean "venue"?)'),
+        (["calibrate", "--books", "{tmp}/junk.jsonl", "--horizon", "0s,5s"], 2,
+         "give horizons longer than 0s"),
+        (["report", "--db", "{tmp}/junk.jsonl", "--since", "0s", "-o", "{tmp}/x.png"], 2,
+         "must be longer than 0s"),
     ],
 )
 def test_bad_input(tmp_path: Path, args: list[str], code: int, message: str) -> None:
@@ -58,3 +68,4 @@ def test_bad_input(tmp_path: Path, args: list[str], code: int, message: str) -> 
     assert r.returncode == code, (r.stdout, r.stderr)
     assert message in r.stderr + r.stdout
     assert "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "wis.db").exists()  # no tool but the daemon creates the database

@@ -8,15 +8,16 @@ move are dropped (ties in the move). Each kernel is scored by:
   average ranks for tied WIS values): 0.5 is a coin toss, 1.0 perfect;
 * **IC**: the rank information coefficient, Spearman's correlation of WIS with the move.
 
-Pairs of all series are pooled. Pure computation: no printing, no clock.
+Pairs of all series are pooled. Pure computation: no printing, no clock (a caller may pass a
+progress callback, shown over the kernels).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,9 @@ import numpy.typing as npt
 from wis_monitor.book import BLOCKING_FLAGS, Book
 from wis_monitor.signals import Kernel, Side, weighted_sum, wis, within_band
 from wis_monitor.sources import Observation
+
+if TYPE_CHECKING:
+    from wis_monitor.replay import Progress
 
 Array = npt.NDArray[np.float64]
 
@@ -112,50 +116,71 @@ def spearman(a: Array, b: Array) -> float | None:
 
 
 def calibrate(observations: Iterable[Observation], horizons_ms: Sequence[int],
-              kernels: Sequence[tuple[str, Kernel]] | None = None) -> CalibrationResult:
+              kernels: Sequence[tuple[str, Kernel]] | None = None,
+              progress: Progress | None = None) -> CalibrationResult:
+    """Score every kernel at every horizon; ``progress`` is shown over the kernels."""
     grid = list(kernels or default_grid())
-    widest = max(k.band_bps for _, k in grid)
-    per_series: dict[tuple[str, str], list[tuple[int, float, Side, Side]]] = {}
     result = CalibrationResult()
+    series = _good_books(observations, max(k.band_bps for _, k in grid), result)
+    result.series = len(series)
+    pairs = {h: [_pairs(books, h) for books in series] for h in horizons_ms}
+    for label, k in progress(grid, "scoring kernels", len(grid)) if progress else grid:
+        values = [np.array([_nan(wis(weighted_sum(b, k), weighted_sum(a, k)))
+                            for _, _, b, a in books]) for books in series]
+        for h in horizons_ms:
+            w, move = _pooled(values, pairs[h])
+            result.scores.append(Score(label, k, h, len(w), auc(w, move > 0),
+                                       spearman(w, move)))
+    result.scores.sort(key=lambda s: list(horizons_ms).index(s.horizon_ms))
+    return result
+
+
+_Book = tuple[int, float, Side, Side]
+
+
+def _good_books(observations: Iterable[Observation], band_bps: float,
+                result: CalibrationResult) -> list[list[_Book]]:
+    """The good books of each series in time order, cut to the band; counts all books."""
+    per_series: dict[tuple[str, str], list[_Book]] = {}
     for obs in observations:
         result.books += 1
         if obs.book is None or obs.flags & BLOCKING_FLAGS:
             continue
         book: Book = obs.book
         mid = (float(book.bid_px[0]) + float(book.ask_px[0])) / 2.0
-        bids = within_band(book.bid_px, book.bid_qty, mid, widest, book, True)
-        asks = within_band(book.ask_px, book.ask_qty, mid, widest, book, False)
+        bids = within_band(book.bid_px, book.bid_qty, mid, band_bps, book, True)
+        asks = within_band(book.ask_px, book.ask_qty, mid, band_bps, book, False)
         per_series.setdefault((obs.venue, obs.symbol), []).append((obs.ts_ms, mid, bids, asks))
-    result.series = len(per_series)
-    # WIS of every kernel on every book, once.
-    values: dict[tuple[str, str], dict[str, list[float | None]]] = {}
-    for key, books in per_series.items():
+    for books in per_series.values():
         books.sort(key=lambda b: b[0])
-        values[key] = {label: [wis(weighted_sum(b, k), weighted_sum(a, k))
-                               for _, _, b, a in books] for label, k in grid}
-    for h in horizons_ms:
-        pairs: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label, _ in grid}
-        for key, books in per_series.items():
-            ts = [b[0] for b in books]
-            mids = [b[1] for b in books]
-            for i, t in enumerate(ts):
-                j = bisect.bisect_left(ts, t + h, lo=i + 1)
-                if j >= len(ts):
-                    break
-                move = mids[j] - mids[i]
-                if move == 0.0:
-                    continue
-                for label, _ in grid:
-                    w = values[key][label][i]
-                    if w is not None:
-                        pairs[label][0].append(w)
-                        pairs[label][1].append(move)
-        for label, k in grid:
-            w_arr = np.asarray(pairs[label][0], dtype=np.float64)
-            m_arr = np.asarray(pairs[label][1], dtype=np.float64)
-            result.scores.append(Score(label, k, h, len(w_arr), auc(w_arr, m_arr > 0),
-                                       spearman(w_arr, m_arr)))
-    return result
+    return list(per_series.values())
+
+
+def _pairs(books: Sequence[_Book], horizon_ms: int) -> tuple[npt.NDArray[np.intp], Array]:
+    """Each book paired with the first one at or after ``t + horizon`` (the book itself
+    excluded): the index of the earlier one and the mid move, moves of zero dropped."""
+    ts = np.array([b[0] for b in books], dtype=np.int64)
+    mids = np.array([b[1] for b in books], dtype=np.float64)
+    i = np.arange(len(ts))
+    j = np.maximum(np.searchsorted(ts, ts + horizon_ms, side="left"), i + 1)
+    i, j = i[j < len(ts)], j[j < len(ts)]
+    move = mids[j] - mids[i]
+    return i[move != 0.0], move[move != 0.0]
+
+
+def _pooled(values: Sequence[Array], pairs: Sequence[tuple[npt.NDArray[np.intp], Array]]
+            ) -> tuple[Array, Array]:
+    """WIS and move of the pairs of all series, pairs with a null WIS dropped."""
+    ws, moves = [np.empty(0)], [np.empty(0)]
+    for w, (i, move) in zip(values, pairs, strict=True):
+        known = ~np.isnan(w[i])
+        ws.append(w[i][known])
+        moves.append(move[known])
+    return np.concatenate(ws), np.concatenate(moves)
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else x
 
 
 def render_table(result: CalibrationResult) -> str:

@@ -12,10 +12,10 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
@@ -24,9 +24,11 @@ from wis_monitor.config import Config, config_path, load_config
 from wis_monitor.errors import ConfigError, Problem, StoreError, WisMonitorError
 
 if TYPE_CHECKING:
+    from wis_monitor.sources import Observation
     from wis_monitor.store import Store
 
 EXIT_INVALID = 2
+T = TypeVar("T")
 
 
 def _fail_config(exc: ConfigError) -> NoReturn:
@@ -45,11 +47,11 @@ def _load(path: str | None, *, secrets: bool = True) -> Config:
         _fail_config(exc)
 
 
-def _existing_db(cfg: Config, *, create: bool = False) -> str:
-    """The config's database, which must exist; ``create`` allows a new one only where
-    ``storage.path`` names it (never a stray ./wis.db the daemon would not read)."""
+def _existing_db(cfg: Config) -> str:
+    """The config's database, which must exist: only the daemon creates it (a tool that
+    did would leave a stray database the daemon never reads, e.g. after a wrong -c)."""
     path = cfg.db_path()
-    if not Path(path).exists() and not (create and cfg.settings.storage.path):
+    if not Path(path).exists():
         raise click.ClickException(
             f"no database at {path} (is storage.path right? has the daemon run yet?)")
     return path
@@ -201,10 +203,10 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
             _fail_config(exc)
     problems: list[Problem] = []
     try:
+        observations = observations_from(books, db_in, problems)
         report: ReplayReport = replay_observations(
-            cfg, observations_from(books, db_in, problems), out or ":memory:", notify=notify,
-            progress=_progress,
-        )
+            cfg, _reading(books, db_in, observations, "replaying"), out or ":memory:",
+            notify=notify)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     for p in problems[:20]:
@@ -218,13 +220,25 @@ def _default_replay_config() -> Config:
     return load_config(str(Path(str(resources.files("wis_monitor") / "default" / "replay.yaml"))))
 
 
-def _progress(items: Any, label: str) -> Iterator[Any]:
-    """A progress bar on a terminal; nothing elsewhere."""
-    if not sys.stderr.isatty():
-        yield from items
-        return
-    with click.progressbar(items, label=label, file=sys.stderr) as bar:
+def _bars() -> bool:
+    """Progress bars go to a terminal only, never into a pipe or a log."""
+    return sys.stderr.isatty()
+
+
+def _progress(items: Iterable[T], label: str, length: int | None = None) -> Iterator[T]:
+    """A progress bar on stderr over ``items`` (``length`` of them when known)."""
+    with click.progressbar(items, length=length, label=label, file=sys.stderr) as bar:
         yield from bar
+
+
+def _reading(books: tuple[str, ...], db: str | None, observations: Iterator[Observation],
+             label: str) -> Iterator[Observation]:
+    """``observations`` with a bar on a terminal, its length the books to read."""
+    from wis_monitor.replay import count_books
+
+    if not _bars():
+        return observations
+    return _progress(observations, label, count_books(books, db))
 
 
 @cli.command("test-rules")
@@ -301,7 +315,8 @@ def silence() -> None:
 @config_option
 @click.option("--rule", default="*", show_default=True, help="Rule name (glob).")
 @click.option("--match", "matchers", multiple=True, metavar="KEY=GLOB",
-              help="venue=, symbol=, key=, severity= or a label; repeatable.")
+              help="venue=, symbol=, key=, severity= or a label of the silenced rules; "
+              "repeatable (all must match).")
 @click.option("--for", "for_", required=True, metavar="DURATION", help="How long, e.g. 2h.")
 @click.option("--reason", required=True, help="Why (shown in `silence list`).")
 @click.option("--by", "by", default=None, help="Who (default: $USER).")
@@ -320,6 +335,24 @@ def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: 
         raise click.BadParameter(str(exc), param_hint="--for") from None
     if duration <= 0:
         raise click.BadParameter("must be longer than 0s", param_hint="--for")
+    parsed = _parse_matchers(matchers)
+    cfg = _load(config, secrets=False)
+    _check_silenced_rule(cfg, rule)
+    _check_matcher_keys(cfg, rule, parsed)
+    _existing_db(cfg)
+    store = _store(cfg)
+    now = _now_ms()
+    try:
+        sid = store.add_silence(rule, parsed, now, now + duration, reason,
+                                by or os.environ.get("USER", ""))
+    finally:
+        store.close()
+    until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime((now + duration) / 1000))
+    click.echo(f"silence {sid} added until {until}")
+
+
+def _parse_matchers(matchers: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=GLOB`` matchers; a key given twice could never match both, so it is refused."""
     parsed: dict[str, str] = {}
     for m in matchers:
         key, sep, value = m.partition("=")
@@ -331,18 +364,25 @@ def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: 
                 f'"{key}" given twice: a silence matches all its matchers at once; add one '
                 "silence per value, or use a glob", param_hint="--match")
         parsed[key] = value
-    cfg = _load(config, secrets=False)
-    _check_silenced_rule(cfg, rule)
-    _existing_db(cfg, create=True)
-    store = _store(cfg)
-    now = _now_ms()
-    try:
-        sid = store.add_silence(rule, parsed, now, now + duration, reason,
-                                by or os.environ.get("USER", ""))
-    finally:
-        store.close()
-    until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime((now + duration) / 1000))
-    click.echo(f"silence {sid} added until {until}")
+    return parsed
+
+
+def _check_matcher_keys(cfg: Config, rule: str, matchers: dict[str, str]) -> None:
+    """Keys the silence matcher knows: an alert's venue, symbol, key, severity and the labels
+    of the rules silenced; any other key would silently match nothing."""
+    import fnmatch
+
+    fields = ["venue", "symbol", "key", "severity"]
+    labels = sorted({k for r in cfg.rules if fnmatch.fnmatchcase(r.name, rule)
+                     for k in r.spec.labels} - set(fields))
+    for key in matchers:
+        if key not in fields + labels:
+            hint = difflib.get_close_matches(key, fields + labels, n=1)
+            raise click.BadParameter(
+                f'unknown key "{key}"' + (f' (did you mean "{hint[0]}"?)' if hint else "")
+                + f": a silence matches {', '.join(fields)} or a label of the rules "
+                f'"{rule}" selects ({", ".join(labels) or "they have none"})',
+                param_hint="--match")
 
 
 def _check_silenced_rule(cfg: Config, rule: str) -> None:
@@ -441,7 +481,8 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
     if not Path(db).exists():
         raise click.ClickException(f"{db}: no such database")
     try:
-        n = export(db, output, venue=venue, symbol=symbol, progress=_progress)
+        n = export(db, output, venue=venue, symbol=symbol,
+                   progress=_progress if _bars() else None)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {n} books to {output}")
@@ -475,6 +516,9 @@ def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, kernels: 
         horizons = [ms(parse_duration(h)) for h in horizon.split(",") if h.strip()]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--horizon") from None
+    if not horizons or min(horizons) <= 0:
+        raise click.BadParameter("give horizons longer than 0s, e.g. 1s,5s",
+                                 param_hint="--horizon")
     families = [k.strip() for k in kernels.split(",") if k.strip()]
     unknown = sorted(set(families) - set(KERNELS))
     if unknown or not families:
@@ -486,8 +530,8 @@ def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, kernels: 
     problems: list[Problem] = []
     try:
         result = run_calibration(
-            _progress(observations_from(books, db_in, problems), "reading books"), horizons,
-            grid)
+            _reading(books, db_in, observations_from(books, db_in, problems), "reading books"),
+            horizons, grid, progress=_progress if _bars() else None)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     for p in problems[:20]:
@@ -505,13 +549,14 @@ def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, kernels: 
 @click.option("--until", "until", default=None, metavar="DURATION",
               help="End this long ago (default: now, or the newest sample if older).")
 @click.option("--from", "start", default=None, metavar="TIME",
-              help="Start at this UTC time (2024-08-08T23:54:00Z or 2024-08-08).")
-@click.option("--to", "end", default=None, metavar="TIME", help="End at this UTC time.")
+              help="Start at this UTC time (2024-08-08T23:54:00Z, or a date: its start).")
+@click.option("--to", "end", default=None, metavar="TIME",
+              help="End at this UTC time (or a date: its end).")
 @click.option("--venue", default=None)
 @click.option("--symbol", default=None)
-@click.option("--threshold", "thresholds", multiple=True, type=float,
-              help="z-score lines to draw; repeatable (default: the levels the rules compare "
-              "wis_z with, else 3 and -3).")
+@click.option("--threshold", "thresholds", multiple=True, type=float, metavar="Z",
+              help="Draw z-score lines at +Z and -Z; repeatable (default: the levels the rules "
+              "compare wis_z with, else 3).")
 @click.option("-o", "--output", required=True, metavar="FILE.png")
 def report(config: str | None, db: str | None, since: str, until: str | None,
            start: str | None, end: str | None, venue: str | None, symbol: str | None,
@@ -529,7 +574,9 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
         until_ago = ms(parse_duration(until)) if until else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
-    from_ms, to_ms = _utc_ms(start, "--from"), _utc_ms(end, "--to")
+    if since_ms <= 0:
+        raise click.BadParameter("must be longer than 0s", param_hint="--since")
+    from_ms, to_ms = _utc_ms(start, "--from"), _utc_ms(end, "--to", end_of_day=True)
     cfg = _load(config, secrets=False) if config or not db else None
     if db is None and cfg is not None:
         path = _existing_db(cfg)
@@ -537,33 +584,51 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
         path = db
     else:
         raise click.ClickException(f"no database at {db}")
-    thresholds = thresholds or (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
+    lines = _both_signs(thresholds) or (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
     try:
         store = Store(path, readonly=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        if to_ms is None:
-            now = _now_ms()
-            newest = store.query("SELECT max(ts) AS ts FROM samples")[0]["ts"]
-            if until_ago is not None:
-                to_ms = now - until_ago
-            elif newest is not None and newest < now - since_ms:
-                to_ms = int(newest)  # an old database (a replay): its last stretch of data
-            else:
-                to_ms = now
-        if from_ms is None:  # the window, or less when the data starts later
-            from_ms = to_ms - since_ms
-            first = store.query("SELECT min(ts) AS ts FROM samples WHERE ts >= ? AND ts < ?",
-                                [from_ms, to_ms])[0]["ts"]
-            from_ms = int(first) if first is not None else from_ms
-        if from_ms >= to_ms:
-            raise click.BadParameter("the start must be before the end", param_hint="--from")
-        png = render_report(store, from_ms, to_ms, venue, symbol, thresholds)
+        from_ms, to_ms = _window(store, since_ms, until_ago, from_ms, to_ms)
+        png = render_report(store, from_ms, to_ms, venue, symbol, lines)
     finally:
         store.close()
     Path(output).write_bytes(png)
-    click.echo(f"wrote {output} ({len(png):,} bytes)")
+    click.echo(f"wrote {output}: {_utc(from_ms)} to {_utc(to_ms)} UTC, z lines at "
+               f"{', '.join(f'{z:+g}' for z in lines)} ({len(png):,} bytes)")
+
+
+def _window(store: Store, since_ms: int, until_ago: int | None, from_ms: int | None,
+            to_ms: int | None) -> tuple[int, int]:
+    """The period to chart: ``--from``/``--to`` where given; else it ends now (or
+    ``--until`` ago), or at the newest sample of a database older than the window (a replay
+    of old books), and starts ``--since`` before, or at the first sample if that is later."""
+    if to_ms is None:
+        now = _now_ms()
+        newest = store.query("SELECT max(ts) AS ts FROM samples")[0]["ts"]
+        if until_ago is not None:
+            to_ms = now - until_ago
+        elif newest is not None and newest < now - since_ms:
+            to_ms = int(newest)
+        else:
+            to_ms = now
+    if from_ms is None:
+        from_ms = to_ms - since_ms
+        first = store.query("SELECT min(ts) AS ts FROM samples WHERE ts >= ? AND ts < ?",
+                            [from_ms, to_ms])[0]["ts"]
+        from_ms = int(first) if first is not None else from_ms
+    if from_ms >= to_ms:
+        raise click.BadParameter("the start must be before the end", param_hint="--from")
+    return from_ms, to_ms
+
+
+def _utc(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms / 1000))
+
+
+def _both_signs(levels: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(sorted({s * abs(z) for z in levels for s in (1.0, -1.0)}, reverse=True))
 
 
 def _rule_thresholds(cfg: Config) -> tuple[float, ...]:
@@ -571,14 +636,20 @@ def _rule_thresholds(cfg: Config) -> tuple[float, ...]:
     return tuple(sorted({z for r in cfg.rules for z in r.z_levels()}, reverse=True))
 
 
-def _utc_ms(text: str | None, option: str) -> int | None:
-    """Milliseconds of an ISO-8601 time (UTC unless it says otherwise), or None."""
+def _utc_ms(text: str | None, option: str, *, end_of_day: bool = False) -> int | None:
+    """Milliseconds of an ISO-8601 time (UTC unless it says otherwise), or None; a date
+    alone is its start, or with ``end_of_day`` its end (the next day's start)."""
     if text is None:
         return None
-    from datetime import UTC, datetime
+    from datetime import UTC, date, datetime, timedelta
 
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    try:
+        when = (datetime(day.year, day.month, day.day) + timedelta(days=end_of_day) if day
+                else datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise click.BadParameter(f'"{text}" is not a time like 2024-08-08T23:54:00Z',
                                  param_hint=option) from None

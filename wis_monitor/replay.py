@@ -6,20 +6,28 @@ import gzip
 import heapq
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, TypeVar
 
 from wis_monitor.book import make_book
 from wis_monitor.config import Config
 from wis_monitor.engine import Engine
-from wis_monitor.errors import Problem
+from wis_monitor.errors import Problem, StoreError
 from wis_monitor.sources import Observation
 from wis_monitor.sources.replay import book_record, read_recording
 from wis_monitor.store import AlertRow, Batch, Store, decode_levels
 
 BATCH = 2_000
-Progress = Callable[[Iterable[Any], str], Iterator[Any]]
+_T = TypeVar("_T")
+
+
+class Progress(Protocol):
+    """Shows progress through ``items``: ``length`` of them, when known."""
+
+    def __call__(self, items: Iterable[_T], label: str, length: int | None = None
+                 ) -> Iterator[_T]: ...
 
 
 @dataclass
@@ -83,16 +91,50 @@ def observations_from(books: Iterable[str], db: str | None,
     return heapq.merge(*streams, key=lambda o: o.ts_ms)
 
 
-def _from_db(path: str, venue: str | None = None, symbol: str | None = None
-             ) -> Iterator[Observation]:
-    store = Store(path, readonly=True)
+def count_books(books: Iterable[str], db: str | None, venue: str | None = None,
+                symbol: str | None = None) -> int | None:
+    """How many books the recordings (their lines) and the DB hold, for a progress bar;
+    None when one cannot be read (reading it says why)."""
+    try:
+        n = sum(_count_lines(p) for p in books)
+        if db:
+            where, params = _where(venue, symbol)
+            store = Store(db, readonly=True)
+            try:
+                n += int(store.query(f"SELECT count(*) AS n FROM books{where}", params)[0]["n"])
+            finally:
+                store.close()
+    except (OSError, EOFError, zlib.error, StoreError):
+        return None
+    return n
+
+
+def _count_lines(path: str) -> int:
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    n, last = 0, b"\n"
+    with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def _where(venue: str | None, symbol: str | None) -> tuple[str, list[str]]:
     where, params = [], []
     for col, value in (("venue", venue), ("symbol", symbol)):
         if value is not None:
             where.append(f"{col} = ?")
             params.append(value)
-    sql = "SELECT ts, venue, symbol, bids, asks, contract_size, inverse FROM books"
-    sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts"
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def _from_db(path: str, venue: str | None = None, symbol: str | None = None
+             ) -> Iterator[Observation]:
+    store = Store(path, readonly=True)
+    where, params = _where(venue, symbol)
+    sql = f"SELECT ts, venue, symbol, bids, asks, contract_size, inverse FROM books{where}"
+    sql += " ORDER BY ts"
     try:
         for row in store.iterate(sql, params):
             book, flags = make_book(decode_levels(row["bids"]), decode_levels(row["asks"]),
@@ -109,7 +151,7 @@ def export_books(db: str, output: str, *, venue: str | None = None, symbol: str 
     n = 0
     items: Iterable[Observation] = _from_db(db, venue, symbol)
     if progress:
-        items = progress(items, "exporting")
+        items = progress(items, "exporting", count_books((), db, venue, symbol))
     opener = gzip.open if output.endswith(".gz") else open
     with opener(output, "wt", encoding="utf-8") as fh:
         for obs in items:
@@ -119,19 +161,19 @@ def export_books(db: str, output: str, *, venue: str | None = None, symbol: str 
 
 
 def replay_observations(config: Config, observations: Iterable[Observation], out: str, *,
-                        notify: bool = False, progress: Progress | None = None) -> ReplayReport:
-    """Run observations through the engine into ``out``; deliver only when ``notify``."""
+                        notify: bool = False) -> ReplayReport:
+    """Run observations through the engine into ``out``; deliver only when ``notify``.
+
+    With ``notify``, deliveries are queued at the wall-clock time their batch is written, not
+    at the recording's (a channel's ``max_age`` counts from queueing)."""
     store = Store(out, variants=list(config.settings.metrics.wis_variants))
     engine = Engine(config, store)
     report = ReplayReport(out=out)
     open_firings: dict[tuple[str, str], Firing] = {}
     rules = {r.name: r for r in config.rules}
     started = time.perf_counter()
-    # Deliveries are queued now, not at the recording's time (max_age counts from queueing).
-    queued = int(time.time() * 1000) if notify else None
-    batch = Batch(queued_ms=queued)
-    items = progress(observations, "replaying") if progress else observations
-    for obs in items:
+    batch = Batch()
+    for obs in observations:
         seen = len(batch.alerts)
         _, samples = engine.process((obs,), obs.ts_ms, batch)
         for a in batch.alerts[seen:]:
@@ -148,9 +190,9 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
         report.first_ms = obs.ts_ms if report.first_ms is None else report.first_ms
         report.last_ms = obs.ts_ms
         if len(batch.samples) >= BATCH:
-            store.write(batch)
-            batch = Batch(queued_ms=queued)
-    store.write(batch)
+            _write(store, batch, notify)
+            batch = Batch()
+    _write(store, batch, notify)
     report.seconds = time.perf_counter() - started
     if notify and config.settings.channels:
         import asyncio
@@ -160,6 +202,12 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
         asyncio.run(Dispatcher(config, store).run_once(int(time.time() * 1000), grace_s=30.0))
     store.close()
     return report
+
+
+def _write(store: Store, batch: Batch, notify: bool) -> None:
+    if notify:
+        batch.queued_ms = int(time.time() * 1000)
+    store.write(batch)
 
 
 def _quality(flags: frozenset[str]) -> str:
