@@ -83,6 +83,9 @@ def test_metrics_healthz_and_status_while_running(tmp_path: Path) -> None:
 
 def test_silence_records_silenced_deliveries(tmp_path: Path) -> None:
     cfg, db, _ = setup(tmp_path, desk="spot")
+    from wis_monitor.store import Store
+
+    Store(str(db)).close()  # the database a first start creates (tools never create one)
     added = cli("silence", "add", "-c", str(cfg), "--rule", "alw*", "--match", "symbol=ETH/*",
                 "--match", "desk=spot", "--for", "1h", "--reason", "maintenance")
     assert added.returncode == 0, added.stderr
