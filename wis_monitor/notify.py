@@ -93,7 +93,7 @@ def url_problem(url: str) -> str | None:
 
 
 def register_secrets(channels: dict[str, Channel]) -> None:
-    """Keep every channel URL and its credential parts out of the logs."""
+    """Keep every channel URL and its credential parts out of every output."""
     for ch in channels.values():
         register(ch.url)
         parts = urlsplit(ch.url)
