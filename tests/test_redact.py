@@ -4,8 +4,11 @@ each test uses values of its own."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from wis_monitor.config import load_config
@@ -76,3 +79,22 @@ def test_status_masks_errors_written_unmasked_by_older_versions(tmp_path: Path) 
     finally:
         store.close()
     assert report["series"][0]["last_error"] == "NetworkError: GET http://***@h/x?token=***"
+
+
+def test_a_long_venue_error_is_masked_before_it_is_cut(caplog: pytest.LogCaptureFixture) -> None:
+    """A secret straddling the cut of a long error must not leave its first part behind."""
+    from wis_monitor.config import Venue
+    from wis_monitor.sources.ccxt import CcxtVenue
+
+    secret = "straddling-secret-6e0c41"
+    register(secret)
+    url = "http://127.0.0.1:9/" + "p" * 160 + "/" + secret  # a closed port: refused at once
+    venue = CcxtVenue(Venue(id="okx", exchange="okx", symbols=["BTC/USDT"],
+                            ccxt={"urls": {"api": {"rest": url}}}), timeout_ms=2000)
+    try:
+        with caplog.at_level(logging.WARNING, logger="wis_monitor.ccxt"):
+            assert not asyncio.run(venue._load_markets())
+    finally:
+        asyncio.run(venue.close())
+    said = redact(caplog.records[0].getMessage())
+    assert "cannot load markets" in said and secret[:6] not in said, said
