@@ -98,3 +98,16 @@ def test_a_long_venue_error_is_masked_before_it_is_cut(caplog: pytest.LogCapture
         asyncio.run(venue.close())
     said = redact(caplog.records[0].getMessage())
     assert "cannot load markets" in said and secret[:6] not in said, said
+
+
+def test_a_channel_user_name_stays_readable_its_password_does_not(tmp_path: Path) -> None:
+    """``mailto://alerts:PASSWORD@...``: "alerts" is a common word in messages, not a secret."""
+    from wis_monitor.notify import register_secrets
+
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(f"storage: {{path: {tmp_path / 'wis.db'}}}\n"
+                        "venues:\n  - {id: simex, exchange: sim, symbols: [BTC/USDT]}\n"
+                        "channels:\n  mail: {url: 'mailto://deskalerts:mail-pw-91c2@127.0.0.1:25"
+                        "?from=wis@example.com&to=risk@example.com'}\n")
+    register_secrets(load_config(str(cfg_path)).settings.channels)
+    assert redact("deskalerts will arrive; pw mail-pw-91c2") == "deskalerts will arrive; pw ***"

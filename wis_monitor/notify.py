@@ -97,9 +97,8 @@ def register_secrets(channels: dict[str, Channel]) -> None:
     for ch in channels.values():
         register(ch.url)
         parts = urlsplit(ch.url)
-        for secret in (parts.password, parts.username if parts.password else None):
-            if secret:
-                register(secret)
+        if parts.password:  # the user name is no secret ("alerts"), and stays readable
+            register(parts.password)
         path = parts.netloc + parts.path
         for token in path.replace("@", "/").split("/"):
             if len(token) >= 8 and parts.scheme not in ("console",):
