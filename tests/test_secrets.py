@@ -131,7 +131,7 @@ def test_no_secret_in_any_output(tmp_path: Path, receiver: Receiver) -> None:
     outputs = {
         "daemon log (json)": d.log(),
         "database": database_dump(db),
-        "status": cli(env, "status", "-c", str(cfg)),
+        "status (from a shell without the secrets)": cli({}, "status", "-c", str(cfg)),
         "notify-test hook": cli(env, "notify-test", "-c", str(cfg), "hook"),
         "notify-test dead (and its text log)": cli(env, "notify-test", "-c", str(cfg), "dead"),
         **served,
