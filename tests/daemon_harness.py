@@ -46,10 +46,11 @@ class NotifySocket:
 
 
 class DaemonProcess:
-    """``wis-monitor run -c CONFIG`` in a subprocess."""
+    """``wis-monitor [OPTIONS] run -c CONFIG [ARGS]`` in a subprocess."""
 
     def __init__(self, config: Path, *, notify: NotifySocket | None = None,
-                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 options: tuple[str, ...] = ()) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
         full_env.update(env or {})
         if notify is not None:
@@ -57,7 +58,7 @@ class DaemonProcess:
         self.log_path = config.parent / f"daemon-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wis_monitor", "run", "-c", str(config), *args],
+            [sys.executable, "-m", "wis_monitor", *options, "run", "-c", str(config), *args],
             stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
         )
 

@@ -24,6 +24,7 @@ from wis_monitor.config import Config, Venue, load_config
 from wis_monitor.duration import ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
+from wis_monitor.redact import redact
 from wis_monitor.sdnotify import Notifier
 from wis_monitor.sources import Observation, Source, error_observation
 from wis_monitor.store import Batch, Store
@@ -226,9 +227,11 @@ class Daemon:
 
     def _health_detail(self) -> tuple[bool, dict[str, Any]]:
         rt = self._rt()
-        venues = {v: {"up": h.up, "last_error": h.last_error} for v, h in rt.health.items()}
+        venues = {v: {"up": h.up, "last_error": _redacted(h.last_error)}
+                  for v, h in rt.health.items()}
         return self._healthy() and self.store_error is None, {
-            "venues": venues, "store_error": self.store_error, "status": self._status()}
+            "venues": venues, "store_error": _redacted(self.store_error),
+            "status": redact(self._status())}
 
     def _metrics(self) -> bytes:
         rt = self._rt()
@@ -599,6 +602,10 @@ class _NoSkipWarnings(logging.Filter):
 
 class FetchTimeout(Exception):
     """A fetch that did not finish within its timeout."""
+
+
+def _redacted(text: str | None) -> str | None:
+    return redact(text) if text else text
 
 
 def _soon(delay_s: float) -> Any:

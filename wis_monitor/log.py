@@ -10,28 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 
+from wis_monitor.redact import redact
+
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
-_URL_SECRET = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^/@\s]+)@")
-_SECRETS: set[str] = set()
-
-
-def register_secret(value: str) -> None:
-    """Never print ``value`` (a webhook token, a password) in any log line."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def mask(text: str) -> str:
-    """Text with registered secrets and URL credentials replaced by ``***``."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return _URL_SECRET.sub(r"\g<scheme>***@", text)
-
 
 class _Formatter(logging.Formatter):
     def __init__(self, fmt: str) -> None:
@@ -43,7 +28,7 @@ class _Formatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info and record.levelno >= logging.ERROR:
             message += " | " + self.formatException(record.exc_info).replace("\n", " | ")
-        message = mask(message)
+        message = redact(message)
         if self.fmt == "json":
             return json.dumps({
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))

@@ -24,10 +24,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import apprise
 from apprise.decorators import notify as apprise_plugin
 
-from wis_monitor import log as logmod
 from wis_monitor.config import Channel, Config
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.message import Message, render, render_summary
+from wis_monitor.redact import redact, register
 from wis_monitor.store import Store
 
 log = logging.getLogger("wis_monitor.notify")
@@ -66,8 +66,8 @@ def privacy_url(url: str) -> str:
     except Exception:  # an unparsable URL must still be printable
         obj = None
     if obj is None:
-        return logmod.mask(urlsplit(url).scheme + "://...")
-    return str(obj.url(privacy=True))  # type: ignore[no-untyped-call]
+        return redact(urlsplit(url).scheme + "://...")
+    return redact(str(obj.url(privacy=True)))  # type: ignore[no-untyped-call]
 
 
 def url_problem(url: str) -> str | None:
@@ -93,20 +93,19 @@ def url_problem(url: str) -> str | None:
 
 
 def register_secrets(channels: dict[str, Channel]) -> None:
-    """Keep every channel URL and its credential parts out of the logs."""
+    """Keep every channel URL and its credential parts out of every output."""
     for ch in channels.values():
-        logmod.register_secret(ch.url)
+        register(ch.url)
         parts = urlsplit(ch.url)
-        for secret in (parts.password, parts.username if parts.password else None):
-            if secret:
-                logmod.register_secret(secret)
+        if parts.password:  # the user name is no secret ("alerts"), and stays readable
+            register(parts.password)
         path = parts.netloc + parts.path
         for token in path.replace("@", "/").split("/"):
             if len(token) >= 8 and parts.scheme not in ("console",):
-                logmod.register_secret(token)
+                register(token)
         for key, value in parse_qsl(parts.query):
             if key.lower() in ("pass", "password", "token", "secret", "key", "apikey"):
-                logmod.register_secret(value)
+                register(value)
 
 
 def _send_blocking(url: str, msg: Message, attachment: bytes | None) -> tuple[bool, str]:
@@ -134,7 +133,7 @@ def _send_blocking(url: str, msg: Message, attachment: bytes | None) -> tuple[bo
             return True, ""
         errors = [e.message for e in result.logs()
                   if str(e.level).upper() in ("WARNING", "ERROR", "CRITICAL")]
-        return False, logmod.mask("; ".join(errors[-3:]) or "the service did not accept it")
+        return False, redact("; ".join(errors[-3:]) or "the service did not accept it")
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -145,13 +144,14 @@ async def send(channel: Channel, msg: Message, attachment: bytes | None = None
     """Send one message, bounded by the channel's timeout; never raises."""
     timeout_s = channel.timeout.total_seconds()
     url = with_timeouts(channel.url, timeout_s)
+    msg = Message(*(redact(part) for part in (msg.title, msg.text, msg.html, msg.markdown)))
     try:
         return await asyncio.wait_for(
             asyncio.to_thread(_send_blocking, url, msg, attachment), timeout_s * 2 + 5)
     except TimeoutError:
         return False, f"no answer within {timeout_s * 2 + 5:g}s"
     except Exception as exc:  # apprise plugins raise all sorts; the outbox records it
-        return False, logmod.mask(f"{type(exc).__name__}: {exc}")
+        return False, redact(f"{type(exc).__name__}: {exc}")
 
 
 class Dispatcher:
@@ -223,7 +223,7 @@ class Dispatcher:
             await self._send_rows(name, items, now_ms)
         except Exception as exc:  # a bug or a store error must not stop the outbox
             log.error("%s: sending the outbox failed: %s: %s", name, type(exc).__name__,
-                      logmod.mask(str(exc)))
+                      redact(str(exc)))
 
     async def _send_rows(self, name: str, items: list[dict[str, Any]], now_ms: int) -> None:
         channel = self.config.settings.channels.get(name)

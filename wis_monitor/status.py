@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from wis_monitor.config import Config
+from wis_monitor.redact import redact
 from wis_monitor.store import Store
 
 
@@ -24,8 +25,9 @@ def collect(config: Config, store: Store, now_ms: int) -> dict[str, Any]:
             " AND quality IN ('', 'thin') ORDER BY ts DESC LIMIT 1", [venue, symbol])
         row: dict[str, Any] = {"venue": venue, "symbol": symbol}
         if last:
+            error = last[0]["error"]  # masked again: rows written by older versions
             row.update(last_ts=last[0]["ts"], last_quality=last[0]["quality"],
-                       last_error=last[0]["error"])
+                       last_error=redact(error) if error else error)
         if good:
             g = good[0]
             row.update(good_age_s=(now_ms - g["ts"]) / 1000.0, wis=g["wis"], wis_z=g["wis_z"],

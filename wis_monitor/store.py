@@ -21,6 +21,7 @@ import numpy as np
 import sqlite_utils
 
 from wis_monitor.errors import StoreError
+from wis_monitor.redact import redact, redact_values
 
 SCHEMA_VERSION = 1
 
@@ -247,8 +248,8 @@ class Store:
                         "INSERT INTO alerts (ts, rule, key, venue, symbol, event, severity, value,"
                         " summary, labels, details) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         (a.ts_ms, a.rule, a.key, a.venue, a.symbol, a.event, a.severity, a.value,
-                         a.summary, json.dumps(a.labels, sort_keys=True),
-                         json.dumps(a.details, sort_keys=True, default=str)),
+                         redact(a.summary), json.dumps(a.labels, sort_keys=True),
+                         json.dumps(redact_values(a.details), sort_keys=True, default=str)),
                     )
                     alert_id = int(cur.lastrowid or 0)
                     ids.append(alert_id)

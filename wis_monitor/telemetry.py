@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from wis_monitor.config import split_listen
 from wis_monitor.engine import Sample
+from wis_monitor.redact import redact_exposition
 from wis_monitor.store import Store
 
 log = logging.getLogger("wis_monitor.http")
@@ -87,7 +88,7 @@ class Telemetry:
                 self.backlog.labels(row["channel"]).set(row["n"])
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return redact_exposition(generate_latest(self.registry))
 
 
 class HttpEndpoint:

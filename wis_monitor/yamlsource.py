@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from wis_monitor.errors import Problem
+from wis_monitor.redact import register
 
 Loc = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([^}]*)\}")
@@ -65,7 +66,12 @@ def expand(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
             return ""
         return env[ref]
 
-    return _VAR.sub(sub, value), missing
+    def secret(m: re.Match[str]) -> str:
+        found = sub(m)
+        register(found)  # a ${...} value is a secret: masked in every output
+        return found
+
+    return _VAR.sub(secret, value), missing
 
 
 def load(path: str, env: Mapping[str, str] | None = None, *, secrets: bool = True

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wis_monitor.book import Book
+from wis_monitor.redact import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +45,9 @@ class Source(Protocol):
 def error_observation(venue: str, symbol: str, ts_ms: int, exc: BaseException,
                       latency_ms: float | None = None,
                       retry_after_s: float | None = None) -> Observation:
-    """An observation recording a failed fetch: flag ``error`` and ``Class: message``."""
-    message = str(exc).strip().replace("\n", " ")
+    """An observation recording a failed fetch: flag ``error`` and ``Class: message``, its
+    secrets masked (it is stored, logged, served and sent in feed-stale alerts)."""
+    message = redact(str(exc)).strip().replace("\n", " ")
     if len(message) > 300:
         message = message[:297] + "..."
     return Observation(

@@ -24,6 +24,7 @@ import ccxt.async_support as ccxt_async
 from wis_monitor.book import Book, make_book
 from wis_monitor.config import Venue
 from wis_monitor.errors import PermanentSourceError, SourceError, TransientSourceError
+from wis_monitor.redact import redact
 from wis_monitor.sources import Observation, error_observation
 from wis_monitor.sources.limits import request_depth
 
@@ -131,7 +132,7 @@ class CcxtVenue:
                 self._markets_attempts += 1
                 self._markets_next = time.monotonic() + delay
                 log.warning("venue %s: cannot load markets (%s: %s); retrying in %.0fs",
-                            self.venue, type(exc).__name__, str(exc)[:200], delay)
+                            self.venue, type(exc).__name__, redact(str(exc))[:200], delay)
                 return False
             self._markets_ok = True
             self._markets_attempts = 0
