@@ -584,7 +584,7 @@ class Daemon:
             return None
         from wis_monitor.notify import Dispatcher
 
-        return Dispatcher(config, self.store)
+        return Dispatcher(config, self.store, clock=now_ms)
 
 
 #: Error classes an operator must fix (a wrong symbol, bad credentials): logged as errors.
