@@ -171,6 +171,7 @@ class Dispatcher:
         """Take a (re)loaded config; sends in flight finish under the old one."""
         self.config = config
         self.templates = {r.name: r.spec.template.model_dump() for r in config.rules}
+        self._template_failed: set[str] = set()  # rules whose failure is logged (once each)
         register_secrets(config.settings.channels)
 
     def due(self, now_ms: int) -> list[dict[str, Any]]:
@@ -248,7 +249,7 @@ class Dispatcher:
             return  # they stay pending and are folded once the minute has passed
         single, folded = (fresh, []) if len(fresh) <= room else (fresh[:room - 1], fresh[room - 1:])
         for r in single:
-            msg = render(r, self.templates.get(r["rule"]))
+            msg = await self._render(r)
             attach = await self._chart(r) if channel.attach_chart else None
             ok, err = await send(channel, msg, attach)
             self._outcome([r], ok, err, self._now_ms(now_ms), name)
@@ -256,6 +257,16 @@ class Dispatcher:
             msg = render_summary(folded, name, channel.per_minute)
             ok, err = await send(channel, msg)
             self._outcome(folded, ok, err, self._now_ms(now_ms), name, summary=True)
+
+    async def _render(self, alert: dict[str, Any]) -> Message:
+        """The alert's message, rendered off the event loop (a template may take its budget)."""
+        msg = await asyncio.to_thread(render, alert, self.templates.get(alert["rule"]))
+        rule = alert["rule"]
+        if msg.template_error and rule not in self._template_failed:
+            self._template_failed.add(rule)
+            log.warning('rule "%s": its template failed (%s); its alerts go out with the default '
+                        "message", rule, logmod.mask(msg.template_error))
+        return msg
 
     async def _chart(self, alert: dict[str, Any]) -> bytes | None:
         """The last hour of the alert's series as a PNG, drawn off the event loop."""
