@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -369,3 +370,37 @@ def test_status_shows_the_outbox_backlog_of_a_down_channel(tmp_path: Path) -> No
                           str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "down: 2 pending, oldest" in out.stdout
+
+
+def test_a_looping_template_renders_off_the_loop_and_is_logged_once(
+        tmp_path: Path, webhook: Webhook, caplog: pytest.LogCaptureFixture) -> None:
+    from wis_monitor.template import BUDGET_S
+
+    config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n")
+    now = NOW
+    d = Dispatcher(config, store, clock=Clock(now))
+    d.templates[config.rules[0].name] = {"title": None, "body": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")}
+    write_alerts(store, config, [alert(now, n) for n in range(2)])
+
+    async def scenario() -> list[float]:
+        ticks: list[float] = []
+        sending = asyncio.create_task(d.run_once(now))
+        while not sending.done():  # the loop keeps turning while the template runs
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+        await sending
+        return ticks
+
+    ticks = asyncio.run(scenario())
+    assert ticks[-1] - ticks[0] >= BUDGET_S * 0.9
+    assert max(b - a for a, b in pairwise(ticks)) < 0.3
+    assert statuses(store) == [("sent", 1)] * 2
+    for post in webhook.posts:
+        sent = json.dumps(post["json"])
+        assert "[CRITICAL] extreme-bid-pressure binance" in sent and "3.40" in sent
+        assert f"did not finish within {BUDGET_S:g}s" in sent
+    warnings = [r.getMessage() for r in caplog.records if "template failed" in r.getMessage()]
+    assert warnings == [f'rule "extreme-bid-pressure": its template failed (body: did not '
+                        f"finish within {BUDGET_S:g}s); its alerts go out with the default "
+                        "message"]

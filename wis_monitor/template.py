@@ -15,6 +15,7 @@ The child gets the template and the alert's fields, no environment variables: it
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import math
@@ -265,11 +266,19 @@ def _render_here(source: str, context: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _limit(which: int, value: int) -> None:
+    hard = resource.getrlimit(which)[1]
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    with contextlib.suppress(OSError, ValueError):  # refused: the time budget still holds
+        resource.setrlimit(which, (value, value))
+
+
 def serve() -> None:
     """The rendering process: a JSON request per line in, a JSON reply per line out."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU_S, CPU_S + 5))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _limit(resource.RLIMIT_AS, MEMORY_BYTES)
+    _limit(resource.RLIMIT_CPU, CPU_S)
+    _limit(resource.RLIMIT_CORE, 0)
     out = sys.stdout
     out.write("ready\n")
     out.flush()
