@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -145,16 +146,23 @@ def test_a_looping_template_neither_stalls_sampling_nor_shutdown(tmp_path: Path,
     assert [r["status"] for r in rows(db, "SELECT status FROM deliveries")] == ["pending"] * 3
 
     # A restart with those deliveries pending: they go out, the ETH one with the default
-    # message, while the samples keep coming every 300 ms.
+    # message, while the samples keep coming every 300 ms (during a rejected reload too).
     receiver.up = True
     before = rows(db, "SELECT max(ts) AS ts FROM samples")[0]["ts"]
     d2 = DaemonProcess(cfg, env=env)
     try:
         assert wait_until(lambda: len(receiver.posts) >= 3, 30), d2.log()
+        # A reload whose template loops on the sample alert too is rejected, without a stall.
+        (tmp_path / "rules.yaml").write_text(
+            "rules:\n  - name: every-series\n    when: mid > 0\n    channels: [hook]\n"
+            f"    template: {{body: '{loop}'}}\n")
+        d2.signal(signal.SIGHUP)
+        assert wait_until(lambda: "reload rejected" in d2.log(), 10), d2.log()
         seen = samples()
         assert wait_until(lambda: samples() >= seen + 9, 10), d2.log()
     finally:
         stop_within_10s(d2)
+    assert "template body: rendering a sample firing alert: did not finish" in d2.log()
     by_title = {p["title"]: p["message"] for p in receiver.posts}
     assert by_title["[WARNING] every-series simex BTC/USDT"].startswith("fine\n")
     eth = by_title["[WARNING] every-series simex ETH/USDT"]

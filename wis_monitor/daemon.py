@@ -298,8 +298,8 @@ class Daemon:
     async def reload(self) -> bool:
         self.notifier.reloading()
         rt = self._rt()
-        try:
-            config = load_config(self.config_path)
+        try:  # off the loop: rendering the rules' templates may take their budget
+            config = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             for p in exc.problems:
                 log.error("reload rejected: %s", p)
