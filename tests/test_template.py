@@ -175,3 +175,37 @@ def test_check_still_reports_template_syntax(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert f'{tmp_path / "r.yaml"}:4: rule "t": template body: unexpected end of template' \
         in out.stderr
+
+
+def test_the_rendering_process_ends_with_its_parent() -> None:
+    """A parent killed mid-render cannot kill its rendering process: that one stops itself."""
+    script = textwrap.dedent(f"""\
+        import sys, threading
+        from wis_monitor.template import Renderer
+        r = Renderer(budget_s=60)
+        r.render("warm", {{}})
+        print(r.pid, flush=True)
+        r.render({LOOP!r}, {{}})
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    stat = Path(f"/proc/{pid}/stat")
+
+    def state() -> str:
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return "gone"
+
+    deadline = time.monotonic() + 10
+    while state() != "R" and time.monotonic() < deadline:  # rendering the loop
+        time.sleep(0.05)
+    assert state() == "R"
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 5
+    while state() not in ("gone", "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state() in ("gone", "Z")

@@ -43,7 +43,7 @@ MAX_CHARS = 10_000
 MAX_SIZE = 100_000
 #: Address space of the rendering process.
 MEMORY_BYTES = 256 << 20
-#: CPU seconds a rendering process may use in all before it is replaced (it stops an orphan).
+#: CPU seconds a rendering process may use in all before it is replaced.
 CPU_S = 60
 #: How long a new rendering process may take to start (a loaded machine is slow to import).
 START_S = 30.0
@@ -274,11 +274,19 @@ def _limit(which: int, value: int) -> None:
         resource.setrlimit(which, (value, value))
 
 
+def _end_with(parent: int) -> None:
+    """Exit as soon as the parent is gone (killed mid-render, it cannot kill us)."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
+
+
 def serve() -> None:
     """The rendering process: a JSON request per line in, a JSON reply per line out."""
     _limit(resource.RLIMIT_AS, MEMORY_BYTES)
     _limit(resource.RLIMIT_CPU, CPU_S)
     _limit(resource.RLIMIT_CORE, 0)
+    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
     out = sys.stdout
     out.write("ready\n")
     out.flush()
