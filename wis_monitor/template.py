@@ -54,7 +54,7 @@ _ENV_KEPT = ("PYTHONPATH", "PYTHONHOME", "PATH", "LANG", "LC_ALL", "LC_CTYPE")
 
 
 class TemplateRenderError(Exception):
-    """A template failed or broke its budget; the message says why, never quoting the alert."""
+    """A template failed or broke its budget; the message says why."""
 
 
 class Sandbox(SandboxedEnvironment):
@@ -297,7 +297,7 @@ def serve() -> None:
         except TemplateRenderError as exc:
             reply = {"error": str(exc)}
         except Exception as exc:  # TemplateError, a filter's Python error, MemoryError
-            reply = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            reply = {"error": ": ".join(filter(None, (type(exc).__name__, str(exc)[:300])))}
         out.write(json.dumps(reply) + "\n")
         out.flush()
 
