@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
 
-from wis_monitor.message import render
+from wis_monitor.message import Message, render
 from wis_monitor.template import BUDGET_S, MEMORY_BYTES, RENDERER
 
 ROW: dict[str, Any] = {
@@ -43,7 +43,7 @@ HOSTILE = {
 }
 
 
-def timed_render(template: dict[str, str | None]) -> tuple[Any, float]:
+def timed_render(template: dict[str, str | None]) -> tuple[Message, float]:
     render(ROW, {"title": "warm", "body": None})  # a rendering process is up: not timed
     start = time.monotonic()
     msg = render(ROW, template)
@@ -55,7 +55,7 @@ def test_a_template_breaking_its_budget_falls_back_within_it(body: str) -> None:
     msg, took = timed_render({"title": "{{ rule }} custom", "body": body})
     assert took < BUDGET_S + 0.5, took
     assert msg.title == DEFAULT_TITLE
-    assert msg.template_error.startswith("body: ")
+    assert (msg.template_error or "").startswith("body: ")
     assert "template failed" in msg.text and "Value: 3.200" in msg.text
     assert len(msg.text) < 2000
 
@@ -160,21 +160,6 @@ def test_check_renders_every_template_against_sample_alerts(tmp_path: Path) -> N
     assert "more than 10000 characters of output" in reported["output-flood"]
     assert "MemoryError" in reported["doubling-string"]
     assert took < 10, took
-
-
-def test_check_still_reports_template_syntax(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(textwrap.dedent("""\
-        rules:
-          - name: t
-            when: wis > 0.5
-            template: {body: "WIS {{ values.wis"}
-    """))
-    (tmp_path / "c.yaml").write_text(GOOD % {"db": tmp_path / "wis.db"})
-    out = subprocess.run([sys.executable, "-m", "wis_monitor", "check", "-c",
-                          str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2
-    assert f'{tmp_path / "r.yaml"}:4: rule "t": template body: unexpected end of template' \
-        in out.stderr
 
 
 def test_the_rendering_process_ends_with_its_parent() -> None:
