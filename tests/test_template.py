@@ -122,7 +122,7 @@ def test_check_renders_every_template_against_sample_alerts(tmp_path: Path) -> N
         "resolved-fails": "{body: '{{ 1 / (1 if event == \"firing\" else 0) }}'}",
         "fine": "{title: '{{ rule }} {{ venue }} {{ symbol }} {{ labels.desk }}',"
                 " body: '{{ \"%.1f\" % values.wis_z }} {{ values.mid | round(1) }}"
-                " {{ details.fired_for_ms }}'}",
+                " {{ details.fired_for_ms }} {{ attempts + 1 }} {{ channel }}'}",
         "fine-group": "{body: '{% for m, v in values.members | dictsort %}{{ m }}={{ v.wis_z }}"
                       " {% endfor %}'}",
         # The sample alert is on the first series the rule matches: simex BTC/USDT.

@@ -187,7 +187,8 @@ def template_problems(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
 def sample_alerts(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
                   ) -> list[dict[str, Any]]:
     """A firing (and a resolved) event of the rule with plausible values, on the first
-    configured series it matches (or its group), as the dispatcher hands them to templates."""
+    configured series it matches (or its group), with the fields of the outbox row the
+    dispatcher hands to templates."""
     values: dict[str, Any] = {
         m: SAMPLE_VALUES.get(m, 3.4 if m.endswith("_z") else 0.61) for m in sorted(metrics)}
     details: dict[str, Any] = {"description": spec.description, "runbook": spec.runbook,
@@ -208,14 +209,17 @@ def sample_alerts(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
                        group_peers={})
     value = 3.4 if venue is not None or spec.value is not None else None
     firing: dict[str, Any] = {
-        "ts": SAMPLE_TS_MS, "rule": spec.name, "key": key, "venue": venue, "symbol": symbol,
-        "event": "firing", "severity": spec.severity, "value": value,
-        "labels": dict(spec.labels), "details": details}
+        "delivery_id": 1, "channel": next(iter(spec.channels), ""), "attempts": 0,
+        "created_ts": SAMPLE_TS_MS, "id": 1, "ts": SAMPLE_TS_MS, "rule": spec.name, "key": key,
+        "venue": venue, "symbol": symbol, "event": "firing", "severity": spec.severity,
+        "value": value, "labels": dict(spec.labels), "details": details}
     firing["summary"] = title_of(firing)
     if not spec.notify_resolved:
         return [firing]
     resolved = {**firing, "event": "resolved", "ts": SAMPLE_TS_MS + 252_000,
+                "created_ts": SAMPLE_TS_MS + 252_000, "id": 2, "delivery_id": 2,
                 "details": {**details, "fired_for_ms": 252_000}}
+    resolved["summary"] = title_of(resolved)
     return [firing, resolved]
 
 
