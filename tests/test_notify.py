@@ -213,7 +213,7 @@ def test_slack_payload(tmp_path: Path, webhook: Webhook) -> None:
     write_alerts(store, config, [alert(now), alert(now + 1000, event="resolved")])
     store.execute("UPDATE alerts SET details = json_set(details, '$.fired_for_ms', 252000)"
                   " WHERE event = 'resolved'")
-    asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now + 1000))
+    asyncio.run(Dispatcher(config, store, clock=Clock(now + 1000)).run_once(now + 1000))
     assert [p["path"] for p in webhook.posts] == [f"/services/{SLACK_TOKEN}"] * 2
     first = json.dumps(webhook.posts[0]["json"])
     assert "[CRITICAL] extreme-bid-pressure binance BTC/USDT0" in first
