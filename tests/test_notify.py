@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,18 @@ from wis_monitor.store import AlertRow, Batch, Store
 
 SLACK_TOKEN = "T1A2B3C4D/B5E6F7G8H/sekretWebhookToken42"
 SMTP_PASSWORD = "hunter2-sekret-pw"
+#: The tests' own time (2023-11-14 22:13 UTC), whatever the clock on the wall says.
+NOW = 1_700_000_000_000
+
+
+class Clock:
+    """The time a Dispatcher reads after a send: the test's, moved by the test."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
 
 
 class Mailbox:
@@ -148,12 +161,12 @@ def test_email_with_chart(tmp_path: Path, smtp: tuple[Mailbox, int]) -> None:
     box, port = smtp
     config, store = setup(tmp_path, f"  mail: {{url: 'mailto://127.0.0.1:{port}?from=wis@"
                                     f"example.com&to=risk@example.com', attach_chart: true}}\n")
-    now = int(time.time() * 1000)
+    now = NOW
     store.write(Batch(samples=[
         (now - 60_000 + i * 1000, "binance", "BTC/USDT0", 61000.0 + i, 0.2, 0.1 * (i % 7),
          0.5 * (i % 5), 0.0, None, 1e6, 1e6, None, None, "", 1.0, None) for i in range(60)]))
     write_alerts(store, config, [alert(now)])
-    assert asyncio.run(Dispatcher(config, store).run_once(now)) == 1
+    assert asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now)) == 1
     assert statuses(store) == [("sent", 1)]
     (rcpts, msg), = box.messages
     assert rcpts == ["risk@example.com"]
@@ -174,9 +187,9 @@ def test_email_with_auth_keeps_the_password_secret(tmp_path: Path, smtp: tuple[M
     config, store = setup(
         tmp_path, f"  mail: {{url: 'mailto://alerts:{SMTP_PASSWORD}@127.0.0.1:{port}?from="
                   "wis@example.com&to=risk@example.com'}\n")
-    now = int(time.time() * 1000)
+    now = NOW
     write_alerts(store, config, [alert(now)])
-    asyncio.run(Dispatcher(config, store).run_once(now))
+    asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now))
     assert statuses(store) == [("sent", 1)] and len(box.messages) == 1
     # A wrong password: the failure is recorded, the password is not.
     (tmp_path / "bad").mkdir()
@@ -184,7 +197,7 @@ def test_email_with_auth_keeps_the_password_secret(tmp_path: Path, smtp: tuple[M
                 f"  mail: {{url: 'mailto://alerts:wrong-{SMTP_PASSWORD}@127.0.0.1:{port}?from="
                 "wis@example.com&to=risk@example.com', timeout: 2s}\n")
     write_alerts(bad[1], bad[0], [alert(now)])
-    asyncio.run(Dispatcher(*bad).run_once(now))
+    asyncio.run(Dispatcher(*bad, clock=Clock(now)).run_once(now))
     row = bad[1].query("SELECT status, last_error FROM deliveries")[0]
     assert row["status"] == "pending" and row["last_error"]
     store.close()
@@ -196,11 +209,11 @@ def test_email_with_auth_keeps_the_password_secret(tmp_path: Path, smtp: tuple[M
 
 def test_slack_payload(tmp_path: Path, webhook: Webhook) -> None:
     config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n")
-    now = int(time.time() * 1000)
+    now = NOW
     write_alerts(store, config, [alert(now), alert(now + 1000, event="resolved")])
     store.execute("UPDATE alerts SET details = json_set(details, '$.fired_for_ms', 252000)"
                   " WHERE event = 'resolved'")
-    asyncio.run(Dispatcher(config, store).run_once(now + 1000))
+    asyncio.run(Dispatcher(config, store, clock=Clock(now + 1000)).run_once(now + 1000))
     assert [p["path"] for p in webhook.posts] == [f"/services/{SLACK_TOKEN}"] * 2
     first = json.dumps(webhook.posts[0]["json"])
     assert "[CRITICAL] extreme-bid-pressure binance BTC/USDT0" in first
@@ -210,21 +223,27 @@ def test_slack_payload(tmp_path: Path, webhook: Webhook) -> None:
 
 def test_channel_down_then_back_delivers_exactly_once(tmp_path: Path, webhook: Webhook) -> None:
     config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}', timeout: 1s}}\n")
-    now = 1_800_000_000_000
+    now = NOW
     write_alerts(store, config, [alert(now, n) for n in range(3)])
-    d = Dispatcher(config, store)
+    clock = Clock(now)
+    d = Dispatcher(config, store, clock=clock)
     webhook.fail = 3 + 3
     asyncio.run(d.run_once(now))
     assert statuses(store) == [("pending", 1)] * 3
     nxt = store.query("SELECT next_attempt_ts FROM deliveries")[0]["next_attempt_ts"]
     assert nxt == now + 5000
+    clock.ms = now + 4000
     assert asyncio.run(d.run_once(now + 4000)) == 0  # backing off
+    clock.ms = now + 5300  # the sends end 300 ms after they were due: the backoff counts from then
     asyncio.run(d.run_once(now + 5000))
     assert statuses(store) == [("pending", 2)] * 3
     assert store.query("SELECT next_attempt_ts FROM deliveries")[0]["next_attempt_ts"] == \
-        now + 5000 + 10_000
-    asyncio.run(d.run_once(now + 15_000))
+        now + 5300 + 10_000
+    clock.ms = now + 15_300
+    asyncio.run(d.run_once(now + 15_300))
     assert statuses(store) == [("sent", 3)] * 3
+    assert {r["sent_ts"] for r in store.query("SELECT sent_ts FROM deliveries")} == {now + 15_300}
+    clock.ms = now + 60_000
     asyncio.run(d.run_once(now + 60_000))
     assert len(webhook.posts) == 3
     assert len({json.dumps(p["json"]) for p in webhook.posts}) == 3
@@ -240,10 +259,10 @@ def test_refused_and_silent_channels_do_not_block_others(tmp_path: Path,
         f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n"
         f"  silent: {{url: 'json://127.0.0.1:{silent.getsockname()[1]}/hook', timeout: 1s}}\n"
         f"  refused: {{url: 'json://127.0.0.1:{closed}/hook', timeout: 1s}}\n"))
-    now = int(time.time() * 1000)
+    now = NOW
     write_alerts(store, config, [alert(now)])
     start = time.monotonic()
-    asyncio.run(Dispatcher(config, store).run_once(now))
+    asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now))
     assert time.monotonic() - start < 8
     got = {r["channel"]: (r["status"], bool(r["last_error"])) for r in store.query(
         "SELECT channel, status, last_error FROM deliveries")}
@@ -255,9 +274,9 @@ def test_refused_and_silent_channels_do_not_block_others(tmp_path: Path,
 
 def test_burst_over_the_flood_limit_is_folded_not_lost(tmp_path: Path, webhook: Webhook) -> None:
     config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}', per_minute: 20}}\n")
-    now = int(time.time() * 1000)
+    now = NOW
     write_alerts(store, config, [alert(now, n) for n in range(200)])
-    asyncio.run(Dispatcher(config, store).run_once(now))
+    asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now))
     assert len(webhook.posts) == 20
     summary = json.dumps(webhook.posts[-1]["json"])
     assert "181 more alert(s)" in summary
@@ -268,9 +287,9 @@ def test_burst_over_the_flood_limit_is_folded_not_lost(tmp_path: Path, webhook: 
     assert folded[0]["n"] == 180  # plus the summary's own row
     # Within the same minute nothing more goes out; the next minute has room again.
     write_alerts(store, config, [alert(now + 1000, 500)])
-    asyncio.run(Dispatcher(config, store).run_once(now + 1000))
+    asyncio.run(Dispatcher(config, store, clock=Clock(now + 1000)).run_once(now + 1000))
     assert len(webhook.posts) == 20
-    asyncio.run(Dispatcher(config, store).run_once(now + 61_000))
+    asyncio.run(Dispatcher(config, store, clock=Clock(now + 61_000)).run_once(now + 61_000))
     assert len(webhook.posts) == 21
 
 
@@ -297,10 +316,10 @@ def test_a_busy_channel_does_not_hold_up_the_next_alert_elsewhere(tmp_path: Path
     config, store = setup(tmp_path, (
         f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n"
         f"  silent: {{url: 'json://127.0.0.1:{silent.getsockname()[1]}/hook', timeout: 2s}}\n"))
-    now = int(time.time() * 1000)
+    now = NOW
 
     async def scenario() -> float:
-        d = Dispatcher(config, store)
+        d = Dispatcher(config, store, clock=Clock(now))
         write_alerts(store, config, [alert(now, n) for n in range(5)])
         d.start_due(now)  # slack sends its 5; silent hangs on its first of 5
         await asyncio.sleep(0.5)
@@ -329,9 +348,9 @@ def test_a_failing_template_falls_back_to_the_default_message(
         tmp_path: Path, webhook: Webhook, body: str) -> None:
     config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n")
     rule = config.rules[0]
-    d = Dispatcher(config, store)
+    now = NOW
+    d = Dispatcher(config, store, clock=Clock(now))
     d.templates[rule.name] = {"title": None, "body": body}
-    now = int(time.time() * 1000)
     write_alerts(store, config, [alert(now)])
     asyncio.run(d.run_once(now))
     assert statuses(store) == [("sent", 1)]
@@ -344,10 +363,45 @@ def test_status_shows_the_outbox_backlog_of_a_down_channel(tmp_path: Path) -> No
     import sys
 
     config, store = setup(tmp_path, f"  down: {{url: 'json://127.0.0.1:{free_port()}/h'}}\n")
-    now = int(time.time() * 1000)
+    now = NOW
     write_alerts(store, config, [alert(now, n) for n in range(2)])
-    asyncio.run(Dispatcher(config, store).run_once(now))
+    asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now))
     out = subprocess.run([sys.executable, "-m", "wis_monitor", "status", "-c",
                           str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "down: 2 pending, oldest" in out.stdout
+
+
+def test_a_looping_template_renders_off_the_loop_and_is_logged_once(
+        tmp_path: Path, webhook: Webhook, caplog: pytest.LogCaptureFixture) -> None:
+    from wis_monitor.template import BUDGET_S
+
+    config, store = setup(tmp_path, f"  slack: {{url: 'slack://{SLACK_TOKEN}'}}\n")
+    now = NOW
+    d = Dispatcher(config, store, clock=Clock(now))
+    d.templates[config.rules[0].name] = {"title": None, "body": (  # a text no other test uses
+        "{# dispatcher #}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+        "{% endfor %}")}
+    write_alerts(store, config, [alert(now, n) for n in range(2)])
+
+    async def scenario() -> list[float]:
+        ticks: list[float] = []
+        sending = asyncio.create_task(d.run_once(now))
+        while not sending.done():  # the loop keeps turning while the template runs
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+        await sending
+        return ticks
+
+    ticks = asyncio.run(scenario())
+    assert ticks[-1] - ticks[0] >= BUDGET_S * 0.9
+    assert max(b - a for a, b in pairwise(ticks)) < 0.3
+    assert statuses(store) == [("sent", 1)] * 2
+    for post in webhook.posts:
+        sent = json.dumps(post["json"])
+        assert "[CRITICAL] extreme-bid-pressure binance" in sent and "3.40" in sent
+        assert f"did not finish within {BUDGET_S:g}s" in sent
+    warnings = [r.getMessage() for r in caplog.records if "template failed" in r.getMessage()]
+    assert warnings == [f'rule "extreme-bid-pressure": its template failed (body: did not '
+                        f"finish within {BUDGET_S:g}s); its alerts go out with the default "
+                        "message"]

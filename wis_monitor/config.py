@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from wis_monitor import yamlsource
 from wis_monitor.duration import ms, parse_duration
 from wis_monitor.errors import ConfigError, Problem
 from wis_monitor.expr import Expr, ExprError, compile_expr
+from wis_monitor.message import template_problems
 from wis_monitor.signals import Kernel
 from wis_monitor.sources.limits import depth_problem
 from wis_monitor.stats import ZScoreSpec
@@ -36,8 +35,6 @@ from wis_monitor.stats import ZScoreSpec
 _Z_LEVEL = re.compile(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)")
 #: The built-in rule of SPEC §6 that watches every series' feed.
 FEED_STALE = "feed-stale"
-#: Rule message templates: sandboxed, rendered by wis_monitor.message.
-TEMPLATES = SandboxedEnvironment(autoescape=False)
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -650,16 +647,9 @@ def _compile_rule(
         except ExprError as exc:
             doc.problem((*loc, key), f"{label}{key}: {exc}")
             ok = False
-    for key in ("title", "body"):
-        text = getattr(spec.template, key)
-        if text is None:
-            continue
-        try:
-            TEMPLATES.parse(text)
-        except TemplateSyntaxError as exc:
-            doc.problem((*loc, "template", key),
-                        f"{label}template {key}: {exc.message} (template line {exc.lineno})")
-            ok = False
+    for key, problem in template_problems(spec, s, metrics).items():
+        doc.problem((*loc, "template", key), f"{label}template {key}: {problem}")
+        ok = False
     when = compiled.get("when")
     if not ok or when is None:
         return None

@@ -301,8 +301,8 @@ class Daemon:
     async def reload(self) -> bool:
         self.notifier.reloading()
         rt = self._rt()
-        try:
-            config = load_config(self.config_path)
+        try:  # off the loop: rendering the rules' templates may take their budget
+            config = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             for p in exc.problems:
                 log.error("reload rejected: %s", p)
@@ -587,7 +587,7 @@ class Daemon:
             return None
         from wis_monitor.notify import Dispatcher
 
-        return Dispatcher(config, self.store)
+        return Dispatcher(config, self.store, clock=now_ms)
 
 
 #: Error classes an operator must fix (a wrong symbol, bad credentials): logged as errors.

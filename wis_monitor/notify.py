@@ -15,8 +15,7 @@ import json
 import logging
 import sys
 import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -156,10 +155,15 @@ async def send(channel: Channel, msg: Message, attachment: bytes | None = None
 
 class Dispatcher:
     """Sends the outbox: each channel in a task of its own, so a dead or slow channel holds up
-    nobody else; a channel's rows go out one by one."""
+    nobody else; a channel's rows go out one by one.
 
-    def __init__(self, config: Config, store: Store) -> None:
+    ``clock`` gives the time in ms since the epoch, read to stamp a send when it is done (a
+    send can take seconds); the daemon passes the system clock, tests their own.
+    """
+
+    def __init__(self, config: Config, store: Store, *, clock: Callable[[], int]) -> None:
         self.store = store
+        self.clock = clock
         self._busy: dict[str, asyncio.Task[None]] = {}
         self.configure(config)
 
@@ -167,6 +171,7 @@ class Dispatcher:
         """Take a (re)loaded config; sends in flight finish under the old one."""
         self.config = config
         self.templates = {r.name: r.spec.template.model_dump() for r in config.rules}
+        self._template_failed: set[str] = set()  # rules whose failure is logged (once each)
         register_secrets(config.settings.channels)
 
     def due(self, now_ms: int) -> list[dict[str, Any]]:
@@ -244,14 +249,24 @@ class Dispatcher:
             return  # they stay pending and are folded once the minute has passed
         single, folded = (fresh, []) if len(fresh) <= room else (fresh[:room - 1], fresh[room - 1:])
         for r in single:
-            msg = render(r, self.templates.get(r["rule"]))
+            msg = await self._render(r)
             attach = await self._chart(r) if channel.attach_chart else None
             ok, err = await send(channel, msg, attach)
-            self._outcome([r], ok, err, _now_ms(now_ms), name)
+            self._outcome([r], ok, err, self._now_ms(now_ms), name)
         if folded:
             msg = render_summary(folded, name, channel.per_minute)
             ok, err = await send(channel, msg)
-            self._outcome(folded, ok, err, _now_ms(now_ms), name, summary=True)
+            self._outcome(folded, ok, err, self._now_ms(now_ms), name, summary=True)
+
+    async def _render(self, alert: dict[str, Any]) -> Message:
+        """The alert's message, rendered off the event loop (a template may take its budget)."""
+        msg = await asyncio.to_thread(render, alert, self.templates.get(alert["rule"]))
+        rule = alert["rule"]
+        if msg.template_error and rule not in self._template_failed:
+            self._template_failed.add(rule)
+            log.warning('rule "%s": its template failed (%s); its alerts go out with the default '
+                        "message", rule, logmod.mask(msg.template_error))
+        return msg
 
     async def _chart(self, alert: dict[str, Any]) -> bytes | None:
         """The last hour of the alert's series as a PNG, drawn off the event loop."""
@@ -275,6 +290,9 @@ class Dispatcher:
         except Exception as exc:  # a chart is a nicety: send without it
             log.warning("chart for %s failed: %s", alert["rule"], exc)
             return None
+
+    def _now_ms(self, floor: int) -> int:
+        return max(floor, self.clock())
 
     def _outcome(self, rows: Sequence[dict[str, Any]], ok: bool, err: str, now_ms: int,
                  channel: str, summary: bool = False) -> None:
@@ -305,10 +323,6 @@ class Dispatcher:
             " sent_ts = ? WHERE id = ?",
             [(status, note, now_ms if status == "sent" else None, r["delivery_id"])
              for r in rows])
-
-
-def _now_ms(floor: int) -> int:
-    return max(floor, time.time_ns() // 1_000_000)
 
 
 async def send_test(config: Config, name: str) -> tuple[bool, str]:

@@ -199,7 +199,8 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
 
         from wis_monitor.notify import Dispatcher
 
-        asyncio.run(Dispatcher(config, store).run_once(int(time.time() * 1000), grace_s=30.0))
+        asyncio.run(Dispatcher(config, store, clock=lambda: int(time.time() * 1000)).run_once(
+            int(time.time() * 1000), grace_s=30.0))
     store.close()
     return report
 

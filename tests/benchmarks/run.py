@@ -317,7 +317,7 @@ async def _deliveries(config: Config, n: int, arrivals: list[float]) -> list[flo
 
     store = Store(config.db_path())
     engine = Engine(config, store)
-    dispatcher = Dispatcher(config, store)
+    dispatcher = Dispatcher(config, store, clock=lambda: time.time_ns() // 1_000_000)
     lat: list[float] = []
     for i, b in enumerate(sim_books(n, 200)):
         # latency_ms alternates, so the rule fires and resolves: one event per sample.
