@@ -61,8 +61,9 @@ class Telemetry:
         self.deliveries = Gauge("wis_deliveries", "Deliveries in the outbox, by status.",
                                 ["channel", "status"], registry=r)
         self.backlog = Gauge("wis_outbox_backlog", "Pending deliveries.", ["channel"], registry=r)
-        self.venue_up = Gauge("wis_venue_up", "1 when the venue's last cycle had a good fetch.",
-                              ["venue"], registry=r)
+        self.venue_up = Gauge("wis_venue_up", "1 when the venue's latest cycle had a fetch "
+                              "without error, less than its stale_after ago.", ["venue"],
+                              registry=r)
         self.store_ok = Gauge("wis_store_writable", "1 when the last database write succeeded.",
                               registry=r)
         self.store_ok.set(1)
