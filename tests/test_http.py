@@ -233,7 +233,7 @@ def test_idle_connections_beyond_the_fd_limit_leave_healthz_reachable(tmp_path: 
             proc.terminate()
             assert proc.wait(30) == 0
     text = log_path.read_text()
-    assert reachable_after < 2.0, (reachable_after, text[-3000:])
+    assert reachable_after < 3.0, (reachable_after, text[-3000:])
     assert most_files <= idle + 256 // 8 + 2, (idle, most_files)  # the cap, and a probe
     assert "Traceback" not in text, text[-3000:]
     assert len(http_lines(text)) - before <= 10, text[-3000:]
@@ -287,7 +287,7 @@ def test_idle_connections_beyond_the_cap_in_a_roomy_process(tmp_path: Path) -> N
         socks = idle_connections(port, 300)
         begun = time.monotonic()
         assert wait_until(lambda: started(port), 5, every=0.05), d.log()
-        assert time.monotonic() - begun < 2.0
+        assert time.monotonic() - begun < 3.0
         assert open_files(d.proc.pid) <= idle + 64
     finally:
         for s in socks:
@@ -339,9 +339,11 @@ def test_healthz_is_503_while_the_only_venue_is_down_and_200_once_it_is_up(
             status, body = down
             assert status == 503 and body["ok"] is False, body
             assert body["venues"]["binance"]["up"] is False
+            assert body["problems"] == ["no venue up"]
             assert "0/1 venues up" in body["status"]
             fv.set_fault("binance", None)
             up = wait_until(lambda: (h := healthz(port)) is not None and h[0] == 200 and h, 30)
             assert up and up[1]["ok"] is True and up[1]["venues"]["binance"]["up"], d.log()
+            assert up[1]["problems"] == [] and "1/1 venues up" in up[1]["status"]
         finally:
             assert d.stop() == 0, d.log()
