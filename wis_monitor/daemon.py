@@ -188,8 +188,9 @@ class Daemon:
             await self.dispatcher.run_once(now_ms(), grace_s=10.0)
         ok, detail = self._health_detail()
         if ok:
-            level = logging.WARNING if "down:" in detail["status"] else logging.INFO
-            log.log(level, "one cycle: %s", detail["status"])
+            some_down = not all(v["up"] for v in detail["venues"].values())
+            log.log(logging.WARNING if some_down else logging.INFO, "one cycle: %s",
+                    detail["status"])
         else:
             log.error("one cycle: unhealthy: %s (%s)", "; ".join(detail["problems"]),
                       detail["status"])
@@ -241,7 +242,7 @@ class Daemon:
         rt = self._rt()
         up = self._venues_up()
         problems = []
-        if not self._healthy():
+        if self.scheduler is not None and not self._healthy():  # not with --once
             problems.append("the event loop or the scheduler is stalled")
         if self.store_error is not None:
             problems.append("the database refuses writes")
