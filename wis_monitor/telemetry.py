@@ -159,6 +159,8 @@ class HttpEndpoint:
         while True:
             try:
                 conn, _ = await loop.sock_accept(listener)
+            except ConnectionError:
+                continue  # the client gave up before it was accepted
             except OSError as exc:  # out of files or buffers: free one, or wait a little
                 freed = await self._close_oldest()
                 self._said.warning("accept", "http: cannot accept a connection: %s; %s",
