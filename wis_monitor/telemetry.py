@@ -193,8 +193,8 @@ class HttpEndpoint:
                     request_line = await _read_head(conn)
                 status, ctype, body = self._answer(request_line)
             except Refused as refusal:
-                self._said.warning("refused", "http: refused a request: %s", refusal.why)
-                status, ctype, body = refusal.status, "text/plain", f"{refusal.why}\n".encode()
+                self._said.warning("refused", "http: refused a request: %s", refusal)
+                status, ctype, body = refusal.status, "text/plain", f"{refusal}\n".encode()
             async with asyncio.timeout(REQUEST_DEADLINE_S):
                 await loop.sock_sendall(conn, _response(status, ctype, body))
         except TimeoutError:
@@ -227,7 +227,6 @@ class Refused(Exception):
     def __init__(self, status: int, why: str) -> None:
         super().__init__(why)
         self.status = status
-        self.why = why
 
 
 class Throttled:
