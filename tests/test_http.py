@@ -288,7 +288,7 @@ def test_idle_connections_beyond_the_cap_in_a_roomy_process(tmp_path: Path) -> N
         begun = time.monotonic()
         assert wait_until(lambda: started(port), 5, every=0.05), d.log()
         assert time.monotonic() - begun < 3.0
-        assert open_files(d.proc.pid) <= idle + 64
+        assert open_files(d.proc.pid) <= idle + 64 + 2  # the cap, and a probe
     finally:
         for s in socks:
             s.close()
