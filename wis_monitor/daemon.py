@@ -38,6 +38,7 @@ STORE_BUSY_S = 1.0  # how long a write waits for another writer's lock (on the e
 STORE_RETRY_S = 5.0  # between write attempts while the database refuses them
 UNWRITTEN_SAMPLES = 100_000  # held in memory while the database refuses writes
 DELIVERY_GRACE_S = 5.0  # for sends in flight at SIGTERM; the rest stay pending
+EXIT_UNHEALTHY = 3  # `run --once`: the cycle ran, but no venue is up or the database refused it
 SampleHook = Callable[[Sample], None]
 
 
@@ -65,8 +66,9 @@ def make_source(venue: Venue, config: Config) -> Source:
 
 @dataclass
 class VenueHealth:
-    up: bool = True
+    up: bool = True  # its latest cycle had a fetch without error
     last_error: str | None = None
+    last_up_ms: int | None = None  # when a cycle last had a fetch without error
     backoff_until_ms: int = 0
     cycles: int = 0
     failing: dict[str, str] = field(default_factory=dict)  # symbol -> its error class
@@ -180,11 +182,21 @@ class Daemon:
         return 0
 
     async def _run_once(self) -> int:
+        """One cycle; exit 0 if it left the daemon healthy (some venues may be down: they
+        are named), else EXIT_UNHEALTHY."""
         await self.sample_all()
         if self.dispatcher is not None:
             await self.dispatcher.run_once(now_ms(), grace_s=10.0)
+        ok, detail = self._health_detail()
+        if ok:
+            some_down = not all(v["up"] for v in detail["venues"].values())
+            log.log(logging.WARNING if some_down else logging.INFO, "one cycle: %s",
+                    detail["status"])
+        else:
+            log.error("one cycle: unhealthy: %s (%s)", "; ".join(detail["problems"]),
+                      detail["status"])
         await self.close()
-        return 0
+        return 0 if ok else EXIT_UNHEALTHY
 
     def _rt(self) -> Runtime:
         if self.rt is None:
@@ -226,12 +238,32 @@ class Daemon:
         return time.monotonic() - self._loop_beat < 10.0
 
     def _health_detail(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy (``/healthz`` 200, ``run --once`` exit 0): the loop runs, the database
+        accepts writes, and at least one venue is up (see ``_venues_up``)."""
         rt = self._rt()
-        venues = {v: {"up": h.up, "last_error": _redacted(h.last_error)}
+        up = self._venues_up()
+        problems = []
+        if self.scheduler is not None and not self._healthy():  # not with --once
+            problems.append("the event loop or the scheduler is stalled")
+        if self.store_error is not None:
+            problems.append("the database refuses writes")
+        if not any(up.values()):
+            problems.append("no venue up")
+        venues = {v: {"up": up[v], "last_error": _redacted(h.last_error)}
                   for v, h in rt.health.items()}
-        return self._healthy() and self.store_error is None, {
-            "venues": venues, "store_error": _redacted(self.store_error),
-            "status": redact(self._status())}
+        return not problems, {"venues": venues, "store_error": _redacted(self.store_error),
+                              "status": redact(self._status()), "problems": problems}
+
+    def _venues_up(self) -> dict[str, bool]:
+        """Each sampled venue: up when its latest cycle had a fetch without error, and that
+        cycle ended less than the venue's ``stale_after`` ago (a venue whose cycles hang or
+        are held back by a rate limit goes down too)."""
+        rt = self._rt()
+        now = now_ms()
+        stale_after = {v.id: rt.config.stale_after_ms(v) for v in rt.config.settings.venues}
+        return {v: h.up and h.last_up_ms is not None
+                and now - h.last_up_ms < stale_after.get(v, 0)
+                for v, h in rt.health.items()}
 
     def _metrics(self) -> bytes:
         rt = self._rt()
@@ -243,8 +275,8 @@ class Daemon:
             self.telemetry.refresh(firing, self.store)
         except StoreError as exc:  # the outbox gauges stay as they were; the rest is fresh
             log.warning("/metrics: %s", exc)
-        for venue, h in rt.health.items():
-            self.telemetry.venue_up.labels(venue).set(1 if h.up else 0)
+        for venue, up in self._venues_up().items():
+            self.telemetry.venue_up.labels(venue).set(1 if up else 0)
         self.telemetry.store_ok.set(0 if self.store_error else 1)
         return self.telemetry.exposition()
 
@@ -263,7 +295,8 @@ class Daemon:
         rt = self.rt
         if rt is None:
             return "starting"
-        down = [v for v, h in rt.health.items() if not h.up]
+        up = self._venues_up()
+        down = [v for v in rt.health if not up[v]]
         firing = sum(1 for i in rt.engine.instances.values() if i.state == 2)
         if not rt.health:
             return f"starting: {len(rt.config.settings.venues)} venue(s), no sample yet"
@@ -444,6 +477,8 @@ class Daemon:
         errors = [o for o in observations if o.error]
         was_up = health.up
         health.up = len(errors) < len(observations)
+        if health.up:
+            health.last_up_ms = now_ms()
         if errors:
             health.last_error = errors[0].error
             retry = max((o.retry_after_s or 0.0) for o in errors)

@@ -265,7 +265,7 @@ class Dispatcher:
         if msg.template_error and rule not in self._template_failed:
             self._template_failed.add(rule)
             log.warning('rule "%s": its template failed (%s); its alerts go out with the default '
-                        "message", rule, logmod.mask(msg.template_error))
+                        "message", rule, redact(msg.template_error or ""))
         return msg
 
     async def _chart(self, alert: dict[str, Any]) -> bytes | None:
