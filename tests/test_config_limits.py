@@ -66,7 +66,7 @@ def test_recursive_alias_is_located(tmp_path: Path) -> None:
     assert located(problems(cfg), f"{tmp_path / 'r.yaml'}:4", "nested")
 
 
-def test_merge_key_bomb_is_refused_fast(tmp_path: Path) -> None:
+def test_merge_keys_of_merge_keys_stay_small(tmp_path: Path) -> None:
     lines = ["a: &a {" + ", ".join(f"k{i}: 1" for i in range(10)) + "}"]
     for level in "bcdefgh":
         prev = chr(ord(level) - 1)
@@ -76,7 +76,7 @@ def test_merge_key_bomb_is_refused_fast(tmp_path: Path) -> None:
     start = time.monotonic()
     found = problems(cfg)
     assert time.monotonic() - start < 2
-    assert any(ln.startswith(f"{cfg}:") and "merge" in ln for ln in found), found
+    assert located(found, f"{cfg}:10", 'unknown key "h"'), found
 
 
 def test_deep_nesting_is_located(tmp_path: Path) -> None:

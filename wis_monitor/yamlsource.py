@@ -121,13 +121,6 @@ class _Loader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
-    def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        super().flatten_mapping(node)
-        if len(node.value) > MAX_NODES:  # merge keys (<<) of merge keys, repeated
-            raise yaml.constructor.ConstructorError(
-                None, None, f"more than {MAX_NODES} values in one mapping (merge keys)",
-                node.start_mark)
-
 
 class _TooLarge(Exception):
     def __init__(self, message: str, line: int) -> None:
@@ -247,7 +240,7 @@ def _build(node: yaml.Node, loc: Loc, doc: Document, loader: _Loader,
     try:
         value = loader.construct_object(node, deep=True)
     except Exception as exc:  # e.g. an integer of 5,000 digits
-        message = str(exc) if isinstance(exc, yaml.YAMLError) else f"bad value: {exc}"
+        message = str(exc) if isinstance(exc, yaml.YAMLError) else _bad("value", exc)
         doc.problems.append(Problem(doc.path, line, message))
         return None
     if isinstance(value, str) and "${" in value:
@@ -277,7 +270,7 @@ def _build_mapping(node: yaml.MappingNode, loc: Loc, doc: Document, loader: _Loa
         try:
             key = loader.construct_object(key_node, deep=True)
         except Exception as exc:  # as for values
-            message = str(exc) if isinstance(exc, yaml.YAMLError) else f"bad key: {exc}"
+            message = str(exc) if isinstance(exc, yaml.YAMLError) else _bad("key", exc)
             doc.problems.append(Problem(doc.path, key_line, message))
             continue
         if not isinstance(key, str | int | float | bool):
@@ -290,3 +283,8 @@ def _build_mapping(node: yaml.MappingNode, loc: Loc, doc: Document, loader: _Loa
         doc.lines[sub] = key_line
         out[key] = _build(value_node, sub, doc, loader, env)
     return out
+
+
+def _bad(what: str, exc: Exception) -> str:
+    """``bad value: ...`` from an exception of Python's own parsing, without its advice."""
+    return f"bad {what}: " + str(exc).split(";")[0]
