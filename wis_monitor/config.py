@@ -46,7 +46,6 @@ FEED_STALE = "feed-stale"
 TEMPLATES = SandboxedEnvironment(autoescape=False)
 
 
-
 def _positive(td: timedelta) -> timedelta:
     if td <= timedelta(0):
         raise ValueError("must be longer than 0s")

@@ -60,14 +60,16 @@ class Document:
         return message
 
 
-class _Unreadable(Exception):
+class _Refused(Exception):
+    """A file, or a part of it, that is not even parsed further: why, and where if known."""
+
     def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
 
 
-def read_source(path: str) -> str:
-    """The text of a regular file of at most MAX_FILE_BYTES of UTF-8; _Unreadable says why not.
+def _read_source(path: str) -> str:
+    """The text of a regular file of at most MAX_FILE_BYTES of UTF-8; _Refused says why not.
 
     Opened without blocking and checked before reading: a directory, a FIFO or a device
     (``/dev/zero``) is refused, never read.
@@ -75,26 +77,26 @@ def read_source(path: str) -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise _Unreadable(f"cannot read file: {exc.strerror or exc}") from None
+        raise _Refused(f"cannot read file: {exc.strerror or exc}") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise _Unreadable("is a directory, not a file" if stat.S_ISDIR(mode)
+        raise _Refused("is a directory, not a file" if stat.S_ISDIR(mode)
                           else "is not a regular file")
     with os.fdopen(fd, "rb") as f:
         try:
             data = f.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
-            raise _Unreadable(f"cannot read file: {exc.strerror or exc}") from None
+            raise _Refused(f"cannot read file: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise _Unreadable(f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
+        raise _Refused(f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
-        raise _Unreadable("file is not UTF-8 text (UTF-16?): save it as UTF-8")
+        raise _Refused("file is not UTF-8 text (UTF-16?): save it as UTF-8")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise _Unreadable("file is not UTF-8 text", line) from None
+        raise _Refused("file is not UTF-8 text", line) from None
 
 
 class _Loader(yaml.SafeLoader):
@@ -122,12 +124,6 @@ class _Loader(yaml.SafeLoader):
             self.depth -= 1
 
 
-class _TooLarge(Exception):
-    def __init__(self, message: str, line: int) -> None:
-        super().__init__(message)
-        self.line = line
-
-
 def expand(value: str, env: Mapping[str, str], resolved: list[str] | None = None
            ) -> tuple[str, list[str]]:
     """Replace ``${VAR}`` and ``${credential:NAME}``; return the text and what was missing.
@@ -151,8 +147,8 @@ def expand(value: str, env: Mapping[str, str], resolved: list[str] | None = None
                 missing.append(f'credential "{name}" ($CREDENTIALS_DIRECTORY is not set)')
                 return ""
             try:
-                secret = read_source(str(Path(folder) / name)).strip()
-            except _Unreadable as exc:
+                secret = _read_source(str(Path(folder) / name)).strip()
+            except _Refused as exc:
                 missing.append(f'credential "{name}" in $CREDENTIALS_DIRECTORY: {exc}')
                 return ""
             found.append(secret)
@@ -180,14 +176,14 @@ def load(path: str, env: Mapping[str, str] | None = None, *, secrets: bool = Tru
     """
     doc = Document(path, secrets=secrets)
     try:
-        text = read_source(path)
-    except _Unreadable as exc:
+        text = _read_source(path)
+    except _Refused as exc:
         where = f" (included from {origin})" if origin else ""
         doc.problems.append(Problem(path, exc.line, f"{exc}{where}"))
         return doc
     try:
         _parse(text, doc, os.environ if env is None else env)
-    except _TooLarge as exc:
+    except _Refused as exc:
         doc.problems.append(Problem(path, exc.line, str(exc)))
         doc.data = None
     except yaml.MarkedYAMLError as exc:
@@ -227,10 +223,10 @@ def _build(node: yaml.Node, loc: Loc, doc: Document, loader: _Loader,
     line = node.start_mark.line + 1
     doc._nodes += 1
     if doc._nodes > MAX_NODES:
-        raise _TooLarge(f"more than {MAX_NODES} values in one file (YAML aliases expanding "
+        raise _Refused(f"more than {MAX_NODES} values in one file (YAML aliases expanding "
                         "too far?)", line)
     if len(loc) > MAX_DEPTH:
-        raise _TooLarge(f"nested more than {MAX_DEPTH} levels deep (a YAML alias that "
+        raise _Refused(f"nested more than {MAX_DEPTH} levels deep (a YAML alias that "
                         "contains itself?)", line)
     doc.lines.setdefault(loc, line)
     if isinstance(node, yaml.MappingNode):
