@@ -94,7 +94,7 @@ def check(config: str | None) -> None:
 def _notes(cfg: Config) -> list[str]:
     """What is valid but probably not meant: alerts sent nowhere, rules that match nothing."""
     series = [(v.id, sym) for v in cfg.settings.venues for sym in v.symbols]
-    notes = []
+    notes = [] if series else [f"{cfg.path}: note: no venues: `run` refuses this config"]
     for rule in cfg.rules:
         if not rule.spec.channels:
             notes.append(f'{rule.source}: note: rule "{rule.name}" has no channels: its alerts '

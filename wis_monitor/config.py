@@ -20,11 +20,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from wis_monitor import yamlsource
-from wis_monitor.duration import ms, parse_duration
+from wis_monitor.duration import format_duration, ms, parse_duration
 from wis_monitor.errors import ConfigError, Problem
 from wis_monitor.expr import Expr, ExprError, compile_expr
 from wis_monitor.message import template_problems
@@ -36,7 +42,23 @@ _Z_LEVEL = re.compile(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)")
 #: The built-in rule of SPEC §6 that watches every series' feed.
 FEED_STALE = "feed-stale"
 
+
+def _positive(td: timedelta) -> timedelta:
+    if td <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return td
+
+
+def _symbol(text: str) -> str:
+    if not text or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ValueError(f"a symbol is a non-empty text without spaces or control characters, "
+                         f"not {text!r}")
+    return text
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+Symbol = Annotated[str, AfterValidator(_symbol)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DEFAULT_PATH = "/etc/wis-monitor/config.yaml"
@@ -49,21 +71,21 @@ BASE_METRICS = (
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Storage(Model):
     path: str | None = None
-    retention: Duration = timedelta(days=30)
+    retention: PositiveDuration = timedelta(days=30)
     record_books: bool = False
     record_levels_bps: float = Field(100.0, gt=0)
 
 
 class Sampling(Model):
-    interval: Duration = timedelta(seconds=5)
-    timeout: Duration = timedelta(seconds=5)
+    interval: PositiveDuration = timedelta(seconds=5)
+    timeout: PositiveDuration = timedelta(seconds=5)
     jitter: Duration = timedelta(0)
-    stale_after: Duration | None = None
+    stale_after: PositiveDuration | None = None
 
 
 class WisKernel(Model):
@@ -103,11 +125,11 @@ class Sim(Model):
 class Venue(Model):
     id: Annotated[str, Field(pattern=NAME)]
     exchange: str
-    symbols: list[str] = Field(min_length=1)
+    symbols: list[Symbol] = Field(min_length=1)
     depth: int | None = Field(None, ge=1)
-    interval: Duration | None = None
-    timeout: Duration | None = None
-    stale_after: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
+    stale_after: PositiveDuration | None = None
     ccxt: dict[str, Any] = {}
     sim: Sim = Sim()
     books: str | None = None  # exchange: replay
@@ -117,7 +139,7 @@ class Channel(Model):
     url: str
     tags: list[str] = []
     attach_chart: bool = False
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     per_minute: int = Field(20, ge=1)
     max_age: Duration = timedelta(hours=24)
 
@@ -159,7 +181,8 @@ class Template(Model):
 
 
 class RuleSpec(Model):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
     name: Annotated[str, Field(pattern=NAME)]
     description: str = ""
@@ -283,18 +306,25 @@ def report_validation(doc: yamlsource.Document, exc: ValidationError, base: tupl
         elif err["type"] == "missing":
             msg = f'missing required key "{loc[-1]}"'
         elif err["type"] == "model_type":
-            msg = f"{where}: should be a mapping of keys (key: value), not {_kind(err['input'])}"
+            what = _kind(err["input"], doc.expanded.get(full))
+            msg = f"{where}: should be a mapping of keys (key: value), not {what}"
         else:
             text = err["msg"].removeprefix("Value error, ")
             msg = f"{where}: {text}" if where else text
         doc.problem(full, label + msg)
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any, source: str | None = None) -> str:
+    """What ``value`` is, for a message; a value expanded from ``${...}`` is named by its
+    ``source`` text, never quoted."""
+    if source is not None:
+        return f'the text from "{source[:60]}"'
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
         return f'the text "{value[:40]}"'
+    if isinstance(value, dict):
+        return "a mapping"
     return "nothing" if value is None else f"the value {value!r}"[:60]
 
 
@@ -323,12 +353,33 @@ def load_config(path: str, env: Mapping[str, str] | None = None, *, secrets: boo
     ``secrets=False`` is for tools that send nothing (status, report, silences, replay
     without --notify): secrets that cannot be resolved here are left unresolved.
     """
+    try:
+        return _load_config(path, env, secrets=secrets)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a defect here must not stop a running daemon
+        raise ConfigError([Problem(path, None, "cannot load the configuration: unexpected "
+                                   f"{type(exc).__name__}")]) from exc
+
+
+def runnable(config: Config) -> Config:
+    """``config`` if the daemon has something to do; ConfigError if it has no venue."""
+    if not config.settings.venues:
+        raise ConfigError([Problem(config.path, None,
+                                   'no venues: the monitor needs at least one under "venues:"')])
+    return config
+
+
+def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> Config:
     doc = yamlsource.load(path, env, secrets=secrets)
     problems: list[Problem] = list(doc.problems)
     if doc.data is None:
         raise ConfigError(problems)
     if not isinstance(doc.data, dict):
         raise ConfigError([Problem(path, 1, "the config must be a mapping of sections")])
+    if not doc.data:
+        raise ConfigError([Problem(path, None, "the config is empty: it needs at least "
+                                   '"venues:" (see docs/deployment.md)')])
     doc.problems = problems
     try:
         settings = Settings.model_validate(doc.data)
@@ -406,12 +457,13 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
                     named_series: set[tuple[str, str]]) -> None:
     for name in s.metrics.wis_variants:
         where = ("metrics", "wis_variants", name)
-        if not METRIC_NAME.match(name):
+        if not METRIC_NAME.fullmatch(name):
             doc.problem(where, f'variant name "{name}" must be lower-case letters, digits and _')
         elif name in BASE_METRICS or name.endswith("_z"):
             doc.problem(where, f'variant name "{name}" clashes with a built-in metric')
     seen: dict[str, int] = {}
     known_series: set[tuple[str, str]] = set()
+    jitter_reported = False
     for i, venue in enumerate(s.venues):
         loc: tuple[Any, ...] = ("venues", i)
         if venue.id in seen:
@@ -439,6 +491,10 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
         interval = venue.interval or s.sampling.interval
         if interval < timedelta(milliseconds=100):
             doc.problem((*loc, "interval"), "interval must be at least 100ms")
+        elif s.sampling.jitter >= interval and not jitter_reported:
+            doc.problem(("sampling", "jitter"), f'jitter must be shorter than the interval of '
+                        f'venue "{venue.id}" ({format_duration(ms(interval))})')
+            jitter_reported = True
     if s.metrics.zscore.window <= timedelta(0):
         doc.problem(("metrics", "zscore", "window"), "the z-score window must be longer than 0s")
     if s.http.listen is not None:
@@ -447,6 +503,8 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
         except ValueError as exc:
             doc.problem(("http", "listen"), str(exc))
     for group, members in s.groups.items():
+        if not re.fullmatch(NAME, group):
+            doc.problem(("groups", group), f"bad group name {group!r}: letters, digits, _ . -")
         for j, member in enumerate(members):
             venue_id, symbol = split_member(member)
             if not symbol:
@@ -457,8 +515,8 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
                     f'group "{group}": "{member}" is not a configured venue and symbol',
                 )
     for name, channel in s.channels.items():
-        if not re.match(NAME, name):
-            doc.problem(("channels", name), f'bad channel name "{name}"')
+        if not re.fullmatch(NAME, name):
+            doc.problem(("channels", name), f"bad channel name {name!r}: letters, digits, _ . -")
         from wis_monitor.notify import url_problem  # apprise loads only for channels
 
         bad = url_problem(channel.url)
@@ -489,18 +547,25 @@ def _load_rules(
     main: yamlsource.Document, s: Settings, metrics: set[str], env: Mapping[str, str] | None
 ) -> tuple[list[Rule], list[str]]:
     base = Path(main.path).parent
-    files: list[str] = []
+    origins: dict[str, str] = {}  # rule file -> PATH:LINE of the include that names it
     for i, pattern in enumerate(s.rules.include):
+        loc = ("rules", "include", i)
         full = pattern if os.path.isabs(pattern) else os.path.normpath(base / pattern)
         found = sorted(glob.glob(full))
         if not found:
-            main.problem(("rules", "include", i), f'no rule file matches "{pattern}"')
-        files.extend(f for f in found if f not in files)
+            main.problem(loc, f'no rule file matches "{pattern}"')
+        for f in found:
+            if os.path.isdir(f):
+                shown = f if os.path.isabs(pattern) else os.path.relpath(f, base)
+                main.problem(loc, f'rules.include: "{shown}" is a directory (include its '
+                             f'files, e.g. "{shown}/*.yaml")')
+            else:
+                origins.setdefault(f, f"{main.path}:{main.line(loc)}")
     rules: list[Rule] = []
     names: dict[str, str] = {}
-    for path in files:
-        rules.extend(load_rule_file(path, s, metrics, names, main.problems, env))
-    return rules, files
+    for path, origin in origins.items():
+        rules.extend(load_rule_file(path, s, metrics, names, main.problems, env, origin=origin))
+    return rules, list(origins)
 
 
 def with_rule_files(config: Config, patterns: Sequence[str], *, stub_channels: bool) -> Config:
@@ -534,10 +599,7 @@ def channels_named_in(files: Sequence[str]) -> set[str]:
     loading them reports why)."""
     found: set[str] = set()
     for path in files:
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
+        data = yamlsource.load(path, {}, secrets=False).data
         for rule in (data or {}).get("rules", []) if isinstance(data, dict) else []:
             if isinstance(rule, dict) and isinstance(rule.get("channels"), list):
                 found.update(str(c) for c in rule["channels"])
@@ -551,9 +613,12 @@ def load_rule_file(
     names: dict[str, str],
     problems: list[Problem],
     env: Mapping[str, str] | None = None,
+    *,
+    origin: str | None = None,
 ) -> list[Rule]:
-    """Parse one rule file, appending its problems; ``names`` tracks duplicates across files."""
-    doc = yamlsource.load(path, env)
+    """Parse one rule file, appending its problems; ``names`` tracks duplicates across files.
+    ``origin`` is the ``PATH:LINE`` that included it, named if the file cannot be read."""
+    doc = yamlsource.load(path, env, origin=origin)
     problems.extend(doc.problems)
     doc.problems = problems
     if doc.data is None:

@@ -20,7 +20,7 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from wis_monitor.config import Config, Venue, load_config
+from wis_monitor.config import Config, Venue, load_config, runnable
 from wis_monitor.duration import ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
@@ -115,11 +115,15 @@ class Daemon:
     async def open(self) -> int:
         """Load the config, open the database, start the sources; 0 or the exit status."""
         try:
-            config = load_config(self.config_path)
+            config = runnable(load_config(self.config_path))
         except ConfigError as exc:
             for p in exc.problems:
                 log.error("%s", p)
             log.error("configuration rejected: %d problem(s)", len(exc.problems))
+            return 2
+        except Exception as exc:  # a loader defect: still a bad config, not a restart loop
+            log.error("%s: configuration rejected: unexpected %s while loading it",
+                      self.config_path, type(exc).__name__)
             return 2
         try:
             self.store = Store(config.db_path(),
@@ -335,12 +339,17 @@ class Daemon:
         self.notifier.reloading()
         rt = self._rt()
         try:  # off the loop: rendering the rules' templates may take their budget
-            config = await asyncio.to_thread(load_config, self.config_path)
+            config = runnable(await asyncio.to_thread(load_config, self.config_path))
         except ConfigError as exc:
             for p in exc.problems:
                 log.error("reload rejected: %s", p)
             log.error("reload rejected: %d problem(s); the previous configuration keeps running",
                       len(exc.problems))
+            self.notifier.ready(self._status())
+            return False
+        except Exception as exc:  # a loader defect: the running configuration stays
+            log.error("reload rejected: %s: unexpected %s while loading it; the previous "
+                      "configuration keeps running", self.config_path, type(exc).__name__)
             self.notifier.ready(self._status())
             return False
         old_sources = rt.sources

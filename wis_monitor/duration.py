@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)", re.ASCII)
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+#: The longest duration accepted: 100 years (longer ones are typos, and overflow timedelta).
+MAX_DURATION_MS = 100 * 366 * 86_400_000
 
 
 def parse_duration(text: object) -> timedelta:
@@ -19,6 +21,8 @@ def parse_duration(text: object) -> timedelta:
         if text == 0:
             return timedelta(0)
         raise ValueError(f'a duration needs a unit: "{text}s" or "{text}ms"?')
+    if not text.isascii():
+        raise ValueError(f'bad duration "{text}": only ASCII digits, units and spaces are allowed')
     s = text.strip().replace(" ", "")
     if s == "0":
         return timedelta(0)
@@ -31,8 +35,11 @@ def parse_duration(text: object) -> timedelta:
         pos = m.end()
     if pos != len(s) or not s:
         raise ValueError(
-            f'bad duration "{text}": use a number and a unit (ms, s, m, h, d), e.g. "5s" or "1h"'
+            f'bad duration "{text[:40]}": use a number and a unit (ms, s, m, h, d), '
+            'e.g. "5s" or "1h"'
         )
+    if not total <= MAX_DURATION_MS:  # also catches inf and nan
+        raise ValueError(f'duration "{text[:40]}" is too long: at most 100 years')
     return timedelta(milliseconds=total)
 
 

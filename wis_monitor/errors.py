@@ -33,7 +33,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line is not None else self.path
-        return f"{where}: {self.message}"
+        message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in self.message)
+        return f"{where}: {message}"  # one line, whatever the names in it hold
 
 
 class ConfigError(WisMonitorError):

@@ -40,7 +40,8 @@ Values = Mapping[str, float | None]
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op><=|>=|==|!=|<|>|\+|-|\*|/|\(|\)|,))"
+    r"|(?P<op><=|>=|==|!=|<|>|\+|-|\*|/|\(|\)|,))",
+    re.ASCII,  # ASCII digits and spaces only: "١" or "１" or a no-break space is refused
 )
 _COMPARE = {"<", "<=", ">", ">=", "==", "!="}
 _KEYWORDS = {"and", "or", "not"}
@@ -66,6 +67,10 @@ class _Tok:
 
 def _tokenize(text: str) -> list[_Tok]:
     out: list[_Tok] = []
+    for col, ch in enumerate(text, 1):
+        if not ch.isascii():
+            raise ExprError(f'non-ASCII character "{ch}" (U+{ord(ch):04X}): expressions use '
+                            "ASCII letters, digits, spaces and operators only", col)
     pos = 0
     while pos < len(text):
         if text[pos:].strip() == "":

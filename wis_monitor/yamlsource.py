@@ -1,13 +1,16 @@
 """YAML to plain Python with a line number for every key and item, and ``${...}`` expansion.
 
 Only PyYAML's safe loader is used. Every problem is collected, none raised early, so that the
-user sees all of them at once.
+user sees all of them at once. A file is bounded before it is trusted: at most
+:data:`MAX_FILE_BYTES` read from a regular file, at most :data:`MAX_NODES` values (aliases
+count each time they are expanded) nested at most :data:`MAX_DEPTH` deep.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,9 @@ from wis_monitor.redact import register
 
 Loc = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([^}]*)\}")
+MAX_FILE_BYTES = 1 << 20
+MAX_NODES = 50_000
+MAX_DEPTH = 50
 
 
 @dataclass
@@ -31,6 +37,11 @@ class Document:
     lines: dict[Loc, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     secrets: bool = True  # resolve ${...} strictly
+    #: The source text (``${SLACK_URL}``) of each value expanded from ``${...}``: messages
+    #: quote that, never the value.
+    expanded: dict[Loc, str] = field(default_factory=dict)
+    _secret_text: dict[str, str] = field(default_factory=dict)
+    _nodes: int = 0
 
     def line(self, loc: Loc) -> int | None:
         """The line of ``loc``, or of its nearest located parent."""
@@ -41,29 +52,112 @@ class Document:
         return None
 
     def problem(self, loc: Loc, message: str) -> None:
-        self.problems.append(Problem(self.path, self.line(loc), message))
+        self.problems.append(Problem(self.path, self.line(loc), self.redact(message)))
+
+    def redact(self, message: str) -> str:
+        """``message`` with every value expanded from ``${...}`` replaced by its source text."""
+        for value in sorted(self._secret_text, key=len, reverse=True):
+            message = message.replace(value, self._secret_text[value])
+        return message
 
 
-def expand(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
-    """Replace ``${VAR}`` and ``${credential:NAME}``; return the text and what was missing."""
+class _Refused(Exception):
+    """A file, or a part of it, that is not even parsed further: why, and where if known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _read_source(path: str) -> str:
+    """The text of a regular file of at most MAX_FILE_BYTES of UTF-8; _Refused says why not.
+
+    Opened without blocking and checked before reading: a directory, a FIFO or a device
+    (``/dev/zero``) is refused, never read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise _Refused(f"cannot read file: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _Refused("is a directory, not a file" if stat.S_ISDIR(mode)
+                          else "is not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise _Refused(f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise _Refused(f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        raise _Refused("file is not UTF-8 text (UTF-16?): save it as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise _Refused("file is not UTF-8 text", line) from None
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing to compose more than MAX_NODES nodes or MAX_DEPTH levels."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.count = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        self.count += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            if self.count > MAX_NODES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_NODES} values in one file",
+                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def expand(value: str, env: Mapping[str, str], resolved: list[str] | None = None
+           ) -> tuple[str, list[str]]:
+    """Replace ``${VAR}`` and ``${credential:NAME}``; return the text and what was missing.
+
+    The values put in are appended to ``resolved``. A credential NAME is a plain file name in
+    ``$CREDENTIALS_DIRECTORY``; its contents never appear in a message.
+    """
     missing: list[str] = []
+    found = [] if resolved is None else resolved
 
     def sub(m: re.Match[str]) -> str:
         ref = m.group(1).strip()
         if ref.startswith("credential:"):
             name = ref.split(":", 1)[1].strip()
+            if not _plain_file_name(name):
+                missing.append(f'credential "{name}": the name must be a plain file name in '
+                               "$CREDENTIALS_DIRECTORY (no /, not . or ..)")
+                return ""
             folder = env.get("CREDENTIALS_DIRECTORY")
             if not folder:
                 missing.append(f'credential "{name}" ($CREDENTIALS_DIRECTORY is not set)')
                 return ""
             try:
-                return (Path(folder) / name).read_text().strip()
-            except OSError:
-                missing.append(f'credential "{name}" (no readable file in $CREDENTIALS_DIRECTORY)')
+                secret = _read_source(str(Path(folder) / name)).strip()
+            except _Refused as exc:
+                missing.append(f'credential "{name}" in $CREDENTIALS_DIRECTORY: {exc}')
                 return ""
+            found.append(secret)
+            return secret
         if ref not in env:
             missing.append(f'environment variable "{ref}" is not set')
             return ""
+        found.append(env[ref])
         return env[ref]
 
     def secret(m: re.Match[str]) -> str:
@@ -74,80 +168,125 @@ def expand(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     return _VAR.sub(secret, value), missing
 
 
-def load(path: str, env: Mapping[str, str] | None = None, *, secrets: bool = True
-         ) -> Document:
+def _plain_file_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\x00" not in name
+
+
+def load(path: str, env: Mapping[str, str] | None = None, *, secrets: bool = True,
+         origin: str | None = None) -> Document:
     """Parse ``path``; on failure ``data`` is None and ``problems`` says why.
 
     ``secrets=False`` (for tools that send nothing) leaves an unresolvable ``${...}`` as it is
-    instead of reporting it: a shell has no ``$CREDENTIALS_DIRECTORY``.
+    instead of reporting it: a shell has no ``$CREDENTIALS_DIRECTORY``. ``origin``
+    (``PATH:LINE`` of an include) is named in the problems of a file that cannot be read.
     """
     doc = Document(path, secrets=secrets)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        doc.problems.append(Problem(path, None, f"cannot read file: {exc.strerror or exc}"))
+        text = _read_source(path)
+    except _Refused as exc:
+        where = f" (included from {origin})" if origin else ""
+        doc.problems.append(Problem(path, exc.line, f"{exc}{where}"))
         return doc
-    except UnicodeDecodeError:
-        doc.problems.append(Problem(path, None, "file is not UTF-8 text"))
-        return doc
-    loader = yaml.SafeLoader(text)
+    try:
+        _parse(text, doc, os.environ if env is None else env)
+    except _Refused as exc:
+        doc.problems.append(Problem(path, exc.line, str(exc)))
+        doc.data = None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        doc.problems.append(Problem(path, mark.line + 1 if mark else None, str(exc.problem)))
+        doc.data = None
+    except Exception as exc:  # a loader defect must still be a located problem
+        doc.problems.append(Problem(path, None, f"cannot load this file ({type(exc).__name__})"))
+        doc.data = None
+    return doc
+
+
+def _parse(text: str, doc: Document, env: Mapping[str, str]) -> None:
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        doc.problems.append(Problem(path, line, f"invalid YAML: {exc.problem or exc.context}"))
-        return doc
+        doc.problems.append(Problem(doc.path, line,
+                                    f"invalid YAML: {exc.problem or exc.context}"))
+        return
     except yaml.YAMLError as exc:
-        doc.problems.append(Problem(path, None, f"invalid YAML: {exc}"))
-        return doc
+        doc.problems.append(Problem(doc.path, None, f"invalid YAML: {exc}"))
+        return
     finally:
         loader.dispose()
     if node is None:
         doc.data = {}
-        return doc
-    doc.data = _build(node, (), doc, loader, os.environ if env is None else env)
-    return doc
+        return
+    data = _build(node, (), doc, loader, env)
+    doc.data = {} if data is None else data  # a lone "---" is an empty document
 
 
-def _build(node: yaml.Node, loc: Loc, doc: Document, loader: yaml.SafeLoader,
+def _build(node: yaml.Node, loc: Loc, doc: Document, loader: _Loader,
            env: Mapping[str, str]) -> Any:
-    doc.lines.setdefault(loc, node.start_mark.line + 1)
+    line = node.start_mark.line + 1
+    doc._nodes += 1
+    if doc._nodes > MAX_NODES:
+        raise _Refused(f"more than {MAX_NODES} values in one file (YAML aliases expanding "
+                        "too far?)", line)
+    if len(loc) > MAX_DEPTH:
+        raise _Refused(f"nested more than {MAX_DEPTH} levels deep (a YAML alias that "
+                        "contains itself?)", line)
+    doc.lines.setdefault(loc, line)
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        loader.flatten_mapping(node)
-        for key_node, value_node in node.value:
-            try:
-                key = loader.construct_object(key_node, deep=True)
-            except yaml.YAMLError as exc:
-                doc.problems.append(Problem(doc.path, key_node.start_mark.line + 1, str(exc)))
-                continue
-            if not isinstance(key, str | int | float | bool):
-                doc.problems.append(
-                    Problem(doc.path, key_node.start_mark.line + 1, "keys must be plain scalars")
-                )
-                continue
-            sub = (*loc, str(key))
-            if key in out:
-                doc.problems.append(
-                    Problem(doc.path, key_node.start_mark.line + 1, f'duplicate key "{key}"')
-                )
-                continue
-            doc.lines[sub] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, sub, doc, loader, env)
-        return out
+        return _build_mapping(node, loc, doc, loader, env)
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*loc, i), doc, loader, env) for i, item in enumerate(node.value)]
     try:
         value = loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
-        doc.problems.append(Problem(doc.path, node.start_mark.line + 1, str(exc)))
+    except Exception as exc:  # e.g. an integer of 5,000 digits
+        message = str(exc) if isinstance(exc, yaml.YAMLError) else _bad("value", exc)
+        doc.problems.append(Problem(doc.path, line, message))
         return None
     if isinstance(value, str) and "${" in value:
-        expanded, missing = expand(value, env)
+        resolved: list[str] = []
+        expanded, missing = expand(value, env, resolved)
         if missing and not doc.secrets:
             return value
+        doc.expanded[loc] = value
+        for secret in (expanded, *resolved):
+            if len(secret) >= 4:
+                doc._secret_text.setdefault(secret, value if secret == expanded else "${...}")
         value = expanded
         for what in missing:
-            doc.problems.append(Problem(doc.path, node.start_mark.line + 1, what))
+            doc.problems.append(Problem(doc.path, line, what))
     return value
+
+
+def _build_mapping(node: yaml.MappingNode, loc: Loc, doc: Document, loader: _Loader,
+                   env: Mapping[str, str]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key_line = key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode):
+            doc.problems.append(Problem(doc.path, key_line, "keys must be plain scalars"))
+            continue
+        try:
+            key = loader.construct_object(key_node, deep=True)
+        except Exception as exc:  # as for values
+            message = str(exc) if isinstance(exc, yaml.YAMLError) else _bad("key", exc)
+            doc.problems.append(Problem(doc.path, key_line, message))
+            continue
+        if not isinstance(key, str | int | float | bool):
+            doc.problems.append(Problem(doc.path, key_line, "keys must be plain scalars"))
+            continue
+        sub = (*loc, str(key))
+        if key in out:
+            doc.problems.append(Problem(doc.path, key_line, f'duplicate key "{key}"'))
+            continue
+        doc.lines[sub] = key_line
+        out[key] = _build(value_node, sub, doc, loader, env)
+    return out
+
+
+def _bad(what: str, exc: Exception) -> str:
+    """``bad value: ...`` from an exception of Python's own parsing, without its advice."""
+    return f"bad {what}: " + str(exc).split(";")[0]
