@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from wis_monitor.alerting import Event, Instance, State, Timing, step
+from wis_monitor.alerting import Event, Instance, State, Timing, interrupt, step
 from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
 from wis_monitor.config import FEED_STALE, Config, Rule, Venue, split_member
 from wis_monitor.duration import ms
@@ -105,9 +105,11 @@ class Engine:
         s = self.series.get((venue, symbol))
         if s is None:
             v = self.venues.get(venue)
+            sampling = self.config.settings.sampling
             stale = (
                 self.config.stale_after_ms(v) if v is not None
-                else max(3 * ms(self.config.settings.sampling.interval), 30_000)
+                else ms(sampling.stale_after) if sampling.stale_after is not None
+                else max(3 * ms(sampling.interval), 30_000)
             )
             s = Series(venue, symbol, SeriesStats(self.z_metrics, self.zspec), stale, now_ms)
             self.series[(venue, symbol)] = s
@@ -168,18 +170,25 @@ class Engine:
             return 0
         for (rule, key), data in self.store.alert_states().items():
             self.instances[(rule, key)] = Instance.from_json(data)
+        configured = {(v.id, sym) for v in self.config.settings.venues for sym in v.symbols}
         since = now_ms - self.zspec.window_ms
         n = 0
         for row in self.store.history(since, self.z_metrics):
+            if (row["venue"], row["symbol"]) not in configured:
+                continue
             s = self.series_for(row["venue"], row["symbol"], int(row["ts"]))
             s.stats.warm(int(row["ts"]), row)
             s.stats.last_good_ms = int(row["ts"])
             s.stats.last_mid = row["mid"]
             n += 1
-        for (venue, symbol), ts in self.store.last_good().items():
+        last_good = self.store.last_good()
+        for (venue, symbol), ts in self.store.first_samples(sorted(configured)).items():
+            # Staleness goes on from the database: the last good sample, else the first one.
             s = self.series_for(venue, symbol, ts)
-            if s.stats.last_good_ms is None or s.stats.last_good_ms < ts:
-                s.stats.last_good_ms = ts
+            s.first_seen_ms = min(s.first_seen_ms, ts)
+            good = last_good.get((venue, symbol))
+            if good is not None and (s.stats.last_good_ms is None or s.stats.last_good_ms < good):
+                s.stats.last_good_ms = good
         self.refresh_silences(now_ms)
         return n
 
@@ -211,12 +220,15 @@ class Engine:
         s = self.series_for(sample.venue, sample.symbol, sample.ts_ms)
         s.last_quality = format_flags(sample.flags) if sample.flags else ""
         s.last_error = sample.error
+        previous = s.stats.last_good_ms
         if sample.good:
             s.stats.last_good_ms = sample.ts_ms
             s.last_values = sample.values
         self._check_stale(s, now_ms, batch)  # first: a good sample resolves feed-stale
         if sample.good and not self._feed_stale_firing(s.key):
-            self._evaluate_series(s, sample, batch)
+            # No good sample for stale_after before this one: pending runs start over.
+            gap = previous is not None and sample.ts_ms - previous >= s.stale_after_ms
+            self._evaluate_series(s, sample, batch, gap)
 
     def sample(self, obs: Observation) -> Sample:
         """Signals and z-scores of one observation (updates the series' windows)."""
@@ -289,24 +301,21 @@ class Engine:
         inst = self.instances.get((FEED_STALE, key))
         return inst is not None and inst.state == State.FIRING
 
-    def _evaluate_series(self, s: Series, sample: Sample, batch: Batch) -> None:
+    def _evaluate_series(self, s: Series, sample: Sample, batch: Batch, gap: bool) -> None:
         values = sample.values
         instances = self.instances
         for rule in self._rules_for[(s.venue, s.symbol)]:
-            truth = rule.when.evaluate(values)
-            when = truth is True
+            truth = _truth(rule.when.evaluate(values))
             inst = instances.get((rule.name, s.key))
-            if not when and (inst is None or inst.state == State.INACTIVE):
+            if truth is not True and (inst is None or inst.state == State.INACTIVE):
                 continue  # inactive and staying so: nothing to record
-            firing = inst is not None and inst.state == State.FIRING
-            if truth is None and (not firing or rule.clear is None):
-                continue  # unknown (a null metric): neither advances nor clears
-            # Only a firing alert looks at `clear` (hysteresis).
-            clear = rule.clear.holds(values) if firing and rule.clear is not None else \
-                truth is False
+            clear = None  # only a firing alert looks at `clear` (hysteresis)
+            if inst is not None and inst.state == State.FIRING:
+                clear = _truth(rule.clear.evaluate(values)) if rule.clear is not None else \
+                    _negate(truth)
             value = self.rule_value(rule, values)
-            self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, when, clear,
-                          value, batch, s.venue, s.symbol, values)
+            self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, truth, clear,
+                          value, batch, s.venue, s.symbol, values, gap=gap)
 
     def rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
         """The number a series rule reports: its `value` expression, else its first metric."""
@@ -330,41 +339,46 @@ class Engine:
                 s = self.series.get((venue, symbol))
                 if s is None or s.stats.last_good_ms is None or not s.last_values:
                     continue
-                if now_ms - s.stats.last_good_ms >= s.stale_after_ms or s.last_quality not in (
-                        "", "thin"):
-                    continue  # its latest fetch failed or was flagged: no say until it recovers
-                members.append(s.last_values)
+                if now_ms - s.stats.last_good_ms >= s.stale_after_ms:
+                    continue  # no good sample for stale_after: left out until it recovers
+                members.append(s.last_values)  # a failed fetch keeps its last good values
                 names.append(s.key)
-            if not members:
-                continue  # nothing current to judge by: neither advances nor clears
-            truth = rule.when.evaluate_group(members)
             inst = self.instances.get((rule.name, group))
-            firing = inst is not None and inst.state == State.FIRING
-            if truth is None and (not firing or rule.clear is None):
+            if not members:  # nothing current to judge by: a pending run breaks, nothing else
+                if inst is not None and inst.state == State.PENDING:
+                    self.instances[(rule.name, group)] = interrupt(inst)
+                    batch.states[(rule.name, group)] = interrupt(inst).to_json()
                 continue
-            when = truth is True
-            clear = rule.clear.holds_group(members) if firing and rule.clear is not None else \
-                truth is False
+            truth = _truth(rule.when.evaluate_group(members))
+            if truth is not True and (inst is None or inst.state == State.INACTIVE):
+                continue
+            clear = None
+            if inst is not None and inst.state == State.FIRING:
+                clear = _truth(rule.clear.evaluate_group(members)) if rule.clear is not None \
+                    else _negate(truth)
             value = None
             if rule.value is not None:
                 v = rule.value.evaluate_group(members)
                 value = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
             detail = {"members": {n: _public(m) for n, m in zip(names, members, strict=True)}}
-            self._advance(rule.name, group, rule.spec.severity, rule, now_ms, when, clear, value,
-                          batch, None, None, detail)
+            self._advance(rule.name, group, rule.spec.severity, rule, now_ms, truth, clear,
+                          value, batch, None, None, detail)
 
     def _check_stale(self, s: Series, now_ms: int, batch: Batch) -> None:
         if not self.feed_stale_enabled:
             return
-        last = s.stats.last_good_ms if s.stats.last_good_ms is not None else s.first_seen_ms
+        good = s.stats.last_good_ms
+        last = good if good is not None else s.first_seen_ms
         stale = now_ms - last >= s.stale_after_ms
-        if not stale:
-            inst = self.instances.get((FEED_STALE, s.key))
-            if inst is None or inst.state == State.INACTIVE:
-                return
+        inst = self.instances.get((FEED_STALE, s.key))
+        if not stale and (inst is None or inst.state == State.INACTIVE):
+            return
+        # Only a good sample newer than the firing resolves it (a restart is no good sample).
+        fired = inst.fired_at_ms if inst is not None else None
+        recovered = good is not None and (fired is None or good > fired)
         age = (now_ms - last) / 1000.0
         self._advance(FEED_STALE, s.key, self.config.settings.feed_stale.severity, None, now_ms,
-                      stale, not stale, age, batch, s.venue, s.symbol,
+                      stale, not stale and recovered, age, batch, s.venue, s.symbol,
                       {"age_s": age, "quality": s.last_quality, "error": s.last_error})
 
     def check_all_stale(self, now_ms: int, batch: Batch) -> None:
@@ -373,11 +387,13 @@ class Engine:
             self._check_stale(s, now_ms, batch)
 
     def _advance(self, name: str, key: str, severity: str, rule: Rule | None, ts_ms: int,
-                 when: bool, clear: bool, value: float | None, batch: Batch,
-                 venue: str | None, symbol: str | None, details: dict[str, Any]) -> None:
+                 when: bool | None, clear: bool | None, value: float | None, batch: Batch,
+                 venue: str | None, symbol: str | None, details: dict[str, Any],
+                 gap: bool = False) -> None:
         inst = self.instances.get((name, key)) or _INACTIVE
         timing = self._timing.get(name, _FEED_TIMING) if rule is not None else _FEED_TIMING
-        new, event = step(inst, timing, ts_ms, when=when, clear=clear, value=value)
+        new, event = step(interrupt(inst) if gap else inst, timing, ts_ms, when=when,
+                          clear=clear, value=value)
         if new != inst:
             self.instances[(name, key)] = new
             batch.states[(name, key)] = new.to_json()
@@ -451,6 +467,15 @@ def _timing(rule: Rule) -> Timing:
     sp = rule.spec
     return Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
                   sp.notify_resolved)
+
+
+def _truth(v: object) -> bool | None:
+    """A condition's value: True, False or None (unknown)."""
+    return v if isinstance(v, bool) else None
+
+
+def _negate(truth: bool | None) -> bool | None:
+    return None if truth is None else not truth
 
 
 def _public(values: dict[str, Any]) -> dict[str, Any]:

@@ -311,6 +311,16 @@ class Store:
         )
         return {(r["venue"], r["symbol"]): int(r["ts"]) for r in rows}
 
+    def first_samples(self, series: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The time of the first sample (of any quality) of each of these series that has one."""
+        out: dict[tuple[str, str], int] = {}
+        for venue, symbol in series:
+            rows = self.query("SELECT min(ts) AS ts FROM samples WHERE venue = ? AND symbol = ?",
+                              [venue, symbol])
+            if rows and rows[0]["ts"] is not None:
+                out[(venue, symbol)] = int(rows[0]["ts"])
+        return out
+
     def active_silences(self, now_ms: int) -> list[dict[str, Any]]:
         rows = self.query(
             "SELECT * FROM silences WHERE expires_ts > ? ORDER BY id", [now_ms]
