@@ -135,3 +135,57 @@ def test_reload_with_new_zscore_settings_rebuilds_windows_from_the_store(tmp_pat
     assert new.adopt(old) == ["wis"]  # not carried over: the settings changed ...
     _, samples = new.process([obs(10_000, *varied(10))])
     assert samples[0].values["wis_z"] is not None  # ... but rebuilt from the logged values
+
+
+SILENCE_CHANNELS = ("metrics:\n  zscore: {window: 1m, min_samples: 2}\n"
+                    "channels:\n  a: {url: 'console://'}\n  b: {url: 'console://'}\n"
+                    "feed_stale: {enabled: false}\n")
+
+
+def deliveries(store: object) -> list[tuple[int, str, str, str]]:
+    from wis_monitor.store import Store
+
+    assert isinstance(store, Store)
+    return [(r["ts"], r["event"], r["channel"], r["status"]) for r in store.query(
+        "SELECT a.ts, a.event, d.channel, d.status FROM alerts a JOIN deliveries d"
+        " ON d.alert_id = a.id ORDER BY a.id, d.channel")]
+
+
+def test_resolved_goes_only_where_the_firing_went(tmp_path: Path) -> None:
+    """A silence holds the firing back: it ends with the silence (housekeeping, or the first
+    repeat to get through); a resolved whose firing nobody saw is recorded, sent nowhere."""
+    from wis_monitor.store import Batch, Store
+
+    e = engine(tmp_path, "rules:\n  - {name: heavy, when: wis > 0.3, repeat: 4s, "
+               "channels: [a, b]}\n", extra=SILENCE_CHANNELS)
+    store = Store(str(tmp_path / "s.db"))
+    e.store = store
+    store.add_silence("heavy", {}, 0, 3000, "maintenance", "test")
+    e.refresh_silences(0)
+    for t, book in ((0, heavy(0)), (5000, heavy(1))):
+        store.write(e.process([obs(t, *book)])[0])
+    # The silence ended at 3 s: the repeat due at 5 s is the alert's first notification.
+    assert deliveries(store) == [(0, "firing", "a", "silenced"), (0, "firing", "b", "silenced"),
+                                 (5000, "firing", "a", "pending"),
+                                 (5000, "firing", "b", "pending")]
+    store.execute("DELETE FROM deliveries")
+    store.execute("DELETE FROM alerts")
+    store.add_silence("heavy", {}, 6000, 9000, "again", "test")
+    e.refresh_silences(6000)
+    store.write(e.process([obs(6000, *varied(1))])[0])  # resolves, silenced
+    store.write(e.process([obs(7000, *heavy(2))])[0])  # fires, silenced
+    e.refresh_silences(9500)
+    store.write(e.process([obs(9500, *varied(0))])[0])  # resolves: nobody saw it fire
+    assert deliveries(store) == [(6000, "resolved", "a", "silenced"),
+                                 (6000, "resolved", "b", "silenced"),
+                                 (7000, "firing", "a", "silenced"),
+                                 (7000, "firing", "b", "silenced")]
+    assert [r["event"] for r in store.query("SELECT event FROM alerts ORDER BY id")] == [
+        "resolved", "firing", "resolved"]
+    # Held back by a silence that ends while it fires: `firing` at the next housekeeping.
+    store.write(e.process([obs(10_000, *heavy(3))])[0])  # fires, not silenced now
+    e.silences = []
+    batch = Batch()
+    e.release_silenced(11_000, batch)
+    assert not batch.alerts  # it was announced: nothing to release
+    store.close()

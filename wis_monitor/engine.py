@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,7 @@ class Engine:
         self.series_rules = [r for r in config.rules if r.spec.scope == "series"]
         self.group_rules = [r for r in config.rules if r.spec.scope == "group"]
         self._rules_for: dict[tuple[str, str], list[Rule]] = {}
+        self._rules = {r.name: r for r in config.rules}
         self._timing = {r.name: _timing(r) for r in config.rules}
         self._value_metric = {r.name: _value_metric(r) for r in config.rules}
         fs = config.settings.feed_stale
@@ -122,8 +123,9 @@ class Engine:
         """Carry windows and alert state over from a previous engine (reload).
 
         A metric keeps its z-score windows unless its kernel or the z-score settings changed;
-        a rule keeps its state (pending timer, firing) unless it was removed or changed scope,
-        so editing a firing rule's runbook or threshold does not send `firing` again. Returns
+        a rule keeps its state (pending timer, firing), so editing a firing rule's runbook or
+        threshold does not send `firing` again; :meth:`retire` then ends the alerts of rules
+        removed or no longer covering their key. Returns
         the metrics whose windows were not carried over: rebuilt from the store when only the
         z-score settings changed, empty when the metric's kernel did.
         """
@@ -141,11 +143,7 @@ class Engine:
             new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
             new.last_quality, new.last_error = s.last_quality, s.last_error
             self.series[key] = new
-        scope = {r.name: r.spec.scope for r in self.config.rules} | {FEED_STALE: "series"}
-        old_scope = {r.name: r.spec.scope for r in old.config.rules} | {FEED_STALE: "series"}
-        for (rule, instance_key), inst in old.instances.items():
-            if rule in scope and scope[rule] == old_scope.get(rule):
-                self.instances[(rule, instance_key)] = inst
+        self.instances.update(old.instances)  # what is no longer covered: see retire()
         self.silences = old.silences
         fresh = [m for m in self.z_metrics if m not in kept]
         # Only the z-score settings changed: the logged values still hold, rebuild from them.
@@ -164,8 +162,10 @@ class Engine:
                 if row[m] is not None:
                     s.stats.scorers[m].push(int(row["ts"]), row[m])
 
-    def restore(self, now_ms: int) -> int:
-        """Rebuild windows and alert state from the store; returns the samples replayed."""
+    def restore(self, now_ms: int, batch: Batch | None = None) -> int:
+        """Rebuild windows and alert state from the store; returns the samples replayed.
+
+        The alerts the configuration no longer covers are resolved into ``batch``."""
         if self.store is None:
             return 0
         for (rule, key), data in self.store.alert_states().items():
@@ -190,7 +190,71 @@ class Engine:
             if good is not None and (s.stats.last_good_ms is None or s.stats.last_good_ms < good):
                 s.stats.last_good_ms = good
         self.refresh_silences(now_ms)
+        self.retire(now_ms, batch if batch is not None else Batch())
         return n
+
+    def retire(self, now_ms: int, batch: Batch, old: Config | None = None) -> None:
+        """Resolve the alerts of rules removed or renamed, of series and groups a rule no longer
+        covers, and feed-stale turned off, saying why; ``old`` is the configuration they came
+        from, when known (a reload). A pending one simply ends."""
+        for (name, key), inst in list(self.instances.items()):
+            reason = self._uncovered(name, key)
+            if reason is None:
+                continue
+            del self.instances[(name, key)]
+            if inst.state == State.INACTIVE:
+                continue
+            ended = Instance(State.INACTIVE, resolved_at_ms=now_ms, last_sent_ms=inst.last_sent_ms,
+                             value=inst.value)
+            batch.states[(name, key)] = ended.to_json()
+            if inst.state == State.FIRING:
+                batch.alerts.append(self._retired(name, key, inst, reason, now_ms, old))
+
+    def _uncovered(self, name: str, key: str) -> str | None:
+        """Why the configuration no longer evaluates (name, key), or None."""
+        venue, symbol = split_member(key)
+        if name == FEED_STALE:
+            if not self.feed_stale_enabled:
+                return "feed-stale turned off in the configuration"
+            if symbol not in (v.symbols if (v := self.venues.get(venue)) else ()):
+                return "series removed from the configuration"
+            return None
+        rule = self._rules.get(name)
+        if rule is None:
+            return "rule removed from the configuration"
+        if rule.spec.scope == "group":
+            return None if key == rule.spec.group else "group no longer evaluated by this rule"
+        v = self.venues.get(venue)
+        if v is None or symbol not in v.symbols or not rule.matches(venue, symbol):
+            return "series no longer evaluated by this rule"
+        return None
+
+    def _retired(self, name: str, key: str, inst: Instance, reason: str, now_ms: int,
+                 old: Config | None) -> AlertRow:
+        """The `resolved` event of an alert the configuration no longer covers: to the channels
+        its firing reached (as every resolved)."""
+        rule = next((r for r in old.rules if r.name == name), None) if old is not None else None
+        venue, symbol = split_member(key)
+        venue_, symbol_ = (venue, symbol) if symbol else (None, None)
+        fired = self.store.last_firing(name, key) if self.store is not None else None
+        if name == FEED_STALE:
+            severity = self.config.settings.feed_stale.severity
+            labels: dict[str, str] = {}
+            channels = self.feed_stale_channels
+        elif rule is not None:
+            severity, labels = rule.spec.severity, dict(rule.spec.labels)
+            channels = list(rule.spec.channels) if rule.spec.notify_resolved else []
+        else:  # a restart: what the database says of its firing
+            severity = fired["severity"] if fired else "warning"
+            labels = fired["labels"] if fired else {}
+            channels = fired["delivered"] if fired else []
+        where = " ".join(x for x in (venue_, symbol_) if x) or key
+        details: dict[str, Any] = {"reason": reason}
+        if inst.fired_at_ms is not None:
+            details["fired_for_ms"] = now_ms - inst.fired_at_ms
+        summary = f"[{severity.upper()}] {name} {where} resolved ({reason})"
+        return AlertRow(now_ms, name, key, venue_, symbol_, "resolved", severity, inst.value,
+                        summary, labels, details, channels)
 
     def refresh_silences(self, now_ms: int) -> None:
         if self.store is not None:
@@ -376,10 +440,16 @@ class Engine:
         # Only a good sample newer than the firing resolves it (a restart is no good sample).
         fired = inst.fired_at_ms if inst is not None else None
         recovered = good is not None and (fired is None or good > fired)
-        age = (now_ms - last) / 1000.0
+        details = self._feed_details(s, now_ms)
         self._advance(FEED_STALE, s.key, self.config.settings.feed_stale.severity, None, now_ms,
-                      stale, not stale and recovered, age, batch, s.venue, s.symbol,
-                      {"age_s": age, "quality": s.last_quality, "error": s.last_error})
+                      stale, not stale and recovered, details["age_s"], batch, s.venue, s.symbol,
+                      details)
+
+    @staticmethod
+    def _feed_details(s: Series, now_ms: int) -> dict[str, Any]:
+        last = s.stats.last_good_ms if s.stats.last_good_ms is not None else s.first_seen_ms
+        return {"age_s": (now_ms - last) / 1000.0, "quality": s.last_quality,
+                "error": s.last_error}
 
     def check_all_stale(self, now_ms: int, batch: Batch) -> None:
         """The feed-stale rule for every known series (run on a timer, not only on samples)."""
@@ -394,12 +464,45 @@ class Engine:
         timing = self._timing.get(name, _FEED_TIMING) if rule is not None else _FEED_TIMING
         new, event = step(interrupt(inst) if gap else inst, timing, ts_ms, when=when,
                           clear=clear, value=value)
+        if event is not None:
+            row = self._alert(name, key, severity, rule, event, venue, symbol, details)
+            if event.kind == "firing":
+                new = replace(new, silenced=row.silenced_by is not None)
+            elif event.kind == "repeat" and new.silenced and row.silenced_by is None:
+                # The first notification to get through a silence announces the alert.
+                new = replace(new, silenced=False)
+                row = self._alert(name, key, severity, rule, replace(event, kind="firing"),
+                                  venue, symbol, details)
+            batch.alerts.append(row)
         if new != inst:
             self.instances[(name, key)] = new
             batch.states[(name, key)] = new.to_json()
-        if event is not None:
-            batch.alerts.append(self._alert(name, key, severity, rule, event, venue, symbol,
-                                            details))
+
+    def release_silenced(self, now_ms: int, batch: Batch) -> None:
+        """Send `firing` for the alerts firing unannounced whose silence has ended."""
+        for (name, key), inst in list(self.instances.items()):
+            if inst.state != State.FIRING or not inst.silenced:
+                continue
+            rule = self._rules.get(name)
+            if rule is None and name != FEED_STALE:
+                continue  # retire() resolves it
+            venue, symbol = split_member(key)
+            s = self.series.get((venue, symbol)) if symbol else None
+            details: dict[str, Any] = {}
+            if rule is not None:
+                severity = rule.spec.severity
+                details = dict(s.last_values) if s is not None else {}
+            else:
+                severity = self.config.settings.feed_stale.severity
+                details = self._feed_details(s, now_ms) if s is not None else {}
+            event = Event("firing", now_ms, inst.active_at_ms, inst.fired_at_ms, inst.value)
+            row = self._alert(name, key, severity, rule, event, venue if symbol else None,
+                              symbol or None, details)
+            if row.silenced_by is None:
+                new = replace(inst, silenced=False, last_sent_ms=now_ms)
+                self.instances[(name, key)] = new
+                batch.states[(name, key)] = new.to_json()
+                batch.alerts.append(row)
 
     def _alert(self, name: str, key: str, severity: str, rule: Rule | None, event: Event,
                venue: str | None, symbol: str | None, details: dict[str, Any]) -> AlertRow:
