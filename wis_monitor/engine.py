@@ -8,6 +8,7 @@ no clock: every call takes ``now_ms``; only the source and the clock differ betw
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -19,11 +20,13 @@ from wis_monitor.alerting import Event, Instance, State, Timing, interrupt, step
 from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
 from wis_monitor.config import FEED_STALE, Config, Rule, Venue, split_member
 from wis_monitor.duration import ms
+from wis_monitor.errors import StoreError
 from wis_monitor.signals import change_bps, snapshot
 from wis_monitor.sources import Observation
 from wis_monitor.stats import SeriesStats
 from wis_monitor.store import AlertRow, Batch, Store, encode_levels
 
+log = logging.getLogger("wis_monitor.engine")
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 TOP_LEVELS = 3
 
@@ -236,7 +239,6 @@ class Engine:
         rule = next((r for r in old.rules if r.name == name), None) if old is not None else None
         venue, symbol = split_member(key)
         venue_, symbol_ = (venue, symbol) if symbol else (None, None)
-        fired = self.store.last_firing(name, key) if self.store is not None else None
         if name == FEED_STALE:
             severity = self.config.settings.feed_stale.severity
             labels: dict[str, str] = {}
@@ -245,6 +247,7 @@ class Engine:
             severity, labels = rule.spec.severity, dict(rule.spec.labels)
             channels = list(rule.spec.channels) if rule.spec.notify_resolved else []
         else:  # a restart: what the database says of its firing
+            fired = self._last_firing(name, key)
             severity = fired["severity"] if fired else "warning"
             labels = fired["labels"] if fired else {}
             channels = fired["delivered"] if fired else []
@@ -255,6 +258,15 @@ class Engine:
         summary = f"[{severity.upper()}] {name} {where} resolved ({reason})"
         return AlertRow(now_ms, name, key, venue_, symbol_, "resolved", severity, inst.value,
                         summary, labels, details, channels)
+
+    def _last_firing(self, name: str, key: str) -> dict[str, Any] | None:
+        if self.store is None:
+            return None
+        try:
+            return self.store.last_firing(name, key)
+        except StoreError as exc:
+            log.warning("cannot read the firing of %s %s: %s", name, key, exc)
+            return None
 
     def refresh_silences(self, now_ms: int) -> None:
         if self.store is not None:
@@ -410,8 +422,9 @@ class Engine:
             inst = self.instances.get((rule.name, group))
             if not members:  # nothing current to judge by: a pending run breaks, nothing else
                 if inst is not None and inst.state == State.PENDING:
-                    self.instances[(rule.name, group)] = interrupt(inst)
-                    batch.states[(rule.name, group)] = interrupt(inst).to_json()
+                    ended = interrupt(inst)
+                    self.instances[(rule.name, group)] = ended
+                    batch.states[(rule.name, group)] = ended.to_json()
                 continue
             truth = _truth(rule.when.evaluate_group(members))
             if truth is not True and (inst is None or inst.state == State.INACTIVE):
@@ -488,7 +501,6 @@ class Engine:
                 continue  # retire() resolves it
             venue, symbol = split_member(key)
             s = self.series.get((venue, symbol)) if symbol else None
-            details: dict[str, Any] = {}
             if rule is not None:
                 severity = rule.spec.severity
                 details = dict(s.last_values) if s is not None else {}
