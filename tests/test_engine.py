@@ -189,3 +189,54 @@ def test_resolved_goes_only_where_the_firing_went(tmp_path: Path) -> None:
     e.release_silenced(11_000, batch)
     assert not batch.alerts  # it was announced: nothing to release
     store.close()
+
+
+def failed(ts: int, venue: str = "a") -> Observation:
+    return Observation(venue, "X/Y", ts, None, frozenset({"error"}), 1.0, "ConnectionRefused")
+
+
+def test_feed_staleness_goes_on_from_the_database_after_a_restart(tmp_path: Path) -> None:
+    """Measured from the first sample of a series that never had a good one, and resolved only
+    by a good sample (a restart is none)."""
+    from wis_monitor.store import Store
+
+    store = Store(str(tmp_path / "f.db"))
+    e = engine(tmp_path)
+    for t in range(0, 4000, 1000):
+        store.write(e.process([failed(t)])[0])
+    again = Engine(e.config, store)
+    again.restore(4500)
+    batch, _ = again.process([failed(5000)])
+    assert [(a.rule, a.event) for a in batch.alerts] == [("feed-stale", "firing")]
+    store.write(batch)
+    third = Engine(e.config, store)
+    third.restore(9000)
+    events = []
+    for o in (failed(9000), failed(20_000), obs(21_000)):
+        batch, _ = third.process([o])
+        events += [(a.rule, a.event, a.ts_ms) for a in batch.alerts]
+    assert events == [("feed-stale", "resolved", 21_000)]
+    store.close()
+
+
+def test_a_reload_resolves_what_the_configuration_no_longer_covers(tmp_path: Path) -> None:
+    from wis_monitor.store import Batch
+
+    old = engine(tmp_path, "rules:\n  - {name: heavy, when: wis > 0.3}\n")
+    for venue in ("a", "b"):
+        old.process([obs(0, *heavy(0), venue=venue)])
+    old.process([failed(6000, venue="b")])  # feed-stale fires for b
+    assert {(r, k) for (r, k), i in old.instances.items() if i.state == 2} == {
+        ("heavy", "a:X/Y"), ("heavy", "b:X/Y"), ("feed-stale", "b:X/Y")}
+    # b leaves the configuration; heavy now only matches venue a.
+    cfg = Path(old.config.path)
+    cfg.write_text(cfg.read_text().replace("  - {id: b, exchange: sim, symbols: [X/Y]}\n", "")
+                   .replace("groups: {g: ['a:X/Y', 'b:X/Y']}\n", ""))
+    new = Engine(load_config(str(cfg)))
+    new.adopt(old)
+    batch = Batch()
+    new.retire(7000, batch, old.config)
+    got = sorted((a.rule, a.key, a.event, a.details["reason"]) for a in batch.alerts)
+    assert got == [("feed-stale", "b:X/Y", "resolved", "series removed from the configuration"),
+                   ("heavy", "b:X/Y", "resolved", "series no longer evaluated by this rule")]
+    assert set(new.instances) == {("heavy", "a:X/Y")}
