@@ -109,6 +109,9 @@ def test_a_rule_renamed_while_firing_resolves_on_reload(tmp_path: Path) -> None:
         d.signal(signal.SIGHUP)
         assert wait_until(lambda: len(firing(db, "always-renamed")) == 2, 30), d.log()
         assert wait_until(lambda: len(rows(db, RESOLVED)) == 2, 10), d.log()
+        # The message says why (console:// prints it to the daemon's output).
+        assert wait_until(
+            lambda: d.log().count("Why: rule removed from the configuration") == 2, 10), d.log()
     finally:
         assert d.stop() == 0, d.log()
     assert_resolved_saying_why(db)
