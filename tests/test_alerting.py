@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wis_monitor.alerting import Instance, State, Timing, describe, step
+from wis_monitor.alerting import Instance, State, Timing, describe, interrupt, step
 
 S = 1000
 
@@ -79,6 +79,29 @@ def test_time_going_backwards_is_ignored() -> None:
     assert again == inst and ev is None
 
 
+def test_unknown_ends_a_pending_run() -> None:
+    inst, _ = run(Timing(for_ms=20 * S), every(3, True))
+    inst, ev = step(inst, Timing(for_ms=20 * S), 15 * S, when=None, clear=None)
+    assert ev is None and inst.state == State.INACTIVE and inst.active_at_ms is None
+
+
+def test_unknown_while_firing_keeps_keep_firing_for_and_repeats() -> None:
+    t = Timing(keep_firing_for_ms=10 * S, repeat_ms=10 * S)
+    inst, _ = run(t, [(0, True), (5 * S, False)])
+    inst, ev = step(inst, t, 10 * S, when=None, clear=None)
+    assert ev is not None and ev.kind == "repeat"
+    assert inst.state == State.FIRING and inst.keep_firing_since_ms == 5 * S
+    inst, ev = step(inst, t, 15 * S, when=False, clear=True)
+    assert ev is not None and ev.kind == "resolved"
+
+
+def test_interrupt_restarts_pending_only() -> None:
+    pending, _ = run(Timing(for_ms=20 * S), [(0, True)])
+    firing, _ = run(Timing(), [(0, True)])
+    assert interrupt(pending).state == State.INACTIVE
+    assert interrupt(firing) == firing and interrupt(Instance()) == Instance()
+
+
 def test_describe() -> None:
     inst, _ = run(Timing(), [(1_723_161_255_000, True)])
     assert describe(inst) == "firing since 2024-08-08T23:54:15Z"
@@ -87,7 +110,7 @@ def test_describe() -> None:
 
 instances = st.builds(
     Instance, st.sampled_from(list(State)), *[st.none() | st.integers(0, 10**13)] * 5,
-    st.none() | st.floats(allow_nan=False))
+    st.none() | st.floats(allow_nan=False), st.booleans())
 
 
 @given(instances)

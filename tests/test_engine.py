@@ -135,3 +135,108 @@ def test_reload_with_new_zscore_settings_rebuilds_windows_from_the_store(tmp_pat
     assert new.adopt(old) == ["wis"]  # not carried over: the settings changed ...
     _, samples = new.process([obs(10_000, *varied(10))])
     assert samples[0].values["wis_z"] is not None  # ... but rebuilt from the logged values
+
+
+SILENCE_CHANNELS = ("metrics:\n  zscore: {window: 1m, min_samples: 2}\n"
+                    "channels:\n  a: {url: 'console://'}\n  b: {url: 'console://'}\n"
+                    "feed_stale: {enabled: false}\n")
+
+
+def deliveries(store: object) -> list[tuple[int, str, str, str]]:
+    from wis_monitor.store import Store
+
+    assert isinstance(store, Store)
+    return [(r["ts"], r["event"], r["channel"], r["status"]) for r in store.query(
+        "SELECT a.ts, a.event, d.channel, d.status FROM alerts a JOIN deliveries d"
+        " ON d.alert_id = a.id ORDER BY a.id, d.channel")]
+
+
+def test_resolved_goes_only_where_the_firing_went(tmp_path: Path) -> None:
+    """A silence holds the firing back: it ends with the silence (housekeeping, or the first
+    repeat to get through); a resolved whose firing nobody saw is recorded, sent nowhere."""
+    from wis_monitor.store import Batch, Store
+
+    e = engine(tmp_path, "rules:\n  - {name: heavy, when: wis > 0.3, repeat: 4s, "
+               "channels: [a, b]}\n", extra=SILENCE_CHANNELS)
+    store = Store(str(tmp_path / "s.db"))
+    e.store = store
+    store.add_silence("heavy", {}, 0, 3000, "maintenance", "test")
+    e.refresh_silences(0)
+    for t, book in ((0, heavy(0)), (5000, heavy(1))):
+        store.write(e.process([obs(t, *book)])[0])
+    # The silence ended at 3 s: the repeat due at 5 s is the alert's first notification.
+    assert deliveries(store) == [(0, "firing", "a", "silenced"), (0, "firing", "b", "silenced"),
+                                 (5000, "firing", "a", "pending"),
+                                 (5000, "firing", "b", "pending")]
+    store.execute("DELETE FROM deliveries")
+    store.execute("DELETE FROM alerts")
+    store.add_silence("heavy", {}, 6000, 9000, "again", "test")
+    e.refresh_silences(6000)
+    store.write(e.process([obs(6000, *varied(1))])[0])  # resolves, silenced
+    store.write(e.process([obs(7000, *heavy(2))])[0])  # fires, silenced
+    e.refresh_silences(9500)
+    store.write(e.process([obs(9500, *varied(0))])[0])  # resolves: nobody saw it fire
+    assert deliveries(store) == [(6000, "resolved", "a", "silenced"),
+                                 (6000, "resolved", "b", "silenced"),
+                                 (7000, "firing", "a", "silenced"),
+                                 (7000, "firing", "b", "silenced")]
+    assert [r["event"] for r in store.query("SELECT event FROM alerts ORDER BY id")] == [
+        "resolved", "firing", "resolved"]
+    # Held back by a silence that ends while it fires: `firing` at the next housekeeping.
+    store.write(e.process([obs(10_000, *heavy(3))])[0])  # fires, not silenced now
+    e.silences = []
+    batch = Batch()
+    e.release_silenced(11_000, batch)
+    assert not batch.alerts  # it was announced: nothing to release
+    store.close()
+
+
+def failed(ts: int, venue: str = "a") -> Observation:
+    return Observation(venue, "X/Y", ts, None, frozenset({"error"}), 1.0, "ConnectionRefused")
+
+
+def test_feed_staleness_goes_on_from_the_database_after_a_restart(tmp_path: Path) -> None:
+    """Measured from the first sample of a series that never had a good one, and resolved only
+    by a good sample (a restart is none)."""
+    from wis_monitor.store import Store
+
+    store = Store(str(tmp_path / "f.db"))
+    e = engine(tmp_path)
+    for t in range(0, 4000, 1000):
+        store.write(e.process([failed(t)])[0])
+    again = Engine(e.config, store)
+    again.restore(4500)
+    batch, _ = again.process([failed(5000)])
+    assert [(a.rule, a.event) for a in batch.alerts] == [("feed-stale", "firing")]
+    store.write(batch)
+    third = Engine(e.config, store)
+    third.restore(9000)
+    events = []
+    for o in (failed(9000), failed(20_000), obs(21_000)):
+        batch, _ = third.process([o])
+        events += [(a.rule, a.event, a.ts_ms) for a in batch.alerts]
+    assert events == [("feed-stale", "resolved", 21_000)]
+    store.close()
+
+
+def test_a_reload_resolves_what_the_configuration_no_longer_covers(tmp_path: Path) -> None:
+    from wis_monitor.store import Batch
+
+    old = engine(tmp_path, "rules:\n  - {name: heavy, when: wis > 0.3}\n")
+    for venue in ("a", "b"):
+        old.process([obs(0, *heavy(0), venue=venue)])
+    old.process([failed(6000, venue="b")])  # feed-stale fires for b
+    assert {(r, k) for (r, k), i in old.instances.items() if i.state == 2} == {
+        ("heavy", "a:X/Y"), ("heavy", "b:X/Y"), ("feed-stale", "b:X/Y")}
+    # b leaves the configuration; heavy now only matches venue a.
+    cfg = Path(old.config.path)
+    cfg.write_text(cfg.read_text().replace("  - {id: b, exchange: sim, symbols: [X/Y]}\n", "")
+                   .replace("groups: {g: ['a:X/Y', 'b:X/Y']}\n", ""))
+    new = Engine(load_config(str(cfg)))
+    new.adopt(old)
+    batch = Batch()
+    new.retire(7000, batch, old.config)
+    got = sorted((a.rule, a.key, a.event, a.details["reason"]) for a in batch.alerts)
+    assert got == [("feed-stale", "b:X/Y", "resolved", "series removed from the configuration"),
+                   ("heavy", "b:X/Y", "resolved", "series no longer evaluated by this rule")]
+    assert set(new.instances) == {("heavy", "a:X/Y")}

@@ -106,51 +106,105 @@ def test_bad_value_token() -> None:
         parse_values("1 3y2")
 
 
-NULLS_AND_FAILURES = """\
-rule_files: [rules.yaml]
-evaluation_interval: 5s
-groups:
-  btc: [a:BTC/USDT, b:BTC/USDT]
+def rule_tests(tmp_path: Path, rules: str, tests: str) -> subprocess.CompletedProcess[str]:
+    """Run ``tests`` (the body of a test file) against ``rules`` with test-rules."""
+    (tmp_path / "rules.yaml").write_text(rules)
+    (tmp_path / "t.yaml").write_text("rule_files: [rules.yaml]\nevaluation_interval: 5s\n"
+                                     "groups: {btc: [a:BTC/USDT, b:BTC/USDT]}\n" + tests)
+    return test_rules(str(tmp_path / "t.yaml"))
+
+
+def test_a_pending_run_needs_unbroken_true_observations(tmp_path: Path) -> None:
+    """A null is an observation that is not true: it restarts `for`. A failed fetch is no
+    observation, but no good sample for stale_after (30 s here) breaks the run."""
+    result = rule_tests(tmp_path, "rules:\n  - {name: hot, when: wis_z >= 3, for: 20s}\n", """\
 tests:
-  - name: a null neither resolves a firing alert nor fires it again
+  - name: a null at 15s restarts the 20s
     input_series:
-      - series: a:BTC/USDT
-        values:
-          wis_z: "4x2 null null null 4 1x4"
+      - {series: a:BTC/USDT, values: {wis_z: "4x3 null 4x6"}}
     expected:
-      - {at: 5s, rule: hot, key: "a:BTC/USDT", event: firing}
-      - {at: 30s, rule: hot, key: "a:BTC/USDT", event: resolved}
-  - name: a group rule does not count down on members whose fetches fail
+      - {at: 40s, rule: hot, key: "a:BTC/USDT", event: firing}
+  - name: one failed fetch is skipped
     input_series:
-      - series: a:BTC/USDT
-        values: {wis_z: "4 _x8 4x5"}
-      - series: b:BTC/USDT
-        values: {wis_z: "4 _x8 4x5"}
-    expected:  # the timers kept running through the failures, so all fire on recovery
+      - {series: a:BTC/USDT, values: {wis_z: "4x2 _ 4x2"}}
+    expected:
+      - {at: 20s, rule: hot, key: "a:BTC/USDT", event: firing}
+  - name: 100s of failed fetches start the run over on the first good sample
+    input_series:
+      - {series: a:BTC/USDT, values: {wis_z: "4 _x20 4x5"}}
+    expected:
       - {at: 30s, rule: feed-stale, key: "a:BTC/USDT", event: firing}
-      - {at: 30s, rule: feed-stale, key: "b:BTC/USDT", event: firing}
-      - {at: 45s, rule: feed-stale, key: "a:BTC/USDT", event: resolved}
-      - {at: 45s, rule: feed-stale, key: "b:BTC/USDT", event: resolved}
-      - {at: 45s, rule: hot, key: "a:BTC/USDT", event: firing}
-      - {at: 45s, rule: hot, key: "b:BTC/USDT", event: firing}
-      - {at: 45s, rule: together, key: "btc", event: firing}
-"""
-NULL_RULES = """\
+      - {at: 1m45s, rule: feed-stale, key: "a:BTC/USDT", event: resolved}
+      - {at: 2m5s, rule: hot, key: "a:BTC/USDT", event: firing}
+""")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_null_while_firing_changes_nothing_with_either_clear(tmp_path: Path) -> None:
+    """Default and explicit `clear` alike: a null neither resolves nor restarts
+    keep_firing_for, and repeats go on."""
+    rules = """\
 rules:
-  - {name: hot, when: wis_z >= 3, for: 5s}
-  - {name: together, scope: group, group: btc, when: count(wis_z >= 3) >= 2, for: 15s}
+  - {name: plain, when: wis_z >= 3, repeat: 10s, keep_firing_for: 10s}
+  - {name: hyst, when: imbalance >= 3, clear: imbalance < 2, repeat: 10s, keep_firing_for: 10s}
 """
+    tests = "tests:\n"
+    for name, values, resolved in (("null after clear", "4 1 null 1", "15s"),
+                                    ("null when keep_firing_for ends", "4 1 1 null 1", "20s")):
+        tests += f"""\
+  - name: {name}
+    input_series:
+      - {{series: a:BTC/USDT, values: {{wis_z: "{values}", imbalance: "{values}"}}}}
+    expected:
+"""
+        for rule in ("plain", "hyst"):
+            tests += f"""\
+      - {{at: 0s, rule: {rule}, key: "a:BTC/USDT", event: firing}}
+      - {{at: 10s, rule: {rule}, key: "a:BTC/USDT", event: repeat}}
+      - {{at: {resolved}, rule: {rule}, key: "a:BTC/USDT", event: resolved}}
+"""
+    result = rule_tests(tmp_path, rules, tests)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_nulls_and_failed_fetches_neither_advance_nor_clear(tmp_path: Path) -> None:
-    (tmp_path / "rules.yaml").write_text(NULL_RULES)
-    (tmp_path / "t.yaml").write_text(NULLS_AND_FAILURES)
-    result = test_rules(str(tmp_path / "t.yaml"))
+def test_a_group_member_keeps_its_last_good_values_through_a_failed_fetch(
+        tmp_path: Path) -> None:
+    rules = """\
+rules:
+  - {name: together, scope: group, group: btc, when: count(wis_z >= 3) >= 2, for: 10s}
+  - {name: pair, scope: group, group: btc, when: count(spread_bps >= 3) >= 2}
+  - {name: every, scope: group, group: btc, when: all(imbalance >= 3)}
+"""
+    result = rule_tests(tmp_path, rules, """\
+stale_after: 20s
+tests:
+  - name: b fails once
+    input_series:
+      - {series: a:BTC/USDT, values: {wis_z: "4x5", spread_bps: "4x5", imbalance: "4x5"}}
+      - series: b:BTC/USDT
+        values: {wis_z: "4 4 _ 4 4", spread_bps: "4 4 _ 4 4", imbalance: "1 1 _ 1 1"}
+    expected:
+      - {at: 0s, rule: pair, key: btc, event: firing}
+      - {at: 10s, rule: together, key: btc, event: firing}
+  - name: b fails for stale_after and is left out
+    input_series:
+      - {series: a:BTC/USDT, values: {wis_z: "4x7", spread_bps: "4x7", imbalance: "4x7"}}
+      - series: b:BTC/USDT
+        values: {wis_z: "4 _x6", spread_bps: "4 _x6", imbalance: "1 _x6"}
+    expected:
+      - {at: 0s, rule: pair, key: btc, event: firing}
+      - {at: 10s, rule: together, key: btc, event: firing}
+      - {at: 20s, rule: feed-stale, key: "b:BTC/USDT", event: firing}
+      - {at: 20s, rule: pair, key: btc, event: resolved}
+      - {at: 20s, rule: together, key: btc, event: resolved}
+      - {at: 20s, rule: every, key: btc, event: firing}
+""")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_unknown_rule_in_an_expectation_is_a_file_problem_and_nullxn(tmp_path: Path) -> None:
-    (tmp_path / "rules.yaml").write_text(NULL_RULES)
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {name: hot, when: wis_z >= 3, for: 5s}\n")
     (tmp_path / "t.yaml").write_text("""\
 rule_files: [rules.yaml]
 evaluation_interval: 5s

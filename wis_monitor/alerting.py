@@ -44,13 +44,14 @@ class Instance:
     last_sent_ms: int | None = None
     keep_firing_since_ms: int | None = None
     value: float | None = None  # the rule's value when it last changed state
+    silenced: bool = False  # firing, but a silence has kept every notification back so far
 
     def to_json(self) -> dict[str, Any]:
         return {
             "state": int(self.state), "active_at_ms": self.active_at_ms,
             "fired_at_ms": self.fired_at_ms, "resolved_at_ms": self.resolved_at_ms,
             "last_sent_ms": self.last_sent_ms, "keep_firing_since_ms": self.keep_firing_since_ms,
-            "value": self.value,
+            "value": self.value, "silenced": self.silenced,
         }
 
     def latest_ms(self) -> int | None:
@@ -61,7 +62,8 @@ class Instance:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Instance:
-        known = {k: data.get(k) for k in cls.__dataclass_fields__ if k in data and k != "state"}
+        known: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__
+                                 if k in data and k != "state"}
         return cls(State(int(data.get("state", 0))), **known)
 
 
@@ -76,27 +78,29 @@ class Event:
     value: float | None
 
 
-def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool, clear: bool,
-         value: float | None = None) -> tuple[Instance, Event | None]:
-    """Evaluate the rule at ``ts_ms`` on a good sample.
+def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool | None,
+         clear: bool | None, value: float | None = None) -> tuple[Instance, Event | None]:
+    """Evaluate the rule at ``ts_ms`` on an observation (a good sample).
 
     ``when`` is the truth of the rule's condition, ``clear`` of its clear condition (``not when``
-    without one). A time earlier than the instance's latest transition is ignored. The instance
-    changes only on transitions, so callers persist it only then.
+    without one); None is unknown (a null metric). Unknown is not true: it ends a pending run;
+    while firing it neither resolves nor restarts ``keep_firing_for``, and repeats go on. A time
+    earlier than the instance's latest transition is ignored. The instance changes only on
+    transitions, so callers persist it only then.
     """
     latest = inst.latest_ms()
     if latest is not None and ts_ms < latest:
         return inst, None
     if inst.state == State.INACTIVE:
-        if not when:
+        if when is not True:
             return inst, None
         if (inst.resolved_at_ms is not None and timing.cooldown_ms
                 and ts_ms - inst.resolved_at_ms < timing.cooldown_ms):
             return inst, None
         inst = replace(inst, state=State.PENDING, active_at_ms=ts_ms, value=value,
                        keep_firing_since_ms=None)
-    elif inst.state == State.PENDING and not when:
-        return replace(inst, state=State.INACTIVE, active_at_ms=None, value=None), None
+    elif inst.state == State.PENDING and when is not True:
+        return interrupt(inst), None
     if inst.state == State.PENDING:
         active = inst.active_at_ms if inst.active_at_ms is not None else ts_ms
         if ts_ms - active >= timing.for_ms:
@@ -104,8 +108,8 @@ def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool, clear: bool,
                            value=value)
             return inst, Event("firing", ts_ms, inst.active_at_ms, ts_ms, value)
         return inst, None
-    # FIRING: only `clear` matters (hysteresis).
-    if clear:
+    # FIRING: only `clear` matters (hysteresis); unknown changes nothing.
+    if clear is True:
         since = inst.keep_firing_since_ms if inst.keep_firing_since_ms is not None else ts_ms
         if ts_ms - since >= timing.keep_firing_for_ms:
             resolved = Instance(State.INACTIVE, resolved_at_ms=ts_ms,
@@ -114,13 +118,21 @@ def step(inst: Instance, timing: Timing, ts_ms: int, *, when: bool, clear: bool,
             return resolved, event if timing.notify_resolved else None
         if inst.keep_firing_since_ms is None:
             inst = replace(inst, keep_firing_since_ms=since)
-    elif inst.keep_firing_since_ms is not None:
+    elif clear is False and inst.keep_firing_since_ms is not None:
         inst = replace(inst, keep_firing_since_ms=None)
     last = inst.last_sent_ms if inst.last_sent_ms is not None else ts_ms
     if timing.repeat_ms and ts_ms - last >= timing.repeat_ms:
         inst = replace(inst, last_sent_ms=ts_ms)
         return inst, Event("repeat", ts_ms, inst.active_at_ms, inst.fired_at_ms, value)
     return inst, None
+
+
+def interrupt(inst: Instance) -> Instance:
+    """The run of observations broke (an unknown, or no good sample for ``stale_after``): a
+    pending instance starts over; any other is unchanged."""
+    if inst.state != State.PENDING:
+        return inst
+    return replace(inst, state=State.INACTIVE, active_at_ms=None, value=None)
 
 
 def describe(inst: Instance) -> str:

@@ -133,7 +133,8 @@ class Daemon:
             log.error("%s", exc)
             return 1
         engine = Engine(config, self.store)
-        restored = engine.restore(now_ms())
+        retired = Batch()  # alerts of rules no longer in the configuration: resolved
+        restored = engine.restore(now_ms(), retired)
         try:
             sources = await self._start_sources(config)
         except Exception as exc:  # e.g. a replay venue's recording cannot be read
@@ -141,6 +142,7 @@ class Daemon:
             self.store.close()
             return 1
         self.rt = Runtime(config, engine, sources)
+        self._write(retired)
         log.info("config %s: %d venue(s), %d rule(s); database %s (%d samples of history)",
                  config.path, len(config.settings.venues), len(config.rules), self.store.path,
                  restored)
@@ -372,6 +374,9 @@ class Daemon:
             log.info("reload: the z-score window of %s is not carried over (its definition "
                      "changed): rebuilt from the database unless its kernel changed",
                      metric)
+        retired = Batch()
+        engine.retire(now_ms(), retired, rt.config)
+        self._write(retired)
         for what, old_v, new_v in (
                 ("storage.path", rt.config.db_path(), config.db_path()),
                 ("http.listen", rt.config.settings.http.listen, config.settings.http.listen)):
@@ -597,6 +602,7 @@ class Daemon:
             rt.engine.refresh_silences(now_ms())
         except StoreError as exc:
             log.warning("cannot read silences: %s", exc)
+        rt.engine.release_silenced(now_ms(), batch)
         self._write(batch)
         if self.store is not None and time.monotonic() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = time.monotonic()

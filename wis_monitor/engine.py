@@ -8,22 +8,25 @@ no clock: every call takes ``now_ms``; only the source and the clock differ betw
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from wis_monitor.alerting import Event, Instance, State, Timing, step
+from wis_monitor.alerting import Event, Instance, State, Timing, interrupt, step
 from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
 from wis_monitor.config import FEED_STALE, Config, Rule, Venue, split_member
 from wis_monitor.duration import ms
+from wis_monitor.errors import StoreError
 from wis_monitor.signals import change_bps, snapshot
 from wis_monitor.sources import Observation
 from wis_monitor.stats import SeriesStats
 from wis_monitor.store import AlertRow, Batch, Store, encode_levels
 
+log = logging.getLogger("wis_monitor.engine")
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 TOP_LEVELS = 3
 
@@ -91,6 +94,7 @@ class Engine:
         self.series_rules = [r for r in config.rules if r.spec.scope == "series"]
         self.group_rules = [r for r in config.rules if r.spec.scope == "group"]
         self._rules_for: dict[tuple[str, str], list[Rule]] = {}
+        self._rules = {r.name: r for r in config.rules}
         self._timing = {r.name: _timing(r) for r in config.rules}
         self._value_metric = {r.name: _value_metric(r) for r in config.rules}
         fs = config.settings.feed_stale
@@ -105,9 +109,11 @@ class Engine:
         s = self.series.get((venue, symbol))
         if s is None:
             v = self.venues.get(venue)
+            sampling = self.config.settings.sampling
             stale = (
                 self.config.stale_after_ms(v) if v is not None
-                else max(3 * ms(self.config.settings.sampling.interval), 30_000)
+                else ms(sampling.stale_after) if sampling.stale_after is not None
+                else max(3 * ms(sampling.interval), 30_000)
             )
             s = Series(venue, symbol, SeriesStats(self.z_metrics, self.zspec), stale, now_ms)
             self.series[(venue, symbol)] = s
@@ -120,8 +126,9 @@ class Engine:
         """Carry windows and alert state over from a previous engine (reload).
 
         A metric keeps its z-score windows unless its kernel or the z-score settings changed;
-        a rule keeps its state (pending timer, firing) unless it was removed or changed scope,
-        so editing a firing rule's runbook or threshold does not send `firing` again. Returns
+        a rule keeps its state (pending timer, firing), so editing a firing rule's runbook or
+        threshold does not send `firing` again; :meth:`retire` then ends the alerts of rules
+        removed or no longer covering their key. Returns
         the metrics whose windows were not carried over: rebuilt from the store when only the
         z-score settings changed, empty when the metric's kernel did.
         """
@@ -139,11 +146,7 @@ class Engine:
             new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
             new.last_quality, new.last_error = s.last_quality, s.last_error
             self.series[key] = new
-        scope = {r.name: r.spec.scope for r in self.config.rules} | {FEED_STALE: "series"}
-        old_scope = {r.name: r.spec.scope for r in old.config.rules} | {FEED_STALE: "series"}
-        for (rule, instance_key), inst in old.instances.items():
-            if rule in scope and scope[rule] == old_scope.get(rule):
-                self.instances[(rule, instance_key)] = inst
+        self.instances.update(old.instances)  # what is no longer covered: see retire()
         self.silences = old.silences
         fresh = [m for m in self.z_metrics if m not in kept]
         # Only the z-score settings changed: the logged values still hold, rebuild from them.
@@ -162,26 +165,108 @@ class Engine:
                 if row[m] is not None:
                     s.stats.scorers[m].push(int(row["ts"]), row[m])
 
-    def restore(self, now_ms: int) -> int:
-        """Rebuild windows and alert state from the store; returns the samples replayed."""
+    def restore(self, now_ms: int, batch: Batch | None = None) -> int:
+        """Rebuild windows and alert state from the store; returns the samples replayed.
+
+        The alerts the configuration no longer covers are resolved into ``batch``."""
         if self.store is None:
             return 0
         for (rule, key), data in self.store.alert_states().items():
             self.instances[(rule, key)] = Instance.from_json(data)
+        configured = {(v.id, sym) for v in self.config.settings.venues for sym in v.symbols}
         since = now_ms - self.zspec.window_ms
         n = 0
         for row in self.store.history(since, self.z_metrics):
+            if (row["venue"], row["symbol"]) not in configured:
+                continue
             s = self.series_for(row["venue"], row["symbol"], int(row["ts"]))
             s.stats.warm(int(row["ts"]), row)
             s.stats.last_good_ms = int(row["ts"])
             s.stats.last_mid = row["mid"]
             n += 1
-        for (venue, symbol), ts in self.store.last_good().items():
+        last_good = self.store.last_good()
+        for (venue, symbol), ts in self.store.first_samples(sorted(configured)).items():
+            # Staleness goes on from the database: the last good sample, else the first one.
             s = self.series_for(venue, symbol, ts)
-            if s.stats.last_good_ms is None or s.stats.last_good_ms < ts:
-                s.stats.last_good_ms = ts
+            s.first_seen_ms = min(s.first_seen_ms, ts)
+            good = last_good.get((venue, symbol))
+            if good is not None and (s.stats.last_good_ms is None or s.stats.last_good_ms < good):
+                s.stats.last_good_ms = good
         self.refresh_silences(now_ms)
+        self.retire(now_ms, batch if batch is not None else Batch())
         return n
+
+    def retire(self, now_ms: int, batch: Batch, old: Config | None = None) -> None:
+        """Resolve the alerts of rules removed or renamed, of series and groups a rule no longer
+        covers, and feed-stale turned off, saying why; ``old`` is the configuration they came
+        from, when known (a reload). A pending one simply ends."""
+        for (name, key), inst in list(self.instances.items()):
+            reason = self._uncovered(name, key)
+            if reason is None:
+                continue
+            del self.instances[(name, key)]
+            if inst.state == State.INACTIVE:
+                continue
+            ended = Instance(State.INACTIVE, resolved_at_ms=now_ms, last_sent_ms=inst.last_sent_ms,
+                             value=inst.value)
+            batch.states[(name, key)] = ended.to_json()
+            if inst.state == State.FIRING:
+                batch.alerts.append(self._retired(name, key, inst, reason, now_ms, old))
+
+    def _uncovered(self, name: str, key: str) -> str | None:
+        """Why the configuration no longer evaluates (name, key), or None."""
+        venue, symbol = split_member(key)
+        if name == FEED_STALE:
+            if not self.feed_stale_enabled:
+                return "feed-stale turned off in the configuration"
+            if symbol not in (v.symbols if (v := self.venues.get(venue)) else ()):
+                return "series removed from the configuration"
+            return None
+        rule = self._rules.get(name)
+        if rule is None:
+            return "rule removed from the configuration"
+        if rule.spec.scope == "group":
+            return None if key == rule.spec.group else "group no longer evaluated by this rule"
+        v = self.venues.get(venue)
+        if v is None or symbol not in v.symbols or not rule.matches(venue, symbol):
+            return "series no longer evaluated by this rule"
+        return None
+
+    def _retired(self, name: str, key: str, inst: Instance, reason: str, now_ms: int,
+                 old: Config | None) -> AlertRow:
+        """The `resolved` event of an alert the configuration no longer covers: to the channels
+        its firing reached (as every resolved)."""
+        rule = next((r for r in old.rules if r.name == name), None) if old is not None else None
+        venue, symbol = split_member(key)
+        venue_, symbol_ = (venue, symbol) if symbol else (None, None)
+        if name == FEED_STALE:
+            severity = self.config.settings.feed_stale.severity
+            labels: dict[str, str] = {}
+            channels = self.feed_stale_channels
+        elif rule is not None:
+            severity, labels = rule.spec.severity, dict(rule.spec.labels)
+            channels = list(rule.spec.channels) if rule.spec.notify_resolved else []
+        else:  # a restart: what the database says of its firing
+            fired = self._last_firing(name, key)
+            severity = fired["severity"] if fired else "warning"
+            labels = fired["labels"] if fired else {}
+            channels = fired["delivered"] if fired else []
+        where = " ".join(x for x in (venue_, symbol_) if x) or key
+        details: dict[str, Any] = {"reason": reason}
+        if inst.fired_at_ms is not None:
+            details["fired_for_ms"] = now_ms - inst.fired_at_ms
+        summary = f"[{severity.upper()}] {name} {where} resolved ({reason})"
+        return AlertRow(now_ms, name, key, venue_, symbol_, "resolved", severity, inst.value,
+                        summary, labels, details, channels)
+
+    def _last_firing(self, name: str, key: str) -> dict[str, Any] | None:
+        if self.store is None:
+            return None
+        try:
+            return self.store.last_firing(name, key)
+        except StoreError as exc:
+            log.warning("cannot read the firing of %s %s: %s", name, key, exc)
+            return None
 
     def refresh_silences(self, now_ms: int) -> None:
         if self.store is not None:
@@ -211,12 +296,15 @@ class Engine:
         s = self.series_for(sample.venue, sample.symbol, sample.ts_ms)
         s.last_quality = format_flags(sample.flags) if sample.flags else ""
         s.last_error = sample.error
+        previous = s.stats.last_good_ms
         if sample.good:
             s.stats.last_good_ms = sample.ts_ms
             s.last_values = sample.values
         self._check_stale(s, now_ms, batch)  # first: a good sample resolves feed-stale
         if sample.good and not self._feed_stale_firing(s.key):
-            self._evaluate_series(s, sample, batch)
+            # No good sample for stale_after before this one: pending runs start over.
+            gap = previous is not None and sample.ts_ms - previous >= s.stale_after_ms
+            self._evaluate_series(s, sample, batch, gap)
 
     def sample(self, obs: Observation) -> Sample:
         """Signals and z-scores of one observation (updates the series' windows)."""
@@ -289,24 +377,21 @@ class Engine:
         inst = self.instances.get((FEED_STALE, key))
         return inst is not None and inst.state == State.FIRING
 
-    def _evaluate_series(self, s: Series, sample: Sample, batch: Batch) -> None:
+    def _evaluate_series(self, s: Series, sample: Sample, batch: Batch, gap: bool) -> None:
         values = sample.values
         instances = self.instances
         for rule in self._rules_for[(s.venue, s.symbol)]:
-            truth = rule.when.evaluate(values)
-            when = truth is True
+            truth = _truth(rule.when.evaluate(values))
             inst = instances.get((rule.name, s.key))
-            if not when and (inst is None or inst.state == State.INACTIVE):
+            if truth is not True and (inst is None or inst.state == State.INACTIVE):
                 continue  # inactive and staying so: nothing to record
-            firing = inst is not None and inst.state == State.FIRING
-            if truth is None and (not firing or rule.clear is None):
-                continue  # unknown (a null metric): neither advances nor clears
-            # Only a firing alert looks at `clear` (hysteresis).
-            clear = rule.clear.holds(values) if firing and rule.clear is not None else \
-                truth is False
+            clear = None  # only a firing alert looks at `clear` (hysteresis)
+            if inst is not None and inst.state == State.FIRING:
+                clear = _truth(rule.clear.evaluate(values)) if rule.clear is not None else \
+                    _negate(truth)
             value = self.rule_value(rule, values)
-            self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, when, clear,
-                          value, batch, s.venue, s.symbol, values)
+            self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, truth, clear,
+                          value, batch, s.venue, s.symbol, values, gap=gap)
 
     def rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
         """The number a series rule reports: its `value` expression, else its first metric."""
@@ -330,42 +415,54 @@ class Engine:
                 s = self.series.get((venue, symbol))
                 if s is None or s.stats.last_good_ms is None or not s.last_values:
                     continue
-                if now_ms - s.stats.last_good_ms >= s.stale_after_ms or s.last_quality not in (
-                        "", "thin"):
-                    continue  # its latest fetch failed or was flagged: no say until it recovers
-                members.append(s.last_values)
+                if now_ms - s.stats.last_good_ms >= s.stale_after_ms:
+                    continue  # no good sample for stale_after: left out until it recovers
+                members.append(s.last_values)  # a failed fetch keeps its last good values
                 names.append(s.key)
-            if not members:
-                continue  # nothing current to judge by: neither advances nor clears
-            truth = rule.when.evaluate_group(members)
             inst = self.instances.get((rule.name, group))
-            firing = inst is not None and inst.state == State.FIRING
-            if truth is None and (not firing or rule.clear is None):
+            if not members:  # nothing current to judge by: a pending run breaks, nothing else
+                if inst is not None and inst.state == State.PENDING:
+                    ended = interrupt(inst)
+                    self.instances[(rule.name, group)] = ended
+                    batch.states[(rule.name, group)] = ended.to_json()
                 continue
-            when = truth is True
-            clear = rule.clear.holds_group(members) if firing and rule.clear is not None else \
-                truth is False
+            truth = _truth(rule.when.evaluate_group(members))
+            if truth is not True and (inst is None or inst.state == State.INACTIVE):
+                continue
+            clear = None
+            if inst is not None and inst.state == State.FIRING:
+                clear = _truth(rule.clear.evaluate_group(members)) if rule.clear is not None \
+                    else _negate(truth)
             value = None
             if rule.value is not None:
                 v = rule.value.evaluate_group(members)
                 value = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
             detail = {"members": {n: _public(m) for n, m in zip(names, members, strict=True)}}
-            self._advance(rule.name, group, rule.spec.severity, rule, now_ms, when, clear, value,
-                          batch, None, None, detail)
+            self._advance(rule.name, group, rule.spec.severity, rule, now_ms, truth, clear,
+                          value, batch, None, None, detail)
 
     def _check_stale(self, s: Series, now_ms: int, batch: Batch) -> None:
         if not self.feed_stale_enabled:
             return
-        last = s.stats.last_good_ms if s.stats.last_good_ms is not None else s.first_seen_ms
+        good = s.stats.last_good_ms
+        last = good if good is not None else s.first_seen_ms
         stale = now_ms - last >= s.stale_after_ms
-        if not stale:
-            inst = self.instances.get((FEED_STALE, s.key))
-            if inst is None or inst.state == State.INACTIVE:
-                return
-        age = (now_ms - last) / 1000.0
+        inst = self.instances.get((FEED_STALE, s.key))
+        if not stale and (inst is None or inst.state == State.INACTIVE):
+            return
+        # Only a good sample newer than the firing resolves it (a restart is no good sample).
+        fired = inst.fired_at_ms if inst is not None else None
+        recovered = good is not None and (fired is None or good > fired)
+        details = self._feed_details(s, now_ms)
         self._advance(FEED_STALE, s.key, self.config.settings.feed_stale.severity, None, now_ms,
-                      stale, not stale, age, batch, s.venue, s.symbol,
-                      {"age_s": age, "quality": s.last_quality, "error": s.last_error})
+                      stale, not stale and recovered, details["age_s"], batch, s.venue, s.symbol,
+                      details)
+
+    @staticmethod
+    def _feed_details(s: Series, now_ms: int) -> dict[str, Any]:
+        last = s.stats.last_good_ms if s.stats.last_good_ms is not None else s.first_seen_ms
+        return {"age_s": (now_ms - last) / 1000.0, "quality": s.last_quality,
+                "error": s.last_error}
 
     def check_all_stale(self, now_ms: int, batch: Batch) -> None:
         """The feed-stale rule for every known series (run on a timer, not only on samples)."""
@@ -373,17 +470,51 @@ class Engine:
             self._check_stale(s, now_ms, batch)
 
     def _advance(self, name: str, key: str, severity: str, rule: Rule | None, ts_ms: int,
-                 when: bool, clear: bool, value: float | None, batch: Batch,
-                 venue: str | None, symbol: str | None, details: dict[str, Any]) -> None:
+                 when: bool | None, clear: bool | None, value: float | None, batch: Batch,
+                 venue: str | None, symbol: str | None, details: dict[str, Any],
+                 gap: bool = False) -> None:
         inst = self.instances.get((name, key)) or _INACTIVE
         timing = self._timing.get(name, _FEED_TIMING) if rule is not None else _FEED_TIMING
-        new, event = step(inst, timing, ts_ms, when=when, clear=clear, value=value)
+        new, event = step(interrupt(inst) if gap else inst, timing, ts_ms, when=when,
+                          clear=clear, value=value)
+        if event is not None:
+            row = self._alert(name, key, severity, rule, event, venue, symbol, details)
+            if event.kind == "firing":
+                new = replace(new, silenced=row.silenced_by is not None)
+            elif event.kind == "repeat" and new.silenced and row.silenced_by is None:
+                # The first notification to get through a silence announces the alert.
+                new = replace(new, silenced=False)
+                row = self._alert(name, key, severity, rule, replace(event, kind="firing"),
+                                  venue, symbol, details)
+            batch.alerts.append(row)
         if new != inst:
             self.instances[(name, key)] = new
             batch.states[(name, key)] = new.to_json()
-        if event is not None:
-            batch.alerts.append(self._alert(name, key, severity, rule, event, venue, symbol,
-                                            details))
+
+    def release_silenced(self, now_ms: int, batch: Batch) -> None:
+        """Send `firing` for the alerts firing unannounced whose silence has ended."""
+        for (name, key), inst in list(self.instances.items()):
+            if inst.state != State.FIRING or not inst.silenced:
+                continue
+            rule = self._rules.get(name)
+            if rule is None and name != FEED_STALE:
+                continue  # retire() resolves it
+            venue, symbol = split_member(key)
+            s = self.series.get((venue, symbol)) if symbol else None
+            if rule is not None:
+                severity = rule.spec.severity
+                details = dict(s.last_values) if s is not None else {}
+            else:
+                severity = self.config.settings.feed_stale.severity
+                details = self._feed_details(s, now_ms) if s is not None else {}
+            event = Event("firing", now_ms, inst.active_at_ms, inst.fired_at_ms, inst.value)
+            row = self._alert(name, key, severity, rule, event, venue if symbol else None,
+                              symbol or None, details)
+            if row.silenced_by is None:
+                new = replace(inst, silenced=False, last_sent_ms=now_ms)
+                self.instances[(name, key)] = new
+                batch.states[(name, key)] = new.to_json()
+                batch.alerts.append(row)
 
     def _alert(self, name: str, key: str, severity: str, rule: Rule | None, event: Event,
                venue: str | None, symbol: str | None, details: dict[str, Any]) -> AlertRow:
@@ -451,6 +582,15 @@ def _timing(rule: Rule) -> Timing:
     sp = rule.spec
     return Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
                   sp.notify_resolved)
+
+
+def _truth(v: object) -> bool | None:
+    """A condition's value: True, False or None (unknown)."""
+    return v if isinstance(v, bool) else None
+
+
+def _negate(truth: bool | None) -> bool | None:
+    return None if truth is None else not truth
 
 
 def _public(values: dict[str, Any]) -> dict[str, Any]:

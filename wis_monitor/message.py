@@ -76,6 +76,8 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
         fired = int(d["fired_for_ms"])
         fired = round(fired / 1000) * 1000 if fired >= 1000 else fired  # whole seconds
         out.append(("Resolved", f"after {format_duration(fired)} firing"))
+    if d.get("reason"):
+        out.append(("Why", str(d["reason"])))
     if d.get("description"):
         out.append(("What", str(d["description"])))
     if d.get("when"):

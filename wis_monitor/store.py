@@ -259,7 +259,7 @@ class Store:
                         "INSERT INTO deliveries (alert_id, channel, status, attempts, last_error,"
                         " created_ts, next_attempt_ts) VALUES (?, ?, ?, 0, ?, ?, ?)",
                         [(alert_id, ch, status, last_error, queued, queued)
-                         for ch in a.channels],
+                         for ch in self._channels(a)],
                     )
                 if batch.states:
                     conn.executemany(
@@ -274,6 +274,15 @@ class Store:
         except sqlite3.Error as exc:
             raise _explain(exc, self.path) from exc
         return ids
+
+    def _channels(self, alert: AlertRow) -> Sequence[str]:
+        """A `resolved` goes only where its firing was delivered (or is on its way)."""
+        if alert.event != "resolved":
+            return alert.channels
+        fired = self._last_firing(alert.rule, alert.key)
+        if fired is None:  # no record of the firing left (retention): tell every channel
+            return alert.channels
+        return [ch for ch in alert.channels if ch in fired["delivered"]]
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -311,6 +320,36 @@ class Store:
             " WHERE quality = '' OR quality = 'thin' GROUP BY venue, symbol"
         )
         return {(r["venue"], r["symbol"]): int(r["ts"]) for r in rows}
+
+    def first_samples(self, series: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The time of the first sample (of any quality) of each of these series that has one."""
+        out: dict[tuple[str, str], int] = {}
+        for venue, symbol in series:
+            rows = self.query("SELECT min(ts) AS ts FROM samples WHERE venue = ? AND symbol = ?",
+                              [venue, symbol])
+            if rows and rows[0]["ts"] is not None:
+                out[(venue, symbol)] = int(rows[0]["ts"])
+        return out
+
+    def last_firing(self, rule: str, key: str) -> dict[str, Any] | None:
+        """The latest `firing` event of (rule, key), with ``delivered``: the channels it went
+        to or is going to (not silenced, not given up on); None when there is none."""
+        try:
+            return self._last_firing(rule, key)
+        except sqlite3.Error as exc:
+            raise _explain(exc, self.path) from exc
+
+    def _last_firing(self, rule: str, key: str) -> dict[str, Any] | None:
+        conn = self.db.conn
+        row = conn.execute(
+            "SELECT id, severity, labels FROM alerts WHERE rule = ? AND key = ?"
+            " AND event = 'firing' ORDER BY id DESC LIMIT 1", (rule, key)).fetchone()
+        if row is None:
+            return None
+        delivered = [c for (c,) in conn.execute(
+            "SELECT channel FROM deliveries WHERE alert_id = ? AND status IN ('pending', 'sent')"
+            " ORDER BY id", (row[0],))]
+        return {"severity": row[1], "labels": json.loads(row[2]), "delivered": delivered}
 
     def active_silences(self, now_ms: int) -> list[dict[str, Any]]:
         rows = self.query(
