@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ class Series:
     book_since_ms: int | None = None  # when the current (identical) book was first seen
     last_quality: str = ""
     last_error: str | None = None
+    last_ts_ms: int | None = None  # of the latest observation taken in: time only moves on
     key: str = ""  # venue:symbol, the alert key
 
     def __post_init__(self) -> None:
@@ -98,6 +99,8 @@ class Engine:
         self.feed_stale_channels = (
             list(fs.channels) if fs.channels is not None else list(config.settings.channels)
         )
+        #: Told of each observation dropped for not being newer than its series' last one.
+        self.on_out_of_order: Callable[[Observation, int], None] | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -138,6 +141,7 @@ class Engine:
             new.last_values, new.last_book = s.last_values, s.last_book
             new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
             new.last_quality, new.last_error = s.last_quality, s.last_error
+            new.last_ts_ms = s.last_ts_ms
             self.series[key] = new
         scope = {r.name: r.spec.scope for r in self.config.rules} | {FEED_STALE: "series"}
         old_scope = {r.name: r.spec.scope for r in old.config.rules} | {FEED_STALE: "series"}
@@ -180,6 +184,7 @@ class Engine:
             s = self.series_for(venue, symbol, ts)
             if s.stats.last_good_ms is None or s.stats.last_good_ms < ts:
                 s.stats.last_good_ms = ts
+            s.last_ts_ms = s.stats.last_good_ms
         self.refresh_silences(now_ms)
         return n
 
@@ -195,6 +200,8 @@ class Engine:
         batch = batch if batch is not None else Batch()
         samples: list[Sample] = []
         for obs in observations:
+            if not self._in_time_order(obs):
+                continue
             sample = self.sample(obs)
             samples.append(sample)
             if sample.good and self.record_books and obs.book is not None:
@@ -204,6 +211,22 @@ class Engine:
             self.evaluate_groups(now_ms if now_ms is not None else samples[-1].ts_ms, batch,
                                  {(s.venue, s.symbol) for s in samples})
         return batch, samples
+
+    def _in_time_order(self, obs: Observation) -> bool:
+        """Take ``obs`` in only when it is newer than its series' last observation.
+
+        An older one (two recordings of one series, a wall-clock step back, a restart onto a
+        database written ahead of the clock) would enter windows holding later values; it is
+        dropped and reported to ``on_out_of_order`` instead.
+        """
+        s = self.series_for(obs.venue, obs.symbol, obs.ts_ms)
+        last = s.last_ts_ms
+        if last is not None and obs.ts_ms <= last:
+            if self.on_out_of_order is not None:
+                self.on_out_of_order(obs, last)
+            return False
+        s.last_ts_ms = obs.ts_ms
+        return True
 
     def ingest(self, sample: Sample, batch: Batch, now_ms: int) -> None:
         """Log a sample and run the series rules and the feed check on it."""
