@@ -8,6 +8,7 @@ no clock: every call takes ``now_ms``; only the source and the clock differ betw
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ class Engine:
         if self.store is None or not metrics or not self.series:
             return
         newest = max(s.stats.last_good_ms or 0 for s in self.series.values())
-        for row in self.store.history(newest - self.zspec.window_ms, metrics):
+        for row in self.store.history(newest - self.zspec.history_ms(), metrics):
             s = self.series.get((row["venue"], row["symbol"]))
             if s is None:
                 continue
@@ -172,7 +173,7 @@ class Engine:
             return 0
         for (rule, key), data in self.store.alert_states().items():
             self.instances[(rule, key)] = Instance.from_json(data)
-        since = now_ms - self.zspec.window_ms
+        since = now_ms - self.zspec.history_ms()
         n = 0
         for row in self.store.history(since, self.z_metrics):
             s = self.series_for(row["venue"], row["symbol"], int(row["ts"]))
@@ -261,19 +262,24 @@ class Engine:
                 flags.add("stale")
         if book is not None and not (flags & BLOCKING_FLAGS):
             snap = snapshot(book, self.kernels, self.depth_band)
-            if snap.thin:
-                flags.add("thin")
-            values.update(
+            metrics: dict[str, float | None] = dict(
                 mid=snap.mid, spread_bps=snap.spread_bps, imbalance=snap.imbalance,
                 microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
                 depth=snap.depth, mid_change_bps=change_bps(s.stats.last_mid, snap.mid),
+                **snap.wis,
             )
-            values.update(snap.wis)
-            zs = s.stats.update(obs.ts_ms, snap.wis)
-            for name, z in zs.items():
-                values[self._z_name[name]] = z
-            s.stats.last_mid = snap.mid
-        elif book is not None and (mid := book.mid):
+            if all(v is None or math.isfinite(v) for v in metrics.values()):
+                if snap.thin:
+                    flags.add("thin")
+                values.update(metrics)
+                zs = s.stats.update(obs.ts_ms, snap.wis)
+                for name, z in zs.items():
+                    values[self._z_name[name]] = z
+                s.stats.last_mid = snap.mid
+            else:  # prices or amounts so large that a metric overflowed
+                flags.add("invalid")
+        if book is not None and flags & BLOCKING_FLAGS and (mid := book.mid) and \
+                math.isfinite(mid):
             # Informative only: a crossed or stale book still has a mid and a spread.
             values["mid"] = mid
             values["spread_bps"] = (float(book.ask_px[0]) - float(book.bid_px[0])) / mid * 1e4
