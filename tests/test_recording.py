@@ -136,6 +136,7 @@ BAD_LINES = [
     (book_line(1000, contract_size=True), '"contract_size"'),
     (book_line(1000, contract_size=7).replace("7", "1e400"), '"contract_size"'),
     (book_line(1000, inverse="false"), '"inverse"'),
+    (book_line(1000, inverse=1), '"inverse"'),
     (book_line(1000, latency_ms="fast"), '"latency_ms"'),
     (book_line(1000, latency_ms=-1), '"latency_ms"'),
     ('{"ts": 1000, "venue": "v", "symbol": "S", "bids": [[true, 1.0]], "asks": []}', '"bids"'),
