@@ -9,6 +9,12 @@ import sys
 from pathlib import Path
 
 from daemon_harness import DaemonProcess, rows
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wis_monitor.errors import Problem
+from wis_monitor.sources import Observation
+from wis_monitor.sources.replay import parse_line
 
 CONFIG = """\
 storage: {{path: {db}, record_books: true, record_levels_bps: 60}}
@@ -245,3 +251,28 @@ def test_replay_survives_undecodable_and_truncated_recordings(tmp_path: Path) ->
     assert f"{rec}:2: not UTF-8" in r.stderr
     assert f"{cut}:" in r.stderr and "cannot read further" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                max_size=3),
+    max_leaves=12)
+LEVELS = st.lists(st.lists(JSON, min_size=2, max_size=3), max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({}, optional={
+    "ts": JSON | st.integers(0, 2**45), "venue": JSON | st.just("v"),
+    "symbol": JSON | st.just("S"), "bids": JSON | LEVELS, "asks": JSON | LEVELS,
+    "contract_size": JSON, "inverse": JSON, "latency_ms": JSON}))
+def test_no_line_crashes_the_reader(rec: dict[str, object]) -> None:
+    """Whatever a line holds, it becomes a well-typed observation or a located problem."""
+    item = parse_line("rec.jsonl", 7, json.dumps(rec))
+    if isinstance(item, Problem):
+        assert str(item).startswith("rec.jsonl:7: ")
+        return
+    assert isinstance(item, Observation) and item.book is not None
+    assert isinstance(item.ts_ms, int) and isinstance(item.venue, str) and item.venue
+    assert item.latency_ms is None or isinstance(item.latency_ms, float)
+    assert isinstance(item.book.contract_size, float) and isinstance(item.book.inverse, bool)
