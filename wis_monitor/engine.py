@@ -197,7 +197,9 @@ class Engine:
 
     def process(self, observations: Iterable[Observation], now_ms: int | None = None,
                 batch: Batch | None = None) -> tuple[Batch, list[Sample]]:
-        """Run observations through signals, stats and rules; ``now_ms`` defaults to each ts."""
+        """Run observations through signals, stats and rules; ``now_ms`` defaults to each ts.
+
+        An observation not newer than its series' last one is dropped: it has no sample."""
         batch = batch if batch is not None else Batch()
         samples: list[Sample] = []
         for obs in observations:
