@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,16 +75,19 @@ def _side(levels: Any) -> tuple[FloatArray, FloatArray, bool]:
     if isinstance(levels, np.ndarray) and levels.dtype == np.float64 and levels.ndim == 2:
         arr = levels
     else:
-        if len(levels) == 0:
-            return _EMPTY, _EMPTY, True
+        try:
+            if len(levels) == 0:
+                return _EMPTY, _EMPTY, True
+        except TypeError:  # not a list at all
+            return _EMPTY, _EMPTY, False
         try:
             arr = np.array(levels, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             # Ragged rows (some venues add fields) or junk: take the first two fields.
             try:
                 rows = [row[:2] if row is not None else (None, None) for row in levels]
                 arr = np.array(rows, dtype=np.float64)
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):
                 return _EMPTY, _EMPTY, False
     if arr.ndim != 2 or arr.shape[1] < 2:
         return _EMPTY, _EMPTY, False
@@ -101,6 +105,16 @@ def _side_valid(px: FloatArray, qty: FloatArray, descending: bool) -> bool:
     return bool((step < 0).all()) if descending else bool((step > 0).all())
 
 
+def _positive_number(x: object) -> bool:
+    """A real, finite number above 0 (not a boolean or a string)."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    try:
+        return math.isfinite(x) and x > 0
+    except OverflowError:  # an integer beyond the doubles
+        return False
+
+
 def make_book(
     bids: Sequence[Sequence[Any]] | FloatArray | None,
     asks: Sequence[Sequence[Any]] | FloatArray | None,
@@ -111,23 +125,26 @@ def make_book(
 ) -> tuple[Book, frozenset[str]]:
     """Build a Book from raw levels and return it with its structural quality flags.
 
-    Flags found here: ``empty``, ``one_sided``, ``invalid`` (non-finite or non-positive price or
-    amount, unsorted or duplicated levels, malformed rows) and ``crossed``. ``thin`` depends on the
-    band and is decided by the signals; ``stale`` and ``error`` by the source.
+    Flags found here: ``empty``, ``one_sided``, ``invalid`` (non-finite or non-positive price,
+    amount or contract size, an ``inverse`` that is not a boolean, unsorted or duplicated
+    levels, malformed rows) and ``crossed``. ``thin`` depends on the band and is decided by the
+    signals; ``stale`` and ``error`` by the source; the engine adds ``invalid`` when a metric of
+    the book overflows. ``contract_size=None`` means 1.
     """
     bid_px, bid_qty, bids_ok = _side(bids)
     ask_px, ask_qty, asks_ok = _side(asks)
+    contract_ok = contract_size is None or _positive_number(contract_size)
     book = Book(
         bid_px,
         bid_qty,
         ask_px,
         ask_qty,
-        contract_size=float(contract_size) if contract_size else 1.0,
-        inverse=inverse,
+        contract_size=float(contract_size) if contract_ok and contract_size is not None else 1.0,
+        inverse=inverse is True,
         venue_ts_ms=venue_ts_ms,
     )
     flags: set[str] = set()
-    if not (bids_ok and asks_ok):
+    if not (bids_ok and asks_ok and contract_ok and isinstance(inverse, bool)):
         flags.add("invalid")
     if bid_px.size == 0 and ask_px.size == 0:
         flags.add("empty" if bids_ok and asks_ok else "invalid")

@@ -209,11 +209,18 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
             notify=notify)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    for p in problems[:20]:
-        click.echo(f"{p}", err=True)
-    if len(problems) > 20:
-        click.echo(f"... and {len(problems) - 20} more bad lines", err=True)
+    _report_bad_lines(problems)
     click.echo(report.render())
+
+
+def _report_bad_lines(problems: list[Problem]) -> None:
+    """Every skipped line of the recordings as ``PATH:LINE: reason``, then how many."""
+    from wis_monitor.sources.replay import skipped
+
+    for p in problems:
+        click.echo(str(p), err=True)
+    if problems:
+        click.echo(skipped(problems), err=True)
 
 
 def _default_replay_config() -> Config:
@@ -534,8 +541,7 @@ def calibrate(books: tuple[str, ...], db_in: str | None, horizon: str, kernels: 
             horizons, grid, progress=_progress if _bars() else None)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    for p in problems[:20]:
-        click.echo(str(p), err=True)
+    _report_bad_lines(problems)
     click.echo(render_table(result))
     for h in result.horizons():
         click.echo(result.recommended_yaml(h))

@@ -108,6 +108,7 @@ class Daemon:
         self._slow_venues: set[str] = set()
         self._unwritten: list[Batch] = []
         self._dropped_samples = 0
+        self._out_of_order_warned: set[tuple[str, str]] = set()
         self._retry_write_at = 0.0
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -134,6 +135,7 @@ class Daemon:
             return 1
         engine = Engine(config, self.store)
         retired = Batch()  # alerts of rules no longer in the configuration: resolved
+        engine.on_out_of_order = self._out_of_order
         restored = engine.restore(now_ms(), retired)
         try:
             sources = await self._start_sources(config)
@@ -370,6 +372,7 @@ class Daemon:
             except StoreError as exc:
                 log.error("reload: %s", exc)
         engine = Engine(config, self.store)
+        engine.on_out_of_order = self._out_of_order
         for metric in engine.adopt(rt.engine):
             log.info("reload: the z-score window of %s is not carried over (its definition "
                      "changed): rebuilt from the database unless its kernel changed",
@@ -524,6 +527,15 @@ class Daemon:
         if self.on_sample is not None:
             for s in samples:
                 self.on_sample(s)
+
+    def _out_of_order(self, obs: Observation, last_ms: int) -> None:
+        """Count a sample dropped for not being newer than its series' last; warn once."""
+        self.telemetry.dropped.labels(obs.venue, obs.symbol, "out_of_order").inc()
+        if (obs.venue, obs.symbol) not in self._out_of_order_warned:
+            self._out_of_order_warned.add((obs.venue, obs.symbol))
+            log.warning("venue %s %s: a sample at %d is not after the series' last one at %d "
+                        "(the clock went back?): dropped, as is every such sample (counted in "
+                        "wis_samples_dropped_total)", obs.venue, obs.symbol, obs.ts_ms, last_ms)
 
     def _write(self, batch: Batch) -> None:
         """Write a batch, after any the database refused before (kept in memory, in order,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,6 +46,7 @@ class Series:
     book_since_ms: int | None = None  # when the current (identical) book was first seen
     last_quality: str = ""
     last_error: str | None = None
+    last_ts_ms: int | None = None  # of the latest observation taken in: time only moves on
     key: str = ""  # venue:symbol, the alert key
 
     def __post_init__(self) -> None:
@@ -102,6 +104,8 @@ class Engine:
         self.feed_stale_channels = (
             list(fs.channels) if fs.channels is not None else list(config.settings.channels)
         )
+        #: Told of each observation dropped for not being newer than its series' last one.
+        self.on_out_of_order: Callable[[Observation, int], None] | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -145,6 +149,7 @@ class Engine:
             new.last_values, new.last_book = s.last_values, s.last_book
             new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
             new.last_quality, new.last_error = s.last_quality, s.last_error
+            new.last_ts_ms = s.last_ts_ms
             self.series[key] = new
         self.instances.update(old.instances)  # what is no longer covered: see retire()
         self.silences = old.silences
@@ -157,7 +162,7 @@ class Engine:
         if self.store is None or not metrics or not self.series:
             return
         newest = max(s.stats.last_good_ms or 0 for s in self.series.values())
-        for row in self.store.history(newest - self.zspec.window_ms, metrics):
+        for row in self.store.history(newest - self.zspec.history_ms(), metrics):
             s = self.series.get((row["venue"], row["symbol"]))
             if s is None:
                 continue
@@ -174,7 +179,7 @@ class Engine:
         for (rule, key), data in self.store.alert_states().items():
             self.instances[(rule, key)] = Instance.from_json(data)
         configured = {(v.id, sym) for v in self.config.settings.venues for sym in v.symbols}
-        since = now_ms - self.zspec.window_ms
+        since = now_ms - self.zspec.history_ms()
         n = 0
         for row in self.store.history(since, self.z_metrics):
             if (row["venue"], row["symbol"]) not in configured:
@@ -192,6 +197,7 @@ class Engine:
             good = last_good.get((venue, symbol))
             if good is not None and (s.stats.last_good_ms is None or s.stats.last_good_ms < good):
                 s.stats.last_good_ms = good
+            s.last_ts_ms = s.stats.last_good_ms
         self.refresh_silences(now_ms)
         self.retire(now_ms, batch if batch is not None else Batch())
         return n
@@ -276,10 +282,14 @@ class Engine:
 
     def process(self, observations: Iterable[Observation], now_ms: int | None = None,
                 batch: Batch | None = None) -> tuple[Batch, list[Sample]]:
-        """Run observations through signals, stats and rules; ``now_ms`` defaults to each ts."""
+        """Run observations through signals, stats and rules; ``now_ms`` defaults to each ts.
+
+        An observation not newer than its series' last one is dropped: it has no sample."""
         batch = batch if batch is not None else Batch()
         samples: list[Sample] = []
         for obs in observations:
+            if not self._in_time_order(obs):
+                continue
             sample = self.sample(obs)
             samples.append(sample)
             if sample.good and self.record_books and obs.book is not None:
@@ -289,6 +299,22 @@ class Engine:
             self.evaluate_groups(now_ms if now_ms is not None else samples[-1].ts_ms, batch,
                                  {(s.venue, s.symbol) for s in samples})
         return batch, samples
+
+    def _in_time_order(self, obs: Observation) -> bool:
+        """Take ``obs`` in only when it is newer than its series' last observation.
+
+        An older one (two recordings of one series, a wall-clock step back, a restart onto a
+        database written ahead of the clock) would enter windows holding later values; it is
+        dropped and reported to ``on_out_of_order`` instead.
+        """
+        s = self.series_for(obs.venue, obs.symbol, obs.ts_ms)
+        last = s.last_ts_ms
+        if last is not None and obs.ts_ms <= last:
+            if self.on_out_of_order is not None:
+                self.on_out_of_order(obs, last)
+            return False
+        s.last_ts_ms = obs.ts_ms
+        return True
 
     def ingest(self, sample: Sample, batch: Batch, now_ms: int) -> None:
         """Log a sample and run the series rules and the feed check on it."""
@@ -326,19 +352,24 @@ class Engine:
                 flags.add("stale")
         if book is not None and not (flags & BLOCKING_FLAGS):
             snap = snapshot(book, self.kernels, self.depth_band)
-            if snap.thin:
-                flags.add("thin")
-            values.update(
+            metrics: dict[str, float | None] = dict(
                 mid=snap.mid, spread_bps=snap.spread_bps, imbalance=snap.imbalance,
                 microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
                 depth=snap.depth, mid_change_bps=change_bps(s.stats.last_mid, snap.mid),
+                **snap.wis,
             )
-            values.update(snap.wis)
-            zs = s.stats.update(obs.ts_ms, snap.wis)
-            for name, z in zs.items():
-                values[self._z_name[name]] = z
-            s.stats.last_mid = snap.mid
-        elif book is not None and (mid := book.mid):
+            if all(v is None or math.isfinite(v) for v in metrics.values()):
+                if snap.thin:
+                    flags.add("thin")
+                values.update(metrics)
+                zs = s.stats.update(obs.ts_ms, snap.wis)
+                for name, z in zs.items():
+                    values[self._z_name[name]] = z
+                s.stats.last_mid = snap.mid
+            else:  # prices or amounts so large that a metric overflowed
+                flags.add("invalid")
+        if book is not None and flags & BLOCKING_FLAGS and (mid := book.mid) and \
+                math.isfinite(mid):
             # Informative only: a crossed or stale book still has a mid and a spread.
             values["mid"] = mid
             values["spread_bps"] = (float(book.ask_px[0]) - float(book.bid_px[0])) / mid * 1e4

@@ -51,6 +51,7 @@ class ReplayReport:
     first_ms: int | None = None
     last_ms: int | None = None
     firings: list[Firing] = field(default_factory=list)
+    dropped: int = 0  # books not after their series' previous one
     seconds: float = 0.0
     out: str = ":memory:"
 
@@ -61,6 +62,9 @@ class ReplayReport:
             f"replayed {self.books} books of {len(self.series)} series over {span:.0f}s "
             f"of recording in {self.seconds:.2f}s ({rate:,.0f} books/s)",
         ]
+        if self.dropped:
+            lines.append(f"dropped {self.dropped} book{'s' if self.dropped != 1 else ''} not "
+                         "after its series' previous one")
         if self.quality:
             lines.append("quality: " + ", ".join(
                 f"{k or 'good'} {v}" for k, v in sorted(self.quality.items())))
@@ -176,6 +180,9 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
     for obs in observations:
         seen = len(batch.alerts)
         _, samples = engine.process((obs,), obs.ts_ms, batch)
+        if not samples:  # not after its series' previous book (another recording held it)
+            report.dropped += 1
+            continue
         for a in batch.alerts[seen:]:
             _track(a, report, open_firings)
             if not notify:

@@ -141,7 +141,16 @@ def snapshot(
 
     ``depth_band_bps`` bounds ``bid_depth``/``ask_depth`` and the ``thin`` test. ``top`` > 0
     also lists the levels that contribute most to the ``main`` kernel's sums.
+
+    Prices and amounts near the largest doubles overflow to inf or NaN without a warning: the
+    caller checks the numbers (the engine flags such a sample ``invalid``).
     """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _snapshot(book, kernels, depth_band_bps, main, top)
+
+
+def _snapshot(book: Book, kernels: dict[str, Kernel], depth_band_bps: float, main: str,
+              top: int) -> Snapshot:
     bb = float(book.bid_px[0])
     ba = float(book.ask_px[0])
     mid = (bb + ba) / 2.0

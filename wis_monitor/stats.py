@@ -21,6 +21,7 @@ TINY_STD = 1e-12
 #: Rebuild when the spread left in the running sums falls below this share of them: the
 #: subtraction then loses more than about 7 of the 16 significant digits of a double.
 _TRUSTED = 1e-6
+EWMA_HISTORY_HALF_LIVES = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,13 @@ class ZScoreSpec:
     min_samples: int = 30
     method: Method = "rolling"
     half_life_ms: int = 600_000  # ewma only
+
+    def history_ms(self) -> int:
+        """How far back logged values rebuild this z-score after a restart: the window, or for
+        ``ewma`` so many half-lives that what is left out weighs under 1e-12 (2**-40)."""
+        if self.method == "ewma":
+            return EWMA_HISTORY_HALF_LIVES * self.half_life_ms
+        return self.window_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +92,18 @@ class _TimeWindow:
         self._pending.clear()
 
     def score(self, ts_ms: int, x: float) -> float | None:
-        """The z-score of ``x`` at ``ts_ms`` against the window before it."""
+        """The z-score of ``x`` at ``ts_ms`` against the window before it (None for inf/NaN)."""
         self._advance(ts_ms)
         b = self.baseline()
-        if b is None or b.scale < TINY_STD:
+        if b is None or b.scale < TINY_STD or not math.isfinite(x):
             return None
         return (x - b.center) / b.scale
 
     def push(self, ts_ms: int, x: float) -> None:
-        """Add a good sample's value (it counts for later samples only)."""
+        """Add a good sample's value (it counts for later samples only); inf and NaN never
+        enter: one would make every score of the window null."""
+        if not math.isfinite(x):
+            return
         if self._pending and self._pending[-1][0] != ts_ms:
             self._flush()
         self._pending.append((ts_ms, x))
@@ -178,11 +189,13 @@ class EwmaZ:
 
     def score(self, ts_ms: int, x: float) -> float | None:
         b = self.baseline()
-        if b is None or b.scale < TINY_STD:
+        if b is None or b.scale < TINY_STD or not math.isfinite(x):
             return None
         return (x - b.center) / b.scale
 
     def push(self, ts_ms: int, x: float) -> None:
+        if not math.isfinite(x):
+            return  # as in a time window: inf and NaN never enter
         if self.n == 0 or self.last_ms is None:
             self.mean, self.var, self.n, self.last_ms = x, 0.0, 1, ts_ms
             return

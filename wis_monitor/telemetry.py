@@ -47,6 +47,10 @@ class Telemetry:
         r = self.registry
         self.samples = Counter("wis_samples", "Samples logged, by quality ('' = good).",
                                ["venue", "symbol", "quality"], registry=r)
+        self.dropped = Counter("wis_samples_dropped",
+                               "Samples dropped unprocessed, by reason (out_of_order: not newer "
+                               "than the series' last one).",
+                               ["venue", "symbol", "reason"], registry=r)
         self.errors = Counter("wis_fetch_errors", "Failed fetches by error class.",
                               ["venue", "error_class"], registry=r)
         self.cycles_skipped = Counter(

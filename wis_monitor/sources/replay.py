@@ -5,63 +5,172 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import logging
+import math
+import zlib
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO, cast
 
 from wis_monitor.book import make_book
 from wis_monitor.errors import PermanentSourceError, Problem
 from wis_monitor.sources import Observation, error_observation
 
+log = logging.getLogger("wis_monitor.replay")
+#: How many bad lines of a recording the daemon logs before it only counts the rest.
+LOGGED_PROBLEMS = 100
+#: The latest ``ts`` a recording may hold: the last millisecond of the year 9999.
+MAX_TS_MS = 253_402_300_799_999
+_REAL = frozenset({int, float})
 
-def open_text(path: str | Path) -> IO[str]:
+
+def skipped(problems: list[Problem]) -> str:
+    """``N bad lines skipped`` (the count that follows the listed bad lines)."""
+    n = len(problems)
+    return f"{n} bad line{'s' if n != 1 else ''} skipped"
+
+
+def open_binary(path: str | Path) -> BinaryIO:
     """Open a recording, transparently gunzipping it."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return open(path, "rb")
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(x: Any) -> bool:
+    """True for a JSON number (not a bool) that is a finite double."""
+    if type(x) not in _REAL:
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an integer beyond the doubles
+        return False
+
+
+def _levels_ok(levels: Any) -> bool:
+    """True for ``[[price, amount], ...]`` of finite numbers (not strings or booleans).
+
+    Only the types: non-positive or unsorted levels make a book ``invalid``, not a bad line.
+    Checked at C speed (``map``), as a recording may hold thousands of levels per line.
+    """
+    if type(levels) is not list:
+        return False
+    if not levels:
+        return True
+    if set(map(type, levels)) != {list} or min(map(len, levels)) < 2:
+        return False
+    cells = list(chain.from_iterable(levels))
+    if not set(map(type, cells)) <= _REAL:
+        return False
+    try:
+        return all(map(math.isfinite, cells))
+    except OverflowError:  # an integer beyond the doubles
+        return False
+
+
+def _record_problem(rec: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a decoded line, None when nothing."""
+    missing = [k for k in ("ts", "venue", "symbol", "bids", "asks") if k not in rec]
+    if missing:
+        return "missing " + ", ".join(f'"{k}"' for k in missing)
+    ts = rec["ts"]
+    if not (_finite(ts) and 0 <= ts <= MAX_TS_MS):
+        return '"ts" must be milliseconds since the epoch (a number from 0 to the year 9999)'
+    for key in ("venue", "symbol"):
+        if not (isinstance(rec[key], str) and rec[key]):
+            return f'"{key}" must be a non-empty string'
+    for key in ("bids", "asks"):
+        if not _levels_ok(rec[key]):
+            return f'"{key}" must be a list of [price, amount] pairs of finite numbers'
+    cs = rec.get("contract_size")
+    if cs is not None and not _finite(cs):
+        return '"contract_size" must be a finite number'
+    if rec.get("inverse") is not None and type(rec["inverse"]) is not bool:
+        return '"inverse" must be true or false'
+    latency = rec.get("latency_ms")
+    if latency is not None and not (_finite(latency) and latency >= 0):
+        return '"latency_ms" must be a number of milliseconds, at least 0'
+    return None
 
 
 def parse_line(path: str, lineno: int, line: str) -> Observation | Problem:
-    """One recording line as an observation, or the problem with it."""
+    """One recording line as an observation, or the problem with it.
+
+    Every field is checked for its type before it is used: numbers must be finite JSON numbers
+    (not ``NaN``, ``Infinity``, strings or booleans), levels lists of ``[price, amount]``
+    pairs. A book whose values no book can have (non-positive, unsorted) is returned with its
+    quality flags, as a venue's would be.
+    """
     try:
-        rec: Any = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return Problem(path, lineno, f"not JSON: {exc.msg}")
+        rec: Any = json.loads(line, parse_constant=_constant)
+    except RecursionError:
+        return Problem(path, lineno, "not JSON: nested too deeply")
+    except ValueError as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return Problem(path, lineno, f"not JSON: {reason}")
     if not isinstance(rec, dict):
         return Problem(path, lineno, "a book must be a JSON object")
-    missing = [k for k in ("ts", "venue", "symbol", "bids", "asks") if k not in rec]
-    if missing:
-        return Problem(path, lineno, "missing " + ", ".join(f'"{k}"' for k in missing))
-    ts = rec["ts"]
-    if isinstance(ts, bool) or not isinstance(ts, int | float):
-        return Problem(path, lineno, '"ts" must be milliseconds since the epoch')
+    if problem := _record_problem(rec):
+        return Problem(path, lineno, problem)
+    ts = int(rec["ts"])
+    cs = rec.get("contract_size")
     book, flags = make_book(
         rec["bids"],
         rec["asks"],
-        contract_size=rec.get("contract_size") or 1.0,
-        inverse=bool(rec.get("inverse", False)),
-        venue_ts_ms=int(ts),
+        contract_size=1.0 if cs is None else float(cs),
+        inverse=rec.get("inverse") is True,
+        venue_ts_ms=ts,
     )
-    return Observation(str(rec["venue"]), str(rec["symbol"]), int(ts), book, flags,
-                       rec.get("latency_ms"))
+    latency = rec.get("latency_ms")
+    return Observation(rec["venue"], rec["symbol"], ts, book, flags,
+                       None if latency is None else float(latency))
 
 
 def read_recording(path: str | Path, problems: list[Problem] | None = None
                    ) -> Iterator[Observation]:
-    """Yield the books of a recording in file order; bad lines go to ``problems``."""
+    """Yield the books of a recording in file order; bad lines go to ``problems``.
+
+    Per series, time only moves forward: a book whose ``ts`` is not after the previous book of
+    its (venue, symbol) in the file is a bad line too.
+    """
     name = str(path)
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            item = parse_line(name, lineno, line)
-            if isinstance(item, Problem):
+    last: dict[tuple[str, str], int] = {}
+    lineno = 0
+    with open_binary(path) as fh:
+        try:
+            for lineno, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                item = _decoded(name, lineno, raw)
+                if isinstance(item, Observation):
+                    key = (item.venue, item.symbol)
+                    before = last.get(key)
+                    if before is None or item.ts_ms > before:
+                        last[key] = item.ts_ms
+                        yield item
+                        continue
+                    item = Problem(name, lineno, f"ts {item.ts_ms} is not after the previous "
+                                                 f"({before}) of {item.venue} {item.symbol}")
                 if problems is not None:
                     problems.append(item)
-                continue
-            yield item
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a truncated or corrupt .gz
+            if problems is not None:
+                problems.append(Problem(name, lineno + 1, f"cannot read further: {exc}"))
+
+
+def _decoded(path: str, lineno: int, raw: bytes) -> Observation | Problem:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Problem(path, lineno, f"not UTF-8 (byte {exc.start + 1})")
+    return parse_line(path, lineno, line)
 
 
 def book_record(obs: Observation) -> dict[str, Any]:
@@ -93,8 +202,13 @@ class RecordingVenue:
         self._pos: dict[str, int] = {}
 
     async def start(self) -> None:
-        for obs in read_recording(self.path):
+        problems: list[Problem] = []
+        for obs in read_recording(self.path, problems):
             self._books.setdefault(obs.symbol, []).append(obs)
+        for p in problems[:LOGGED_PROBLEMS]:
+            log.warning("%s", p)
+        if problems:
+            log.warning("venue %s: %s", self.venue, skipped(problems))
 
     async def close(self) -> None:
         return None
