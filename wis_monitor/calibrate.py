@@ -23,6 +23,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -148,6 +149,7 @@ class SeriesBooks:
     values: dict[str, Array]
     reach_bps: Array
     kernels: dict[str, Kernel]
+    current: Kernel  # the series' configured kernel (scored as CURRENT unless in the grid)
 
     @property
     def key(self) -> str:
@@ -203,6 +205,11 @@ class Table:
     def get(self, label: str, horizon_ms: int) -> Score | None:
         return next((s for s in self.at(horizon_ms) if s.label == label), None)
 
+    def current_score(self, horizon_ms: int) -> Score | None:
+        """The score of the current kernel (a grid row when the grid has it)."""
+        return next((s for s in self.at(horizon_ms)
+                     if s.kernel is not None and s.kernel == self.current), None)
+
     def best(self, horizon_ms: int) -> Score | None:
         """The kernel (not a baseline, not the current setting) with the highest AUC."""
         cands = [s for s in self.at(horizon_ms)
@@ -226,6 +233,8 @@ class CalibrationResult:
     coverage: dict[str, Coverage] = field(default_factory=dict)
     horizons_ms: list[int] = field(default_factory=list)
     books: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
     replicates: int = REPLICATES
     seed: int = SEED
     target: str | None = None
@@ -234,14 +243,24 @@ class CalibrationResult:
         return [recommend(t, horizon_ms) for t in self.tables
                 if t.venue is not None and t.symbol is not None and self.target is None]
 
+    def span(self) -> str:
+        """The period of the good books, in UTC, and how long it is."""
+        if self.first_ms is None or self.last_ms is None:
+            return "no good books"
+        first, last = (f"{datetime.fromtimestamp(t / 1000, UTC):%Y-%m-%dT%H:%M:%SZ}"
+                       for t in (self.first_ms, self.last_ms))
+        return f"{first} to {last} ({(self.last_ms - self.first_ms) / 60_000:.1f} min)"
+
 
 def read_series(observations: Iterable[Observation], grid: Sequence[tuple[str, Kernel]],
                 band_bps: float, current: Callable[[str, str], Kernel],
                 result: CalibrationResult) -> list[SeriesBooks]:
     """The good books of each series with every predictor computed as the daemon does
-    (``signals.snapshot``); counts all books into ``result``."""
+    (``signals.snapshot``): the grid, the series' ``current`` kernel and the baselines;
+    counts all books into ``result``."""
     raw: dict[tuple[str, str], list[tuple[int, float, list[float], float]]] = {}
     kernels: dict[tuple[str, str], dict[str, Kernel]] = {}
+    currents: dict[tuple[str, str], Kernel] = {}
     for obs in observations:
         result.books += 1
         book = obs.book
@@ -249,7 +268,8 @@ def read_series(observations: Iterable[Observation], grid: Sequence[tuple[str, K
             continue
         k = (obs.venue, obs.symbol)
         if k not in kernels:
-            kernels[k] = {**dict(grid), CURRENT: current(obs.venue, obs.symbol)}
+            now = currents[k] = current(obs.venue, obs.symbol)
+            kernels[k] = dict(grid) if now in dict(grid).values() else {**dict(grid), CURRENT: now}
         snap = snapshot(book, kernels[k], band_bps)
         mid = snap.mid
         reach = min(mid - float(book.bid_px[-1]), float(book.ask_px[-1]) - mid) / mid * BPS
@@ -257,6 +277,8 @@ def read_series(observations: Iterable[Observation], grid: Sequence[tuple[str, K
         row = [_nan(snap.wis[name]) for name in kernels[k]]
         row += [_nan(snap.imbalance), _nan(micro)]
         raw.setdefault(k, []).append((obs.ts_ms, mid, row, reach))
+        result.first_ms = min(result.first_ms or obs.ts_ms, obs.ts_ms)
+        result.last_ms = max(result.last_ms or obs.ts_ms, obs.ts_ms)
     out = []
     for (venue, symbol), books in raw.items():
         books.sort(key=lambda b: b[0])
@@ -265,7 +287,8 @@ def read_series(observations: Iterable[Observation], grid: Sequence[tuple[str, K
         out.append(SeriesBooks(
             venue, symbol, np.array([b[0] for b in books], dtype=np.int64),
             np.array([b[1] for b in books]), {n: matrix[:, i] for i, n in enumerate(names)},
-            np.array([b[3] for b in books]), kernels[(venue, symbol)]))
+            np.array([b[3] for b in books]), kernels[(venue, symbol)],
+            currents[(venue, symbol)]))
     return out
 
 
@@ -379,7 +402,7 @@ def calibrate(observations: Iterable[Observation], horizons_ms: Sequence[int],
              for s in series for h in horizons_ms}
     for s in series:
         name = f"{s.key} -> {target}" if target else s.key
-        table = Table(name, s.venue, s.symbol, current=s.kernels[CURRENT])
+        table = Table(name, s.venue, s.symbol, current=s.current)
         for h in horizons_ms:
             for label in s.values:
                 table.scores.append(_score(label, s.kernels.get(label), h,
@@ -401,7 +424,7 @@ def recommend(table: Table, horizon_ms: int) -> Recommendation:
     imbalance: the 95% lower bound of the paired bootstrap of the AUC difference above 0."""
     venue, symbol = table.venue or "", table.symbol or ""
     best = table.best(horizon_ms)
-    cur = table.get(CURRENT, horizon_ms)
+    cur = table.current_score(horizon_ms)
     imb = table.get("imbalance", horizon_ms)
 
     def keep(reason: str) -> Recommendation:
@@ -420,11 +443,10 @@ def recommend(table: Table, horizon_ms: int) -> Recommendation:
         return keep(f"{best.label} is not better than the touch imbalance within the interval "
                     f"(AUC difference lower bound {_fmt(lo_imb)}): the touch imbalance "
                     "under another name")
+    gain = (best.auc or 0.0) - (cur.auc or 0.0)
     return Recommendation(venue, symbol, horizon_ms, best.kernel, best,
-                          f"beats the current setting by AUC {best.auc - cur.auc:+.3f} "
-                          f"(lower bound {lo:+.3f}) and the touch imbalance (lower bound "
-                          f"{lo_imb:+.3f})" if best.auc is not None and cur.auc is not None
-                          else "")
+                          f"{best.label} beats the current setting by AUC {gain:+.3f} (lower "
+                          f"bound {lo:+.3f}) and the touch imbalance (lower bound {lo_imb:+.3f})")
 
 
 def paired_lower(a: Score, b: Score) -> float | None:
@@ -436,6 +458,13 @@ def paired_lower(a: Score, b: Score) -> float | None:
 
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:+.3f}"
+
+
+def describe(k: Kernel) -> str:
+    """A kernel in words: ``exponential 10 bps, band 50 bps``."""
+    shape = {"exponential": f"exponential {k.half_life_bps:g} bps",
+             "levels": f"levels {k.half_life_levels:g} levels"}.get(k.kernel, k.kernel)
+    return f"{shape}, band {k.band_bps:g} bps"
 
 
 def kernel_settings(k: Kernel) -> dict[str, float | str]:
