@@ -442,7 +442,7 @@ def recommend(table: Table, horizon_ms: int) -> Recommendation:
     if lo_imb is None or lo_imb <= 0.0:
         return keep(f"{best.label} is not better than the touch imbalance within the interval "
                     f"(AUC difference lower bound {_fmt(lo_imb)}): the touch imbalance "
-                    "under another name")
+                    "does as well")
     gain = (best.auc or 0.0) - (cur.auc or 0.0)
     return Recommendation(venue, symbol, horizon_ms, best.kernel, best,
                           f"{best.label} beats the current setting by AUC {gain:+.3f} (lower "

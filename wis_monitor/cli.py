@@ -589,11 +589,18 @@ def _current_kernels(cfg: Config | None) -> Callable[[str, str], Kernel]:
 
     if cfg is None:
         return lambda venue, symbol: Kernel()
+    default = cfg.settings.metrics.wis.to_kernel()
     per_series = getattr(cfg, "metrics_for", None)  # per-series settings, where supported
-    if per_series is None:
-        kernel = cfg.settings.metrics.wis.to_kernel()
-        return lambda venue, symbol: kernel
-    return lambda venue, symbol: per_series(venue, symbol).wis.to_kernel()
+    configured = {(v.id, str(getattr(sym, "symbol", sym))) for v in cfg.settings.venues
+                  for sym in v.symbols}
+
+    def current(venue: str, symbol: str) -> Kernel:
+        if per_series is None or (venue, symbol) not in configured:
+            return default
+        kernel: Kernel = per_series(venue, symbol).wis.to_kernel()
+        return kernel
+
+    return current
 
 
 def _calibration_report(result: CalibrationResult) -> str:
@@ -698,12 +705,12 @@ def _alert_rates(cfg: Config, observations: Iterable[Observation], rate: str, me
                                  param_hint="--metric")
     click.echo(f"thresholds of {metric} that fire {per_h:g}/h on the recording (episodes: a "
                f"crossing held {for_}, not samples; the replay pipeline's values)")
-    click.echo(f"  {'series':<28} {'hours':>6}  {'above':<26} {'below':<26} {'either sign':<26}")
+    click.echo(f"  {'series':<28} {'hours':>6}  {'above':<34} {'below':<34} either sign")
     short = False
     for s, (up, down, both) in iter_thresholds(series, per_h, for_ms):
         cells = [_threshold(metric, t) for t in (up, down, both)]
         click.echo(f"  {s.venue + ':' + s.symbol:<28} {s.hours:>6.2f}  "
-                   + " ".join(f"{c:<26}" for c in cells))
+                   + " ".join(f"{c:<34}" for c in cells).rstrip())
         short = short or per_h * s.hours < 1
     if short:
         click.echo(f"note: a recording shorter than {60 / per_h:g} min cannot show {per_h:g}/h: "
