@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,9 @@ from wis_monitor.book import BLOCKING_FLAGS
 from wis_monitor.config import Config
 from wis_monitor.signals import BPS, Kernel, snapshot
 from wis_monitor.sources import Observation
+
+if TYPE_CHECKING:
+    from wis_monitor.replay import Progress
 
 Array = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -381,12 +385,13 @@ def calibrate(observations: Iterable[Observation], horizons_ms: Sequence[int],
               kernels: Sequence[tuple[str, Kernel]] | None = None, *, band_bps: float = 50.0,
               current: Callable[[str, str], Kernel] | None = None,
               replicates: int = REPLICATES, seed: int = SEED, pooled: bool = False,
-              target: str | None = None) -> CalibrationResult:
+              target: str | None = None, progress: Progress | None = None
+              ) -> CalibrationResult:
     """Score the grid, the current kernel and the baselines per series at every horizon.
 
     ``current`` gives a series' configured kernel (default: the built-in one). ``pooled`` adds
     a table of all series together; ``target`` (``VENUE:SYMBOL``) scores every series against
-    that series' moves instead of its own."""
+    that series' moves instead of its own. ``progress`` is shown over the scoring."""
     grid = list(kernels or default_grid(band_bps))
     result = CalibrationResult(horizons_ms=list(horizons_ms), replicates=replicates, seed=seed,
                                target=target)
@@ -400,14 +405,14 @@ def calibrate(observations: Iterable[Observation], horizons_ms: Sequence[int],
                           f"(series read: {', '.join(s.key for s in series) or 'none'})")
     cells = {(s.key, h): _cell(s, goal or s, h, replicates, seed)
              for s in series for h in horizons_ms}
-    for s in series:
-        name = f"{s.key} -> {target}" if target else s.key
-        table = Table(name, s.venue, s.symbol, current=s.current)
-        for h in horizons_ms:
-            for label in s.values:
-                table.scores.append(_score(label, s.kernels.get(label), h,
-                                           [(s.values[label], cells[(s.key, h)])]))
-        result.tables.append(table)
+    tables = {s.key: Table(f"{s.key} -> {target}" if target else s.key, s.venue, s.symbol,
+                           current=s.current) for s in series}
+    work = [(s, h) for s in series for h in horizons_ms]
+    for s, h in progress(work, "scoring kernels", len(work)) if progress else work:
+        for label in s.values:
+            tables[s.key].scores.append(_score(label, s.kernels.get(label), h,
+                                               [(s.values[label], cells[(s.key, h)])]))
+    result.tables.extend(tables.values())
     if pooled and len(series) > 1:
         table = Table("pooled" + (f" -> {target}" if target else ""), None, None)
         for h in horizons_ms:

@@ -567,7 +567,8 @@ def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, hor
     try:
         result = run_calibration(observations, horizons, grid, band_bps=band,
                                  current=_current_kernels(cfg), replicates=replicates,
-                                 seed=seed, pooled=pooled, target=target)
+                                 seed=seed, pooled=pooled, target=target,
+                                 progress=_progress if _bars() else None)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     except LookupError as exc:
