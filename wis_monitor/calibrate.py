@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 Array = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.intp]
+#: Bootstrap weights: per replicate (row), how many times each element is drawn.
+Weights = npt.NDArray[np.integer[Any] | np.floating[Any]]
 
 BASELINES = ("imbalance", "microprice")
 CURRENT = "current"
@@ -74,11 +76,12 @@ def _groups(x: Array) -> tuple[Ints, Ints, Ints]:
     return order, np.flatnonzero(start), np.cumsum(start) - 1
 
 
-def weighted_auc(x: Array, positive: Bools, w: Array) -> Array:
+def weighted_auc(x: Array, positive: Bools, w: Weights) -> Array:
     """AUC of ``x`` for ``positive`` per row of weights ``w`` (counts of each element in a
     resample): the AUC of the resampled data; NaN where a class is empty."""
     order, starts, _ = _groups(x)
-    ws = w.T[order]  # elements × replicates: the reductions run along contiguous rows
+    # elements × replicates, so that the reductions run along contiguous rows
+    ws = w.T[order].astype(np.float64)
     pos = positive[order, None]
     pos_g = np.add.reduceat(ws * pos, starts, axis=0)
     neg_g = np.add.reduceat(ws * ~pos, starts, axis=0)
@@ -89,20 +92,20 @@ def weighted_auc(x: Array, positive: Bools, w: Array) -> Array:
         return np.where((wp > 0) & (wn > 0), num / (wp * wn), np.nan)
 
 
-def weighted_ranks(x: Array, w: Array) -> Array:
+def weighted_ranks(x: Array, w: Weights) -> Array:
     """Per row of weights, the average rank each element would have in the resample
     (transposed: elements × replicates)."""
     order, starts, group = _groups(x)
-    gw = np.add.reduceat(w.T[order], starts, axis=0)
+    gw = np.add.reduceat(w.T[order].astype(np.float64), starts, axis=0)
     rank_g = np.cumsum(gw, axis=0) - gw + (gw + 1.0) / 2.0
     out = np.empty((w.shape[1], w.shape[0]))
     out[order] = rank_g[group]
     return out
 
 
-def weighted_spearman(a: Array, b: Array, w: Array) -> Array:
+def weighted_spearman(a: Array, b: Array, w: Weights) -> Array:
     """Spearman's correlation of ``a`` and ``b`` per row of weights; NaN where undefined."""
-    ra, rb, wt = weighted_ranks(a, w), weighted_ranks(b, w), w.T
+    ra, rb, wt = weighted_ranks(a, w), weighted_ranks(b, w), w.T.astype(np.float64)
     total = wt.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         da = ra - (wt * ra).sum(axis=0) / total
@@ -125,17 +128,24 @@ def _scalar(v: Array) -> float | None:
     return None if math.isnan(x) else x
 
 
-def block_weights(n: int, block: int, replicates: int, rng: np.random.Generator) -> Array:
+def block_weights(n: int, block: int, replicates: int, rng: np.random.Generator
+                  ) -> Weights:
     """Moving-block bootstrap: per replicate, how many times each of ``n`` consecutive items
-    is drawn when ``ceil(n / block)`` blocks of ``block`` items start at uniform positions."""
+    is drawn when ``ceil(n / block)`` blocks of ``block`` items start at uniform positions.
+    Counts are small integers (at most the number of blocks): stored compactly."""
     block = min(max(block, 1), n)
     k = -(-n // block)
     starts = rng.integers(0, n - block + 1, size=(replicates, k))
-    diff = np.zeros((replicates, n + 1))
-    rows = np.repeat(np.arange(replicates), k)
-    np.add.at(diff, (rows, starts.ravel()), 1.0)
-    np.add.at(diff, (rows, starts.ravel() + block), -1.0)
-    return np.cumsum(diff, axis=1)[:, :n]
+    out = np.empty((replicates, n), dtype=np.uint16 if k < 2**16 else np.int64)
+    step = max(1, _CELLS // (n + 1))
+    for lo in range(0, replicates, step):
+        part = starts[lo:lo + step]
+        diff = np.zeros((len(part), n + 1), dtype=np.int64)
+        rows = np.repeat(np.arange(len(part)), k)
+        np.add.at(diff, (rows, part.ravel()), 1)
+        np.add.at(diff, (rows, part.ravel() + block), -1)
+        out[lo:lo + step] = np.cumsum(diff, axis=1)[:, :n]
+    return out
 
 
 # -- books, pairs and scores --------------------------------------------------------------------
@@ -321,7 +331,7 @@ class _Cell:
 
     index: Ints
     move: Array
-    weights: Array  # (replicates, books of the series)
+    weights: Weights  # (replicates, books of the series)
     n_eff_per_pair: float
 
 
@@ -356,7 +366,7 @@ def _score(label: str, kernel: Kernel | None, horizon_ms: int,
                  _interval(boot_auc), _interval(boot_ic), boot_auc)
 
 
-def _boot(x: Array, move: Array, w: Array) -> tuple[Array, Array]:
+def _boot(x: Array, move: Array, w: Weights) -> tuple[Array, Array]:
     if not len(x):
         nan = np.full(len(w), np.nan)
         return nan, nan
@@ -403,24 +413,25 @@ def calibrate(observations: Iterable[Observation], horizons_ms: Sequence[int],
     if target and goal is None:
         raise LookupError(f"no good books of the target {target} "
                           f"(series read: {', '.join(s.key for s in series) or 'none'})")
-    cells = {(s.key, h): _cell(s, goal or s, h, replicates, seed)
-             for s in series for h in horizons_ms}
     tables = {s.key: Table(f"{s.key} -> {target}" if target else s.key, s.venue, s.symbol,
                            current=s.current) for s in series}
-    work = [(s, h) for s in series for h in horizons_ms]
-    for s, h in progress(work, "scoring kernels", len(work)) if progress else work:
+    result.tables.extend(tables.values())
+    together = Table("pooled" + (f" -> {target}" if target else ""), None, None)
+    if pooled and len(series) > 1:
+        result.tables.append(together)
+    work = [(h, s) for h in horizons_ms for s in series]
+    cells: dict[str, _Cell] = {}  # one horizon's bootstrap weights at a time (memory)
+    for h, s in progress(work, "scoring kernels", len(work)) if progress else work:
+        if s is series[0] or together not in result.tables:
+            cells = {}
+        cell = cells[s.key] = _cell(s, goal or s, h, replicates, seed)
         for label in s.values:
             tables[s.key].scores.append(_score(label, s.kernels.get(label), h,
-                                               [(s.values[label], cells[(s.key, h)])]))
-    result.tables.extend(tables.values())
-    if pooled and len(series) > 1:
-        table = Table("pooled" + (f" -> {target}" if target else ""), None, None)
-        for h in horizons_ms:
+                                               [(s.values[label], cell)]))
+        if s is series[-1] and together in result.tables:
             for label in [*dict(grid), *BASELINES]:
-                table.scores.append(_score(label, dict(grid).get(label), h,
-                                           [(s.values[label], cells[(s.key, h)])
-                                            for s in series]))
-        result.tables.append(table)
+                together.scores.append(_score(label, dict(grid).get(label), h,
+                                              [(t.values[label], cells[t.key]) for t in series]))
     return result
 
 
