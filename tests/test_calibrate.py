@@ -405,3 +405,13 @@ def test_calibrate_on_real_books(shared_data: Path, tmp_path: Path) -> None:
 def test_result_is_empty_without_good_books() -> None:
     result = calibrate([Observation("v", "s", 0, None, frozenset({"error"}))], [1000])
     assert isinstance(result, CalibrationResult) and result.tables == [] and result.books == 1
+
+
+def test_the_roundest_threshold_that_fires_the_same() -> None:
+    from wis_monitor.calibrate import roundest
+
+    assert roundest(2.61, 2.7693) == 2.7
+    assert roundest(2.7, 2.7693) == 2.76
+    assert roundest(0.1, 0.9) == 0.9 and roundest(-0.5, 0.3) == 0.0
+    assert roundest(12_345_000.0, 12_399_999.0) == 12_390_000.0
+    assert roundest(-3.0, -2.5) == -2.5 and roundest(-2.5999, -2.5) == -2.5

@@ -577,17 +577,34 @@ class Threshold:
 def propose_threshold(ms_: MetricSeries, side: str, rate_per_h: float, for_ms: int
                       ) -> Threshold:
     """The most extreme threshold that fires at least ``rate_per_h`` (at least one episode) on
-    the recording: ``x >= T`` above, ``x <= T`` below, ``|x| >= T`` abs."""
+    the recording: ``x >= T`` above, ``x <= T`` below, ``|x| >= T`` abs. Every threshold
+    between the value reached and the next less extreme one fires the same samples: the
+    roundest of them is given."""
     x = ms_.values
     known = ~np.isnan(x)
     signed = {"above": x, "below": -x, "abs": np.abs(x)}[side]
     need = max(1, math.ceil(rate_per_h * ms_.hours - 1e-9))
-    for t in np.unique(signed[known])[::-1]:
+    levels = np.unique(signed[known])[::-1]
+    for i, t in enumerate(levels):
         n = episodes(ms_.ts, known & (signed >= t), for_ms)
         if n >= need:
-            value = float(-t if side == "below" else t)
-            return Threshold(side, value, n, n / ms_.hours if ms_.hours else math.inf)
+            below = float(levels[i + 1]) if i + 1 < len(levels) else float(t) - abs(float(t))
+            value = roundest(below, float(t))
+            return Threshold(side, 0.0 - value if side == "below" else value, n,
+                             n / ms_.hours if ms_.hours else math.inf)
     return Threshold(side, None, 0, 0.0)
+
+
+def roundest(lo: float, hi: float) -> float:
+    """The number with the fewest significant digits in ``(lo, hi]``."""
+    if lo < 0.0 <= hi:
+        return 0.0
+    for digits in range(1, 17):
+        scale = 10.0 ** (digits - 1 - math.floor(math.log10(abs(hi)))) if hi else 1.0
+        candidate = math.floor(hi * scale) / scale
+        if lo < candidate <= hi:
+            return candidate
+    return hi
 
 
 def iter_thresholds(series: Sequence[MetricSeries], rate_per_h: float, for_ms: int

@@ -723,7 +723,7 @@ def _threshold(metric: str, t: Threshold) -> str:
     if t.threshold is None:
         return "never"
     op = {"above": f"{metric} >= ", "below": f"{metric} <= ", "abs": f"|{metric}| >= "}[t.side]
-    return f"{op}{t.threshold:.3g} ({t.episodes}, {t.rate_per_h:.1f}/h)"
+    return f"{op}{t.threshold:g} ({t.episodes}, {t.rate_per_h:.1f}/h)"
 
 
 def _rate_per_hour(text: str) -> float:
