@@ -225,7 +225,8 @@ class Table:
                      if s.kernel is not None and s.kernel == self.current), None)
 
     def best(self, horizon_ms: int) -> Score | None:
-        """The kernel (not a baseline, not the current setting) with the highest AUC."""
+        """The grid kernel with the highest AUC (baselines and an off-grid current kernel
+        are not candidates)."""
         cands = [s for s in self.at(horizon_ms)
                  if s.kernel is not None and s.label != CURRENT and s.auc is not None]
         return max(cands, key=lambda s: s.auc or 0.0) if cands else None
@@ -543,11 +544,11 @@ def metric_series(config: Config, observations: Iterable[Observation], metric: s
     seen: dict[tuple[str, str], list[tuple[int, float]]] = {}
     names: set[str] = set()
     for obs in observations:
-        sample = engine.sample(obs)
-        names.update(k for k, v in sample.values.items() if v is not None)
-        v = sample.values.get(metric) if sample.good else None
-        seen.setdefault((obs.venue, obs.symbol), []).append(
-            (obs.ts_ms, float("nan") if v is None else float(v)))
+        for sample in engine.process((obs,), obs.ts_ms)[1]:
+            names.update(k for k, v in sample.values.items() if v is not None)
+            v = sample.values.get(metric) if sample.good else None
+            seen.setdefault((sample.venue, sample.symbol), []).append(
+                (sample.ts_ms, float("nan") if v is None else float(v)))
     out = []
     for (venue, symbol), rows in seen.items():
         rows.sort(key=lambda r: r[0])
