@@ -10,13 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wis_monitor.calibrate import auc, calibrate, spearman
-from wis_monitor.signals import Kernel
-from wis_monitor.sources.replay import read_recording
+from wis_monitor.calibrate import auc, spearman
 from wis_monitor.store import AlertRow, Batch, Store
 
 
@@ -54,52 +51,6 @@ def test_auc_and_ic_match_plain_definitions(data: list[tuple[int, bool]]) -> Non
     if len(set(scores)) > 1 and len(set(moves)) > 1:
         got_ic = spearman(np.array(scores), np.array(moves))
         assert got_ic == pytest.approx(plain_spearman(scores, moves), abs=1e-9)
-
-
-def _side_sum(px: np.ndarray, qty: np.ndarray, m: float, kernel: Kernel) -> float:
-    d = np.abs(px - m) / m * 1e4
-    w = np.where(d <= 50, 2.0 ** (-d / kernel.half_life_bps) if kernel.kernel != "flat" else 1.0,
-                 0.0)
-    return float((w * px * qty).sum())
-
-
-def test_calibration_on_real_books(shared_data: Path) -> None:
-    path = shared_data / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
-    result = calibrate(read_recording(path), [1000])
-    by = {s.label: s for s in result.scores}
-    # Independent recomputation for two kernels from the raw books.
-    obs = list(read_recording(path))
-    ts = [o.ts_ms for o in obs]
-    mids = [o.book.mid for o in obs if o.book is not None]
-    for label, kernel in (("exponential 0.5 bps", Kernel("exponential", 0.5)),
-                          ("flat", Kernel("flat"))):
-        scores, labels = [], []
-        for i, o in enumerate(obs):
-            j = next((k for k in range(i + 1, len(obs)) if ts[k] >= ts[i] + 1000), None)
-            if j is None or mids[j] == mids[i]:
-                continue
-            b = o.book
-            assert b is not None
-            sb = _side_sum(b.bid_px, b.bid_qty, mids[i], kernel)
-            sa = _side_sum(b.ask_px, b.ask_qty, mids[i], kernel)
-            scores.append((sb - sa) / (sb + sa))
-            labels.append(mids[j] > mids[i])
-        assert by[label].n == len(scores)
-        assert by[label].auc == pytest.approx(pairwise_auc(scores, labels), abs=0.005)
-    assert by["exponential 0.5 bps"].auc > by["exponential 10 bps"].auc > by["flat"].auc
-    assert by["exponential 0.5 bps"].auc == pytest.approx(0.82, abs=0.02)
-    assert by["flat"].auc == pytest.approx(0.66, abs=0.02)
-    rec = yaml.safe_load(result.recommended_yaml(1000))
-    assert rec["metrics"]["wis"]["kernel"] == result.best(1000).kernel.kernel  # type: ignore[union-attr]
-
-
-def test_calibrate_cli(shared_data: Path) -> None:
-    path = shared_data / "books" / "binance-ETHUSDT-20240808.jsonl.gz"
-    r = subprocess.run([sys.executable, "-m", "wis_monitor", "calibrate", "--books", str(path),
-                        "--horizon", "1s,5s"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "horizon 1s" in r.stdout and "horizon 5s" in r.stdout and "<- best" in r.stdout
-    assert r.stdout.count("metrics:") == 2
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -1,35 +1,57 @@
-"""Calibrating the weighting: how well does each kernel's WIS predict the next mid move?
+"""Calibrating the weighting: how well does each kernel's WIS predict the next mid move, and how
+sure can we be?
 
-For every series of good books (flags empty or only ``thin``) and every horizon ``h``, each book
-at ``t`` is paired with the mid of the first book at or after ``t + h``. Pairs whose mid did not
-move are dropped (ties in the move). Each kernel is scored by:
+Per series (venue, symbol) of good books (no flags but ``thin``) and every horizon ``h``, each
+book at ``t`` is paired with the mid of the first book at or after ``t + h`` (with ``--target``,
+the target series' mid at or after ``t + h`` over its mid at or before ``t``). The move is in
+basis points, ``10,000 · (mid_after / mid_before − 1)``; pairs whose mid did not move are
+dropped. Every WIS kernel of the grid, the series' current kernel and two baselines (the touch
+``imbalance`` and the ``microprice`` offset from mid in bps) are scored by:
 
-* **AUC**: the ROC area of WIS as a predictor of the sign of the move (Mann-Whitney U with
-  average ranks for tied WIS values): 0.5 is a coin toss, 1.0 perfect;
-* **IC**: the rank information coefficient, Spearman's correlation of WIS with the move.
+* **AUC**: the ROC area of the predictor for the sign of the move (Mann-Whitney U, tied values
+  count half): 0.5 is a coin toss, 1.0 perfect;
+* **IC**: the rank information coefficient, Spearman's correlation with the move in bps.
 
-Pairs of all series are pooled. Pure computation: no printing, no clock (a caller may pass a
-progress callback, shown over the kernels).
+Intervals come from a moving-block bootstrap over the books of each series (blocks at least as
+long as the horizon, so that overlapping moves stay together), seeded: the same input gives the
+same intervals. Pure computation: no printing, no clock.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from wis_monitor.book import BLOCKING_FLAGS, Book
-from wis_monitor.signals import Kernel, Side, weighted_sum, wis, within_band
+from wis_monitor.book import BLOCKING_FLAGS
+from wis_monitor.config import Config
+from wis_monitor.signals import BPS, Kernel, snapshot
 from wis_monitor.sources import Observation
 
 if TYPE_CHECKING:
     from wis_monitor.replay import Progress
 
 Array = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.intp]
+#: Bootstrap weights: per replicate (row), how many times each element is drawn.
+Weights = npt.NDArray[np.integer[Any] | np.floating[Any]]
+
+BASELINES = ("imbalance", "microprice")
+CURRENT = "current"
+REPLICATES = 500
+SEED = 12
+#: A side "reaches" the band when its farthest level is at least this share of it away.
+REACH_TOLERANCE = 0.98
+#: Coverage is worth a warning when more than this share of a series' books fall short.
+SHORT_SHARE = 0.05
+_CELLS = 2_000_000  # replicates × pairs computed at once (memory bound)
 
 
 def default_grid(band_bps: float = 50.0) -> list[tuple[str, Kernel]]:
@@ -42,158 +64,552 @@ def default_grid(band_bps: float = 50.0) -> list[tuple[str, Kernel]]:
     return grid
 
 
+# -- the statistics, weighted so that a bootstrap resample is a row of weights ---------------
+
+
+def _groups(x: Array) -> tuple[Ints, Ints, Ints]:
+    """The sort order of ``x``, where each group of tied values starts (in sorted
+    positions), and each sorted position's group."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    start = np.r_[True, xs[1:] != xs[:-1]] if xs.size else np.zeros(0, dtype=bool)
+    return order, np.flatnonzero(start), np.cumsum(start) - 1
+
+
+def weighted_auc(x: Array, positive: Bools, w: Weights) -> Array:
+    """AUC of ``x`` for ``positive`` per row of weights ``w`` (counts of each element in a
+    resample): the AUC of the resampled data; NaN where a class is empty."""
+    order, starts, _ = _groups(x)
+    # elements × replicates, so that the reductions run along contiguous rows
+    ws = w.T[order].astype(np.float64)
+    pos = positive[order, None]
+    pos_g = np.add.reduceat(ws * pos, starts, axis=0)
+    neg_g = np.add.reduceat(ws * ~pos, starts, axis=0)
+    below = np.cumsum(neg_g, axis=0) - neg_g
+    num = (pos_g * (below + 0.5 * neg_g)).sum(axis=0)
+    wp, wn = pos_g.sum(axis=0), neg_g.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((wp > 0) & (wn > 0), num / (wp * wn), np.nan)
+
+
+def weighted_ranks(x: Array, w: Weights) -> Array:
+    """Per row of weights, the average rank each element would have in the resample
+    (transposed: elements × replicates)."""
+    order, starts, group = _groups(x)
+    gw = np.add.reduceat(w.T[order].astype(np.float64), starts, axis=0)
+    rank_g = np.cumsum(gw, axis=0) - gw + (gw + 1.0) / 2.0
+    out = np.empty((w.shape[1], w.shape[0]))
+    out[order] = rank_g[group]
+    return out
+
+
+def weighted_spearman(a: Array, b: Array, w: Weights) -> Array:
+    """Spearman's correlation of ``a`` and ``b`` per row of weights; NaN where undefined."""
+    ra, rb, wt = weighted_ranks(a, w), weighted_ranks(b, w), w.T.astype(np.float64)
+    total = wt.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        da = ra - (wt * ra).sum(axis=0) / total
+        db = rb - (wt * rb).sum(axis=0) / total
+        cov = (wt * da * db).sum(axis=0)
+        den = np.sqrt((wt * da * da).sum(axis=0) * (wt * db * db).sum(axis=0))
+        return np.where((den > 0) & (total >= 3), cov / den, np.nan)
+
+
+def auc(scores: Array, positive: Bools) -> float | None:
+    return _scalar(weighted_auc(scores, positive, np.ones((1, len(scores)))))
+
+
+def spearman(a: Array, b: Array) -> float | None:
+    return _scalar(weighted_spearman(a, b, np.ones((1, len(a)))))
+
+
+def _scalar(v: Array) -> float | None:
+    x = float(v[0])
+    return None if math.isnan(x) else x
+
+
+def block_weights(n: int, block: int, replicates: int, rng: np.random.Generator
+                  ) -> Weights:
+    """Moving-block bootstrap: per replicate, how many times each of ``n`` consecutive items
+    is drawn when ``ceil(n / block)`` blocks of ``block`` items start at uniform positions.
+    Counts are small integers (at most the number of blocks): stored compactly."""
+    block = min(max(block, 1), n)
+    k = -(-n // block)
+    starts = rng.integers(0, n - block + 1, size=(replicates, k))
+    out = np.empty((replicates, n), dtype=np.uint16 if k < 2**16 else np.int64)
+    step = max(1, _CELLS // (n + 1))
+    for lo in range(0, replicates, step):
+        part = starts[lo:lo + step]
+        diff = np.zeros((len(part), n + 1), dtype=np.int64)
+        rows = np.repeat(np.arange(len(part)), k)
+        np.add.at(diff, (rows, part.ravel()), 1)
+        np.add.at(diff, (rows, part.ravel() + block), -1)
+        out[lo:lo + step] = np.cumsum(diff, axis=1)[:, :n]
+    return out
+
+
+# -- books, pairs and scores --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesBooks:
+    """The good books of one series in time order: their mids, every predictor's value (NaN
+    when null) and the depth each book covers (the nearer side's farthest level, bps)."""
+
+    venue: str
+    symbol: str
+    ts: npt.NDArray[np.int64]
+    mid: Array
+    values: dict[str, Array]
+    reach_bps: Array
+    kernels: dict[str, Kernel]
+    current: Kernel  # the series' configured kernel (scored as CURRENT unless in the grid)
+
+    @property
+    def key(self) -> str:
+        return f"{self.venue}:{self.symbol}"
+
+    def step_ms(self) -> float:
+        """The median time between books (their sampling interval)."""
+        return float(np.median(np.diff(self.ts))) if len(self.ts) > 1 else 1.0
+
+
 @dataclass(frozen=True)
+class Coverage:
+    """How far the books of a series reach against the band."""
+
+    books: int
+    band_bps: float
+    median_reach_bps: float
+    short_share: float  # share of books whose nearer side stops short of the band
+
+    @property
+    def warn(self) -> bool:
+        return self.short_share > SHORT_SHARE
+
+
+@dataclass(frozen=True, eq=False)
 class Score:
     label: str
-    kernel: Kernel
+    kernel: Kernel | None  # None for a baseline
     horizon_ms: int
     n: int
+    n_eff: float
     auc: float | None
     ic: float | None
+    auc_ci: tuple[float, float] | None
+    ic_ci: tuple[float, float] | None
+    auc_boot: Array  # the bootstrap replicates, for paired comparisons
+
+
+@dataclass
+class Table:
+    """The scores of the predictors of one series (or of the pooled series, or of one series
+    against a target's moves)."""
+
+    name: str
+    venue: str | None
+    symbol: str | None
+    scores: list[Score] = field(default_factory=list)
+    current: Kernel | None = None
+
+    def at(self, horizon_ms: int) -> list[Score]:
+        return [s for s in self.scores if s.horizon_ms == horizon_ms]
+
+    def get(self, label: str, horizon_ms: int) -> Score | None:
+        return next((s for s in self.at(horizon_ms) if s.label == label), None)
+
+    def current_score(self, horizon_ms: int) -> Score | None:
+        """The score of the current kernel (a grid row when the grid has it)."""
+        return next((s for s in self.at(horizon_ms)
+                     if s.kernel is not None and s.kernel == self.current), None)
+
+    def best(self, horizon_ms: int) -> Score | None:
+        """The grid kernel with the highest AUC (baselines and an off-grid current kernel
+        are not candidates)."""
+        cands = [s for s in self.at(horizon_ms)
+                 if s.kernel is not None and s.label != CURRENT and s.auc is not None]
+        return max(cands, key=lambda s: s.auc or 0.0) if cands else None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    venue: str
+    symbol: str
+    horizon_ms: int
+    kernel: Kernel | None  # None: keep the current setting
+    best: Score | None
+    reason: str
 
 
 @dataclass
 class CalibrationResult:
-    scores: list[Score] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    coverage: dict[str, Coverage] = field(default_factory=dict)
+    horizons_ms: list[int] = field(default_factory=list)
     books: int = 0
-    series: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+    replicates: int = REPLICATES
+    seed: int = SEED
+    target: str | None = None
 
-    def horizons(self) -> list[int]:
-        return sorted({s.horizon_ms for s in self.scores})
+    def recommendations(self, horizon_ms: int) -> list[Recommendation]:
+        return [recommend(t, horizon_ms) for t in self.tables
+                if t.venue is not None and t.symbol is not None and self.target is None]
 
-    def best(self, horizon_ms: int) -> Score | None:
-        cands = [s for s in self.scores if s.horizon_ms == horizon_ms and s.auc is not None]
-        return max(cands, key=lambda s: s.auc or 0.0) if cands else None
-
-    def recommended_yaml(self, horizon_ms: int) -> str:
-        best = self.best(horizon_ms)
-        if best is None:
-            return "# not enough data to recommend a kernel\n"
-        k = best.kernel
-        parts = [f"kernel: {k.kernel}"]
-        if k.kernel == "exponential":
-            parts.append(f"half_life_bps: {k.half_life_bps:g}")
-        if k.kernel == "levels":
-            parts.append(f"half_life_levels: {k.half_life_levels:g}")
-        parts.append(f"band_bps: {k.band_bps:g}")
-        return (f"# best at {horizon_ms / 1000:g}s: AUC {best.auc:.3f}, IC {best.ic:.3f}, "
-                f"n={best.n}\nmetrics:\n  wis: {{{', '.join(parts)}}}\n")
+    def span(self) -> str:
+        """The period of the good books, in UTC, and how long it is."""
+        if self.first_ms is None or self.last_ms is None:
+            return "no good books"
+        first, last = (f"{datetime.fromtimestamp(t / 1000, UTC):%Y-%m-%dT%H:%M:%SZ}"
+                       for t in (self.first_ms, self.last_ms))
+        return f"{first} to {last} ({(self.last_ms - self.first_ms) / 60_000:.1f} min)"
 
 
-def ranks(x: Array) -> Array:
-    """1-based ranks with ties given their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    r = np.empty(len(x), dtype=np.float64)
-    i = 0
-    n = len(x)
-    while i < n:
-        j = i
-        while j + 1 < n and xs[j + 1] == xs[i]:
-            j += 1
-        r[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return r
-
-
-def auc(scores: Array, positive: npt.NDArray[np.bool_]) -> float | None:
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    r = ranks(scores)
-    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def spearman(a: Array, b: Array) -> float | None:
-    if len(a) < 3:
-        return None
-    ra, rb = ranks(a), ranks(b)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    denom = math.sqrt(float((ra * ra).sum()) * float((rb * rb).sum()))
-    return float((ra * rb).sum() / denom) if denom > 0 else None
-
-
-def calibrate(observations: Iterable[Observation], horizons_ms: Sequence[int],
-              kernels: Sequence[tuple[str, Kernel]] | None = None,
-              progress: Progress | None = None) -> CalibrationResult:
-    """Score every kernel at every horizon; ``progress`` is shown over the kernels."""
-    grid = list(kernels or default_grid())
-    result = CalibrationResult()
-    series = _good_books(observations, max(k.band_bps for _, k in grid), result)
-    result.series = len(series)
-    pairs = {h: [_pairs(books, h) for books in series] for h in horizons_ms}
-    for label, k in progress(grid, "scoring kernels", len(grid)) if progress else grid:
-        values = [np.array([_nan(wis(weighted_sum(b, k), weighted_sum(a, k)))
-                            for _, _, b, a in books]) for books in series]
-        for h in horizons_ms:
-            w, move = _pooled(values, pairs[h])
-            result.scores.append(Score(label, k, h, len(w), auc(w, move > 0),
-                                       spearman(w, move)))
-    result.scores.sort(key=lambda s: list(horizons_ms).index(s.horizon_ms))
-    return result
-
-
-_Book = tuple[int, float, Side, Side]
-
-
-def _good_books(observations: Iterable[Observation], band_bps: float,
-                result: CalibrationResult) -> list[list[_Book]]:
-    """The good books of each series in time order, cut to the band; counts all books."""
-    per_series: dict[tuple[str, str], list[_Book]] = {}
+def read_series(observations: Iterable[Observation], grid: Sequence[tuple[str, Kernel]],
+                band_bps: float, current: Callable[[str, str], Kernel],
+                result: CalibrationResult) -> list[SeriesBooks]:
+    """The good books of each series with every predictor computed as the daemon does
+    (``signals.snapshot``): the grid, the series' ``current`` kernel and the baselines;
+    counts all books into ``result``."""
+    raw: dict[tuple[str, str], list[tuple[int, float, list[float], float]]] = {}
+    kernels: dict[tuple[str, str], dict[str, Kernel]] = {}
+    currents: dict[tuple[str, str], Kernel] = {}
     for obs in observations:
         result.books += 1
-        if obs.book is None or obs.flags & BLOCKING_FLAGS:
+        book = obs.book
+        if book is None or obs.flags & BLOCKING_FLAGS:
             continue
-        book: Book = obs.book
-        mid = (float(book.bid_px[0]) + float(book.ask_px[0])) / 2.0
-        bids = within_band(book.bid_px, book.bid_qty, mid, band_bps, book, True)
-        asks = within_band(book.ask_px, book.ask_qty, mid, band_bps, book, False)
-        per_series.setdefault((obs.venue, obs.symbol), []).append((obs.ts_ms, mid, bids, asks))
-    for books in per_series.values():
+        k = (obs.venue, obs.symbol)
+        if k not in kernels:
+            now = currents[k] = current(obs.venue, obs.symbol)
+            kernels[k] = dict(grid) if now in dict(grid).values() else {**dict(grid), CURRENT: now}
+        snap = snapshot(book, kernels[k], band_bps)
+        mid = snap.mid
+        reach = min(mid - float(book.bid_px[-1]), float(book.ask_px[-1]) - mid) / mid * BPS
+        micro = (snap.microprice - mid) / mid * BPS if snap.microprice is not None else None
+        row = [_nan(snap.wis[name]) for name in kernels[k]]
+        row += [_nan(snap.imbalance), _nan(micro)]
+        raw.setdefault(k, []).append((obs.ts_ms, mid, row, reach))
+        result.first_ms = min(result.first_ms or obs.ts_ms, obs.ts_ms)
+        result.last_ms = max(result.last_ms or obs.ts_ms, obs.ts_ms)
+    out = []
+    for (venue, symbol), books in raw.items():
         books.sort(key=lambda b: b[0])
-    return list(per_series.values())
+        names = [*kernels[(venue, symbol)], *BASELINES]
+        matrix = np.array([b[2] for b in books], dtype=np.float64)
+        out.append(SeriesBooks(
+            venue, symbol, np.array([b[0] for b in books], dtype=np.int64),
+            np.array([b[1] for b in books]), {n: matrix[:, i] for i, n in enumerate(names)},
+            np.array([b[3] for b in books]), kernels[(venue, symbol)],
+            currents[(venue, symbol)]))
+    return out
 
 
-def _pairs(books: Sequence[_Book], horizon_ms: int) -> tuple[npt.NDArray[np.intp], Array]:
-    """Each book paired with the first one at or after ``t + horizon`` (the book itself
-    excluded): the index of the earlier one and the mid move, moves of zero dropped."""
-    ts = np.array([b[0] for b in books], dtype=np.int64)
-    mids = np.array([b[1] for b in books], dtype=np.float64)
-    i = np.arange(len(ts))
-    j = np.maximum(np.searchsorted(ts, ts + horizon_ms, side="left"), i + 1)
-    i, j = i[j < len(ts)], j[j < len(ts)]
-    move = mids[j] - mids[i]
+def coverage(series: SeriesBooks, band_bps: float) -> Coverage:
+    short = series.reach_bps < band_bps * REACH_TOLERANCE
+    return Coverage(len(series.ts), band_bps, float(np.median(series.reach_bps)),
+                    float(short.mean()) if len(short) else 0.0)
+
+
+def pairs(ts: npt.NDArray[np.int64], target_ts: npt.NDArray[np.int64], target_mid: Array,
+          horizon_ms: int) -> tuple[Ints, Array]:
+    """Each book at ``t`` paired with the target's mid at or before ``t`` and its first mid at
+    or after ``t + h`` (a later book than the first): the book's index and the move in bps,
+    moves of zero dropped. A series is its own target for its own moves."""
+    before = np.searchsorted(target_ts, ts, side="right") - 1
+    after = np.maximum(np.searchsorted(target_ts, ts + horizon_ms, side="left"), before + 1)
+    ok = (before >= 0) & (after < len(target_ts))
+    i = np.flatnonzero(ok)
+    move = (target_mid[after[ok]] / target_mid[before[ok]] - 1.0) * BPS
     return i[move != 0.0], move[move != 0.0]
 
 
-def _pooled(values: Sequence[Array], pairs: Sequence[tuple[npt.NDArray[np.intp], Array]]
-            ) -> tuple[Array, Array]:
-    """WIS and move of the pairs of all series, pairs with a null WIS dropped."""
-    ws, moves = [np.empty(0)], [np.empty(0)]
-    for w, (i, move) in zip(values, pairs, strict=True):
-        known = ~np.isnan(w[i])
-        ws.append(w[i][known])
-        moves.append(move[known])
-    return np.concatenate(ws), np.concatenate(moves)
+@dataclass(frozen=True)
+class _Cell:
+    """The pairs of one series at one horizon with their bootstrap weights."""
+
+    index: Ints
+    move: Array
+    weights: Weights  # (replicates, books of the series)
+    n_eff_per_pair: float
+
+
+def _cell(series: SeriesBooks, target: SeriesBooks, horizon_ms: int, replicates: int,
+          seed: int) -> _Cell:
+    i, move = pairs(series.ts, target.ts, target.mid, horizon_ms)
+    step = series.step_ms()
+    block = math.ceil(horizon_ms / step)
+    rng = np.random.default_rng([seed, zlib.crc32(f"{series.key}>{target.key}".encode()),
+                                 horizon_ms])
+    weights = block_weights(len(series.ts), block, replicates, rng)
+    return _Cell(i, move, weights, min(1.0, step / horizon_ms))
+
+
+def _score(label: str, kernel: Kernel | None, horizon_ms: int,
+           parts: Sequence[tuple[Array, _Cell]]) -> Score:
+    """Score a predictor over the pairs of one or more series (pooled)."""
+    xs, moves, ws, n_eff = [], [], [], 0.0
+    for values, cell in parts:
+        x = values[cell.index]
+        known = ~np.isnan(x)
+        xs.append(x[known])
+        moves.append(cell.move[known])
+        ws.append(cell.weights[:, cell.index[known]])
+        n_eff += known.sum() * cell.n_eff_per_pair
+    x, move, w = np.concatenate(xs), np.concatenate(moves), np.concatenate(ws, axis=1)
+    ones = np.ones((1, len(x)))
+    point_auc = _scalar(weighted_auc(x, move > 0, ones)) if len(x) else None
+    point_ic = _scalar(weighted_spearman(x, move, ones)) if len(x) else None
+    boot_auc, boot_ic = _boot(x, move, w)
+    return Score(label, kernel, horizon_ms, len(x), n_eff, point_auc, point_ic,
+                 _interval(boot_auc), _interval(boot_ic), boot_auc)
+
+
+def _boot(x: Array, move: Array, w: Weights) -> tuple[Array, Array]:
+    if not len(x):
+        nan = np.full(len(w), np.nan)
+        return nan, nan
+    chunk = max(1, _CELLS // len(x))
+    aucs, ics = [], []
+    for lo in range(0, len(w), chunk):
+        wc = w[lo:lo + chunk]
+        aucs.append(weighted_auc(x, move > 0, wc))
+        ics.append(weighted_spearman(x, move, wc))
+    return np.concatenate(aucs), np.concatenate(ics)
+
+
+def _interval(boot: Array) -> tuple[float, float] | None:
+    ok = boot[~np.isnan(boot)]
+    if not len(ok):
+        return None
+    lo, hi = np.percentile(ok, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def _nan(x: float | None) -> float:
     return float("nan") if x is None else x
 
 
-def render_table(result: CalibrationResult) -> str:
-    lines = [f"{result.books} books, {result.series} series", ""]
-    for h in result.horizons():
-        lines.append(f"horizon {h / 1000:g}s")
-        lines.append(f"  {'kernel':<24} {'n':>7} {'AUC':>7} {'IC':>7}")
-        best = result.best(h)
-        for s in sorted((s for s in result.scores if s.horizon_ms == h),
-                        key=lambda s: -(s.auc or 0.0)):
-            mark = "  <- best" if best is not None and s is best else ""
-            auc_s = f"{s.auc:.3f}" if s.auc is not None else "-"
-            ic_s = f"{s.ic:.3f}" if s.ic is not None else "-"
-            lines.append(f"  {s.label:<24} {s.n:>7} {auc_s:>7} {ic_s:>7}{mark}")
-        lines.append("")
-    return "\n".join(lines)
+def calibrate(observations: Iterable[Observation], horizons_ms: Sequence[int],
+              kernels: Sequence[tuple[str, Kernel]] | None = None, *, band_bps: float = 50.0,
+              current: Callable[[str, str], Kernel] | None = None,
+              replicates: int = REPLICATES, seed: int = SEED, pooled: bool = False,
+              target: str | None = None, progress: Progress | None = None
+              ) -> CalibrationResult:
+    """Score the grid, the current kernel and the baselines per series at every horizon.
+
+    ``current`` gives a series' configured kernel (default: the built-in one). ``pooled`` adds
+    a table of all series together; ``target`` (``VENUE:SYMBOL``) scores every series against
+    that series' moves instead of its own. ``progress`` is shown over the scoring."""
+    grid = list(kernels or default_grid(band_bps))
+    result = CalibrationResult(horizons_ms=list(horizons_ms), replicates=replicates, seed=seed,
+                               target=target)
+    series = read_series(observations, grid, band_bps, current or (lambda v, s: Kernel()),
+                         result)
+    for s in series:
+        result.coverage[s.key] = coverage(s, band_bps)
+    goal = {s.key: s for s in series}.get(target) if target else None
+    if target and goal is None:
+        raise LookupError(f"no good books of the target {target} "
+                          f"(series read: {', '.join(s.key for s in series) or 'none'})")
+    tables = {s.key: Table(f"{s.key} -> {target}" if target else s.key, s.venue, s.symbol,
+                           current=s.current) for s in series}
+    result.tables.extend(tables.values())
+    together = Table("pooled" + (f" -> {target}" if target else ""), None, None)
+    if pooled and len(series) > 1:
+        result.tables.append(together)
+    work = [(h, s) for h in horizons_ms for s in series]
+    cells: dict[str, _Cell] = {}  # one horizon's bootstrap weights at a time (memory)
+    for h, s in progress(work, "scoring kernels", len(work)) if progress else work:
+        if s is series[0] or together not in result.tables:
+            cells = {}
+        cell = cells[s.key] = _cell(s, goal or s, h, replicates, seed)
+        for label in s.values:
+            tables[s.key].scores.append(_score(label, s.kernels.get(label), h,
+                                               [(s.values[label], cell)]))
+        if s is series[-1] and together in result.tables:
+            for label in [*dict(grid), *BASELINES]:
+                together.scores.append(_score(label, dict(grid).get(label), h,
+                                              [(t.values[label], cells[t.key]) for t in series]))
+    return result
+
+
+def recommend(table: Table, horizon_ms: int) -> Recommendation:
+    """The best kernel of a series, only where it beats both the current setting and the touch
+    imbalance: the 95% lower bound of the paired bootstrap of the AUC difference above 0."""
+    venue, symbol = table.venue or "", table.symbol or ""
+    best = table.best(horizon_ms)
+    cur = table.current_score(horizon_ms)
+    imb = table.get("imbalance", horizon_ms)
+
+    def keep(reason: str) -> Recommendation:
+        return Recommendation(venue, symbol, horizon_ms, None, best, reason)
+
+    if best is None or cur is None or best.kernel is None:
+        return keep("not enough pairs to score")
+    if best.kernel == table.current:
+        return keep(f"the current setting is the best kernel ({best.label})")
+    lo = paired_lower(best, cur)
+    if lo is None or lo <= 0.0:
+        return keep(f"{best.label} does not beat the current setting within the interval "
+                    f"(AUC difference lower bound {_fmt(lo)})")
+    lo_imb = paired_lower(best, imb) if imb is not None else None
+    if lo_imb is None or lo_imb <= 0.0:
+        return keep(f"{best.label} is not better than the touch imbalance within the interval "
+                    f"(AUC difference lower bound {_fmt(lo_imb)}): the touch imbalance "
+                    "does as well")
+    gain = (best.auc or 0.0) - (cur.auc or 0.0)
+    return Recommendation(venue, symbol, horizon_ms, best.kernel, best,
+                          f"{best.label} beats the current setting by AUC {gain:+.3f} (lower "
+                          f"bound {lo:+.3f}) and the touch imbalance (lower bound {lo_imb:+.3f})")
+
+
+def paired_lower(a: Score, b: Score) -> float | None:
+    """The 2.5% quantile of AUC(a) − AUC(b) over the same bootstrap resamples."""
+    diff = a.auc_boot - b.auc_boot
+    ci = _interval(diff)
+    return ci[0] if ci else None
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.3f}"
+
+
+def describe(k: Kernel) -> str:
+    """A kernel in words: ``exponential 10 bps, band 50 bps``."""
+    shape = {"exponential": f"exponential {k.half_life_bps:g} bps",
+             "levels": f"levels {k.half_life_levels:g} levels"}.get(k.kernel, k.kernel)
+    return f"{shape}, band {k.band_bps:g} bps"
+
+
+def kernel_settings(k: Kernel) -> dict[str, float | str]:
+    """The ``metrics.wis`` mapping of a kernel (only the keys its family uses)."""
+    out: dict[str, float | str] = {"kernel": k.kernel}
+    if k.kernel == "exponential":
+        out["half_life_bps"] = k.half_life_bps
+    if k.kernel == "levels":
+        out["half_life_levels"] = k.half_life_levels
+    out["band_bps"] = k.band_bps
+    return out
+
+
+def series_settings_yaml(recs: Sequence[Recommendation], header: Sequence[str]) -> str:
+    """A series-settings file (``series_settings:``) of the recommended kernels only, with a
+    comment header saying how it was made."""
+    lines = [f"# {h}" for h in header]
+    chosen = [r for r in recs if r.kernel is not None]
+    if not chosen:
+        return "\n".join([*lines, "series: []", ""])
+    lines.append("series:")
+    for r in chosen:
+        assert r.kernel is not None
+        flow = ", ".join(f"{k}: {_yaml_scalar(v)}" for k, v in kernel_settings(r.kernel).items())
+        lines += [f"  - venue: {_quote(r.venue)}", f"    symbol: {_quote(r.symbol)}",
+                  "    metrics:", f"      wis: {{{flow}}}"]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_scalar(v: float | str) -> str:
+    return f"{v:g}" if isinstance(v, float) else v
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# -- alert rates ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    venue: str
+    symbol: str
+    ts: npt.NDArray[np.int64]
+    values: Array  # NaN where the metric is null (or the sample not good)
+
+    @property
+    def hours(self) -> float:
+        return float(self.ts[-1] - self.ts[0]) / 3_600_000 if len(self.ts) > 1 else 0.0
+
+
+def metric_series(config: Config, observations: Iterable[Observation], metric: str
+                  ) -> tuple[list[MetricSeries], set[str]]:
+    """The values of ``metric`` per series, computed by the replay pipeline (the engine with
+    ``config``'s metrics and z-scores); also every metric name the pipeline produced."""
+    from wis_monitor.engine import Engine
+
+    engine = Engine(config)
+    seen: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    names: set[str] = set()
+    for obs in observations:
+        for sample in engine.process((obs,), obs.ts_ms)[1]:
+            names.update(k for k, v in sample.values.items() if v is not None)
+            v = sample.values.get(metric) if sample.good else None
+            seen.setdefault((sample.venue, sample.symbol), []).append(
+                (sample.ts_ms, float("nan") if v is None else float(v)))
+    out = []
+    for (venue, symbol), rows in seen.items():
+        rows.sort(key=lambda r: r[0])
+        out.append(MetricSeries(venue, symbol, np.array([r[0] for r in rows], dtype=np.int64),
+                                np.array([r[1] for r in rows])))
+    return out, names
+
+
+def episodes(ts: npt.NDArray[np.int64], hit: Bools, for_ms: int = 0) -> int:
+    """How many runs of consecutive ``hit`` samples last at least ``for_ms`` (from the run's
+    first sample to its last): each is one alert, however many samples it holds."""
+    if not hit.any():
+        return 0
+    edges = np.diff(np.r_[0, hit.astype(np.int8), 0])
+    first, last = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return int(((ts[last] - ts[first]) >= for_ms).sum())
+
+
+@dataclass(frozen=True)
+class Threshold:
+    side: str  # "above", "below" or "abs"
+    threshold: float | None  # None: the recording never gets there
+    episodes: int
+    rate_per_h: float
+
+
+def propose_threshold(ms_: MetricSeries, side: str, rate_per_h: float, for_ms: int
+                      ) -> Threshold:
+    """The most extreme threshold that fires at least ``rate_per_h`` (at least one episode) on
+    the recording: ``x >= T`` above, ``x <= T`` below, ``|x| >= T`` abs. Every threshold
+    between the value reached and the next less extreme one fires the same samples: the
+    roundest of them is given."""
+    x = ms_.values
+    known = ~np.isnan(x)
+    signed = {"above": x, "below": -x, "abs": np.abs(x)}[side]
+    need = max(1, math.ceil(rate_per_h * ms_.hours - 1e-9))
+    levels = np.unique(signed[known])[::-1]
+    for i, t in enumerate(levels):
+        n = episodes(ms_.ts, known & (signed >= t), for_ms)
+        if n >= need:
+            below = float(levels[i + 1]) if i + 1 < len(levels) else float(t) - abs(float(t))
+            value = roundest(below, float(t))
+            return Threshold(side, 0.0 - value if side == "below" else value, n,
+                             n / ms_.hours if ms_.hours else math.inf)
+    return Threshold(side, None, 0, 0.0)
+
+
+def roundest(lo: float, hi: float) -> float:
+    """The number with the fewest significant digits in ``(lo, hi]``."""
+    if lo < 0.0 <= hi:
+        return 0.0
+    for digits in range(1, 17):
+        scale = 10.0 ** (digits - 1 - math.floor(math.log10(abs(hi)))) if hi else 1.0
+        candidate = math.floor(hi * scale) / scale
+        if lo < candidate <= hi:
+            return candidate
+    return hi
+
+
+def iter_thresholds(series: Sequence[MetricSeries], rate_per_h: float, for_ms: int
+                    ) -> Iterator[tuple[MetricSeries, list[Threshold]]]:
+    for s in series:
+        yield s, [propose_threshold(s, side, rate_per_h, for_ms)
+                  for side in ("above", "below", "abs")]
