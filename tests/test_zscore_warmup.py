@@ -50,9 +50,11 @@ def test_no_z_until_the_samples_span_min_history(method: Method) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_min_history_defaults_to_half_the_window(method: Method) -> None:
-    spec = ZScoreSpec(40_000, 2, method, 5_000)
-    assert spec.warm_up_ms() == 20_000
+def test_min_history_defaults_to_half_the_window(tmp_path: Path, method: Method) -> None:
+    (tmp_path / "c.yaml").write_text(
+        f"metrics: {{zscore: {{method: {method}, window: 40s, min_samples: 2}}}}\n")
+    spec = load_config(str(tmp_path / "c.yaml")).settings.metrics.zscore.spec()
+    assert spec.min_history_ms == 20_000
     series = [(i * 1000, float(i % 7)) for i in range(40)]
     got = run(spec, series)
     assert got[19] is None and got[20] is not None
@@ -71,7 +73,7 @@ def test_a_gap_longer_than_the_window_starts_a_new_warm_up() -> None:
 # -- unit variance from the first minute -----------------------------------------------------
 
 RUNS = 40
-WINDOW_MS = 120_000  # min_history: its default, half the window = 60 s
+WINDOW_MS = 120_000  # min_history: the default, half the window = 60 s
 
 
 def _timestamps(rng: np.random.Generator, irregular: bool) -> list[int]:
@@ -95,7 +97,7 @@ def test_z_of_stationary_noise_has_unit_variance_from_the_first_minute(method: M
     runs, is checked to be under a quarter of the tolerance, so the test can tell a
     2-fold inflation (the unbiased-start EWMA's failure) from sampling noise many times over.
     """
-    spec = ZScoreSpec(WINDOW_MS, 30, method, half_life_ms=60_000)
+    spec = ZScoreSpec(WINDOW_MS, 30, method, half_life_ms=60_000, min_history_ms=WINDOW_MS // 2)
     rng = np.random.default_rng(12 if irregular else 11)
     per_run = []
     for _ in range(RUNS):

@@ -106,7 +106,7 @@ class ZScore(Model):
     min_history: Duration | None = None  # default: half the window
 
     def spec(self) -> ZScoreSpec:
-        history = ms(self.min_history) if self.min_history is not None else None
+        history = ms(self.min_history) if self.min_history is not None else ms(self.window) // 2
         return ZScoreSpec(ms(self.window), self.min_samples, self.method, ms(self.half_life),
                           history)
 
@@ -201,6 +201,7 @@ class RuleSpec(Model):
     severity: Literal["info", "warning", "critical"] = "warning"
     channels: list[str] = []
     notify_resolved: bool = True
+    mode: Literal["live", "shadow"] = "live"  # shadow: evaluated and logged, never sent
     labels: dict[str, str] = {}
     runbook: str | None = None
     value: str | None = None
@@ -224,6 +225,11 @@ class Rule:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def channels(self) -> list[str]:
+        """Where its alerts go: nowhere for a shadow rule."""
+        return [] if self.spec.mode == "shadow" else list(self.spec.channels)
 
     def z_levels(self) -> tuple[float, ...]:
         """The levels ``when`` compares ``wis_z`` with (``wis_z >= 3`` gives 3), for charts."""

@@ -32,19 +32,16 @@ class ZScoreSpec:
     min_samples: int = 30
     method: Method = "rolling"
     half_life_ms: int = 600_000  # ewma only
-    #: No z until the samples behind it span this long (None: half the window).
-    min_history_ms: int | None = None
-
-    def warm_up_ms(self) -> int:
-        """The span the samples behind a z must cover: ``min_history_ms``, or half the window."""
-        return self.window_ms // 2 if self.min_history_ms is None else self.min_history_ms
+    #: No z until the samples behind it span this long (the configuration's default: half
+    #: the window).
+    min_history_ms: int = 0
 
     def history_ms(self) -> int:
         """How far back logged values rebuild this z-score after a restart: the window, or for
         ``ewma`` so many half-lives that what is left out weighs under 1e-12 (2**-40), and at
         least the warm-up span."""
         if self.method == "ewma":
-            return max(EWMA_HISTORY_HALF_LIVES * self.half_life_ms, self.warm_up_ms())
+            return max(EWMA_HISTORY_HALF_LIVES * self.half_life_ms, self.min_history_ms)
         return self.window_ms
 
 
@@ -69,7 +66,7 @@ class _TimeWindow:
     def __init__(self, spec: ZScoreSpec) -> None:
         self.window_ms = spec.window_ms
         self.min_samples = spec.min_samples
-        self.warm_up_ms = spec.warm_up_ms()
+        self.min_history_ms = spec.min_history_ms
         self._q: deque[tuple[int, float]] = deque()
         self._pending: list[tuple[int, float]] = []  # values of the latest timestamp
 
@@ -103,7 +100,7 @@ class _TimeWindow:
         """The z-score of ``x`` at ``ts_ms`` against the window before it (None for inf/NaN,
         or while the window spans less than the warm-up)."""
         self._advance(ts_ms)
-        if not self._q or ts_ms - self._q[0][0] < self.warm_up_ms:
+        if not self._q or ts_ms - self._q[0][0] < self.min_history_ms:
             return None
         b = self.baseline()
         if b is None or b.scale < TINY_STD or not math.isfinite(x):
@@ -197,7 +194,7 @@ class EwmaZ:
     def __init__(self, spec: ZScoreSpec) -> None:
         self.half_life_ms = spec.half_life_ms
         self.min_samples = spec.min_samples
-        self.warm_up_ms = spec.warm_up_ms()
+        self.min_history_ms = spec.min_history_ms
         self.n = 0
         self.w = 0.0  # W: the sum of the weights
         self.pairs = 0.0  # Σ_{i<j} w_i w_j = (W² − V2) / 2
@@ -214,7 +211,7 @@ class EwmaZ:
         return Baseline(self.n, self.mean, math.sqrt(max(var, 0.0)))
 
     def score(self, ts_ms: int, x: float) -> float | None:
-        if self.first_ms is None or ts_ms - self.first_ms < self.warm_up_ms:
+        if self.first_ms is None or ts_ms - self.first_ms < self.min_history_ms:
             return None
         b = self.baseline()
         if b is None or b.scale < TINY_STD or not math.isfinite(x):
