@@ -24,9 +24,18 @@ def distance_bps(p: float, m: float) -> float:
     return abs(p - m) / m * 10_000
 
 
+def effective_band(bids: Sequence[Level], asks: Sequence[Level], band_bps: float) -> float:
+    """min(band, bid reach, ask reach), never below the touch: reach = farthest level's distance
+    (the shorter reach widened by a relative 1e-9: distances equal up to rounding)."""
+    m = mid(bids, asks)
+    touch = max(distance_bps(bids[0][0], m), distance_bps(asks[0][0], m))
+    reach = min(distance_bps(bids[-1][0], m), distance_bps(asks[-1][0], m)) * (1 + 1e-9)
+    return min(band_bps, max(touch, reach))
+
+
 def weight(kernel: str, d: float, k: int, *, half_life_bps: float = 10.0, band_bps: float = 50.0,
-           half_life_levels: float = 5.0) -> float:
-    if d > band_bps:
+           half_life_levels: float = 5.0, cut_bps: float | None = None) -> float:
+    if d > (band_bps if cut_bps is None else cut_bps):
         return 0.0
     if kernel == "exponential":
         return 2 ** (-d / half_life_bps)
@@ -49,8 +58,11 @@ def side_sum(levels: Sequence[Level], m: float, kernel: str, contract_size: floa
 
 
 def wis(bids: Sequence[Level], asks: Sequence[Level], kernel: str = "exponential",
-        contract_size: float = 1.0, inverse: bool = False, **params: float) -> float | None:
+        contract_size: float = 1.0, inverse: bool = False, symmetric: bool = True,
+        **params: float) -> float | None:
     m = mid(bids, asks)
+    if symmetric:
+        params["cut_bps"] = effective_band(bids, asks, params.get("band_bps", 50.0))
     b = side_sum(bids, m, kernel, contract_size, inverse, **params)
     a = side_sum(asks, m, kernel, contract_size, inverse, **params)
     if b + a == 0:
@@ -65,8 +77,11 @@ def depth(levels: Sequence[Level], m: float, band_bps: float = 50.0, contract_si
 
 
 def companions(bids: Sequence[Level], asks: Sequence[Level], band_bps: float = 50.0,
-               contract_size: float = 1.0, inverse: bool = False) -> dict[str, float | None]:
+               contract_size: float = 1.0, inverse: bool = False, symmetric: bool = True
+               ) -> dict[str, float | None]:
     m = mid(bids, asks)
+    coverage = effective_band(bids, asks, band_bps)
+    cut = coverage if symmetric else band_bps
     bb, qb = bids[0][0], bids[0][1]
     ba, qa = asks[0][0], asks[0][1]
     return {
@@ -74,8 +89,9 @@ def companions(bids: Sequence[Level], asks: Sequence[Level], band_bps: float = 5
         "spread_bps": (ba - bb) / m * 1e4,
         "imbalance": (qb - qa) / (qb + qa),
         "microprice": (bb * qa + ba * qb) / (qb + qa),
-        "bid_depth": depth(bids, m, band_bps, contract_size, inverse),
-        "ask_depth": depth(asks, m, band_bps, contract_size, inverse),
+        "bid_depth": depth(bids, m, cut, contract_size, inverse),
+        "ask_depth": depth(asks, m, cut, contract_size, inverse),
+        "coverage_bps": coverage,
     }
 
 

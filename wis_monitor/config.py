@@ -66,7 +66,7 @@ DEFAULT_PATH = "/etc/wis-monitor/config.yaml"
 #: Metrics every sample has (SPEC §3); configured WIS variants and ``<name>_z`` are added.
 BASE_METRICS = (
     "wis", "wis_z", "imbalance", "mid", "spread_bps", "microprice", "bid_depth", "ask_depth",
-    "depth", "mid_change_bps", "age_s", "latency_ms",
+    "depth", "mid_change_bps", "age_s", "latency_ms", "coverage_bps", "ofi", "ofi_z",
 )
 
 
@@ -93,9 +93,11 @@ class WisKernel(Model):
     half_life_bps: float = Field(10.0, gt=0)
     band_bps: float = Field(50.0, gt=0)
     half_life_levels: float = Field(5.0, gt=0)
+    symmetric: bool = True
 
     def to_kernel(self) -> Kernel:
-        return Kernel(self.kernel, self.half_life_bps, self.band_bps, self.half_life_levels)
+        return Kernel(self.kernel, self.half_life_bps, self.band_bps, self.half_life_levels,
+                      self.symmetric)
 
 
 class ZScore(Model):
@@ -108,10 +110,31 @@ class ZScore(Model):
         return ZScoreSpec(ms(self.window), self.min_samples, self.method, ms(self.half_life))
 
 
+class Ofi(Model):
+    levels: int = Field(5, ge=1, le=1000)
+    window: PositiveDuration = timedelta(seconds=10)
+
+
+class Smooth(Model):
+    of: str
+    half_life: PositiveDuration
+
+
 class Metrics(Model):
     wis: WisKernel = WisKernel()
     wis_variants: dict[str, WisKernel] = {}
     zscore: ZScore = ZScore()
+    ofi: Ofi = Ofi()
+    smooth: dict[str, Smooth] = {}
+
+    def kernels(self) -> dict[str, Kernel]:
+        out = {"wis": self.wis.to_kernel()}
+        out.update({name: k.to_kernel() for name, k in self.wis_variants.items()})
+        return out
+
+    def scored(self) -> tuple[str, ...]:
+        """The metrics that have a z-score (``<name>_z``), in their column order."""
+        return ("wis", *self.wis_variants, "ofi", *self.smooth)
 
 
 class Sim(Model):
@@ -242,12 +265,26 @@ class Config:
     rule_files: tuple[str, ...] = ()
     metrics: frozenset[str] = field(default_factory=frozenset)
 
+    series_metrics: Mapping[tuple[str, str], Metrics] = field(default_factory=dict)
+
     @property
     def kernels(self) -> dict[str, Kernel]:
+        return self.settings.metrics.kernels()
+
+    @property
+    def scored_metrics(self) -> tuple[str, ...]:
+        """The metrics with a z-score (``<name>_z``)."""
+        return self.settings.metrics.scored()
+
+    @property
+    def column_metrics(self) -> tuple[str, ...]:
+        """The configured metrics with their own sample columns (and ``<name>_z`` columns)."""
         m = self.settings.metrics
-        out = {"wis": m.wis.to_kernel()}
-        out.update({name: k.to_kernel() for name, k in m.wis_variants.items()})
-        return out
+        return (*m.wis_variants, *m.smooth)
+
+    def metrics_for(self, venue: str, symbol: str) -> Metrics:
+        """The metric settings of one series: the global ones with its overrides merged in."""
+        return self.series_metrics.get((venue, symbol), self.settings.metrics)
 
     def interval_ms(self, venue: Venue) -> int:
         return ms(venue.interval or self.settings.sampling.interval)
@@ -437,8 +474,8 @@ def _valid_keys(model: type[BaseModel], item: Any, base: dict[str, Any]) -> dict
 
 def metric_names(settings: Settings) -> set[str]:
     names = set(BASE_METRICS)
-    for variant in settings.metrics.wis_variants:
-        names.update((variant, f"{variant}_z"))
+    for name in (*settings.metrics.wis_variants, *settings.metrics.smooth):
+        names.update((name, f"{name}_z"))
     return names
 
 
@@ -461,6 +498,7 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
             doc.problem(where, f'variant name "{name}" must be lower-case letters, digits and _')
         elif name in BASE_METRICS or name.endswith("_z"):
             doc.problem(where, f'variant name "{name}" clashes with a built-in metric')
+    _check_smooth(doc, s.metrics)
     seen: dict[str, int] = {}
     known_series: set[tuple[str, str]] = set()
     jitter_reported = False
@@ -526,6 +564,25 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
         for j, ch in enumerate(s.feed_stale.channels):
             if ch not in s.channels:
                 doc.problem(("feed_stale", "channels", j), _unknown("channel", ch, s.channels))
+
+
+def _check_smooth(doc: yamlsource.Document, m: Metrics) -> None:
+    sources = set(BASE_METRICS) | {n for v in m.wis_variants for n in (v, f"{v}_z")}
+    for name, spec in m.smooth.items():
+        where = ("metrics", "smooth", name)
+        if not METRIC_NAME.fullmatch(name):
+            doc.problem(where, f'smoothed metric "{name}" must be lower-case letters, digits and _')
+        elif name in sources or name.endswith("_z"):
+            doc.problem(where, f'smoothed metric "{name}" clashes with a metric of that name')
+        if spec.of not in sources:
+            what = "another smoothed metric" if spec.of in m.smooth else "not a metric"
+            doc.problem((*where, "of"), f'smoothed metric "{name}": "{spec.of}" is {what}'
+                        + _hint(spec.of, sources))
+
+
+def _hint(name: str, known: set[str]) -> str:
+    hint = difflib.get_close_matches(name, sorted(known), n=1)
+    return f' (did you mean "{hint[0]}"?)' if hint else ""
 
 
 @functools.cache

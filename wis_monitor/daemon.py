@@ -127,7 +127,7 @@ class Daemon:
             return 2
         try:
             self.store = Store(config.db_path(),
-                               variants=list(config.settings.metrics.wis_variants),
+                               variants=config.column_metrics,
                                busy_timeout_s=STORE_BUSY_S)
         except StoreError as exc:
             log.error("%s", exc)
@@ -366,7 +366,7 @@ class Daemon:
             return False
         if self.store is not None:
             try:
-                self.store.use_variants(list(config.settings.metrics.wis_variants))
+                self.store.use_variants(config.column_metrics)
             except StoreError as exc:
                 log.error("reload: %s", exc)
         engine = Engine(config, self.store)
