@@ -114,3 +114,72 @@ def close(a: float | None, b: float | None, rel: float = 1e-9, abs_: float = 1e-
     if a is None or b is None:
         return a is b
     return abs(a - b) <= max(rel * max(abs(a), abs(b)), abs_)
+
+
+def ofi_event(prev: tuple[Sequence[Level], Sequence[Level]],
+              cur: tuple[Sequence[Level], Sequence[Level]], levels: int,
+              contract_size: float = 1.0, inverse: bool = False) -> float:
+    """Multi-level OFI from one book to the next, over the notional of each level, divided by
+    the mean per-side notional of the next book over the levels compared."""
+    e = 0.0
+    depth_sum = 0.0
+    for side in (0, 1):  # bids, asks
+        before, after = prev[side], cur[side]
+        for i in range(min(levels, len(before), len(after))):
+            p0 = before[i][0]
+            p1 = after[i][0]
+            q0 = notional(p0, before[i][1], contract_size, inverse)
+            q1 = notional(p1, after[i][1], contract_size, inverse)
+            depth_sum += q1
+            if side == 0:
+                e += (q1 if p1 >= p0 else 0.0) - (q0 if p1 <= p0 else 0.0)
+            else:
+                e += (q0 if p1 >= p0 else 0.0) - (q1 if p1 <= p0 else 0.0)
+    return e / (depth_sum / 2)
+
+
+def ofi_series(steps: Sequence[tuple[int, tuple[Sequence[Level], Sequence[Level]] | None]],
+               levels: int, window_ms: int, interval_ms: int, contract_size: float = 1.0,
+               inverse: bool = False) -> list[float | None]:
+    """For each (ts, book or None for a bad sample): the OFI events of (ts - window, ts] summed,
+    None when the chain of consecutive good books (gaps <= 2 intervals) is younger than a
+    window."""
+    out: list[float | None] = []
+    events: list[tuple[int, float]] = []
+    start = 0
+    prev: tuple[int, tuple[Sequence[Level], Sequence[Level]]] | None = None
+    for ts, book in steps:
+        if book is None:
+            prev = None
+            out.append(None)
+            continue
+        if prev is None or ts - prev[0] > 2 * interval_ms:
+            start, events = ts, []
+            out.append(None)
+        else:
+            events.append((ts, ofi_event(prev[1], book, levels, contract_size, inverse)))
+            inside = [e for t, e in events if ts - window_ms < t <= ts]
+            out.append(math.fsum(inside) if ts - start >= window_ms else None)
+        prev = (ts, book)
+    return out
+
+
+def ema_series(series: Sequence[tuple[int, float | None]], half_life_ms: float,
+               interval_ms: float) -> list[float | None]:
+    """For each (ts, x): the weighted mean of the non-null values so far, value i weighing
+    (1 - 2^(-dt_i/h)) * 2^(-(t_last - t_i)/h), dt_i the time since the previous value (one
+    interval for the first), t_last the time of the latest value."""
+    seen: list[tuple[int, float, float]] = []
+    out: list[float | None] = []
+    for ts, x in series:
+        if x is not None:
+            dt = ts - seen[-1][0] if seen else interval_ms
+            seen.append((ts, dt, x))
+        if not seen:
+            out.append(None)
+            continue
+        last = seen[-1][0]
+        w = [(1 - 2 ** (-dt / half_life_ms)) * 2 ** (-(last - t) / half_life_ms)
+             for t, dt, _ in seen]
+        out.append(math.fsum(wi * v for wi, (_, _, v) in zip(w, seen)) / math.fsum(w))
+    return out
