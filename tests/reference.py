@@ -181,5 +181,6 @@ def ema_series(series: Sequence[tuple[int, float | None]], half_life_ms: float,
         last = seen[-1][0]
         w = [(1 - 2 ** (-dt / half_life_ms)) * 2 ** (-(last - t) / half_life_ms)
              for t, dt, _ in seen]
-        out.append(math.fsum(wi * v for wi, (_, _, v) in zip(w, seen)) / math.fsum(w))
+        total = math.fsum(wi * v for wi, (_, _, v) in zip(w, seen, strict=True))
+        out.append(total / math.fsum(w))
     return out

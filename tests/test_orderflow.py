@@ -10,6 +10,7 @@ from pathlib import Path
 import reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_signals import Levels, books, contracts
 
 from wis_monitor.book import make_book
 from wis_monitor.config import load_config
@@ -17,7 +18,6 @@ from wis_monitor.engine import Engine
 from wis_monitor.signals import ofi_event
 from wis_monitor.sources import Observation
 from wis_monitor.store import Store
-from test_signals import Levels, books, contracts
 
 CONFIG = """\
 sampling: {interval: 1s}
