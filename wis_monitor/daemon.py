@@ -60,7 +60,8 @@ def make_source(venue: Venue, config: Config) -> Source:
         return RecordingVenue(venue.id, venue.symbols, venue.books or "")
     from wis_monitor.sources.ccxt import CcxtVenue
 
-    band = max(k.band_bps for k in config.kernels.values())
+    band = max(k.band_bps for sym in venue.symbols
+               for k in config.metrics_for(venue.id, sym).kernels().values())
     return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band)
 
 
