@@ -5,6 +5,7 @@ restarts."""
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
 
 import reference as ref
@@ -165,3 +166,23 @@ def test_restart_rebuilds_averages_and_starts_a_new_order_flow_chain(tmp_path: P
         assert ref.close(v["wis_s"], w["wis_s"]) and ref.close(v["imb_s"], w["imb_s"])
         assert ref.close(v["wis_z"], w["wis_z"])
     assert [v["ofi"] for v in after[:5]] == [None] * 5 and after[5]["ofi"] is not None
+
+
+def test_a_database_from_before_gets_the_new_columns_on_open(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the samples table as version 1 created it
+        conn.executescript(
+            "CREATE TABLE samples (ts INTEGER NOT NULL, venue TEXT NOT NULL, symbol TEXT NOT NULL,"
+            " mid REAL, spread_bps REAL, wis REAL, wis_z REAL, imbalance REAL, microprice REAL,"
+            " bid_depth REAL, ask_depth REAL, mid_change_bps REAL, age_s REAL,"
+            " quality TEXT NOT NULL DEFAULT '', latency_ms REAL, error TEXT);"
+            "INSERT INTO samples (ts, venue, symbol, wis, quality) VALUES (1, 'v', 'X/Y', 0.5, '');"
+            "PRAGMA user_version=1;")
+    e = engine_for(tmp_path)
+    store = Store(str(db), variants=e.config.column_metrics)
+    batch, _ = e.process([Observation("v", "X/Y", 1000, make_book(*walk(1)[0])[0], frozenset(),
+                                      1.0)])
+    store.write(batch)
+    rows = store.query("SELECT ts, wis, coverage_bps, ofi, wis_s FROM samples ORDER BY ts")
+    assert rows[0] == {"ts": 1, "wis": 0.5, "coverage_bps": None, "ofi": None, "wis_s": None}
+    assert rows[1]["coverage_bps"] is not None and rows[1]["wis_s"] == rows[1]["wis"]
