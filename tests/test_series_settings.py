@@ -144,3 +144,24 @@ def test_replay_computes_each_series_with_its_own_kernel(tmp_path: Path) -> None
         fast = ref.wis(bids, asks, half_life_bps=2.0)
         assert ref.close(wis_fast, fast)
         assert wis_s is not None
+
+
+def test_reload_drops_only_the_windows_of_the_series_whose_settings_changed(
+        tmp_path: Path) -> None:
+    from wis_monitor.book import make_book
+    from wis_monitor.engine import Engine
+    from wis_monitor.sources import Observation
+
+    cfg = write(tmp_path)
+    old = Engine(load_config(str(cfg)))
+    book, flags = make_book(*walk(1)[0])
+    old.process([Observation(v, s, 1000, book, flags, 1.0) for v, s in
+                 (("spot", "BTC/USDT"), ("spot", "ETH/USDT"), ("perp", "BTC/USDT"))])
+    cfg.write_text(MAIN.replace("{wis: {kernel: linear}", "{wis: {kernel: linear, band_bps: 30}"))
+    new = Engine(load_config(str(cfg)))
+    assert new.adopt(old) == ["wis", "wis_s"]  # wis_s averages wis
+    kept = {key: new.series[key].stats.scorers["wis"] is old.series[key].stats.scorers["wis"]
+            for key in old.series}
+    assert kept == {("spot", "BTC/USDT"): True, ("spot", "ETH/USDT"): False,
+                    ("perp", "BTC/USDT"): True}
+    assert new.series[("spot", "ETH/USDT")].kernels["wis"].band_bps == 30  # its own wins

@@ -668,7 +668,11 @@ def _definition(s: Series, metric: str) -> object:
         return m.ofi, s.interval_ms
     if metric in m.smooth:
         return m.smooth[metric], s.interval_ms, _definition(s, m.smooth[metric].of)
-    return s.kernels.get(metric), m.wis.band_bps, m.wis.symmetric
+    if metric.endswith("_z"):
+        return m.zscore, _definition(s, metric.removesuffix("_z"))
+    if metric in ("bid_depth", "ask_depth", "depth", "coverage_bps"):
+        return m.wis.band_bps, m.wis.symmetric
+    return s.kernels.get(metric)  # a WIS kernel; None for the other companions
 
 
 def _truth(v: object) -> bool | None:
