@@ -42,10 +42,10 @@ class Series:
     first_seen_ms: int
     metrics: Metrics
     interval_ms: int
-    kernels: dict[str, Kernel] = field(default_factory=dict)
-    ofi: OfiWindow = field(default_factory=lambda: OfiWindow(10_000))
+    kernels: dict[str, Kernel] = field(init=False)
+    ofi: OfiWindow = field(init=False)
     ofi_book: tuple[int, Book] | None = None  # the previous book of the order-flow chain
-    smooth: dict[str, Ema] = field(default_factory=dict)
+    smooth: dict[str, Ema] = field(init=False)
     last_values: dict[str, float | None] = field(default_factory=dict)
     last_book: Book | None = None
     book_since_ms: int | None = None  # when the current (identical) book was first seen
@@ -110,7 +110,6 @@ class Engine:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
         self.store = store
-        self.kernels = config.kernels
         self.z_metrics = config.scored_metrics
         self._z_name = {m: f"{m}_z" for m in self.z_metrics}
         self._z_first = tuple(m for m in self.z_metrics if m not in config.settings.metrics.smooth)
