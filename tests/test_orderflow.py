@@ -16,7 +16,7 @@ from test_signals import Levels, books, contracts
 from wis_monitor.book import make_book
 from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
-from wis_monitor.signals import ofi_event
+from wis_monitor.signals import ofi_event, top_levels
 from wis_monitor.sources import Observation
 from wis_monitor.store import Store
 
@@ -41,18 +41,18 @@ def test_ofi_event_equals_the_formula(a: Book, b: Book, levels: int,
     cs, inverse = contract
     prev, _ = make_book(*a, contract_size=cs, inverse=inverse)
     cur, _ = make_book(*b, contract_size=cs, inverse=inverse)
-    got = ofi_event(prev, cur, levels)
+    got = ofi_event(top_levels(prev, levels), top_levels(cur, levels))
     assert ref.close(got, ref.ofi_event(a, b, levels, cs, inverse), abs_=1e-9)
 
 
 def test_ofi_of_an_unchanged_book_is_zero_and_added_bids_are_positive() -> None:
     bids, asks = [[99.0, 1.0], [98.0, 2.0]], [[101.0, 1.0], [102.0, 2.0]]
-    book, _ = make_book(bids, asks)
-    assert ofi_event(book, book, 5) == 0.0
-    more, _ = make_book([[99.0, 3.0], [98.0, 2.0]], asks)
-    assert ofi_event(book, more, 5) > 0  # bids added at the touch: buying pressure
-    lifted, _ = make_book(bids, [[102.0, 2.0]])  # the best ask taken out
-    assert ofi_event(book, lifted, 5) > 0
+    book = top_levels(make_book(bids, asks)[0], 5)
+    assert ofi_event(book, book) == 0.0
+    more = top_levels(make_book([[99.0, 3.0], [98.0, 2.0]], asks)[0], 5)
+    assert ofi_event(book, more) > 0  # bids added at the touch: buying pressure
+    lifted = top_levels(make_book(bids, [[102.0, 2.0]])[0], 5)  # the best ask taken out
+    assert ofi_event(book, lifted) > 0
 
 
 def walk(n: int, seed: int = 7) -> list[Book]:

@@ -21,7 +21,7 @@ from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
 from wis_monitor.config import FEED_STALE, Config, Metrics, Rule, Venue, split_member
 from wis_monitor.duration import ms
 from wis_monitor.errors import StoreError
-from wis_monitor.signals import Kernel, change_bps, ofi_event, snapshot
+from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
 from wis_monitor.sources import Observation
 from wis_monitor.stats import Ema, OfiWindow, SeriesStats
 from wis_monitor.store import AlertRow, Batch, Store, encode_levels
@@ -44,7 +44,7 @@ class Series:
     interval_ms: int
     kernels: dict[str, Kernel] = field(init=False)
     ofi: OfiWindow = field(init=False)
-    ofi_book: tuple[int, Book] | None = None  # the previous book of the order-flow chain
+    ofi_book: tuple[int, TopLevels] | None = None  # the order-flow chain's previous book
     smooth: dict[str, Ema] = field(init=False)
     last_values: dict[str, float | None] = field(default_factory=dict)
     last_book: Book | None = None
@@ -64,13 +64,16 @@ class Series:
     def order_flow(self, ts_ms: int, book: Book | None) -> float | None:
         """The book's order-flow window sum (None: no book, or the chain is too young); a
         gap longer than twice the interval, or no book, breaks the chain."""
-        prev, self.ofi_book = self.ofi_book, (None if book is None else (ts_ms, book))
+        prev = self.ofi_book
         if book is None:
+            self.ofi_book = None
             return None
+        top = top_levels(book, self.metrics.ofi.levels)
+        self.ofi_book = (ts_ms, top)
         if prev is None or ts_ms - prev[0] > 2 * self.interval_ms:
             self.ofi.restart(ts_ms)
             return None
-        return self.ofi.add(ts_ms, ofi_event(prev[1], book, self.metrics.ofi.levels))
+        return self.ofi.add(ts_ms, ofi_event(prev[1], top))
 
     def smoothed(self, ts_ms: int, values: dict[str, float | None]) -> dict[str, float | None]:
         """Push each smoothed metric's input (a null one is skipped: the average stays)."""

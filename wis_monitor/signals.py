@@ -227,40 +227,59 @@ def change_bps(prev: float | None, now: float) -> float | None:
     return (now - prev) / prev * BPS
 
 
-def ofi_event(prev: Book, cur: Book, levels: int) -> float:
+@dataclass(frozen=True, slots=True)
+class TopLevels:
+    """The best levels of a book for the order-flow imbalance: prices and notionals."""
+
+    bid_px: list[float]
+    bid_notional: list[float]
+    ask_px: list[float]
+    ask_notional: list[float]
+
+
+def top_levels(book: Book, levels: int) -> TopLevels:
+    """The best ``levels`` of each side, notional as for WIS (contract size, inverse)."""
+    bp, ap = book.bid_px[:levels].tolist(), book.ask_px[:levels].tolist()
+    bq, aq = book.bid_qty[:levels].tolist(), book.ask_qty[:levels].tolist()
+    return TopLevels(bp, _notionals(book, bp, bq), ap, _notionals(book, ap, aq))
+
+
+def ofi_event(prev: TopLevels, cur: TopLevels) -> float:
     """The multi-level order-flow imbalance from ``prev`` to ``cur``, normalised (docs/metrics.md).
 
-    Per level ``i`` of the best ``levels`` present in both books, with ``q`` a level's notional:
+    Per level ``i`` present on that side in both books, with ``q`` a level's notional:
     ``e_bid = q_b,t·1[p_b,t ≥ p_b,t-1] − q_b,t-1·1[p_b,t ≤ p_b,t-1]`` and
     ``e_ask = q_a,t-1·1[p_a,t ≥ p_a,t-1] − q_a,t·1[p_a,t ≤ p_a,t-1]``; their sum over the levels
     is divided by the mean per-side notional of ``cur`` over the same levels.
     """
-    e_bid, d_bid = _flow(prev, cur, levels, bids=True)
-    e_ask, d_ask = _flow(prev, cur, levels, bids=False)
+    e_bid, d_bid = _flow(prev.bid_px, prev.bid_notional, cur.bid_px, cur.bid_notional, True)
+    e_ask, d_ask = _flow(prev.ask_px, prev.ask_notional, cur.ask_px, cur.ask_notional, False)
     depth = (d_bid + d_ask) / 2.0
     return (e_bid - e_ask) / depth if depth > 0.0 else 0.0
 
 
-def _flow(prev: Book, cur: Book, levels: int, *, bids: bool) -> tuple[float, float]:
-    """A side's ``Σ q_t·1[better or same] − q_t-1·1[worse or same]`` and ``Σ q_t``, where
-    better is a higher bid or a lower ask (the ask's e is the negative of what it returns)."""
-    p0, q0 = (prev.bid_px, prev.bid_qty) if bids else (prev.ask_px, prev.ask_qty)
-    p1, q1 = (cur.bid_px, cur.bid_qty) if bids else (cur.ask_px, cur.ask_qty)
-    n = min(levels, p0.size, p1.size)
-    a0, b0 = p0[:n].tolist(), _notionals(prev, p0[:n].tolist(), q0[:n].tolist())
-    a1, b1 = p1[:n].tolist(), _notionals(cur, p1[:n].tolist(), q1[:n].tolist())
+def _flow(p0: list[float], q0: list[float], p1: list[float], q1: list[float], bids: bool
+          ) -> tuple[float, float]:
+    """A side's ``Σ q_t·1[better or same] − q_t-1·1[worse or same]`` and ``Σ q_t`` over the
+    levels both books have, where better is a higher bid or a lower ask (so for asks this is
+    the negative of ``e_ask``)."""
     e = 0.0
-    for i in range(n):
-        up, down = (a1[i] >= a0[i], a1[i] <= a0[i]) if bids else (a1[i] <= a0[i], a1[i] >= a0[i])
-        if up:
-            e += b1[i]
-        if down:
-            e -= b0[i]
-    return e, math.fsum(b1)
+    depth = 0.0
+    for a0, b0, a1, b1 in zip(p0, q0, p1, q1, strict=False):  # the levels both books have
+        depth += b1
+        if a1 == a0:
+            e += b1 - b0
+        elif (a1 > a0) is bids:
+            e += b1
+        else:
+            e -= b0
+    return e, depth
 
 
 def _notionals(book: Book, px: list[float], qty: list[float]) -> list[float]:
     cs = book.contract_size
     if book.inverse:
-        return [q * cs for q in qty]
-    return [p * q * cs for p, q in zip(px, qty, strict=True)]
+        return [q * cs for q in qty] if cs != 1.0 else qty
+    if cs != 1.0:
+        return [p * q * cs for p, q in zip(px, qty, strict=True)]
+    return [p * q for p, q in zip(px, qty, strict=True)]

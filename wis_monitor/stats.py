@@ -272,23 +272,27 @@ class OfiWindow:
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
         self.start_ms: int | None = None  # the first book of the chain
-        self._events: deque[tuple[int, float]] = deque()
+        self._ts: deque[int] = deque()
+        self._events: deque[float] = deque()
 
     def restart(self, ts_ms: int | None) -> None:
         """Break the chain; a new one starts at ``ts_ms`` (None: at the next book)."""
         self.start_ms = ts_ms
+        self._ts.clear()
         self._events.clear()
 
     def add(self, ts_ms: int, e: float) -> float | None:
         """Add the event of the book at ``ts_ms``; returns the window's sum, or None."""
-        q = self._events
-        q.append((ts_ms, e))
+        times, events = self._ts, self._events
+        times.append(ts_ms)
+        events.append(e)
         lo = ts_ms - self.window_ms
-        while q and q[0][0] <= lo:
-            q.popleft()
+        while times[0] <= lo:
+            times.popleft()
+            events.popleft()
         if self.start_ms is None or ts_ms - self.start_ms < self.window_ms:
             return None
-        return math.fsum(x for _, x in q)
+        return math.fsum(events)
 
 
 class SeriesStats:
