@@ -165,3 +165,20 @@ def test_reload_drops_only_the_windows_of_the_series_whose_settings_changed(
     assert kept == {("spot", "BTC/USDT"): True, ("spot", "ETH/USDT"): False,
                     ("perp", "BTC/USDT"): True}
     assert new.series[("spot", "ETH/USDT")].kernels["wis"].band_bps == 30  # its own wins
+
+
+def test_check_refuses_smoothed_metrics_that_clash_or_smooth_nothing(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("metrics:\n"
+                   "  ofi: {window: 0s}\n"
+                   "  smooth:\n"
+                   "    ofi: {of: wis, half_life: 5s}\n"
+                   "    a_s: {of: wiz, half_life: 5s}\n"
+                   "    b_s: {of: a_s, half_life: 5s}\n"
+                   "venues: [{id: v, exchange: sim, symbols: [X/Y]}]\n")
+    r = check(cfg)
+    assert r.returncode == 2, r.stderr
+    for line in (f"{cfg}:2: metrics.ofi.window: must be longer than 0s", f'{cfg}:4: smoothed metric "ofi" clashes',
+                 f'{cfg}:5: smoothed metric "a_s": "wiz" is not a metric (did you mean "wis"?)',
+                 f'{cfg}:6: smoothed metric "b_s": "a_s" is another smoothed metric\n'):
+        assert line in r.stderr, (line, r.stderr)

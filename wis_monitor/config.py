@@ -724,9 +724,9 @@ def _check_smooth(doc: yamlsource.Document, m: Metrics, loc: tuple[Any, ...] = (
         elif name in sources or name.endswith("_z"):
             doc.problem(where, f'smoothed metric "{name}" clashes with a metric of that name')
         if spec.of not in sources:
-            what = "another smoothed metric" if spec.of in m.smooth else "not a metric"
-            doc.problem((*where, "of"), f'smoothed metric "{name}": "{spec.of}" is {what}'
-                        + _hint(spec.of, sources))
+            what = ("another smoothed metric" if spec.of in m.smooth
+                    else "not a metric" + _hint(spec.of, sources))
+            doc.problem((*where, "of"), f'smoothed metric "{name}": "{spec.of}" is {what}')
 
 
 def _hint(name: str, known: set[str]) -> str:
