@@ -178,7 +178,8 @@ def test_check_refuses_smoothed_metrics_that_clash_or_smooth_nothing(tmp_path: P
                    "venues: [{id: v, exchange: sim, symbols: [X/Y]}]\n")
     r = check(cfg)
     assert r.returncode == 2, r.stderr
-    for line in (f"{cfg}:2: metrics.ofi.window: must be longer than 0s", f'{cfg}:4: smoothed metric "ofi" clashes',
+    for line in (f"{cfg}:2: metrics.ofi.window: must be longer than 0s",
+                 f'{cfg}:4: smoothed metric "ofi" clashes',
                  f'{cfg}:5: smoothed metric "a_s": "wiz" is not a metric (did you mean',
                  f'{cfg}:6: smoothed metric "b_s": "a_s" is another smoothed metric\n'):
         assert line in r.stderr, (line, r.stderr)
