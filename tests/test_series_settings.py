@@ -183,3 +183,28 @@ def test_check_refuses_smoothed_metrics_that_clash_or_smooth_nothing(tmp_path: P
                  f'{cfg}:5: smoothed metric "a_s": "wiz" is not a metric (did you mean',
                  f'{cfg}:6: smoothed metric "b_s": "a_s" is another smoothed metric\n'):
         assert line in r.stderr, (line, r.stderr)
+
+
+def test_test_rules_computes_book_series_with_their_own_settings(tmp_path: Path) -> None:
+    # Bids heavier near the touch, asks heavier further out: a fast kernel reads buying
+    # pressure, the default one hardly any.
+    bids = [[100.0 - 0.01 * i, 9.0 if i == 0 else 1.0] for i in range(60)]
+    asks = [[100.01 + 0.01 * i, 1.0 if i < 5 else 3.0] for i in range(60)]
+    rec = tmp_path / "book.jsonl"
+    rec.write_text("".join(json.dumps({"ts": 1000 * i, "venue": "x", "symbol": "A/B",
+                                       "bids": bids, "asks": asks}) + "\n" for i in range(3)))
+    fast = ref.wis(bids, asks, half_life_bps=1.0)
+    slow = ref.wis(bids, asks)
+    assert fast is not None and slow is not None and fast > 0.5 > slow
+    (tmp_path / "r.yaml").write_text("rules:\n  - {name: tilt, when: wis > 0.5}\n")
+    (tmp_path / "tuned.yaml").write_text(
+        "series:\n  - {venue: v, symbol: FAST/B, metrics: {wis: {half_life_bps: 1}}}\n")
+    (tmp_path / "t.yaml").write_text(
+        "rule_files: [r.yaml]\nseries_settings: [tuned.yaml]\ntests:\n"
+        "  - name: per series\n    input_series:\n"
+        "      - {series: v:FAST/B, books: book.jsonl}\n"
+        "      - {series: v:SLOW/B, books: book.jsonl}\n"
+        "    expected:\n      - {at: 0s, rule: tilt, key: v:FAST/B, event: firing}\n")
+    r = subprocess.run([sys.executable, "-m", "wis_monitor", "test-rules",
+                        str(tmp_path / "t.yaml")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

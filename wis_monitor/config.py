@@ -454,7 +454,7 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
         settings = _salvage(doc.data)
     named = _raw_series(doc.data)
     _check_settings(doc, settings, named)
-    series_metrics = _series_metrics(doc, settings, named, env)
+    series_metrics = per_series_metrics(doc, settings, named, env)
     metrics = metric_names(settings)
     rules, files = _load_rules(doc, settings, metrics, env)
     if doc.problems:
@@ -525,11 +525,11 @@ def _raw_series(data: dict[str, Any]) -> set[tuple[str, str]]:
 Override = tuple[yamlsource.Document, tuple[Any, ...], dict[str, Any]]
 
 
-def _series_metrics(main: yamlsource.Document, s: Settings, named: set[tuple[str, str]],
-                    env: Mapping[str, str] | None) -> dict[tuple[str, str], Metrics]:
+def per_series_metrics(main: yamlsource.Document, s: Settings, named: set[tuple[str, str]],
+                       env: Mapping[str, str] | None) -> dict[tuple[str, str], Metrics]:
     """The merged metric settings of every series that has overrides (docs/metrics.md):
     global < venue < series-settings files < the symbol's own, each checked where it is
-    written."""
+    written; ``named``: the series a file may name besides the venues' (test-rules)."""
     layers: dict[tuple[str, str], list[Override]] = {}
     raw_venues = main.data.get("venues") if isinstance(main.data, dict) else None
     for i, venue in enumerate(s.venues):
