@@ -275,8 +275,8 @@ class OfiWindow:
         self._ts: deque[int] = deque()
         self._events: deque[float] = deque()
 
-    def restart(self, ts_ms: int | None) -> None:
-        """Break the chain; a new one starts at ``ts_ms`` (None: at the next book)."""
+    def restart(self, ts_ms: int) -> None:
+        """Break the chain: a new one starts with the book at ``ts_ms``."""
         self.start_ms = ts_ms
         self._ts.clear()
         self._events.clear()
