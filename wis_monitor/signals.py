@@ -239,9 +239,9 @@ class TopLevels:
 
 def top_levels(book: Book, levels: int) -> TopLevels:
     """The best ``levels`` of each side, notional as for WIS (contract size, inverse)."""
-    bp, ap = book.bid_px[:levels].tolist(), book.ask_px[:levels].tolist()
-    bq, aq = book.bid_qty[:levels].tolist(), book.ask_qty[:levels].tolist()
-    return TopLevels(bp, _notionals(book, bp, bq), ap, _notionals(book, ap, aq))
+    bp, ap = book.bid_px[:levels], book.ask_px[:levels]
+    return TopLevels(bp.tolist(), _notionals(book, bp, book.bid_qty[:levels]),
+                     ap.tolist(), _notionals(book, ap, book.ask_qty[:levels]))
 
 
 def ofi_event(prev: TopLevels, cur: TopLevels) -> float:
@@ -276,10 +276,13 @@ def _flow(p0: list[float], q0: list[float], p1: list[float], q1: list[float], bi
     return e, depth
 
 
-def _notionals(book: Book, px: list[float], qty: list[float]) -> list[float]:
+def _notionals(book: Book, px: FloatArray, qty: FloatArray) -> list[float]:
     cs = book.contract_size
     if book.inverse:
-        return [q * cs for q in qty] if cs != 1.0 else qty
-    if cs != 1.0:
-        return [p * q * cs for p, q in zip(px, qty, strict=True)]
-    return [p * q for p, q in zip(px, qty, strict=True)]
+        notional = qty * cs if cs != 1.0 else qty
+    else:
+        notional = px * qty
+        if cs != 1.0:
+            notional *= cs
+    out: list[float] = notional.tolist()
+    return out
