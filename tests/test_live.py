@@ -154,6 +154,10 @@ def test_faults_are_flagged_and_isolated(tmp_path: Path, faults: dict[str, str])
             # own samples, not on a fixed time since the process started.
             assert wait_until(lambda: len(rows(db, "SELECT 1 FROM samples WHERE venue = "
                                                "'control'")) >= 8, 30), d.log()
+            limited = [ex for ex, f in faults.items() if f == "http429"]
+            assert wait_until(lambda: all(
+                len([r for r in fv.requests() if r.exchange_id == ex and r.book]) >= 2
+                for ex in limited), 30), d.log()
             assert d.proc.poll() is None, "the daemon exited on a venue fault"
         finally:
             assert d.stop() == 0, d.log()

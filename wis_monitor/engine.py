@@ -65,14 +65,14 @@ class Series:
         self.smooth = {name: Ema(ms(sm.half_life), self.interval_ms)
                        for name, sm in m.smooth.items()}
 
-    def order_flow(self, ts_ms: int, book: Book | None) -> float | None:
-        """The book's order-flow window sum (None: no book, or the chain is too young); a
-        gap longer than twice the interval, or no book, breaks the chain."""
+    def order_flow(self, ts_ms: int, top: TopLevels | None) -> float | None:
+        """The order-flow window sum with the book whose best levels are ``top`` (None: no
+        good book, or the chain is too young); a gap longer than twice the interval, or no
+        good book, breaks the chain."""
         prev = self.ofi_book
-        if book is None:
+        if top is None:
             self.ofi_book = None
             return None
-        top = top_levels(book, self.metrics.ofi.levels)
         self.ofi_book = (ts_ms, top)
         if prev is None or ts_ms - prev[0] > 2 * self.interval_ms:
             self.ofi.restart(ts_ms)
@@ -235,12 +235,16 @@ class Engine:
         since = now_ms - max([self.zspec.history_ms(), *(
             self.config.metrics_for(*key).zscore.spec().history_ms() for key in configured)])
         n = 0
+        history: dict[tuple[str, str], int] = {}  # how far back each series' z-scores look
         for row in self.store.history(since, self._restored_columns()):
-            if (row["venue"], row["symbol"]) not in configured:
+            series = (row["venue"], row["symbol"])
+            if series not in configured:
                 continue
-            s = self.series_for(row["venue"], row["symbol"], int(row["ts"]))
+            s = self.series_for(*series, int(row["ts"]))
             ts = int(row["ts"])
-            if ts >= now_ms - ms(s.metrics.zscore.window):
+            if series not in history:
+                history[series] = s.metrics.zscore.spec().history_ms()
+            if ts >= now_ms - history[series]:
                 s.stats.warm(ts, row)
             if row.get("bid_depth") is not None and row.get("ask_depth") is not None:
                 row["depth"] = row["bid_depth"] + row["ask_depth"]
@@ -423,9 +427,8 @@ class Engine:
             s.last_book = book
             if book.venue_ts_ms is not None and obs.ts_ms - book.venue_ts_ms >= s.stale_after_ms:
                 flags.add("stale")
-        good = book is not None and not (flags & BLOCKING_FLAGS)
         snap = None
-        if book is not None and good:
+        if book is not None and not (flags & BLOCKING_FLAGS):
             wis = s.metrics.wis
             snap = snapshot(book, s.kernels, wis.band_bps, symmetric=wis.symmetric)
             metrics: dict[str, float | None] = dict(
@@ -434,10 +437,12 @@ class Engine:
                 depth=snap.depth, mid_change_bps=change_bps(s.stats.last_mid, snap.mid),
                 coverage_bps=snap.coverage_bps, **snap.wis,
             )
-            if not all(v is None or math.isfinite(v) for v in metrics.values()):
+            top = top_levels(book, s.metrics.ofi.levels)
+            if not (all(v is None or math.isfinite(v) for v in metrics.values())
+                    and math.isfinite(sum(top.bid_notional) + sum(top.ask_notional))):
                 flags.add("invalid")  # prices or amounts so large that a metric overflowed
-                good, snap = False, None
-        ofi = s.order_flow(obs.ts_ms, book if good else None)
+                snap = None
+        ofi = s.order_flow(obs.ts_ms, top if snap is not None else None)
         if snap is not None:
             if snap.thin:
                 flags.add("thin")

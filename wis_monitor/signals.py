@@ -249,8 +249,9 @@ class TopLevels:
 def top_levels(book: Book, levels: int) -> TopLevels:
     """The best ``levels`` of each side, notional as for WIS (contract size, inverse)."""
     bp, ap = book.bid_px[:levels], book.ask_px[:levels]
-    return TopLevels(bp.tolist(), _notionals(book, bp, book.bid_qty[:levels]),
-                     ap.tolist(), _notionals(book, ap, book.ask_qty[:levels]))
+    with np.errstate(over="ignore", invalid="ignore"):  # the caller checks the notionals
+        return TopLevels(bp.tolist(), _notionals(book, bp, book.bid_qty[:levels]),
+                         ap.tolist(), _notionals(book, ap, book.ask_qty[:levels]))
 
 
 def ofi_event(prev: TopLevels, cur: TopLevels) -> float:
