@@ -138,7 +138,7 @@ def test_replay_notify_sends_what_fired(tmp_path: Path, shared_data: Path) -> No
     """--notify queues the deliveries at the wall clock: a 2024 recording still sends."""
     (tmp_path / "rules.yaml").write_text(RULES.replace("risk-slack", "out"))
     (tmp_path / "c.yaml").write_text(
-        "metrics: {zscore: {window: 1h, min_samples: 30}}\n"
+        "metrics: {zscore: {window: 1h, min_samples: 30, min_history: 2m}}\n"
         "channels:\n  out: {url: 'console://'}\nrules: {include: [rules.yaml]}\n")
     books = shared_data / "books" / "binance-ETHUSDT-20240808.jsonl.gz"
     r = cli("replay", "-c", str(tmp_path / "c.yaml"), "--books", str(books), "--notify",

@@ -18,7 +18,7 @@ def engine(tmp_path: Path, rules: str = "rules: []\n", extra: str = "") -> Engin
     (tmp_path / "r.yaml").write_text(rules)
     (tmp_path / "c.yaml").write_text(
         "sampling: {interval: 1s, stale_after: 5s}\n"
-        + (extra or "metrics:\n  zscore: {window: 1m, min_samples: 2}\n")
+        + (extra or "metrics:\n  zscore: {window: 1m, min_samples: 2, min_history: 0s}\n")
         + "venues:\n  - {id: a, exchange: sim, symbols: [X/Y]}\n"
         "  - {id: b, exchange: sim, symbols: [X/Y]}\n"
         "groups: {g: ['a:X/Y', 'b:X/Y']}\n"
@@ -107,7 +107,7 @@ def test_group_rule_uses_latest_good_samples(tmp_path: Path) -> None:
 def test_named_variants_get_their_own_zscores_and_columns(tmp_path: Path) -> None:
     from wis_monitor.store import Store
 
-    e = engine(tmp_path, extra="metrics:\n  zscore: {window: 1m, min_samples: 2}\n"
+    e = engine(tmp_path, extra="metrics:\n  zscore: {window: 1m, min_samples: 2, min_history: 0s}\n"
                "  wis_variants: {wis_fast: {half_life_bps: 1}}\n")
     store = Store(str(tmp_path / "v.db"), variants=["wis_fast"])
     for i in range(5):
@@ -137,7 +137,7 @@ def test_reload_with_new_zscore_settings_rebuilds_windows_from_the_store(tmp_pat
     assert samples[0].values["wis_z"] is not None  # ... but rebuilt from the logged values
 
 
-SILENCE_CHANNELS = ("metrics:\n  zscore: {window: 1m, min_samples: 2}\n"
+SILENCE_CHANNELS = ("metrics:\n  zscore: {window: 1m, min_samples: 2, min_history: 0s}\n"
                     "channels:\n  a: {url: 'console://'}\n  b: {url: 'console://'}\n"
                     "feed_stale: {enabled: false}\n")
 

@@ -30,7 +30,7 @@ def config(tmp_path: Path, fv: FakeVenue, venues: dict[str, str], *, interval: s
     doc: dict[str, Any] = {
         "storage": {"path": str(db)},
         "sampling": {"interval": interval, "timeout": "1500ms"},
-        "metrics": {"zscore": {"window": "1m", "min_samples": 3}},
+        "metrics": {"zscore": {"window": "1m", "min_samples": 3, "min_history": "0s"}},
         "venues": [
             {"id": ex, "exchange": ex, "symbols": [sym], "depth": 100,
              "ccxt": {**fv.ccxt_config(ex), "enableRateLimit": False}}

@@ -44,7 +44,7 @@ def test_contract_fields_a_book_can_have(contract_size: float | None, inverse: b
     assert book.contract_size == (contract_size or 1.0) and book.inverse is inverse
 
 
-def engine(tmp_path: Path, zscore: str = "{window: 1m, min_samples: 2}") -> Engine:
+def engine(tmp_path: Path, zscore: str = "{window: 1m, min_samples: 2, min_history: 0s}") -> Engine:
     (tmp_path / "c.yaml").write_text(
         f"sampling: {{interval: 1s, stale_after: 1h}}\nmetrics:\n  zscore: {zscore}\n"
         "venues:\n  - {id: a, exchange: sim, symbols: [X/Y]}\n")

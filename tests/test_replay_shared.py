@@ -20,7 +20,7 @@ FILES = ["binance-BTCUSDT-20240808.jsonl.gz", "binance-ETHUSDT-20240808.jsonl.gz
 def test_replay_matches_reference(name: str, shared_data: Path, tmp_path: Path) -> None:
     path = shared_data / "books" / name
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("metrics:\n  zscore: {window: 1m, min_samples: 10}\n")
+    cfg.write_text("metrics:\n  zscore: {window: 1m, min_samples: 10, min_history: 0s}\n")
     out = tmp_path / "out.db"
     r = subprocess.run([sys.executable, "-m", "wis_monitor", "replay", "-c", str(cfg), "--books",
                         str(path), "--out", str(out)], capture_output=True, text=True,

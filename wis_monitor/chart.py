@@ -48,8 +48,9 @@ def _alerts(store: Store, since_ms: int, until_ms: int, venue: str | None, symbo
         if value is not None:
             where.append(f"({col} = ? OR {col} IS NULL)")
             params.append(value)
-    return store.query(f"SELECT ts, rule, key, event FROM alerts WHERE {' AND '.join(where)}"
-                       " ORDER BY ts", params)
+    return store.query("SELECT ts, rule, key, event, coalesce(json_extract(details, '$.mode'),"
+                       f" 'live') AS mode FROM alerts WHERE {' AND '.join(where)} ORDER BY ts",
+                       params)
 
 
 def render(series: dict[tuple[str, str], list[dict[str, Any]]], alerts: Sequence[dict[str, Any]],
@@ -77,12 +78,14 @@ def render(series: dict[tuple[str, str], list[dict[str, Any]]], alerts: Sequence
     shown: set[tuple[str, str]] = set()
     for a in alerts:
         colour = EVENT_COLOURS.get(a["event"], "black")
+        shadow = a.get("mode") == "shadow"  # a shadow rule's: dotted, named "(shadow)"
         for ax in (ax_mid, ax_wis, ax_z):
-            ax.axvline(_dt(a["ts"]), color=colour, lw=1.0, alpha=0.7)
+            ax.axvline(_dt(a["ts"]), color=colour, lw=1.0, alpha=0.7, ls=":" if shadow else "-")
         if a["event"] == "firing" and (a["rule"], a["key"]) not in shown:
             shown.add((a["rule"], a["key"]))
-            ax_mid.annotate(a["rule"], (_dt(a["ts"]), 1.0), xycoords=("data", "axes fraction"),
-                            rotation=90, va="top", ha="right", fontsize=8, color=colour)
+            ax_mid.annotate(a["rule"] + (" (shadow)" if shadow else ""), (_dt(a["ts"]), 1.0),
+                            xycoords=("data", "axes fraction"), rotation=90, va="top",
+                            ha="right", fontsize=8, color=colour)
     ax_z.set_xlim(_dt(since_ms), _dt(until_ms))
     locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     ax_z.xaxis.set_major_locator(locator)

@@ -100,7 +100,12 @@ def _notes(cfg: Config) -> list[str]:
     series = [(v.id, sym) for v in cfg.settings.venues for sym in v.symbols]
     notes = [] if series else [f"{cfg.path}: note: no venues: `run` refuses this config"]
     for rule in cfg.rules:
-        if not rule.spec.channels:
+        if rule.spec.mode == "shadow":
+            notes.append(f'{rule.source}: note: rule "{rule.name}" is in shadow mode: its alerts '
+                         "are recorded but sent nowhere"
+                         + (f" (its channels {', '.join(rule.spec.channels)} receive nothing "
+                            "until `mode: live`)" if rule.spec.channels else ""))
+        elif not rule.spec.channels:
             notes.append(f'{rule.source}: note: rule "{rule.name}" has no channels: its alerts '
                          "are recorded but sent nowhere")
         if rule.spec.scope == "series" and series and \

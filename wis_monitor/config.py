@@ -103,9 +103,12 @@ class ZScore(Model):
     min_samples: int = Field(30, ge=2)
     method: Literal["rolling", "ewma", "robust"] = "rolling"
     half_life: Duration = timedelta(minutes=10)
+    min_history: Duration | None = None  # default: half the window
 
     def spec(self) -> ZScoreSpec:
-        return ZScoreSpec(ms(self.window), self.min_samples, self.method, ms(self.half_life))
+        history = ms(self.min_history) if self.min_history is not None else ms(self.window) // 2
+        return ZScoreSpec(ms(self.window), self.min_samples, self.method, ms(self.half_life),
+                          history)
 
 
 class Metrics(Model):
@@ -198,6 +201,7 @@ class RuleSpec(Model):
     severity: Literal["info", "warning", "critical"] = "warning"
     channels: list[str] = []
     notify_resolved: bool = True
+    mode: Literal["live", "shadow"] = "live"  # shadow: evaluated and logged, never sent
     labels: dict[str, str] = {}
     runbook: str | None = None
     value: str | None = None
@@ -221,6 +225,11 @@ class Rule:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def channels(self) -> list[str]:
+        """Where its alerts go: nowhere for a shadow rule."""
+        return [] if self.spec.mode == "shadow" else list(self.spec.channels)
 
     def z_levels(self) -> tuple[float, ...]:
         """The levels ``when`` compares ``wis_z`` with (``wis_z >= 3`` gives 3), for charts."""
@@ -497,6 +506,11 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
             jitter_reported = True
     if s.metrics.zscore.window <= timedelta(0):
         doc.problem(("metrics", "zscore", "window"), "the z-score window must be longer than 0s")
+    zscore = s.metrics.zscore
+    if zscore.min_history is not None and zscore.min_history > zscore.window:
+        doc.problem(("metrics", "zscore", "min_history"),
+                    f"min_history ({format_duration(ms(zscore.min_history))}) must not be longer "
+                    f"than the z-score window ({format_duration(ms(zscore.window))})")
     if s.http.listen is not None:
         try:
             split_listen(s.http.listen)

@@ -30,6 +30,8 @@ from wis_monitor.store import AlertRow, Batch, Store, encode_levels
 log = logging.getLogger("wis_monitor.engine")
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 TOP_LEVELS = 3
+#: Ends the summary of a shadow rule's alert (also marked ``details.mode = "shadow"``).
+SHADOW_MARK = " (shadow: not sent)"
 
 
 @dataclass
@@ -245,23 +247,28 @@ class Engine:
         rule = next((r for r in old.rules if r.name == name), None) if old is not None else None
         venue, symbol = split_member(key)
         venue_, symbol_ = (venue, symbol) if symbol else (None, None)
+        mode = "live"
         if name == FEED_STALE:
             severity = self.config.settings.feed_stale.severity
             labels: dict[str, str] = {}
             channels = self.feed_stale_channels
         elif rule is not None:
             severity, labels = rule.spec.severity, dict(rule.spec.labels)
-            channels = list(rule.spec.channels) if rule.spec.notify_resolved else []
+            channels = rule.channels if rule.spec.notify_resolved else []
+            mode = rule.spec.mode
         else:  # a restart: what the database says of its firing
             fired = self._last_firing(name, key)
             severity = fired["severity"] if fired else "warning"
             labels = fired["labels"] if fired else {}
             channels = fired["delivered"] if fired else []
+            mode = fired["mode"] if fired else "live"
         where = " ".join(x for x in (venue_, symbol_) if x) or key
         details: dict[str, Any] = {"reason": reason}
         if inst.fired_at_ms is not None:
             details["fired_for_ms"] = now_ms - inst.fired_at_ms
         summary = f"[{severity.upper()}] {name} {where} resolved ({reason})"
+        if name != FEED_STALE and mode == "shadow":
+            summary, details["mode"] = summary + SHADOW_MARK, "shadow"
         return AlertRow(now_ms, name, key, venue_, symbol_, "resolved", severity, inst.value,
                         summary, labels, details, channels)
 
@@ -510,9 +517,11 @@ class Engine:
                           clear=clear, value=value)
         if event is not None:
             row = self._alert(name, key, severity, rule, event, venue, symbol, details)
-            if event.kind == "firing":
-                new = replace(new, silenced=row.silenced_by is not None)
-            elif event.kind == "repeat" and new.silenced and row.silenced_by is None:
+            shadow = rule is not None and rule.spec.mode == "shadow"
+            if event.kind == "firing":  # a shadow rule's alert fires unannounced too
+                new = replace(new, silenced=row.silenced_by is not None or shadow)
+            elif event.kind == "repeat" and new.silenced and row.silenced_by is None and \
+                    not shadow:
                 # The first notification to get through a silence announces the alert.
                 new = replace(new, silenced=False)
                 row = self._alert(name, key, severity, rule, replace(event, kind="firing"),
@@ -523,13 +532,16 @@ class Engine:
             batch.states[(name, key)] = new.to_json()
 
     def release_silenced(self, now_ms: int, batch: Batch) -> None:
-        """Send `firing` for the alerts firing unannounced whose silence has ended."""
+        """Send `firing` for the alerts firing unannounced whose silence has ended, or whose
+        rule went from shadow to live."""
         for (name, key), inst in list(self.instances.items()):
             if inst.state != State.FIRING or not inst.silenced:
                 continue
             rule = self._rules.get(name)
             if rule is None and name != FEED_STALE:
                 continue  # retire() resolves it
+            if rule is not None and rule.spec.mode == "shadow":
+                continue
             venue, symbol = split_member(key)
             s = self.series.get((venue, symbol)) if symbol else None
             if rule is not None:
@@ -571,7 +583,9 @@ class Engine:
                         d["top_bids"], d["top_asks"] = snap.top_bids, snap.top_asks
         if event.kind == "resolved" and event.fired_at_ms is not None:
             d["fired_for_ms"] = event.ts_ms - event.fired_at_ms
-        channels = list(rule.spec.channels) if rule is not None else self.feed_stale_channels
+        if rule is not None and rule.spec.mode == "shadow":
+            summary, d["mode"] = summary + SHADOW_MARK, "shadow"
+        channels = rule.channels if rule is not None else self.feed_stale_channels
         row = AlertRow(event.ts_ms, name, key, venue, symbol, event.kind, severity, value,
                        summary, labels, d, channels)
         row.silenced_by = self._silenced(row)

@@ -37,6 +37,7 @@ class Firing:
     first_ms: int
     last_ms: int | None = None
     peak: float | None = None
+    mode: str = "live"  # "shadow": a shadow rule's, sent nowhere
 
     def see(self, value: float | None) -> None:
         if value is not None and (self.peak is None or abs(value) > abs(self.peak)):
@@ -80,8 +81,19 @@ class ReplayReport:
                 dur = f"{(f.last_ms - f.first_ms) / 1000:.0f}s" if f.last_ms else "ongoing"
                 peak = f"{f.peak:.3g}" if f.peak is not None else "-"
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(f.first_ms / 1000))
-                lines.append(f"  {f.rule:<24} {f.key:<28} {when:<24} {dur:>9} {peak:>9}")
+                mark = "  shadow" if f.mode == "shadow" else ""
+                lines.append(f"  {f.rule:<24} {f.key:<28} {when:<24} {dur:>9} {peak:>9}{mark}")
+            lines.append("per rule: " + ", ".join(
+                f"{rule}{' (shadow)' if mode == 'shadow' else ''} {n}"
+                for (rule, mode), n in sorted(self.per_rule().items())))
         return "\n".join(lines)
+
+    def per_rule(self) -> dict[tuple[str, str], int]:
+        """Firings per (rule, mode)."""
+        out: dict[tuple[str, str], int] = {}
+        for f in self.firings:
+            out[(f.rule, f.mode)] = out.get((f.rule, f.mode), 0) + 1
+        return out
 
 
 def observations_from(books: Iterable[str], db: str | None,
@@ -226,7 +238,7 @@ def _track(a: AlertRow, report: ReplayReport, open_firings: dict[tuple[str, str]
            ) -> None:
     k = (a.rule, a.key)
     if a.event == "firing":
-        f = Firing(a.rule, a.key, a.ts_ms, peak=a.value)
+        f = Firing(a.rule, a.key, a.ts_ms, peak=a.value, mode=a.details.get("mode", "live"))
         open_firings[k] = f
         report.firings.append(f)
     elif k in open_firings:

@@ -32,12 +32,16 @@ class ZScoreSpec:
     min_samples: int = 30
     method: Method = "rolling"
     half_life_ms: int = 600_000  # ewma only
+    #: No z until the samples behind it span this long (the configuration's default: half
+    #: the window).
+    min_history_ms: int = 0
 
     def history_ms(self) -> int:
         """How far back logged values rebuild this z-score after a restart: the window, or for
-        ``ewma`` so many half-lives that what is left out weighs under 1e-12 (2**-40)."""
+        ``ewma`` so many half-lives that what is left out weighs under 1e-12 (2**-40), and at
+        least the warm-up span."""
         if self.method == "ewma":
-            return EWMA_HISTORY_HALF_LIVES * self.half_life_ms
+            return max(EWMA_HISTORY_HALF_LIVES * self.half_life_ms, self.min_history_ms)
         return self.window_ms
 
 
@@ -62,6 +66,7 @@ class _TimeWindow:
     def __init__(self, spec: ZScoreSpec) -> None:
         self.window_ms = spec.window_ms
         self.min_samples = spec.min_samples
+        self.min_history_ms = spec.min_history_ms
         self._q: deque[tuple[int, float]] = deque()
         self._pending: list[tuple[int, float]] = []  # values of the latest timestamp
 
@@ -92,8 +97,11 @@ class _TimeWindow:
         self._pending.clear()
 
     def score(self, ts_ms: int, x: float) -> float | None:
-        """The z-score of ``x`` at ``ts_ms`` against the window before it (None for inf/NaN)."""
+        """The z-score of ``x`` at ``ts_ms`` against the window before it (None for inf/NaN,
+        or while the window spans less than the warm-up)."""
         self._advance(ts_ms)
+        if not self._q or ts_ms - self._q[0][0] < self.min_history_ms:
+            return None
         b = self.baseline()
         if b is None or b.scale < TINY_STD or not math.isfinite(x):
             return None
@@ -172,22 +180,39 @@ class RollingZ(_TimeWindow):
 
 
 class EwmaZ:
-    """Exponentially weighted mean and variance with a time half-life."""
+    """Exponentially weighted mean and variance with a time half-life, bias-corrected.
+
+    A value ``dt`` older than the latest weighs ``2 ** (-dt / half_life)``. With ``W`` the sum
+    of the weights of the values seen and ``V2`` the sum of their squares, the mean is the
+    weighted mean (``Σ w x / W``: no pull toward a starting value) and the variance
+    ``Σ w (x − mean)² / (W − V2 / W)``, unbiased for reliability weights (with equal weights,
+    the sample variance). Updated in O(1) by West's weighted recurrence; ``W² − V2`` is kept as
+    ``2 Σ_{i<j} w_i w_j``, a sum of positive terms, so that it does not cancel when the old
+    weights are tiny.
+    """
 
     def __init__(self, spec: ZScoreSpec) -> None:
         self.half_life_ms = spec.half_life_ms
         self.min_samples = spec.min_samples
+        self.min_history_ms = spec.min_history_ms
         self.n = 0
+        self.w = 0.0  # W: the sum of the weights
+        self.pairs = 0.0  # Σ_{i<j} w_i w_j = (W² − V2) / 2
         self.mean = 0.0
-        self.var = 0.0
+        self.m2 = 0.0  # Σ w (x - mean)²
+        self.first_ms: int | None = None
         self.last_ms: int | None = None
 
     def baseline(self) -> Baseline | None:
         if self.n < max(self.min_samples, 2):
             return None
-        return Baseline(self.n, self.mean, math.sqrt(max(self.var, 0.0)))
+        denom = 2.0 * self.pairs / self.w  # W − V2 / W
+        var = self.m2 / denom if denom > 0.0 else 0.0
+        return Baseline(self.n, self.mean, math.sqrt(max(var, 0.0)))
 
     def score(self, ts_ms: int, x: float) -> float | None:
+        if self.first_ms is None or ts_ms - self.first_ms < self.min_history_ms:
+            return None
         b = self.baseline()
         if b is None or b.scale < TINY_STD or not math.isfinite(x):
             return None
@@ -196,15 +221,19 @@ class EwmaZ:
     def push(self, ts_ms: int, x: float) -> None:
         if not math.isfinite(x):
             return  # as in a time window: inf and NaN never enter
-        if self.n == 0 or self.last_ms is None:
-            self.mean, self.var, self.n, self.last_ms = x, 0.0, 1, ts_ms
-            return
-        dt = max(ts_ms - self.last_ms, 0)
-        alpha = 1.0 - 2.0 ** (-dt / self.half_life_ms) if dt else 0.0
+        if self.last_ms is None or self.first_ms is None:
+            self.first_ms = ts_ms
+            decay = 1.0
+        else:
+            dt = max(ts_ms - self.last_ms, 0)
+            decay = 2.0 ** (-dt / self.half_life_ms) if dt else 1.0
+        old_w = decay * self.w  # the weight of what came before, now
+        self.pairs = decay * (decay * self.pairs + self.w)
+        self.w = old_w + 1.0
         diff = x - self.mean
-        incr = alpha * diff
-        self.mean += incr
-        self.var = (1.0 - alpha) * (self.var + diff * incr)
+        self.mean += diff / self.w
+        # West: + diff * (x - new mean), with x - new mean = diff * old_w / W (no cancelling)
+        self.m2 = decay * self.m2 + diff * diff * old_w / self.w
         self.n += 1
         self.last_ms = ts_ms
 

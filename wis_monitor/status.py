@@ -9,9 +9,12 @@ from wis_monitor.config import Config
 from wis_monitor.redact import redact
 from wis_monitor.store import Store
 
+DAY_MS = 86_400_000
+
 
 def collect(config: Config, store: Store, now_ms: int) -> dict[str, Any]:
-    """Per series the latest sample and the last good one, firing alerts, outbox backlog."""
+    """Per series the latest sample and the last good one, firing alerts (shadow ones marked),
+    firings per rule over the last day and week, outbox backlog."""
     series: list[dict[str, Any]] = []
     configured = [(v.id, s) for v in config.settings.venues for s in v.symbols]
     seen = {(r["venue"], r["symbol"]) for r in store.query(
@@ -34,7 +37,13 @@ def collect(config: Config, store: Store, now_ms: int) -> dict[str, Any]:
                        mid=g["mid"], spread_bps=g["spread_bps"])
         series.append(row)
     firing = store.query(
-        "SELECT rule, key, since, data FROM alert_state WHERE state = 'firing' ORDER BY rule, key")
+        "SELECT rule, key, since, (SELECT json_extract(a.details, '$.mode') FROM alerts a"
+        " WHERE a.rule = s.rule AND a.key = s.key AND a.event = 'firing' ORDER BY a.id DESC"
+        " LIMIT 1) AS mode FROM alert_state s WHERE state = 'firing' ORDER BY rule, key")
+    fired = store.query(
+        "SELECT rule, coalesce(json_extract(details, '$.mode'), 'live') AS mode,"
+        " sum(ts >= ?) AS day, count(*) AS week FROM alerts WHERE event = 'firing' AND ts >= ?"
+        " GROUP BY rule, mode ORDER BY rule, mode", [now_ms - DAY_MS, now_ms - 7 * DAY_MS])
     backlog = store.query(
         "SELECT channel, count(*) AS n, min(created_ts) AS oldest FROM deliveries"
         " WHERE status = 'pending' GROUP BY channel ORDER BY channel")
@@ -45,7 +54,10 @@ def collect(config: Config, store: Store, now_ms: int) -> dict[str, Any]:
         "database": store.path,
         "now_ms": now_ms,
         "series": series,
-        "firing": [{"rule": f["rule"], "key": f["key"], "since": f["since"]} for f in firing],
+        "firing": [{"rule": f["rule"], "key": f["key"], "since": f["since"],
+                    "mode": f["mode"] or "live"} for f in firing],
+        "fired": [{"rule": f["rule"], "mode": f["mode"], "last_24h": f["day"],
+                   "last_7d": f["week"]} for f in fired],
         "outbox": {b["channel"]: {"pending": b["n"], "oldest_ts": b["oldest"]} for b in backlog},
         "failed": {f["channel"]: f["n"] for f in failed},
     }
@@ -89,9 +101,16 @@ def render(report: dict[str, Any]) -> str:
         lines.append("firing:")
         for f in report["firing"]:
             since = (now - f["since"]) / 1000 if f["since"] else None
-            lines.append(f"  {f['rule']} {f['key']} (active for {_age(since)})")
+            shadow = ", shadow: not sent" if f["mode"] == "shadow" else ""
+            lines.append(f"  {f['rule']} {f['key']} (active for {_age(since)}{shadow})")
     else:
         lines.append("firing: none")
+    if report["fired"]:
+        lines.append("fired (firing events) in the last 24h / 7d:")
+        width = max(len(f["rule"]) for f in report["fired"])
+        for f in report["fired"]:
+            shadow = "  shadow: not sent" if f["mode"] == "shadow" else ""
+            lines.append(f"  {f['rule']:<{width}} {f['last_24h']:>5} / {f['last_7d']:<5}{shadow}")
     if report["outbox"]:
         lines.append("outbox backlog:")
         for ch, b in report["outbox"].items():

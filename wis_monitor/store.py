@@ -333,7 +333,8 @@ class Store:
 
     def last_firing(self, rule: str, key: str) -> dict[str, Any] | None:
         """The latest `firing` event of (rule, key), with ``delivered``: the channels it went
-        to or is going to (not silenced, not given up on); None when there is none."""
+        to or is going to (not silenced, not given up on), and ``mode`` (``live`` or
+        ``shadow``); None when there is none."""
         try:
             return self._last_firing(rule, key)
         except sqlite3.Error as exc:
@@ -342,14 +343,16 @@ class Store:
     def _last_firing(self, rule: str, key: str) -> dict[str, Any] | None:
         conn = self.db.conn
         row = conn.execute(
-            "SELECT id, severity, labels FROM alerts WHERE rule = ? AND key = ?"
-            " AND event = 'firing' ORDER BY id DESC LIMIT 1", (rule, key)).fetchone()
+            "SELECT id, severity, labels, json_extract(details, '$.mode') FROM alerts"
+            " WHERE rule = ? AND key = ? AND event = 'firing' ORDER BY id DESC LIMIT 1",
+            (rule, key)).fetchone()
         if row is None:
             return None
         delivered = [c for (c,) in conn.execute(
             "SELECT channel FROM deliveries WHERE alert_id = ? AND status IN ('pending', 'sent')"
             " ORDER BY id", (row[0],))]
-        return {"severity": row[1], "labels": json.loads(row[2]), "delivered": delivered}
+        return {"severity": row[1], "labels": json.loads(row[2]), "delivered": delivered,
+                "mode": row[3] or "live"}
 
     def active_silences(self, now_ms: int) -> list[dict[str, Any]]:
         rows = self.query(
