@@ -188,7 +188,10 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 
 def auc_scores(study: Study, replicates: int) -> dict[tuple[str, int], dict[str, Score]]:
     """Per (metric, horizon): the score of each series and of the series pooled."""
-    books = {k: SeriesBooks(*k.split(":", 1), s.ts, s.mid, signals(s),
+    smooth = getattr(study.config.settings.metrics, "smooth", {})
+    shape = {n for n, spec in smooth.items() if spec.of in NOT_SIGNALS}  # e.g. a depth average
+    skip = NOT_SIGNALS | shape | {f"{n}_z" for n in shape}
+    books = {k: SeriesBooks(*k.split(":", 1), s.ts, s.mid, signals(s, skip),
                             np.full(len(s.ts), np.nan), {}, Kernel())
              for k, s in study.series.items()}
     names = sorted({n for b in books.values() for n in b.values})
@@ -202,9 +205,10 @@ def auc_scores(study: Study, replicates: int) -> dict[tuple[str, int], dict[str,
     return out
 
 
-def signals(s: Series) -> dict[str, Array]:
-    """The series' signal metrics; the microprice as its offset from the mid in bps."""
-    out = {k: v for k, v in s.values.items() if k not in NOT_SIGNALS and not np.isnan(v).all()}
+def signals(s: Series, skip: set[str]) -> dict[str, Array]:
+    """The series' signal metrics but ``skip``; the microprice as its offset from the mid in
+    bps."""
+    out = {k: v for k, v in s.values.items() if k not in skip and not np.isnan(v).all()}
     if "microprice" in out:
         out["microprice"] = (out["microprice"] / s.mid - 1.0) * 1e4
     return out
