@@ -44,6 +44,9 @@ WORKFLOW = ("calibration.md", "From production recordings to tuned rules")
 FOLLOW_MS = 60_000
 MOVES_BPS = (10.0, 20.0)
 HORIZONS_MS = (10_000, 30_000, 60_000)
+#: Raw extremes whose follow-through the study reports besides the alerts: (metric, |level|).
+EXTREMES = (("wis_z", 3.0), ("wis_fast_z", 3.0), ("wis_s_z", 3.0), ("ofi", 15.0),
+            ("ofi", 20.0), ("ofi_z", 3.0))
 #: Sample columns that are not signals (no AUC): prices, book shape, timing, bookkeeping.
 NOT_SIGNALS = {"ts", "venue", "symbol", "mid", "spread_bps", "bid_depth", "ask_depth", "depth",
                "coverage_bps", "mid_change_bps", "age_s", "quality", "latency_ms", "error"}
@@ -253,6 +256,19 @@ def render(study: Study, scores: dict[tuple[str, int], dict[str, Score]],
         f"{utc(first)} – {utc(last)} UTC ({minutes:.1f} min; {study.books} books, "
         f"{hours:.2f} series-hours).",
         "",
+        "## In short",
+        "",
+        f"- The shipped rules fired {n_alerts / hours:.1f} times per series-hour (the target is "
+        "0.5–4: heard, not ignored). Before they were tuned on these books they never fired: "
+        "`for: 30s` of `wis_z >= 3` cannot be met when such extremes last a median of 1 s, and "
+        "the book-shape thresholds lay far outside what real books do.",
+        f"- In this window a move of 10 bps within {FOLLOW_MS // 1000} s followed "
+        f"{_base_share(study, MOVES_BPS[0]):.0%} of all seconds, in one direction or the other: "
+        "an alert \"followed by a 10 bps move\" is no evidence by itself. The tables below put "
+        "every alert and every raw extreme next to that base rate.",
+        "- The order-flow rules are *move under way* alarms: order flow says what has been "
+        "traded and withdrawn, not what comes next.",
+        "",
         "## How much evidence this is",
         "",
         f"Very little. The recordings cover {minutes:.0f} minutes of a single volatile window "
@@ -372,7 +388,57 @@ def _follow_section(study: Study) -> list[str]:
     lines += ["", "With so few alerts the intervals span most of [0, 1]: these rows say what "
               "happened, not how often it will. The OFI rules say that a move is *under way* "
               "(orders are being taken on one side), not that one will follow."]
+    return lines + _extremes_section(study, sum(s.hours for s in study.series.values()))
+
+
+def _extremes_section(study: Study, hours: float) -> list[str]:
+    lines = ["", "### Raw extremes, without `for`", "",
+             "Every run of consecutive seconds with the metric at or beyond the level counts "
+             "once, from its first second, in the direction of its sign: more episodes than "
+             "alerts, and still few.", "",
+             "| metric | level | episodes | per series-hour | "
+             + " | ".join(f"≥ {m:g} with | ≥ {m:g} against" for m in MOVES_BPS) + " |",
+             "|---|---:|---:|---:|" + "---|---|" * len(MOVES_BPS)]
+    moves = {k: s.excursions() for k, s in study.series.items()}
+    for name, level in EXTREMES:
+        found: list[tuple[int, float, float]] = []
+        for key, s in study.series.items():
+            x = s.values.get(name)
+            if x is None:
+                continue
+            hit = np.abs(np.nan_to_num(x)) >= level
+            starts = np.flatnonzero(hit & ~np.r_[False, hit[:-1]])
+            up, down = moves[key]
+            found += [(int(np.sign(x[i])), up[i], down[i]) for i in starts if not np.isnan(up[i])]
+        if not found:
+            continue
+        cells = []
+        for m in MOVES_BPS:
+            for with_ in (True, False):
+                k = sum((u >= m if (d_ > 0) == with_ else dn <= -m) for d_, u, dn in found)
+                lo, hi = wilson(k, len(found))
+                cells.append(f"{k / len(found):.0%} [{lo:.0%}, {hi:.0%}]")
+        lines.append(f"| `{name}` | {level:g} | {len(found)} | {len(found) / hours:.0f} | "
+                     + " | ".join(cells) + " |")
+    up = np.concatenate([u for u, _ in moves.values()])
+    down = np.concatenate([d for _, d in moves.values()])
+    known = ~np.isnan(up)
+    base = [f"{((up[known] >= m).mean() + (down[known] <= -m).mean()) / 2:.0%}"
+            for m in MOVES_BPS for _ in (0, 1)]
+    lines.append("| a random second, random direction (base rate) | | | | "
+                 + " | ".join(base) + " |")
     return lines
+
+
+def _base_share(study: Study, m: float) -> float:
+    """The share of seconds followed by a move of ``m`` bps either way within FOLLOW_MS."""
+    hits = total = 0
+    for s in study.series.values():
+        up, down = s.excursions()
+        known = ~np.isnan(up)
+        hits += int(((up >= m) | (down <= -m))[known].sum())
+        total += int(known.sum())
+    return hits / total if total else math.nan
 
 
 def _hits(a: Alert, m: float) -> tuple[bool, bool]:
