@@ -494,6 +494,10 @@ def _range_section(study: Study) -> list[str]:
     for name in ("coverage_bps", "ofi"):
         if all(name in s.values for s in study.series.values()):
             rows.append((name, lambda s, n=name: s.values[n]))
+    if all("wis_s" in s.values for s in study.series.values()):
+        rows.insert(1, ("abs(wis_s)", lambda s: np.abs(s.values["wis_s"])))
+    if all("depth_avg" in s.values for s in study.series.values()):
+        rows.insert(-1, ("depth / depth_avg", lambda s: s.values["depth"] / s.values["depth_avg"]))
     lines = ["", "## What these books do", "",
              "The range of the book-shape metrics per series, against which the shipped "
              "thresholds were set (percentiles of the good samples).", "",
