@@ -24,9 +24,18 @@ def distance_bps(p: float, m: float) -> float:
     return abs(p - m) / m * 10_000
 
 
+def effective_band(bids: Sequence[Level], asks: Sequence[Level], band_bps: float) -> float:
+    """min(band, bid reach, ask reach), never below the touch: reach = farthest level's distance
+    (the shorter reach widened by a relative 1e-9: distances equal up to rounding)."""
+    m = mid(bids, asks)
+    touch = max(distance_bps(bids[0][0], m), distance_bps(asks[0][0], m))
+    reach = min(distance_bps(bids[-1][0], m), distance_bps(asks[-1][0], m)) * (1 + 1e-9)
+    return min(band_bps, max(touch, reach))
+
+
 def weight(kernel: str, d: float, k: int, *, half_life_bps: float = 10.0, band_bps: float = 50.0,
-           half_life_levels: float = 5.0) -> float:
-    if d > band_bps:
+           half_life_levels: float = 5.0, cut_bps: float | None = None) -> float:
+    if d > (band_bps if cut_bps is None else cut_bps):
         return 0.0
     if kernel == "exponential":
         return 2 ** (-d / half_life_bps)
@@ -49,8 +58,11 @@ def side_sum(levels: Sequence[Level], m: float, kernel: str, contract_size: floa
 
 
 def wis(bids: Sequence[Level], asks: Sequence[Level], kernel: str = "exponential",
-        contract_size: float = 1.0, inverse: bool = False, **params: float) -> float | None:
+        contract_size: float = 1.0, inverse: bool = False, symmetric: bool = True,
+        **params: float) -> float | None:
     m = mid(bids, asks)
+    if symmetric:
+        params["cut_bps"] = effective_band(bids, asks, params.get("band_bps", 50.0))
     b = side_sum(bids, m, kernel, contract_size, inverse, **params)
     a = side_sum(asks, m, kernel, contract_size, inverse, **params)
     if b + a == 0:
@@ -65,8 +77,11 @@ def depth(levels: Sequence[Level], m: float, band_bps: float = 50.0, contract_si
 
 
 def companions(bids: Sequence[Level], asks: Sequence[Level], band_bps: float = 50.0,
-               contract_size: float = 1.0, inverse: bool = False) -> dict[str, float | None]:
+               contract_size: float = 1.0, inverse: bool = False, symmetric: bool = True
+               ) -> dict[str, float | None]:
     m = mid(bids, asks)
+    coverage = effective_band(bids, asks, band_bps)
+    cut = coverage if symmetric else band_bps
     bb, qb = bids[0][0], bids[0][1]
     ba, qa = asks[0][0], asks[0][1]
     return {
@@ -74,8 +89,9 @@ def companions(bids: Sequence[Level], asks: Sequence[Level], band_bps: float = 5
         "spread_bps": (ba - bb) / m * 1e4,
         "imbalance": (qb - qa) / (qb + qa),
         "microprice": (bb * qa + ba * qb) / (qb + qa),
-        "bid_depth": depth(bids, m, band_bps, contract_size, inverse),
-        "ask_depth": depth(asks, m, band_bps, contract_size, inverse),
+        "bid_depth": depth(bids, m, cut, contract_size, inverse),
+        "ask_depth": depth(asks, m, cut, contract_size, inverse),
+        "coverage_bps": coverage,
     }
 
 
@@ -98,3 +114,73 @@ def close(a: float | None, b: float | None, rel: float = 1e-9, abs_: float = 1e-
     if a is None or b is None:
         return a is b
     return abs(a - b) <= max(rel * max(abs(a), abs(b)), abs_)
+
+
+def ofi_event(prev: tuple[Sequence[Level], Sequence[Level]],
+              cur: tuple[Sequence[Level], Sequence[Level]], levels: int,
+              contract_size: float = 1.0, inverse: bool = False) -> float:
+    """Multi-level OFI from one book to the next, over the notional of each level, divided by
+    the mean per-side notional of the next book over the levels compared."""
+    e = 0.0
+    depth_sum = 0.0
+    for side in (0, 1):  # bids, asks
+        before, after = prev[side], cur[side]
+        for i in range(min(levels, len(before), len(after))):
+            p0 = before[i][0]
+            p1 = after[i][0]
+            q0 = notional(p0, before[i][1], contract_size, inverse)
+            q1 = notional(p1, after[i][1], contract_size, inverse)
+            depth_sum += q1
+            if side == 0:
+                e += (q1 if p1 >= p0 else 0.0) - (q0 if p1 <= p0 else 0.0)
+            else:
+                e += (q0 if p1 >= p0 else 0.0) - (q1 if p1 <= p0 else 0.0)
+    return e / (depth_sum / 2)
+
+
+def ofi_series(steps: Sequence[tuple[int, tuple[Sequence[Level], Sequence[Level]] | None]],
+               levels: int, window_ms: int, interval_ms: int, contract_size: float = 1.0,
+               inverse: bool = False) -> list[float | None]:
+    """For each (ts, book or None for a bad sample): the OFI events of (ts - window, ts] summed,
+    None when the chain of consecutive good books (gaps <= 2 intervals) is younger than a
+    window."""
+    out: list[float | None] = []
+    events: list[tuple[int, float]] = []
+    start = 0
+    prev: tuple[int, tuple[Sequence[Level], Sequence[Level]]] | None = None
+    for ts, book in steps:
+        if book is None:
+            prev = None
+            out.append(None)
+            continue
+        if prev is None or ts - prev[0] > 2 * interval_ms:
+            start, events = ts, []
+            out.append(None)
+        else:
+            events.append((ts, ofi_event(prev[1], book, levels, contract_size, inverse)))
+            inside = [e for t, e in events if ts - window_ms < t <= ts]
+            out.append(math.fsum(inside) if ts - start >= window_ms else None)
+        prev = (ts, book)
+    return out
+
+
+def ema_series(series: Sequence[tuple[int, float | None]], half_life_ms: float,
+               interval_ms: float) -> list[float | None]:
+    """For each (ts, x): the weighted mean of the non-null values so far, value i weighing
+    (1 - 2^(-dt_i/h)) * 2^(-(t_last - t_i)/h), dt_i the time since the previous value (one
+    interval for the first), t_last the time of the latest value."""
+    seen: list[tuple[int, float, float]] = []
+    out: list[float | None] = []
+    for ts, x in series:
+        if x is not None:
+            dt = ts - seen[-1][0] if seen else interval_ms
+            seen.append((ts, dt, x))
+        if not seen:
+            out.append(None)
+            continue
+        last = seen[-1][0]
+        w = [(1 - 2 ** (-dt / half_life_ms)) * 2 ** (-(last - t) / half_life_ms)
+             for t, dt, _ in seen]
+        total = math.fsum(wi * v for wi, (_, _, v) in zip(w, seen, strict=True))
+        out.append(total / math.fsum(w))
+    return out

@@ -67,7 +67,7 @@ def test_report_chart(tmp_path: Path) -> None:
         ts = now - 3_600_000 + i * 6000
         w = float(np.sin(i / 40))
         rows.append((ts, "simex", "BTC/USDT", 60_000 + 20 * np.sin(i / 90), 0.1, w, 3.5 * w, 0.0,
-                     None, 1e6, 1e6, None, None, "", 1.0, None))
+                     None, 1e6, 1e6, None, None, "", 1.0, None, 50.0, None, None))
     store.write(Batch(samples=rows, alerts=[
         AlertRow(now - 3_000_000, "extreme-bid-pressure", "simex:BTC/USDT", "simex", "BTC/USDT",
                  "firing", "critical", 3.4, "s"),

@@ -26,7 +26,6 @@ from wis_monitor.calibrate import (
     weighted_auc,
     weighted_spearman,
 )
-from wis_monitor.config import Config
 from wis_monitor.signals import Kernel
 from wis_monitor.sources import Observation
 from wis_monitor.sources.replay import book_record
@@ -269,7 +268,6 @@ def test_write_gives_the_per_series_settings_file(tmp_path: Path) -> None:
     assert "(current: flat, band 50 bps)" in r.stdout
 
 
-@pytest.mark.skipif(not hasattr(Config, "metrics_for"), reason="no per-series settings yet")
 def test_check_accepts_what_write_wrote(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     rec = write_recording(tmp_path / "a.jsonl.gz", signal_series(

@@ -132,7 +132,7 @@ def test_reload_with_new_zscore_settings_rebuilds_windows_from_the_store(tmp_pat
     (tmp_path / "c.yaml").write_text((tmp_path / "c.yaml").read_text().replace(
         "min_samples: 2", "min_samples: 5"))
     new = Engine(load_config(str(tmp_path / "c.yaml")), store)
-    assert new.adopt(old) == ["wis"]  # not carried over: the settings changed ...
+    assert new.adopt(old) == ["wis", "ofi"]  # not carried over: the settings changed ...
     _, samples = new.process([obs(10_000, *varied(10))])
     assert samples[0].values["wis_z"] is not None  # ... but rebuilt from the logged values
 

@@ -164,7 +164,8 @@ def test_email_with_chart(tmp_path: Path, smtp: tuple[Mailbox, int]) -> None:
     now = NOW
     store.write(Batch(samples=[
         (now - 60_000 + i * 1000, "binance", "BTC/USDT0", 61000.0 + i, 0.2, 0.1 * (i % 7),
-         0.5 * (i % 5), 0.0, None, 1e6, 1e6, None, None, "", 1.0, None) for i in range(60)]))
+         0.5 * (i % 5), 0.0, None, 1e6, 1e6, None, None, "", 1.0, None, 50.0, None, None)
+        for i in range(60)]))
     write_alerts(store, config, [alert(now)])
     assert asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now)) == 1
     assert statuses(store) == [("sent", 1)]

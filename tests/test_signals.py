@@ -41,6 +41,7 @@ kernels = st.builds(
     st.floats(0.2, 100.0),
     st.floats(1.0, 200.0),
     st.floats(0.5, 50.0),
+    st.booleans(),
 )
 contracts = st.tuples(st.sampled_from([1.0, 10.0, 100.0, 0.01]), st.booleans())
 
@@ -54,7 +55,7 @@ def wis_of(bids: Levels, asks: Levels, k: Kernel, cs: float = 1.0, inverse: bool
 
 def reference_wis(bids: Levels, asks: Levels, k: Kernel, cs: float = 1.0,
                   inverse: bool = False) -> float | None:
-    return ref.wis(bids, asks, k.kernel, cs, inverse, half_life_bps=k.half_life_bps,
+    return ref.wis(bids, asks, k.kernel, cs, inverse, k.symmetric, half_life_bps=k.half_life_bps,
                    band_bps=k.band_bps, half_life_levels=k.half_life_levels)
 
 
@@ -70,17 +71,19 @@ def test_wis_equals_the_formula(book: tuple[Levels, Levels], k: Kernel,
 
 
 @settings(max_examples=200, deadline=None)
-@given(books(), contracts, st.floats(1.0, 200.0))
+@given(books(), contracts, st.floats(1.0, 200.0), st.booleans())
 def test_companions_equal_the_formulas(book: tuple[Levels, Levels],
-                                       contract: tuple[float, bool], band: float) -> None:
+                                       contract: tuple[float, bool], band: float,
+                                       symmetric: bool) -> None:
     bids, asks = book
     cs, inverse = contract
     b, _ = make_book(bids, asks, contract_size=cs, inverse=inverse)
-    snap = snapshot(b, {"wis": Kernel(band_bps=band)}, band)
-    want = ref.companions(bids, asks, band, cs, inverse)
+    snap = snapshot(b, {"wis": Kernel(band_bps=band)}, band, symmetric=symmetric)
+    want = ref.companions(bids, asks, band, cs, inverse, symmetric)
     for key, value in want.items():
         assert ref.close(getattr(snap, key), value), (key, getattr(snap, key), value)
     assert ref.close(snap.depth, want["bid_depth"] + want["ask_depth"])
+    assert snap.thin == (snap.coverage_bps < band)
 
 
 @settings(max_examples=200, deadline=None)
@@ -148,6 +151,34 @@ def test_no_depth_in_band_gives_null_wis() -> None:
     snap = snapshot(book, {"wis": Kernel()}, 50.0)
     assert snap.wis["wis"] is None and not snap.thin  # levels exist beyond the band
     assert snap.bid_depth == 0.0
+
+
+def test_lopsided_truncation_cuts_both_sides_at_the_shorter_reach() -> None:
+    # Bids reach 9 bps, asks 99 bps: within 50 bps the asks would outweigh the bids 5 to 1.
+    bids = [[100.0 - 0.01 * i, 1.0] for i in range(1, 10)]
+    asks = [[100.0 + 0.01 * i, 1.0] for i in range(1, 100)]
+    book, _ = make_book(bids, asks)
+    flat = Kernel("flat", band_bps=50.0)
+    snap = snapshot(book, {"wis": flat}, 50.0)
+    assert snap.coverage_bps == pytest.approx(ref.effective_band(bids, asks, 50.0))
+    assert 8.9 < snap.coverage_bps < 9.1 and snap.thin
+    assert snap.wis["wis"] == pytest.approx(0.0, abs=0.01)  # the same 9 levels each side
+    assert ref.close(snap.ask_depth, ref.depth(asks, ref.mid(bids, asks), snap.coverage_bps))
+    lopsided = snapshot(book, {"wis": Kernel("flat", band_bps=50.0, symmetric=False)}, 50.0,
+                        symmetric=False)
+    assert lopsided.wis["wis"] is not None and lopsided.wis["wis"] < -0.6
+    assert lopsided.coverage_bps == snap.coverage_bps and lopsided.thin
+
+
+def test_a_side_with_only_its_touch_compares_the_touches() -> None:
+    bids = [[99.9, 3.0]]
+    asks = [[100.1, 1.0], [100.2, 50.0], [100.3, 50.0]]
+    book, _ = make_book(bids, asks)
+    for kernel in KERNELS:
+        snap = snapshot(book, {"wis": Kernel(kernel)}, 50.0)
+        assert snap.coverage_bps == pytest.approx(10.0) and snap.thin
+        want = (99.9 * 3.0 - 100.1) / (99.9 * 3.0 + 100.1)
+        assert snap.wis["wis"] == pytest.approx(want), kernel
 
 
 def test_thin_flag() -> None:

@@ -290,7 +290,7 @@ def _store(cfg: Config, *, readonly: bool = False) -> Store:
     from wis_monitor.store import Store
 
     try:
-        return Store(cfg.db_path(), variants=list(cfg.settings.metrics.wis_variants),
+        return Store(cfg.db_path(), variants=cfg.column_metrics,
                      readonly=readonly)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None

@@ -56,9 +56,24 @@ def _symbol(text: str) -> str:
     return text
 
 
+def _symbol_entry(entry: Any) -> Any:
+    """A symbol is a text, or a mapping ``{symbol: NAME, metrics: {...}}`` (its own settings,
+    checked with the other per-series overrides)."""
+    if not isinstance(entry, dict):
+        return entry
+    unknown = sorted(str(k) for k in entry if k not in ("symbol", "metrics"))
+    if unknown:
+        raise ValueError(f'unknown key "{unknown[0]}" in a symbol (a symbol mapping has '
+                         '"symbol" and "metrics")')
+    if "symbol" not in entry:
+        raise ValueError('a symbol mapping needs "symbol: NAME"')
+    return entry["symbol"]
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 Symbol = Annotated[str, AfterValidator(_symbol)]
+SymbolEntry = Annotated[str, BeforeValidator(_symbol_entry), AfterValidator(_symbol)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DEFAULT_PATH = "/etc/wis-monitor/config.yaml"
@@ -66,7 +81,7 @@ DEFAULT_PATH = "/etc/wis-monitor/config.yaml"
 #: Metrics every sample has (SPEC §3); configured WIS variants and ``<name>_z`` are added.
 BASE_METRICS = (
     "wis", "wis_z", "imbalance", "mid", "spread_bps", "microprice", "bid_depth", "ask_depth",
-    "depth", "mid_change_bps", "age_s", "latency_ms",
+    "depth", "mid_change_bps", "age_s", "latency_ms", "coverage_bps", "ofi", "ofi_z",
 )
 
 
@@ -93,9 +108,11 @@ class WisKernel(Model):
     half_life_bps: float = Field(10.0, gt=0)
     band_bps: float = Field(50.0, gt=0)
     half_life_levels: float = Field(5.0, gt=0)
+    symmetric: bool = True
 
     def to_kernel(self) -> Kernel:
-        return Kernel(self.kernel, self.half_life_bps, self.band_bps, self.half_life_levels)
+        return Kernel(self.kernel, self.half_life_bps, self.band_bps, self.half_life_levels,
+                      self.symmetric)
 
 
 class ZScore(Model):
@@ -111,10 +128,31 @@ class ZScore(Model):
                           history)
 
 
+class Ofi(Model):
+    levels: int = Field(5, ge=1, le=1000)
+    window: PositiveDuration = timedelta(seconds=10)
+
+
+class Smooth(Model):
+    of: str
+    half_life: PositiveDuration
+
+
 class Metrics(Model):
     wis: WisKernel = WisKernel()
     wis_variants: dict[str, WisKernel] = {}
     zscore: ZScore = ZScore()
+    ofi: Ofi = Ofi()
+    smooth: dict[str, Smooth] = {}
+
+    def kernels(self) -> dict[str, Kernel]:
+        out = {"wis": self.wis.to_kernel()}
+        out.update({name: k.to_kernel() for name, k in self.wis_variants.items()})
+        return out
+
+    def scored(self) -> tuple[str, ...]:
+        """The metrics that have a z-score (``<name>_z``), in their column order."""
+        return ("wis", *self.wis_variants, "ofi", *self.smooth)
 
 
 class Sim(Model):
@@ -128,7 +166,8 @@ class Sim(Model):
 class Venue(Model):
     id: Annotated[str, Field(pattern=NAME)]
     exchange: str
-    symbols: list[Symbol] = Field(min_length=1)
+    symbols: list[SymbolEntry] = Field(min_length=1)
+    metrics: dict[str, Any] = {}  # overrides of the global metrics, checked on their own
     depth: int | None = Field(None, ge=1)
     interval: PositiveDuration | None = None
     timeout: PositiveDuration | None = None
@@ -171,6 +210,19 @@ class Settings(Model):
     rules: RulesBlock = RulesBlock()
     feed_stale: FeedStale = FeedStale()
     http: Http = Http()
+    series_settings: list[str] = []
+
+
+class SeriesEntry(Model):
+    venue: str
+    symbol: str
+    metrics: dict[str, Any] = {}
+
+
+class SeriesFile(Model):
+    """A series-settings file: per-series metric overrides (what ``calibrate --write`` makes)."""
+
+    series: list[SeriesEntry] = []
 
 
 class Match(Model):
@@ -251,12 +303,26 @@ class Config:
     rule_files: tuple[str, ...] = ()
     metrics: frozenset[str] = field(default_factory=frozenset)
 
+    series_metrics: Mapping[tuple[str, str], Metrics] = field(default_factory=dict)
+
     @property
     def kernels(self) -> dict[str, Kernel]:
+        return self.settings.metrics.kernels()
+
+    @property
+    def scored_metrics(self) -> tuple[str, ...]:
+        """The metrics with a z-score (``<name>_z``)."""
+        return self.settings.metrics.scored()
+
+    @property
+    def column_metrics(self) -> tuple[str, ...]:
+        """The configured metrics with their own sample columns (and ``<name>_z`` columns)."""
         m = self.settings.metrics
-        out = {"wis": m.wis.to_kernel()}
-        out.update({name: k.to_kernel() for name, k in m.wis_variants.items()})
-        return out
+        return (*m.wis_variants, *m.smooth)
+
+    def metrics_for(self, venue: str, symbol: str) -> Metrics:
+        """The metric settings of one series: the global ones with its overrides merged in."""
+        return self.series_metrics.get((venue, symbol), self.settings.metrics)
 
     def interval_ms(self, venue: Venue) -> int:
         return ms(venue.interval or self.settings.sampling.interval)
@@ -395,12 +461,14 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
     except ValidationError as exc:
         report_validation(doc, exc, ())
         settings = _salvage(doc.data)
-    _check_settings(doc, settings, _raw_series(doc.data))
+    named = _raw_series(doc.data)
+    _check_settings(doc, settings, named)
+    series_metrics = per_series_metrics(doc, settings, named, env)
     metrics = metric_names(settings)
     rules, files = _load_rules(doc, settings, metrics, env)
     if doc.problems:
         raise ConfigError(doc.problems)
-    return Config(path, settings, tuple(rules), tuple(files), frozenset(metrics))
+    return Config(path, settings, tuple(rules), tuple(files), frozenset(metrics), series_metrics)
 
 
 def _salvage(data: dict[str, Any]) -> Settings:
@@ -446,8 +514,8 @@ def _valid_keys(model: type[BaseModel], item: Any, base: dict[str, Any]) -> dict
 
 def metric_names(settings: Settings) -> set[str]:
     names = set(BASE_METRICS)
-    for variant in settings.metrics.wis_variants:
-        names.update((variant, f"{variant}_z"))
+    for name in (*settings.metrics.wis_variants, *settings.metrics.smooth):
+        names.update((name, f"{name}_z"))
     return names
 
 
@@ -458,7 +526,122 @@ def _raw_series(data: dict[str, Any]) -> set[tuple[str, str]]:
     venues = data.get("venues")
     for v in venues if isinstance(venues, list) else []:
         if isinstance(v, dict) and isinstance(v.get("symbols"), list):
-            out.update((str(v.get("id")), str(sym)) for sym in v["symbols"])
+            out.update((str(v.get("id")), str(sym.get("symbol") if isinstance(sym, dict) else sym))
+                       for sym in v["symbols"])
+    return out
+
+
+Override = tuple[yamlsource.Document, tuple[Any, ...], dict[str, Any]]
+
+
+def per_series_metrics(main: yamlsource.Document, s: Settings, named: set[tuple[str, str]],
+                       env: Mapping[str, str] | None) -> dict[tuple[str, str], Metrics]:
+    """The merged metric settings of every series that has overrides (docs/metrics.md):
+    global < venue < series-settings files < the symbol's own, each checked where it is
+    written; ``named``: the series a file may name besides the venues' (test-rules)."""
+    layers: dict[tuple[str, str], list[Override]] = {}
+    raw_venues = main.data.get("venues") if isinstance(main.data, dict) else None
+    for i, venue in enumerate(s.venues):
+        raw = raw_venues[i] if isinstance(raw_venues, list) and i < len(raw_venues) else {}
+        raw_symbols = raw.get("symbols") if isinstance(raw, dict) else None
+        for sym in venue.symbols:
+            if venue.metrics:
+                layers.setdefault((venue.id, sym), []).append(
+                    (main, ("venues", i, "metrics"), venue.metrics))
+        for j, entry in enumerate(raw_symbols if isinstance(raw_symbols, list) else []):
+            if isinstance(entry, dict) and "metrics" in entry:
+                late = (main, ("venues", i, "symbols", j, "metrics"), entry["metrics"])
+                layers.setdefault((venue.id, str(entry.get("symbol"))), []).append(late)
+    files = _series_files(main, s, named, env)
+    for key, found in files.items():  # between the venue's and the symbol's own
+        own = [o for o in layers.get(key, []) if "symbols" in o[1]]
+        venue_wide = [o for o in layers.get(key, []) if "symbols" not in o[1]]
+        layers[key] = [*venue_wide, *found, *own]
+    base = s.metrics.model_dump()
+    checked: dict[tuple[str, tuple[Any, ...]], bool] = {}  # a venue's is shared by its symbols
+    out: dict[tuple[str, str], Metrics] = {}
+    for key, overrides in layers.items():
+        merged = base
+        for doc, loc, override in overrides:
+            where = (doc.path, loc)
+            if where not in checked:
+                checked[where] = _override_ok(doc, loc, override, s.metrics)
+            if checked[where]:
+                merged = _deep_merge(merged, override)
+        if merged is not base:
+            out[key] = Metrics.model_validate(merged)
+    return out
+
+
+def _series_files(main: yamlsource.Document, s: Settings, named: set[tuple[str, str]],
+                  env: Mapping[str, str] | None) -> dict[tuple[str, str], list[Override]]:
+    """The overrides of the files named by ``series_settings:``, in file order; ``named``:
+    every series the main file names, valid or not (one bad venue is one problem)."""
+    base = Path(main.path).parent
+    sampled = {(v.id, sym) for v in s.venues for sym in v.symbols} | named
+    out: dict[tuple[str, str], list[Override]] = {}
+    for i, pattern in enumerate(s.series_settings):
+        loc = ("series_settings", i)
+        full = pattern if os.path.isabs(pattern) else os.path.normpath(base / pattern)
+        found = sorted(f for f in glob.glob(full) if not os.path.isdir(f))
+        if not found:
+            main.problem(loc, f'no series-settings file matches "{pattern}"')
+        for path in found:
+            doc = yamlsource.load(path, env, origin=f"{main.path}:{main.line(loc)}")
+            main.problems.extend(doc.problems)
+            doc.problems = main.problems
+            if doc.data is None:
+                continue
+            try:
+                parsed = SeriesFile.model_validate(doc.data if isinstance(doc.data, dict) else {})
+            except ValidationError as exc:
+                report_validation(doc, exc, ())
+                continue
+            if not isinstance(doc.data, dict) or "series" not in doc.data:
+                doc.problem((), 'a series-settings file needs a top-level "series:" list')
+            for j, entry in enumerate(parsed.series):
+                key = (entry.venue, entry.symbol)
+                if key not in sampled:
+                    doc.problem(("series", j), f'"{entry.venue}:{entry.symbol}" is not a series '
+                                "the configuration samples")
+                    continue
+                out.setdefault(key, []).append((doc, ("series", j, "metrics"), entry.metrics))
+    return out
+
+
+def _override_ok(doc: yamlsource.Document, loc: tuple[Any, ...], override: Any,
+                 base: Metrics) -> bool:
+    """Report what is wrong with one override (over the global settings); True when valid."""
+    if not isinstance(override, dict):
+        doc.problem(loc, f"metrics: should be a mapping of keys (key: value), not "
+                    f"{_kind(override)}")
+        return False
+    ok = True
+    for kind, known in (("wis_variants", base.wis_variants), ("smooth", base.smooth)):
+        named = override.get(kind)
+        for name in named if isinstance(named, dict) else ():
+            if name not in known:
+                doc.problem((*loc, kind, name), f'"{name}" is not under metrics.{kind}: a '
+                            "per-series override changes parameters, it adds no metric")
+                ok = False
+    if not ok:
+        return False
+    problems = len(doc.problems)
+    try:
+        merged = Metrics.model_validate(_deep_merge(base.model_dump(), override))
+    except ValidationError as exc:
+        report_validation(doc, exc, loc)
+        return False
+    _check_smooth(doc, merged, loc, names=set(override.get("smooth") or ()))
+    return len(doc.problems) == problems
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        old = out.get(key)
+        out[key] = _deep_merge(old, value) if isinstance(old, dict) and isinstance(
+            value, dict) else value
     return out
 
 
@@ -470,6 +653,7 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
             doc.problem(where, f'variant name "{name}" must be lower-case letters, digits and _')
         elif name in BASE_METRICS or name.endswith("_z"):
             doc.problem(where, f'variant name "{name}" clashes with a built-in metric')
+    _check_smooth(doc, s.metrics)
     seen: dict[str, int] = {}
     known_series: set[tuple[str, str]] = set()
     jitter_reported = False
@@ -540,6 +724,28 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
         for j, ch in enumerate(s.feed_stale.channels):
             if ch not in s.channels:
                 doc.problem(("feed_stale", "channels", j), _unknown("channel", ch, s.channels))
+
+
+def _check_smooth(doc: yamlsource.Document, m: Metrics, loc: tuple[Any, ...] = ("metrics",),
+                  names: set[str] | None = None) -> None:
+    sources = set(BASE_METRICS) | {n for v in m.wis_variants for n in (v, f"{v}_z")}
+    for name, spec in m.smooth.items():
+        if names is not None and name not in names:
+            continue
+        where = (*loc, "smooth", name)
+        if not METRIC_NAME.fullmatch(name):
+            doc.problem(where, f'smoothed metric "{name}" must be lower-case letters, digits and _')
+        elif name in sources or name.endswith("_z"):
+            doc.problem(where, f'smoothed metric "{name}" clashes with a metric of that name')
+        if spec.of not in sources:
+            what = ("another smoothed metric" if spec.of in m.smooth
+                    else "not a metric" + _hint(spec.of, sources))
+            doc.problem((*where, "of"), f'smoothed metric "{name}": "{spec.of}" is {what}')
+
+
+def _hint(name: str, known: set[str]) -> str:
+    hint = difflib.get_close_matches(name, sorted(known), n=1)
+    return f' (did you mean "{hint[0]}"?)' if hint else ""
 
 
 @functools.cache

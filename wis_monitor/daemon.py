@@ -60,7 +60,8 @@ def make_source(venue: Venue, config: Config) -> Source:
         return RecordingVenue(venue.id, venue.symbols, venue.books or "")
     from wis_monitor.sources.ccxt import CcxtVenue
 
-    band = max(k.band_bps for k in config.kernels.values())
+    band = max(k.band_bps for sym in venue.symbols
+               for k in config.metrics_for(venue.id, sym).kernels().values())
     return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band)
 
 
@@ -128,7 +129,7 @@ class Daemon:
             return 2
         try:
             self.store = Store(config.db_path(),
-                               variants=list(config.settings.metrics.wis_variants),
+                               variants=config.column_metrics,
                                busy_timeout_s=STORE_BUSY_S)
         except StoreError as exc:
             log.error("%s", exc)
@@ -368,7 +369,7 @@ class Daemon:
             return False
         if self.store is not None:
             try:
-                self.store.use_variants(list(config.settings.metrics.wis_variants))
+                self.store.use_variants(config.column_metrics)
             except StoreError as exc:
                 log.error("reload: %s", exc)
         engine = Engine(config, self.store)

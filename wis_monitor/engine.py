@@ -19,12 +19,12 @@ import numpy as np
 
 from wis_monitor.alerting import Event, Instance, State, Timing, interrupt, step
 from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
-from wis_monitor.config import FEED_STALE, Config, Rule, Venue, split_member
+from wis_monitor.config import FEED_STALE, Config, Metrics, Rule, Venue, split_member
 from wis_monitor.duration import ms
 from wis_monitor.errors import StoreError
-from wis_monitor.signals import change_bps, snapshot
+from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
 from wis_monitor.sources import Observation
-from wis_monitor.stats import SeriesStats
+from wis_monitor.stats import Ema, OfiWindow, SeriesStats
 from wis_monitor.store import AlertRow, Batch, Store, encode_levels
 
 log = logging.getLogger("wis_monitor.engine")
@@ -43,6 +43,12 @@ class Series:
     stats: SeriesStats
     stale_after_ms: int
     first_seen_ms: int
+    metrics: Metrics
+    interval_ms: int
+    kernels: dict[str, Kernel] = field(init=False)
+    ofi: OfiWindow = field(init=False)
+    ofi_book: tuple[int, TopLevels] | None = None  # the order-flow chain's previous book
+    smooth: dict[str, Ema] = field(init=False)
     last_values: dict[str, float | None] = field(default_factory=dict)
     last_book: Book | None = None
     book_since_ms: int | None = None  # when the current (identical) book was first seen
@@ -53,6 +59,33 @@ class Series:
 
     def __post_init__(self) -> None:
         self.key = f"{self.venue}:{self.symbol}"
+        m = self.metrics
+        self.kernels = m.kernels()
+        self.ofi = OfiWindow(ms(m.ofi.window))
+        self.smooth = {name: Ema(ms(sm.half_life), self.interval_ms)
+                       for name, sm in m.smooth.items()}
+
+    def order_flow(self, ts_ms: int, book: Book | None) -> float | None:
+        """The book's order-flow window sum (None: no book, or the chain is too young); a
+        gap longer than twice the interval, or no book, breaks the chain."""
+        prev = self.ofi_book
+        if book is None:
+            self.ofi_book = None
+            return None
+        top = top_levels(book, self.metrics.ofi.levels)
+        self.ofi_book = (ts_ms, top)
+        if prev is None or ts_ms - prev[0] > 2 * self.interval_ms:
+            self.ofi.restart(ts_ms)
+            return None
+        return self.ofi.add(ts_ms, ofi_event(prev[1], top))
+
+    def smoothed(self, ts_ms: int, values: dict[str, float | None]) -> dict[str, float | None]:
+        """Push each smoothed metric's input (a null one is skipped: the average stays)."""
+        out: dict[str, float | None] = {}
+        for name, ema in self.smooth.items():
+            x = values.get(self.metrics.smooth[name].of)
+            out[name] = ema.value if x is None else ema.push(ts_ms, x)
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,10 +117,11 @@ class Engine:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
         self.store = store
-        self.kernels = config.kernels
-        self.z_metrics = tuple(self.kernels)
+        self.z_metrics = config.scored_metrics
         self._z_name = {m: f"{m}_z" for m in self.z_metrics}
-        self.depth_band = config.settings.metrics.wis.band_bps
+        self._z_first = tuple(m for m in self.z_metrics if m not in config.settings.metrics.smooth)
+        self._z_smooth = tuple(config.settings.metrics.smooth)
+        self._columns = config.column_metrics
         self.zspec = config.settings.metrics.zscore.spec()
         self.venues: dict[str, Venue] = {v.id: v for v in config.settings.venues}
         self.series: dict[tuple[str, str], Series] = {}
@@ -121,7 +155,10 @@ class Engine:
                 else ms(sampling.stale_after) if sampling.stale_after is not None
                 else max(3 * ms(sampling.interval), 30_000)
             )
-            s = Series(venue, symbol, SeriesStats(self.z_metrics, self.zspec), stale, now_ms)
+            metrics = self.config.metrics_for(venue, symbol)
+            interval = self.config.interval_ms(v) if v is not None else ms(sampling.interval)
+            s = Series(venue, symbol, SeriesStats(self.z_metrics, metrics.zscore.spec()), stale,
+                       now_ms, metrics, interval)
             self.series[(venue, symbol)] = s
             self._rules_for[(venue, symbol)] = [
                 r for r in self.series_rules if r.matches(venue, symbol)
@@ -131,22 +168,34 @@ class Engine:
     def adopt(self, old: Engine) -> list[str]:
         """Carry windows and alert state over from a previous engine (reload).
 
-        A metric keeps its z-score windows unless its kernel or the z-score settings changed;
-        a rule keeps its state (pending timer, firing), so editing a firing rule's runbook or
-        threshold does not send `firing` again; :meth:`retire` then ends the alerts of rules
-        removed or no longer covering their key. Returns
-        the metrics whose windows were not carried over: rebuilt from the store when only the
-        z-score settings changed, empty when the metric's kernel did.
+        A series' metric keeps its z-score window unless its definition (kernel, order-flow or
+        smoothing settings) or the series' z-score settings changed; order-flow chains and
+        averages whose settings did not change go on too. A rule keeps its state (pending
+        timer, firing), so editing a firing rule's runbook or threshold does not send `firing`
+        again; :meth:`retire` then ends the alerts of rules removed or no longer covering
+        their key. Returns the metrics whose windows were not carried over for some series:
+        rebuilt from the store when only the z-score settings changed, empty otherwise.
         """
-        kept = [m for m in self.z_metrics
-                if m in old.kernels and old.kernels[m] == self.kernels[m] and
-                old.zspec == self.zspec]
+        fresh: set[str] = set()
+        rewarm: dict[tuple[str, str], list[str]] = {}
         for key, s in old.series.items():
             if s.venue not in self.venues:
                 continue  # the venue was removed
             new = self.series_for(s.venue, s.symbol, s.first_seen_ms)
-            for m in kept:
-                new.stats.scorers[m] = s.stats.scorers[m]
+            same_z = s.metrics.zscore == new.metrics.zscore
+            for m in self.z_metrics:
+                same = m in s.stats.scorers and _definition(s, m) == _definition(new, m)
+                if same and same_z:
+                    new.stats.scorers[m] = s.stats.scorers[m]
+                    continue
+                fresh.add(m)
+                if same:
+                    rewarm.setdefault(key, []).append(m)
+            if s.metrics.ofi == new.metrics.ofi and s.interval_ms == new.interval_ms:
+                new.ofi, new.ofi_book = s.ofi, s.ofi_book
+            for name, ema in s.smooth.items():
+                if name in new.smooth and _definition(s, name) == _definition(new, name):
+                    new.smooth[name] = ema
             new.stats.last_good_ms, new.stats.last_mid = s.stats.last_good_ms, s.stats.last_mid
             new.last_values, new.last_book = s.last_values, s.last_book
             new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
@@ -155,20 +204,22 @@ class Engine:
             self.series[key] = new
         self.instances.update(old.instances)  # what is no longer covered: see retire()
         self.silences = old.silences
-        fresh = [m for m in self.z_metrics if m not in kept]
         # Only the z-score settings changed: the logged values still hold, rebuild from them.
-        self._rewarm([m for m in fresh if old.kernels.get(m) == self.kernels[m]])
-        return fresh
+        self._rewarm(rewarm)
+        return [m for m in self.z_metrics if m in fresh]
 
-    def _rewarm(self, metrics: list[str]) -> None:
+    def _rewarm(self, metrics: dict[tuple[str, str], list[str]]) -> None:
         if self.store is None or not metrics or not self.series:
             return
         newest = max(s.stats.last_good_ms or 0 for s in self.series.values())
-        for row in self.store.history(newest - self.zspec.history_ms(), metrics):
-            s = self.series.get((row["venue"], row["symbol"]))
+        names = sorted({m for ms_ in metrics.values() for m in ms_})
+        history = max(s.metrics.zscore.spec().history_ms() for s in self.series.values())
+        for row in self.store.history(newest - history, names):
+            key = (row["venue"], row["symbol"])
+            s = self.series.get(key)
             if s is None:
                 continue
-            for m in metrics:
+            for m in metrics.get(key, ()):
                 if row[m] is not None:
                     s.stats.scorers[m].push(int(row["ts"]), row[m])
 
@@ -181,14 +232,20 @@ class Engine:
         for (rule, key), data in self.store.alert_states().items():
             self.instances[(rule, key)] = Instance.from_json(data)
         configured = {(v.id, sym) for v in self.config.settings.venues for sym in v.symbols}
-        since = now_ms - self.zspec.history_ms()
+        since = now_ms - max([self.zspec.history_ms(), *(
+            self.config.metrics_for(*key).zscore.spec().history_ms() for key in configured)])
         n = 0
-        for row in self.store.history(since, self.z_metrics):
+        for row in self.store.history(since, self._restored_columns()):
             if (row["venue"], row["symbol"]) not in configured:
                 continue
             s = self.series_for(row["venue"], row["symbol"], int(row["ts"]))
-            s.stats.warm(int(row["ts"]), row)
-            s.stats.last_good_ms = int(row["ts"])
+            ts = int(row["ts"])
+            if ts >= now_ms - ms(s.metrics.zscore.window):
+                s.stats.warm(ts, row)
+            if row.get("bid_depth") is not None and row.get("ask_depth") is not None:
+                row["depth"] = row["bid_depth"] + row["ask_depth"]
+            s.smoothed(ts, row)
+            s.stats.last_good_ms = ts
             s.stats.last_mid = row["mid"]
             n += 1
         last_good = self.store.last_good()
@@ -281,6 +338,15 @@ class Engine:
             log.warning("cannot read the firing of %s %s: %s", name, key, exc)
             return None
 
+    def _restored_columns(self) -> list[str]:
+        """The logged columns a restart reads: the z-scored metrics and what is smoothed."""
+        out = list(self.z_metrics)
+        for sm in self.config.settings.metrics.smooth.values():
+            for col in ("bid_depth", "ask_depth") if sm.of == "depth" else (sm.of,):
+                if col not in out:
+                    out.append(col)
+        return out
+
     def refresh_silences(self, now_ms: int) -> None:
         if self.store is not None:
             self.silences = self.store.active_silences(now_ms)
@@ -357,31 +423,41 @@ class Engine:
             s.last_book = book
             if book.venue_ts_ms is not None and obs.ts_ms - book.venue_ts_ms >= s.stale_after_ms:
                 flags.add("stale")
-        if book is not None and not (flags & BLOCKING_FLAGS):
-            snap = snapshot(book, self.kernels, self.depth_band)
+        good = book is not None and not (flags & BLOCKING_FLAGS)
+        snap = None
+        if book is not None and good:
+            wis = s.metrics.wis
+            snap = snapshot(book, s.kernels, wis.band_bps, symmetric=wis.symmetric)
             metrics: dict[str, float | None] = dict(
                 mid=snap.mid, spread_bps=snap.spread_bps, imbalance=snap.imbalance,
                 microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
                 depth=snap.depth, mid_change_bps=change_bps(s.stats.last_mid, snap.mid),
-                **snap.wis,
+                coverage_bps=snap.coverage_bps, **snap.wis,
             )
-            if all(v is None or math.isfinite(v) for v in metrics.values()):
-                if snap.thin:
-                    flags.add("thin")
-                values.update(metrics)
-                zs = s.stats.update(obs.ts_ms, snap.wis)
-                for name, z in zs.items():
-                    values[self._z_name[name]] = z
-                s.stats.last_mid = snap.mid
-            else:  # prices or amounts so large that a metric overflowed
-                flags.add("invalid")
-        if book is not None and flags & BLOCKING_FLAGS and (mid := book.mid) and \
-                math.isfinite(mid):
+            if not all(v is None or math.isfinite(v) for v in metrics.values()):
+                flags.add("invalid")  # prices or amounts so large that a metric overflowed
+                good, snap = False, None
+        ofi = s.order_flow(obs.ts_ms, book if good else None)
+        if snap is not None:
+            if snap.thin:
+                flags.add("thin")
+            values.update(metrics, ofi=ofi)
+            self._score(s, obs.ts_ms, values, self._z_first)
+            if s.smooth:
+                values.update(s.smoothed(obs.ts_ms, values))
+                self._score(s, obs.ts_ms, values, self._z_smooth)
+            s.stats.last_mid = snap.mid
+        elif book is not None and (mid := book.mid) and math.isfinite(mid):
             # Informative only: a crossed or stale book still has a mid and a spread.
             values["mid"] = mid
             values["spread_bps"] = (float(book.ask_px[0]) - float(book.bid_px[0])) / mid * 1e4
         frozen = frozenset(flags)
         return Sample(obs.ts_ms, obs.venue, obs.symbol, values, frozen, obs.error)
+
+    def _score(self, s: Series, ts_ms: int, values: dict[str, float | None],
+               metrics: tuple[str, ...]) -> None:
+        for name, z in s.stats.update(ts_ms, values, metrics).items():
+            values[self._z_name[name]] = z
 
     def _row(self, sample: Sample) -> tuple[Any, ...]:
         v = sample.values
@@ -390,8 +466,9 @@ class Engine:
             v.get("wis"), v.get("wis_z"), v.get("imbalance"), v.get("microprice"),
             v.get("bid_depth"), v.get("ask_depth"), v.get("mid_change_bps"), v.get("age_s"),
             format_flags(sample.flags) if sample.flags else "", v.get("latency_ms"), sample.error,
+            v.get("coverage_bps"), v.get("ofi"), v.get("ofi_z"),
         ]
-        for name in self.z_metrics[1:]:
+        for name in self._columns:
             row.append(v.get(name))
             row.append(v.get(f"{name}_z"))
         return tuple(row)
@@ -579,7 +656,9 @@ class Engine:
                     if base is not None:
                         d["baseline"] = {"n": base.n, "mean": base.center, "std": base.scale}
                     if s.last_book is not None:
-                        snap = snapshot(s.last_book, self.kernels, self.depth_band, top=TOP_LEVELS)
+                        wis = s.metrics.wis
+                        snap = snapshot(s.last_book, s.kernels, wis.band_bps, top=TOP_LEVELS,
+                                        symmetric=wis.symmetric)
                         d["top_bids"], d["top_asks"] = snap.top_bids, snap.top_asks
         if event.kind == "resolved" and event.fired_at_ms is not None:
             d["fired_for_ms"] = event.ts_ms - event.fired_at_ms
@@ -627,6 +706,20 @@ def _timing(rule: Rule) -> Timing:
     sp = rule.spec
     return Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
                   sp.notify_resolved)
+
+
+def _definition(s: Series, metric: str) -> object:
+    """What a scored metric of a series is computed from (equal: the same numbers)."""
+    m = s.metrics
+    if metric == "ofi":
+        return m.ofi, s.interval_ms
+    if metric in m.smooth:
+        return m.smooth[metric], s.interval_ms, _definition(s, m.smooth[metric].of)
+    if metric.endswith("_z"):
+        return m.zscore, _definition(s, metric.removesuffix("_z"))
+    if metric in ("bid_depth", "ask_depth", "depth", "coverage_bps"):
+        return m.wis.band_bps, m.wis.symmetric
+    return s.kernels.get(metric)  # a WIS kernel; None for the other companions
 
 
 def _truth(v: object) -> bool | None:

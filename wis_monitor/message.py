@@ -28,7 +28,7 @@ SAMPLE_TS_MS = 1_795_521_600_000
 SAMPLE_VALUES: dict[str, float] = {
     "wis": 0.61, "wis_z": 3.4, "imbalance": 0.58, "mid": 61234.5, "spread_bps": 0.3,
     "microprice": 61235.1, "bid_depth": 2.5e6, "ask_depth": 0.9e6, "depth": 3.4e6,
-    "mid_change_bps": 1.2, "age_s": 0.4, "latency_ms": 85.0,
+    "mid_change_bps": 1.2, "age_s": 0.4, "latency_ms": 85.0, "coverage_bps": 50.0, "ofi": 0.8,
 }
 
 
@@ -94,8 +94,12 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("Mid", f"{_num(v.get('mid'), ',.2f')}, spread "
                     f"{_num(v.get('spread_bps'), '.2f')} bps"))
     if "bid_depth" in v:
+        within = (f" within {_num(v['coverage_bps'], '.1f')} bps"
+                  if v.get("coverage_bps") is not None else "")
         out.append(("Depth", f"bids {_num(v.get('bid_depth'), ',.0f')} / asks "
-                    f"{_num(v.get('ask_depth'), ',.0f')}"))
+                    f"{_num(v.get('ask_depth'), ',.0f')}{within}"))
+    if v.get("ofi") is not None:
+        out.append(("OFI", f"{_num(v.get('ofi'), '.3f')}, z {_num(v.get('ofi_z'), '.2f')}"))
     for side in ("bids", "asks"):
         levels = d.get(f"top_{side}") or []
         if levels:

@@ -182,7 +182,7 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
 
     With ``notify``, deliveries are queued at the wall-clock time their batch is written, not
     at the recording's (a channel's ``max_age`` counts from queueing)."""
-    store = Store(out, variants=list(config.settings.metrics.wis_variants))
+    store = Store(out, variants=config.column_metrics)
     engine = Engine(config, store)
     report = ReplayReport(out=out)
     open_firings: dict[tuple[str, str], Firing] = {}

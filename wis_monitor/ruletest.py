@@ -32,6 +32,7 @@ from wis_monitor.config import (
     channels_named_in,
     load_rule_file,
     metric_names,
+    per_series_metrics,
     report_validation,
     split_member,
 )
@@ -74,6 +75,7 @@ class TestFile(Model):
     evaluation_interval: Duration = timedelta(seconds=1)
     groups: dict[str, list[str]] = {}
     metrics: Metrics = Metrics()
+    series_settings: list[str] = []
     stale_after: Duration | None = None
     tests: list[Case] = Field(min_length=1)
 
@@ -154,7 +156,10 @@ def run_file(path: str) -> list[Outcome]:
         metrics=spec.metrics,
         groups=spec.groups,
         channels={c: Channel(url="console://") for c in channels},
+        series_settings=spec.series_settings,
     )
+    named = {split_member(inp.series) for case in spec.tests for inp in case.input_series}
+    overrides = per_series_metrics(doc, settings, named, None)
     if spec.stale_after is not None:
         settings = settings.model_copy(
             update={"sampling": settings.sampling.model_copy(
@@ -176,7 +181,8 @@ def run_file(path: str) -> list[Outcome]:
     problems.extend(p for p in doc.problems if p not in problems)
     if problems:
         raise ConfigError(problems)
-    config = Config(path, settings, tuple(rules), tuple(spec.rule_files), frozenset(metrics))
+    config = Config(path, settings, tuple(rules), tuple(spec.rule_files), frozenset(metrics),
+                    overrides)
     outcomes = []
     for i, case in enumerate(spec.tests):
         where = f"{path}:{doc.line(('tests', i))}"

@@ -18,6 +18,8 @@ from wis_monitor.book import Book, FloatArray
 KernelName = Literal["exponential", "linear", "flat", "levels"]
 KERNELS: tuple[KernelName, ...] = ("exponential", "linear", "flat", "levels")
 BPS = 10_000.0
+#: The shorter reach is widened by this factor: levels at the same distance up to rounding count.
+REACH_TOLERANCE = 1.0 + 1e-9
 #: Price margin used to pre-cut a side before the exact distance test (relative).
 _CUT_MARGIN = 1e-6
 
@@ -30,6 +32,8 @@ class Kernel:
     half_life_bps: float = 10.0
     band_bps: float = 50.0
     half_life_levels: float = 5.0
+    #: Cut both sides at the effective band (:func:`effective_band`), not at ``band_bps``.
+    symmetric: bool = True
 
     def weights(self, dist_bps: FloatArray) -> FloatArray:
         """Weights of levels at these distances (already within the band), touch first."""
@@ -49,13 +53,7 @@ class Side:
 
     dist_bps: FloatArray
     notional: FloatArray
-    levels: int  # how many levels the venue returned on this side
-
-    def reaches(self, band_bps: float) -> bool:
-        """True when the returned levels reach ``band_bps`` (else the side is thin)."""
-        if self.dist_bps.size < self.levels:
-            return True
-        return bool(self.dist_bps.size) and float(self.dist_bps[-1]) >= band_bps
+    reach_bps: float  # the distance of the farthest level the venue returned on this side
 
 
 def within_band(
@@ -74,6 +72,8 @@ def within_band(
     m = int(dist.searchsorted(band_bps, side="right"))
     dist = dist[:m]
     q = qty[:m]
+    far = float(px[-1])
+    side_reach = (mid - far) / mid * BPS if bids else (far - mid) / mid * BPS
     cs = book.contract_size
     if book.inverse:
         notional = q * cs if cs != 1.0 else q
@@ -81,17 +81,36 @@ def within_band(
         notional = px[:m] * q
         if cs != 1.0:
             notional *= cs
-    return Side(dist, notional, int(px.size))
+    return Side(dist, notional, side_reach)
 
 
-def weighted_sum(side: Side, kernel: Kernel) -> float:
-    whole = kernel.band_bps >= _side_band(side)
+def effective_band(bids: Side, asks: Side, band_bps: float) -> float:
+    """``min(band, bid reach, ask reach)``, never below the touch (both touches always count).
+
+    A side's reach is the distance from the mid of the farthest level the venue returned; a
+    side that returned only its touch reaches half the spread, which leaves the two touches.
+    Distances equal within a relative 1e-9 count as equal (levels mirrored around the mid
+    differ by rounding only), so the shorter reach is widened by that much.
+    """
+    touch = max(_first(bids), _first(asks))
+    reach = min(bids.reach_bps, asks.reach_bps) * REACH_TOLERANCE
+    return min(band_bps, max(touch, reach))
+
+
+def _first(side: Side) -> float:
+    return float(side.dist_bps[0]) if side.dist_bps.size else side.reach_bps
+
+
+def weighted_sum(side: Side, kernel: Kernel, cut_bps: float | None = None) -> float:
+    """The kernel-weighted notional of the levels within ``cut_bps`` (default: the band)."""
+    cut = kernel.band_bps if cut_bps is None else cut_bps
+    whole = cut >= _side_band(side)
     if whole and kernel.kernel == "flat":
         return float(side.notional.sum())
     if whole:
         d, n = side.dist_bps, side.notional
     else:
-        m = int(side.dist_bps.searchsorted(kernel.band_bps, side="right"))
+        m = int(side.dist_bps.searchsorted(cut, side="right"))
         d, n = side.dist_bps[:m], side.notional[:m]
     if d.size == 0:
         return 0.0
@@ -119,6 +138,7 @@ class Snapshot:
     microprice: float | None
     bid_depth: float
     ask_depth: float
+    coverage_bps: float
     wis: dict[str, float | None]
     thin: bool
     top_bids: list[tuple[float, float]]  # (price, weighted notional) of the main kernel
@@ -136,41 +156,49 @@ def snapshot(
     *,
     main: str = "wis",
     top: int = 0,
+    symmetric: bool = True,
 ) -> Snapshot:
     """Compute WIS for every named kernel and the companions, for a book with both sides.
 
-    ``depth_band_bps`` bounds ``bid_depth``/``ask_depth`` and the ``thin`` test. ``top`` > 0
-    also lists the levels that contribute most to the ``main`` kernel's sums.
+    ``depth_band_bps`` bounds ``bid_depth``/``ask_depth`` (cut at the effective band when
+    ``symmetric``), ``coverage_bps`` and the ``thin`` test. ``top`` > 0 also lists the levels
+    that contribute most to the ``main`` kernel's sums.
 
     Prices and amounts near the largest doubles overflow to inf or NaN without a warning: the
     caller checks the numbers (the engine flags such a sample ``invalid``).
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        return _snapshot(book, kernels, depth_band_bps, main, top)
+        return _snapshot(book, kernels, depth_band_bps, main, top, symmetric)
 
 
 def _snapshot(book: Book, kernels: dict[str, Kernel], depth_band_bps: float, main: str,
-              top: int) -> Snapshot:
+              top: int, symmetric: bool) -> Snapshot:
     bb = float(book.bid_px[0])
     ba = float(book.ask_px[0])
     mid = (bb + ba) / 2.0
     widest = max([depth_band_bps, *(k.band_bps for k in kernels.values())])
     bids = within_band(book.bid_px, book.bid_qty, mid, widest, book, True)
     asks = within_band(book.ask_px, book.ask_qty, mid, widest, book, False)
+    cover = effective_band(bids, asks, widest)
     values: dict[str, float | None] = {}
     for name, kernel in kernels.items():
-        values[name] = wis(weighted_sum(bids, kernel), weighted_sum(asks, kernel))
+        cut = min(kernel.band_bps, cover) if kernel.symmetric else kernel.band_bps
+        values[name] = wis(weighted_sum(bids, kernel, cut), weighted_sum(asks, kernel, cut))
+    coverage = min(depth_band_bps, cover)
     flat = _flat(depth_band_bps)
-    bid_depth = weighted_sum(bids, flat)
-    ask_depth = weighted_sum(asks, flat)
+    depth_cut = coverage if symmetric else depth_band_bps
+    bid_depth = weighted_sum(bids, flat, depth_cut)
+    ask_depth = weighted_sum(asks, flat, depth_cut)
     qb = float(book.bid_qty[0])
     qa = float(book.ask_qty[0])
     qsum = qb + qa
     top_bids: list[tuple[float, float]] = []
     top_asks: list[tuple[float, float]] = []
     if top and main in kernels:
-        top_bids = _top(book.bid_px, bids, kernels[main], top)
-        top_asks = _top(book.ask_px, asks, kernels[main], top)
+        k = kernels[main]
+        cut = min(k.band_bps, cover) if k.symmetric else k.band_bps
+        top_bids = _top(book.bid_px, bids, k, cut, top)
+        top_asks = _top(book.ask_px, asks, k, cut, top)
     return Snapshot(
         mid=mid,
         spread_bps=(ba - bb) / mid * BPS,
@@ -178,8 +206,9 @@ def _snapshot(book: Book, kernels: dict[str, Kernel], depth_band_bps: float, mai
         microprice=(bb * qa + ba * qb) / qsum if qsum > 0 else None,
         bid_depth=bid_depth,
         ask_depth=ask_depth,
+        coverage_bps=coverage,
         wis=values,
-        thin=not (bids.reaches(depth_band_bps) and asks.reaches(depth_band_bps)),
+        thin=coverage < depth_band_bps,
         top_bids=top_bids,
         top_asks=top_asks,
     )
@@ -190,8 +219,9 @@ def _flat(band_bps: float) -> Kernel:
     return Kernel("flat", band_bps=band_bps)
 
 
-def _top(px: FloatArray, side: Side, kernel: Kernel, n: int) -> list[tuple[float, float]]:
-    m = int(side.dist_bps.searchsorted(kernel.band_bps, side="right"))
+def _top(px: FloatArray, side: Side, kernel: Kernel, cut_bps: float, n: int
+         ) -> list[tuple[float, float]]:
+    m = int(side.dist_bps.searchsorted(cut_bps, side="right"))
     if m == 0:
         return []
     contrib = kernel.weights(side.dist_bps[:m]) * side.notional[:m]
@@ -204,3 +234,64 @@ def change_bps(prev: float | None, now: float) -> float | None:
     if prev is None or prev == 0.0 or not math.isfinite(prev):
         return None
     return (now - prev) / prev * BPS
+
+
+@dataclass(frozen=True, slots=True)
+class TopLevels:
+    """The best levels of a book for the order-flow imbalance: prices and notionals."""
+
+    bid_px: list[float]
+    bid_notional: list[float]
+    ask_px: list[float]
+    ask_notional: list[float]
+
+
+def top_levels(book: Book, levels: int) -> TopLevels:
+    """The best ``levels`` of each side, notional as for WIS (contract size, inverse)."""
+    bp, ap = book.bid_px[:levels], book.ask_px[:levels]
+    return TopLevels(bp.tolist(), _notionals(book, bp, book.bid_qty[:levels]),
+                     ap.tolist(), _notionals(book, ap, book.ask_qty[:levels]))
+
+
+def ofi_event(prev: TopLevels, cur: TopLevels) -> float:
+    """The multi-level order-flow imbalance from ``prev`` to ``cur``, normalised (docs/metrics.md).
+
+    Per level ``i`` present on that side in both books, with ``q`` a level's notional:
+    ``e_bid = q_b,t·1[p_b,t ≥ p_b,t-1] − q_b,t-1·1[p_b,t ≤ p_b,t-1]`` and
+    ``e_ask = q_a,t-1·1[p_a,t ≥ p_a,t-1] − q_a,t·1[p_a,t ≤ p_a,t-1]``; their sum over the levels
+    is divided by the mean per-side notional of ``cur`` over the same levels.
+    """
+    e_bid, d_bid = _flow(prev.bid_px, prev.bid_notional, cur.bid_px, cur.bid_notional, True)
+    e_ask, d_ask = _flow(prev.ask_px, prev.ask_notional, cur.ask_px, cur.ask_notional, False)
+    depth = (d_bid + d_ask) / 2.0
+    return (e_bid - e_ask) / depth if depth > 0.0 else 0.0
+
+
+def _flow(p0: list[float], q0: list[float], p1: list[float], q1: list[float], bids: bool
+          ) -> tuple[float, float]:
+    """A side's ``Σ q_t·1[better or same] − q_t-1·1[worse or same]`` and ``Σ q_t`` over the
+    levels both books have, where better is a higher bid or a lower ask (so for asks this is
+    the negative of ``e_ask``)."""
+    e = 0.0
+    depth = 0.0
+    for a0, b0, a1, b1 in zip(p0, q0, p1, q1, strict=False):  # the levels both books have
+        depth += b1
+        if a1 == a0:
+            e += b1 - b0
+        elif (a1 > a0) is bids:
+            e += b1
+        else:
+            e -= b0
+    return e, depth
+
+
+def _notionals(book: Book, px: FloatArray, qty: FloatArray) -> list[float]:
+    cs = book.contract_size
+    if book.inverse:
+        notional = qty * cs if cs != 1.0 else qty
+    else:
+        notional = px * qty
+        if cs != 1.0:
+            notional *= cs
+    out: list[float] = notional.tolist()
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -273,6 +274,69 @@ def make_scorer(spec: ZScoreSpec) -> Scorer:
     return RollingZ(spec)
 
 
+class Ema:
+    """An exponential moving average with a half-life in time, exact on irregular samples.
+
+    A value arriving ``Δt`` after the previous one gets weight ``α = 1 − 2^(−Δt/h)`` and every
+    older weight is multiplied by ``2^(−Δt/h)``; the first value gets the weight of one sampling
+    ``interval``. The average is divided by the total weight seen (bias-corrected start), so it
+    is the weighted mean of the values so far, with no pull toward 0 at the start.
+    """
+
+    def __init__(self, half_life_ms: int, interval_ms: int) -> None:
+        self.half_life_ms = half_life_ms
+        self.interval_ms = interval_ms
+        self.num = 0.0
+        self.den = 0.0
+        self.last_ms: int | None = None
+
+    @property
+    def value(self) -> float | None:
+        return self.num / self.den if self.den > 0.0 else None
+
+    def push(self, ts_ms: int, x: float) -> float | None:
+        """Add a value; returns the average including it."""
+        dt = self.interval_ms if self.last_ms is None else max(ts_ms - self.last_ms, 0)
+        decay = 2.0 ** (-dt / self.half_life_ms)
+        alpha = 1.0 - decay
+        self.num = decay * self.num + alpha * x
+        self.den = decay * self.den + alpha
+        self.last_ms = ts_ms
+        return self.value
+
+
+class OfiWindow:
+    """The sum of the order-flow events of ``(t − window, t]`` on one unbroken chain of books.
+
+    Null until the chain has lasted a whole window (a partial sum would read as calm).
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.start_ms: int | None = None  # the first book of the chain
+        self._ts: deque[int] = deque()
+        self._events: deque[float] = deque()
+
+    def restart(self, ts_ms: int) -> None:
+        """Break the chain: a new one starts with the book at ``ts_ms``."""
+        self.start_ms = ts_ms
+        self._ts.clear()
+        self._events.clear()
+
+    def add(self, ts_ms: int, e: float) -> float | None:
+        """Add the event of the book at ``ts_ms``; returns the window's sum, or None."""
+        times, events = self._ts, self._events
+        times.append(ts_ms)
+        events.append(e)
+        lo = ts_ms - self.window_ms
+        while times[0] <= lo:
+            times.popleft()
+            events.popleft()
+        if self.start_ms is None or ts_ms - self.start_ms < self.window_ms:
+            return None
+        return math.fsum(events)
+
+
 class SeriesStats:
     """Everything remembered about one (venue, symbol): z-score windows and the last good sample."""
 
@@ -281,10 +345,13 @@ class SeriesStats:
         self.last_good_ms: int | None = None
         self.last_mid: float | None = None
 
-    def update(self, ts_ms: int, values: dict[str, float | None]) -> dict[str, float | None]:
-        """Score each metric of a good sample, then let it into the windows. Returns the z's."""
+    def update(self, ts_ms: int, values: dict[str, float | None],
+               metrics: Iterable[str] | None = None) -> dict[str, float | None]:
+        """Score each metric (default: all) of a good sample, then let it into the windows.
+        Returns the z's."""
         out: dict[str, float | None] = {}
-        for metric, scorer in self.scorers.items():
+        for metric in self.scorers if metrics is None else metrics:
+            scorer = self.scorers[metric]
             x = values.get(metric)
             if x is None:
                 out[metric] = None

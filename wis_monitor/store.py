@@ -28,7 +28,10 @@ SCHEMA_VERSION = 1
 SAMPLE_COLUMNS: tuple[str, ...] = (
     "ts", "venue", "symbol", "mid", "spread_bps", "wis", "wis_z", "imbalance", "microprice",
     "bid_depth", "ask_depth", "mid_change_bps", "age_s", "quality", "latency_ms", "error",
+    "coverage_bps", "ofi", "ofi_z",
 )
+#: Columns added after version 1, on open, to a database that lacks them.
+_ADDED_COLUMNS = ("coverage_bps", "ofi", "ofi_z")
 _REAL = "REAL"
 
 _SCHEMA = """
@@ -218,10 +221,9 @@ class Store:
 
     def _add_variant_columns(self) -> None:
         existing = {c.name for c in self.db["samples"].columns}
-        for v in self.variants:
-            for col in (v, f"{v}_z"):
-                if col not in existing:
-                    self.db.conn.execute(f"ALTER TABLE samples ADD COLUMN [{col}] {_REAL}")
+        for col in (*_ADDED_COLUMNS, *(c for v in self.variants for c in (v, f"{v}_z"))):
+            if col not in existing:
+                self.db.conn.execute(f"ALTER TABLE samples ADD COLUMN [{col}] {_REAL}")
 
     def close(self) -> None:
         self.db.close()
