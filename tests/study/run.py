@@ -251,6 +251,9 @@ def render(study: Study, scores: dict[tuple[str, int], dict[str, Score]],
         f"$ {command}",
         "```",
         "",
+        "(in bash: `wis-monitor replay -c docs/examples/study.yaml $(printf -- '--books %s ' "
+        f"{_rel(study.files[0].parent)}/*.jsonl.gz)`).",
+        "",
         f"**Data:** {len(series)} series of `{_rel(study.files[0].parent)}/` "
         f"({', '.join(f'`{k}`' for k in series)}), one book per second, recorded "
         f"{utc(first)} – {utc(last)} UTC ({minutes:.1f} min; {study.books} books, "
@@ -272,7 +275,9 @@ def render(study: Study, scores: dict[tuple[str, int], dict[str, Score]],
         "## How much evidence this is",
         "",
         f"Very little. The recordings cover {minutes:.0f} minutes of a single volatile window "
-        f"(BTC fell about 36 bps). The {len(series)} series are {len(coins)} coins on three "
+        f"(BTC fell about 36 bps); the shortest series covers "
+        f"{min(s.hours for s in series.values()) * 60:.1f} min. The {len(series)} series are "
+        f"{len(coins)} coins on three "
         "venues each, and the venues of a coin move together: at a 60 s horizon that is about "
         f"{windows} independent windows per coin, {windows * len(coins)} in all, and one market "
         "episode. Every rate below therefore has a wide interval (exact Poisson intervals for "
@@ -531,8 +536,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     study = run_study(args.books, args.config)
     scores = auc_scores(study, args.replicates)
-    command = ("wis-monitor replay -c docs/examples/study.yaml " + " ".join(
-        f"--books {_rel(f)}" for f in study.files))
+    command = "wis-monitor replay -c docs/examples/study.yaml" + "".join(
+        f" \\\n    --books {_rel(f)}" for f in study.files)
     args.out.write_text(render(study, scores, command))
     print(f"wrote {args.out}: {len(study.alerts)} alerts in "
           f"{sum(s.hours for s in study.series.values()):.2f} series-hours")
