@@ -100,3 +100,30 @@ def test_book_shape_thresholds_sit_inside_what_real_books_reach(
         t = abs(_threshold(rule, op))
         assert all(np.percentile(v, 99) < t for k, v in flow.items() if "usdm" not in k)
         assert t <= max(v.max() for v in flow.values())
+
+
+def test_example_config_depth_reaches_its_band_on_real_binance_books(
+        shared_data: Path, tmp_path: Path) -> None:
+    """The example config's binance venue asks for 1,000 levels: on the recorded books, cut to
+    that many levels a side, both sides reach the band it measures over."""
+    import gzip
+    import json
+    import os
+
+    (tmp_path / "slack-webhook").write_text("slack://T000/B000/XXXXXXXX\n")
+    (tmp_path / "smtp-password").write_text("pw\n")
+    cfg = load_config(str(ROOT / "docs" / "examples" / "config.yaml"),
+                      env={**os.environ, "CREDENTIALS_DIRECTORY": str(tmp_path)})
+    venue = next(v for v in cfg.settings.venues if v.id == "binance")
+    assert venue.depth == 1000
+    for symbol, name in (("BTC/USDT", "BTCUSDT"), ("ETH/USDT", "ETHUSDT")):
+        band = cfg.metrics_for("binance", symbol).wis.band_bps
+        path = shared_data / "books-full" / f"binance-{name}-20240808-1000ms.jsonl.gz"
+        reach = []
+        with gzip.open(path, "rt") as fh:
+            for line in fh:
+                b = json.loads(line)
+                bids, asks = b["bids"][:venue.depth], b["asks"][:venue.depth]
+                mid = (bids[0][0] + asks[0][0]) / 2
+                reach.append(min(mid - bids[-1][0], asks[-1][0] - mid) / mid * 1e4)
+        assert min(reach) >= band, (symbol, min(reach), band)
