@@ -271,6 +271,11 @@ def render(study: Study, scores: dict[tuple[str, int], dict[str, Score]],
         "every alert and every raw extreme next to that base rate.",
         "- The order-flow rules are *move under way* alarms: order flow says what has been "
         "traded and withdrawn, not what comes next.",
+        f"- Pooled AUC for the sign of the mid's move over {HORIZONS_MS[0] // 1000} s (0.5 is "
+        "a coin toss): " + ", ".join(
+            f"`{name}` {_auc(cell['pooled'])}" for (name, h), cell in sorted(
+                scores.items(), key=lambda kv: -(kv[1]["pooled"].auc or 0.0))
+            if h == HORIZONS_MS[0]) + ".",
         "",
         "## How much evidence this is",
         "",
