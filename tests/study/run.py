@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +99,8 @@ class Study:
 
 
 def replay(files: Sequence[Path], config: Config) -> tuple[list[Firing], dict[str, Series], int]:
-    """The replay pipeline over the recordings; the firings and the good samples per series."""
+    """The replay pipeline over the recordings: the firings (``peak``: the rule's value when it
+    fired), the good samples per series and how many books were read."""
     problems: list[Problem] = []
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "study.db")
@@ -111,6 +112,8 @@ def replay(files: Sequence[Path], config: Config) -> tuple[list[Firing], dict[st
                            "ORDER BY venue, symbol, ts")
         names = [d[0] for d in cur.description]
         rows = cur.fetchall()
+        fired = {(r["rule"], r["key"], r["ts"]): r["value"] for r in conn.execute(
+            "SELECT rule, key, ts, value FROM alerts WHERE event = 'firing'")}
         conn.close()
     for p in problems:
         print(p, file=sys.stderr)
@@ -125,7 +128,8 @@ def replay(files: Sequence[Path], config: Config) -> tuple[list[Firing], dict[st
             cols["depth"] = cols["bid_depth"] + cols["ask_depth"]
         series[key] = Series(key, np.array([r["ts"] for r in rs], dtype=np.int64),
                              cols.pop("mid"), cols)
-    firings = [f for f in report.firings if f.rule != "feed-stale"]
+    firings = [replace(f, peak=fired.get((f.rule, f.key, f.first_ms)))
+               for f in report.firings if f.rule != "feed-stale"]
     return firings, series, report.books
 
 
@@ -147,8 +151,7 @@ def run_study(books: Path, config_path: Path) -> Study:
             i = int(np.searchsorted(series[m].ts, f.first_ms, side="right")) - 1
             ups.append(moves[m][0][max(i, 0)])
             downs.append(moves[m][1][max(i, 0)])
-        text = rule.spec.value or rule.spec.when
-        signed = any(name in text for name in SIGNED) and f.peak is not None
+        signed = any(name in (rule.spec.value or rule.spec.when) for name in SIGNED)
         direction = int(np.sign(f.peak)) if signed and f.peak is not None else 0
         alerts.append(Alert(rule, f, direction, float(np.mean(ups)) if ups else math.nan,
                             float(np.mean(downs)) if downs else math.nan))
