@@ -55,7 +55,7 @@ def _series_hours(conn: sqlite3.Connection) -> float:
     rows = conn.execute("SELECT venue, symbol, (max(ts) - min(ts) + 1000) AS span FROM samples "
                         "GROUP BY venue, symbol").fetchall()
     assert len(rows) == 6
-    return sum(r["span"] for r in rows) / 3_600_000
+    return float(sum(r["span"] for r in rows)) / 3_600_000
 
 
 def test_shipped_rules_fire_half_to_four_alerts_per_series_hour(

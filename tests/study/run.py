@@ -47,6 +47,9 @@ HORIZONS_MS = (10_000, 30_000, 60_000)
 #: Raw extremes whose follow-through the study reports besides the alerts: (metric, |level|).
 EXTREMES = (("wis_z", 3.0), ("wis_fast_z", 3.0), ("wis_s_z", 3.0), ("ofi", 15.0),
             ("ofi", 20.0), ("ofi_z", 3.0))
+#: The book-shape metrics whose range the study shows.
+RANGES = ("abs(wis)", "abs(wis_s)", "spread_bps", "depth", "depth / depth_avg", "coverage_bps",
+          "ofi")
 #: Sample columns that are not signals (no AUC): prices, book shape, timing, bookkeeping.
 NOT_SIGNALS = {"ts", "venue", "symbol", "mid", "spread_bps", "bid_depth", "ask_depth", "depth",
                "coverage_bps", "mid_change_bps", "age_s", "quality", "latency_ms", "error"}
@@ -197,8 +200,8 @@ def auc_scores(study: Study, replicates: int) -> dict[tuple[str, int], dict[str,
     smooth = getattr(study.config.settings.metrics, "smooth", {})
     shape = {n for n, spec in smooth.items() if spec.of in NOT_SIGNALS}  # e.g. a depth average
     skip = NOT_SIGNALS | shape | {f"{n}_z" for n in shape}
-    books = {k: SeriesBooks(*k.split(":", 1), s.ts, s.mid, signals(s, skip),
-                            np.full(len(s.ts), np.nan), {}, Kernel())
+    books = {k: SeriesBooks(k.split(":", 1)[0], k.split(":", 1)[1], s.ts, s.mid,
+                            signals(s, skip), np.full(len(s.ts), np.nan), {}, Kernel())
              for k, s in study.series.items()}
     names = sorted({n for b in books.values() for n in b.values})
     out: dict[tuple[str, int], dict[str, Score]] = {}
@@ -392,8 +395,8 @@ def _follow_section(study: Study) -> list[str]:
             break
         k = sum(_hits(a, m)[0] for a in directed)
         w_lo, w_hi = wilson(k, len(directed))
-        up, down = totals[(m, "up")], totals[(m, "down")]
-        base = (up[0] / up[1] + down[0] / down[1]) / 2 if up[1] else math.nan
+        n_up, n_down = totals[(m, "up")], totals[(m, "down")]
+        base = (n_up[0] / n_up[1] + n_down[0] / n_down[1]) / 2 if n_up[1] else math.nan
         lines.append(f"- ≥ {m:g} bps in the alert's direction within {FOLLOW_MS // 1000} s: "
                      f"{k} of {len(directed)} directional alerts ({k / len(directed):.0%}, "
                      f"95% interval {w_lo:.0%} – {w_hi:.0%}) against a base rate of "
@@ -500,25 +503,28 @@ def _auc(s: Score) -> str:
     return "–" if s.auc is None else f"{s.auc:.2f} {fmt_ci(s.auc_ci)}"
 
 
+def _range_values(s: Series, label: str) -> Array | None:
+    """A metric of RANGES for one series (None when the pipeline did not compute it)."""
+    v = s.values
+    if label.startswith("abs("):
+        return np.abs(v[label[4:-1]]) if label[4:-1] in v else None
+    if label == "depth / depth_avg":
+        return v["depth"] / v["depth_avg"] if "depth_avg" in v else None
+    return v.get(label)
+
+
 def _range_section(study: Study) -> list[str]:
-    rows = [("abs(wis)", lambda s: np.abs(s.values["wis"])),
-            ("spread_bps", lambda s: s.values["spread_bps"]),
-            ("depth", lambda s: s.values["depth"])]
-    for name in ("coverage_bps", "ofi"):
-        if all(name in s.values for s in study.series.values()):
-            rows.append((name, lambda s, n=name: s.values[n]))
-    if all("wis_s" in s.values for s in study.series.values()):
-        rows.insert(1, ("abs(wis_s)", lambda s: np.abs(s.values["wis_s"])))
-    if all("depth_avg" in s.values for s in study.series.values()):
-        rows.insert(-1, ("depth / depth_avg", lambda s: s.values["depth"] / s.values["depth_avg"]))
+    rows = [label for label in RANGES
+            if all(_range_values(s, label) is not None for s in study.series.values())]
     lines = ["", "## What these books do", "",
              "The range of the book-shape metrics per series, against which the shipped "
              "thresholds were set (percentiles of the good samples).", "",
              "| metric | series | min | 1% | 50% | 99% | max |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    for label, get in rows:
+    for label in rows:
         for key, s in study.series.items():
-            x = get(s)
+            x = _range_values(s, label)
+            assert x is not None
             x = x[~np.isnan(x)]
             if not len(x):
                 continue
