@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint check bench clean
+.PHONY: demo test lint check bench study clean
 
 $(BIN)/wis-monitor: pyproject.toml
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,6 +23,9 @@ test: lint                           ## ruff, mypy and the whole test suite
 
 bench: $(BIN)/wis-monitor            ## benchmarks against their floors (not part of test)
 	$(BIN)/python tests/benchmarks/run.py $(ARGS)
+
+study: $(BIN)/wis-monitor            ## the signal study on ../shared/data/books-full: docs/signal-study.md
+	$(BIN)/python tests/study/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

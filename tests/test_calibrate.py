@@ -23,6 +23,8 @@ from wis_monitor.calibrate import (
     calibrate,
     episodes,
     propose_threshold,
+    read_series,
+    score_series,
     weighted_auc,
     weighted_spearman,
 )
@@ -140,6 +142,21 @@ def test_scores_match_plain_definitions_on_bps_moves() -> None:
             assert s is not None and s.n == len(pairs)
             assert s.auc == pytest.approx(pairwise_auc(x, [m > 0 for m in moves]), abs=1e-9)
             assert s.ic == pytest.approx(plain_spearman(x, moves), abs=1e-9)
+
+
+def test_score_series_is_the_table_score_of_any_value() -> None:
+    """``score_series`` (used by the signal study for metrics that are not kernels) gives a
+    series' values the same AUC, IC, effective N and seeded intervals as the tables."""
+    books = random_series(np.random.default_rng(3), 60)
+    grid = [("flat", Kernel("flat"))]
+    result = calibrate(books, [2000], grid, replicates=50)
+    (series,) = read_series(books, grid, 50.0, lambda v, s: Kernel(), CalibrationResult())
+    for label in ("flat", "imbalance", "microprice"):
+        want, got = result.tables[0].get(label, 2000), score_series(label, [series], 2000,
+                                                                    replicates=50)
+        assert want is not None
+        assert (got.n, got.n_eff, got.auc, got.ic, got.auc_ci, got.ic_ci) == (
+            want.n, want.n_eff, want.auc, want.ic, want.auc_ci, want.ic_ci)
 
 
 def test_bootstrap_statistics_are_those_of_the_resampled_data() -> None:

@@ -42,18 +42,18 @@ def test_shipped_rule_tests_pass() -> None:
 
 def test_wrong_expectation_fails_with_diff(tmp_path: Path) -> None:
     text = (ROOT / "rules" / "tests" / "book-shape.yaml").read_text()
-    text = text.replace("{at: 15s, rule: spread-blowout", "{at: 20s, rule: spread-blowout")
+    text = text.replace("{at: 4s, rule: spread-blowout", "{at: 5s, rule: spread-blowout")
     text = text.replace("[../book-shape.yaml]", f"[{ROOT / 'rules' / 'book-shape.yaml'}]")
     f = tmp_path / "wrong.yaml"
     f.write_text(text)
     result = test_rules(str(f))
     assert result.returncode == 1
     out = result.stdout
-    assert 'test "spread blow-out after 10s, cleared under 10 bps" FAILED' in out
+    assert 'test "spread blow-out after 3s, cleared under 0.5 bps" FAILED' in out
     assert "expected:" in out and "got:" in out
-    assert "-     20s spread-blowout kraken:BTC/USD firing" in out
-    assert "+     15s spread-blowout kraken:BTC/USD firing" in out
-    assert out.strip().endswith("3 passed, 1 failed")
+    assert "-      5s spread-blowout kraken:BTC/USD firing" in out
+    assert "+      4s spread-blowout kraken:BTC/USD firing" in out
+    assert out.strip().endswith("5 passed, 1 failed")
 
 
 def test_invalid_test_file_is_exit_2(tmp_path: Path) -> None:

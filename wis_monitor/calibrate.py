@@ -367,6 +367,15 @@ def _score(label: str, kernel: Kernel | None, horizon_ms: int,
                  _interval(boot_auc), _interval(boot_ic), boot_auc)
 
 
+def score_series(label: str, series: Sequence[SeriesBooks], horizon_ms: int, *,
+                 replicates: int = REPLICATES, seed: int = SEED) -> Score:
+    """Score the predictor ``label`` of one or more series (pooled) for their own moves at
+    ``horizon_ms``, with the block-bootstrap intervals of the tables; for any value a series
+    carries (a metric of the replay pipeline as well as a kernel)."""
+    return _score(label, None, horizon_ms,
+                  [(s.values[label], _cell(s, s, horizon_ms, replicates, seed)) for s in series])
+
+
 def _boot(x: Array, move: Array, w: Weights) -> tuple[Array, Array]:
     if not len(x):
         nan = np.full(len(w), np.nan)
