@@ -160,8 +160,9 @@ def _outbox(store: Store) -> tuple[Backlog, ...]:
 # -- one screen (pure) -------------------------------------------------------------------------
 
 #: Table columns: header, width, right-aligned.
-_COLUMNS = (("VENUE", 0, False), ("SYMBOL", 0, False), ("MID", 0, True), ("SPREAD", 6, True),
-            ("WIS", 6, True), ("Z", 6, True), ("OFI", 7, True), ("COVER", 5, True),
+_COLUMNS = (("VENUE", 0, False), ("SYMBOL", 0, False), ("MID", 0, True),
+            ("SPREAD bps", 0, True), ("WIS", 6, True), ("Z", 6, True), ("OFI", 7, True),
+            ("COVER bps", 0, True),
             ("QUALITY", 7, False), ("AGE", 5, True), ("FIRING", 0, False))
 
 
@@ -242,9 +243,11 @@ def _age(now_ms: int, ts: int | None) -> str:
     s = max(0.0, (now_ms - ts) / 1000)
     if s < 60:
         return f"{s:.1f}s"
-    if s < 3600:
-        return f"{s / 60:.0f}m"
-    return f"{s / 3600:.1f}h" if s < 86_400 else f"{s / 86_400:.1f}d"
+    whole = int(s)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m" if whole < 86_400 else \
+        f"{s / 86_400:.1f}d"
 
 
 # -- the terminal ------------------------------------------------------------------------------
