@@ -18,7 +18,7 @@ from test_notify import NOW, SLACK_TOKEN, Clock, Webhook, alert, free_port, setu
 from test_notify import webhook as webhook  # the fixture, for pytest
 
 from wis_monitor.message import render
-from wis_monitor.notify import Dispatcher
+from wis_monitor.notify import Dispatcher, url_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The attachment colours apprise's Slack plugin sends per notification type.
@@ -154,3 +154,12 @@ def test_notify_test_masks_only_secrets(tmp_path: Path, webhook: Webhook) -> Non
     assert out.startswith(f"keyed: sent: json://127.0.0.1:{webhook.port}/hook/***"), out
     assert [p["path"] for p in webhook.posts] == ["/riskdesk-alerts/hook",
                                                   "/hook/a8f3e2c9d1b7"]
+
+
+def test_the_credential_parts_of_channel_urls() -> None:
+    assert url_secrets(f"slack://{SLACK_TOKEN}") == set(SLACK_TOKEN.split("/"))
+    assert url_secrets("mailto://deskalerts:mail-pw-91c2@smtp.example.com:587"
+                       "?to=risk@example.com") == {"mail-pw-91c2"}
+    assert url_secrets("json://hooks.example.com:8443/riskdesk-alerts/hook/a8f3e2c9d1b7"
+                       "?token=abcdef123") == {"a8f3e2c9d1b7", "abcdef123"}
+    assert url_secrets("console://") == set()

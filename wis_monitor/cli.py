@@ -341,13 +341,14 @@ def top(config: str | None, db: str | None, interval: str, once: bool) -> None:
         raise click.BadParameter(str(exc), param_hint="--interval") from None
     if interval_s < 0.1:
         raise click.BadParameter("must be at least 100ms", param_hint="--interval")
-    cfg = _load(config, secrets=False) if config or not db else None
-    path = db if db is not None else _existing_db(cfg) if cfg is not None else ""
-    if not Path(path).exists():
-        raise click.ClickException(f"no database at {path}")
-    series = [(v.id, str(s)) for v in cfg.settings.venues for s in v.symbols] if cfg else []
+    cfg = _load(config, secrets=False) if config or db is None else None
+    if db is None and cfg is not None:
+        db = _existing_db(cfg)
+    elif db is not None and not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    series = [(v.id, s) for v in cfg.settings.venues for s in v.symbols] if cfg else []
     stale = {v.id: cfg.stale_after_ms(v) for v in cfg.settings.venues} if cfg else {}
-    store = _store_at(path)
+    store = _store_at(str(db))
     try:
         def read() -> view.View:
             return view.read_view(store, _now_ms(), series, stale)

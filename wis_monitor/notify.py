@@ -119,11 +119,10 @@ def url_secrets(url: str) -> set[str]:
     found = {parts.password} if parts.password else set()  # the user name is no secret
     shown = set(_url_tokens(privacy_url(url)))
     for token in _url_tokens(parts.netloc.rpartition("@")[2] + parts.path):
-        if token.lower() == (parts.hostname or "") or token.isdigit():
-            continue
         mixed = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
-        if token not in shown or len(token) >= KEY_LENGTH or \
-                (mixed and len(token) >= MIXED_KEY_LENGTH):
+        key_like = token.lower() != parts.hostname and (
+            len(token) >= KEY_LENGTH or (mixed and len(token) >= MIXED_KEY_LENGTH))
+        if token not in shown or key_like:
             found.add(token)
     found.update(value for key, value in parse_qsl(parts.query)
                  if key.lower() in ("pass", "password", "token", "secret", "key", "apikey"))
