@@ -105,8 +105,10 @@ def _series_in(store: Store) -> Iterator[tuple[str, str]]:
     while row:
         venue, symbol = row[0]["venue"], row[0]["symbol"]
         yield venue, symbol
-        row = store.query("SELECT venue, symbol FROM samples WHERE (venue, symbol) > (?, ?)"
-                          " ORDER BY venue, symbol LIMIT 1", [venue, symbol])
+        row = store.query("SELECT venue, symbol FROM samples WHERE venue = ? AND symbol > ?"
+                          " ORDER BY venue, symbol LIMIT 1", [venue, symbol]) or store.query(
+            "SELECT venue, symbol FROM samples WHERE venue > ? ORDER BY venue, symbol LIMIT 1",
+            [venue])
 
 
 def _series_row(store: Store, venue: str, symbol: str, metrics: tuple[str, ...],
