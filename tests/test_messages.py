@@ -162,4 +162,6 @@ def test_the_credential_parts_of_channel_urls() -> None:
                        "?to=risk@example.com") == {"mail-pw-91c2"}
     assert url_secrets("json://hooks.example.com:8443/riskdesk-alerts/hook/a8f3e2c9d1b7"
                        "?token=abcdef123") == {"a8f3e2c9d1b7", "abcdef123"}
+    assert url_secrets("json://127.0.0.1/riskdesk-alerts-webhook/sekretWebhookTokenAbc") == \
+        {"sekretWebhookTokenAbc"}
     assert url_secrets("console://") == set()

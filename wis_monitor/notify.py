@@ -41,7 +41,8 @@ MARKDOWN_SCHEMES = ("slack", "discord", "mmost", "mmosts", "tgram", "matrix", "m
 #: yellow, red, green), email and chat services pick their icon.
 NOTIFY_TYPES = {"info": apprise.NotifyType.INFO, "warning": apprise.NotifyType.WARNING,
                 "critical": apprise.NotifyType.FAILURE, "resolved": apprise.NotifyType.SUCCESS}
-#: A web hook path part this long, or this long with letters and digits, is taken for a key.
+#: A web hook path part this long (in one word), or this long with letters and digits, is
+#: taken for a key.
 KEY_LENGTH, MIXED_KEY_LENGTH = 16, 8
 # apprise's own lines about a send are captured per send (``result.logs()``) and reported in
 # the one line the dispatcher logs per failed delivery, which names the alert.
@@ -120,8 +121,9 @@ def url_secrets(url: str) -> set[str]:
     shown = set(_url_tokens(privacy_url(url)))
     for token in _url_tokens(parts.netloc.rpartition("@")[2] + parts.path):
         mixed = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
+        word = any(c in "-._~" for c in token)  # riskdesk-alerts-webhook: a name
         key_like = token.lower() != parts.hostname and (
-            len(token) >= KEY_LENGTH or (mixed and len(token) >= MIXED_KEY_LENGTH))
+            (len(token) >= KEY_LENGTH and not word) or (mixed and len(token) >= MIXED_KEY_LENGTH))
         if token not in shown or key_like:
             found.add(token)
     found.update(value for key, value in parse_qsl(parts.query)
