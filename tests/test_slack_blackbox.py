@@ -101,5 +101,6 @@ def test_slack_through_https_proxy(tmp_path: Path,
     assert req["line"].startswith(f"POST /services/{TOKEN} ")
     payload = json.dumps(req["json"])
     assert "[CRITICAL] always simex BTC/USDT" in payload
+    assert req["json"]["attachments"][0]["color"] == "#A32037"  # apprise's "failure" red
     assert [r["status"] for r in rows(db, "SELECT status FROM deliveries")] == ["sent"]
     assert "sekretSlackToken0003" not in d.log()

@@ -7,6 +7,7 @@ stderr and exit 2; other expected failures become a one-line error and exit 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import json
 import math
@@ -316,6 +317,62 @@ def status(config: str | None, as_json: bool) -> None:
     finally:
         store.close()
     click.echo(json.dumps(report, indent=2) if as_json else render(report))
+
+
+@cli.command()
+@config_option
+@click.option("--db", "db", default=None, metavar="DB", help="Database (default: the config's).")
+@click.option("--interval", default="1s", show_default=True, metavar="DURATION",
+              help="Time between refreshes.")
+@click.option("--once", is_flag=True, help="Print one frame and exit (scripts, tests).")
+def top(config: str | None, db: str | None, interval: str, once: bool) -> None:
+    """A live view of every series, firing alerts, outbox and venue health; q quits.
+
+    Reads the database only (read-only), so it works while the daemon runs.
+
+    Example: wis-monitor top -c /etc/wis-monitor/config.yaml
+    """
+    from wis_monitor import top as view
+    from wis_monitor.duration import parse_duration
+
+    try:
+        interval_s = parse_duration(interval).total_seconds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--interval") from None
+    if interval_s < 0.1:
+        raise click.BadParameter("must be at least 100ms", param_hint="--interval")
+    cfg = _load(config, secrets=False) if config or db is None else None
+    if db is None and cfg is not None:
+        db = _existing_db(cfg)
+    elif db is not None and not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    series = [(v.id, s) for v in cfg.settings.venues for s in v.symbols] if cfg else []
+    stale = {v.id: cfg.stale_after_ms(v) for v in cfg.settings.venues} if cfg else {}
+    store = _store_at(str(db))
+    try:
+        def read() -> view.View:
+            return view.read_view(store, _now_ms(), series, stale)
+
+        if once:
+            click.echo("\n".join(view.frame(read())))
+        elif sys.stdout.isatty():
+            view.live(read, interval_s)
+        else:
+            with contextlib.suppress(KeyboardInterrupt):
+                view.stream(read, interval_s)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+
+
+def _store_at(path: str) -> Store:
+    from wis_monitor.store import Store
+
+    try:
+        return Store(path, readonly=True)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _now_ms() -> int:

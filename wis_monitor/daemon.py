@@ -594,7 +594,8 @@ class Daemon:
         from wis_monitor.message import Message
         from wis_monitor.notify import send
 
-        msg = Message("[CRITICAL] wis-monitor database error", text, f"<p>{text}</p>", text)
+        msg = Message("[CRITICAL] wis-monitor database error", text, f"<p>{text}</p>", text,
+                      level="critical")
 
         async def notify_all() -> None:
             for name in names:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from wis_monitor.alerting import Event, Instance, State, Timing, interrupt, step
-from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
+from wis_monitor.book import BLOCKING_FLAGS, Book, FloatArray, format_flags
 from wis_monitor.config import FEED_STALE, Config, Metrics, Rule, Venue, split_member
 from wis_monitor.duration import ms
 from wis_monitor.errors import StoreError
@@ -102,6 +102,11 @@ class Sample:
     @property
     def good(self) -> bool:
         return not (self.flags & BLOCKING_FLAGS)
+
+
+def _levels(px: FloatArray, qty: FloatArray, n: int) -> list[tuple[float, float]]:
+    """The first ``n`` (price, amount) levels of one side of a book."""
+    return [(float(p), float(q)) for p, q in zip(px[:n], qty[:n], strict=True)]
 
 
 def _value_metric(rule: Rule) -> str | None:
@@ -650,8 +655,12 @@ class Engine:
         summary = f"[{severity.upper()}] {name} {where} {event.kind}{shown}"
         d: dict[str, Any] = {"values": _public(details) if rule is not None and venue else details}
         if rule is not None:
+            band = self.config.metrics_for(venue, symbol).wis.band_bps if venue and symbol \
+                else None
             d.update(description=rule.spec.description, runbook=rule.spec.runbook,
-                     when=rule.spec.when)
+                     when=rule.spec.when, depth_band_bps=band,
+                     value_of=rule.spec.value or (self._value_metric.get(name) if venue
+                                                  else None))
             if venue and symbol:
                 d["group_peers"] = self._peers(venue, symbol)
                 s = self.series.get((venue, symbol))
@@ -660,11 +669,10 @@ class Engine:
                     base = b.baseline() if b is not None else None
                     if base is not None:
                         d["baseline"] = {"n": base.n, "mean": base.center, "std": base.scale}
-                    if s.last_book is not None:
-                        wis = s.metrics.wis
-                        snap = snapshot(s.last_book, s.kernels, wis.band_bps, top=TOP_LEVELS,
-                                        symmetric=wis.symmetric)
-                        d["top_bids"], d["top_asks"] = snap.top_bids, snap.top_asks
+                    if s.last_book is not None:  # the best levels, in book order
+                        book = s.last_book
+                        d["top_bids"] = _levels(book.bid_px, book.bid_qty, TOP_LEVELS)
+                        d["top_asks"] = _levels(book.ask_px, book.ask_qty, TOP_LEVELS)
         if event.kind == "resolved" and event.fired_at_ms is not None:
             d["fired_for_ms"] = event.ts_ms - event.fired_at_ms
         if rule is not None and rule.spec.mode == "shadow":

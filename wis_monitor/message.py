@@ -40,6 +40,9 @@ class Message:
     markdown: str
     #: Why the rule's template was not used (the default message was), or None.
     template_error: str | None = None
+    #: How the channel should style it: ``info``, ``warning``, ``critical`` (the severity of a
+    #: firing alert) or ``resolved``.
+    level: str = "info"
 
 
 def _utc(ms: int | None) -> str:
@@ -59,6 +62,20 @@ def _value(x: Any) -> str:
     if x != 0 and abs(x) < 0.01:
         return format(x, ".3g")
     return f"{x:,.{max(0, 4 - len(str(int(abs(x)))))}f}" if abs(x) < 1e15 else format(x, ".4g")
+
+
+def _amount(x: Any) -> str:
+    """An amount of the book: 5,452 and 12.5 as they are, 0.0042 with its digits."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return "-"
+    return format(x, ",.4g") if abs(x) < 1000 else format(x, ",.0f")
+
+
+def _depth_label(symbol: str | None, band_bps: Any) -> str:
+    """``Depth (USDT within 50 bps)``: the notional's currency and the band it is summed over."""
+    quote = (symbol or "").partition("/")[2].partition(":")[0]
+    band = f"within {band_bps:.3g} bps" if isinstance(band_bps, int | float) else "within the band"
+    return f"Depth ({quote + ' ' if quote else ''}{band})"
 
 
 def title_of(alert: dict[str, Any]) -> str:
@@ -83,7 +100,9 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
     if d.get("when"):
         out.append(("Rule", str(d["when"])))
     if alert.get("value") is not None:
-        out.append(("Value", _value(alert["value"])))
+        name = d.get("value_of")
+        out.append(("Value", f"{name} = {_value(alert['value'])}" if name
+                    else _value(alert["value"])))
     if "wis" in v or "wis_z" in v:
         base = d.get("baseline")
         extra = (f" (window mean {_num(base['mean'], '.3f')}, std {_num(base['std'], '.3f')},"
@@ -94,17 +113,18 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("Mid", f"{_num(v.get('mid'), ',.2f')}, spread "
                     f"{_num(v.get('spread_bps'), '.2f')} bps"))
     if "bid_depth" in v:
-        within = (f" within {_num(v['coverage_bps'], '.1f')} bps"
-                  if v.get("coverage_bps") is not None else "")
-        out.append(("Depth", f"bids {_num(v.get('bid_depth'), ',.0f')} / asks "
-                    f"{_num(v.get('ask_depth'), ',.0f')}{within}"))
+        out.append((_depth_label(alert.get("symbol"), v.get("coverage_bps")
+                                 if v.get("coverage_bps") is not None else d.get("depth_band_bps")),
+                    f"bids {_num(v.get('bid_depth'), ',.0f')} / asks "
+                    f"{_num(v.get('ask_depth'), ',.0f')}"))
     if v.get("ofi") is not None:
         out.append(("OFI", f"{_num(v.get('ofi'), '.3f')}, z {_num(v.get('ofi_z'), '.2f')}"))
     for side in ("bids", "asks"):
-        levels = d.get(f"top_{side}") or []
+        levels = sorted(d.get(f"top_{side}") or [], key=lambda lv: lv[0],
+                        reverse=side == "bids")  # book order: the best price first
         if levels:
-            out.append((f"Top {side}", ", ".join(
-                f"{_num(p, ',.2f')} ({_num(w, ',.0f')})" for p, w in levels)))
+            out.append((f"Top {side} (price × amount)", ", ".join(
+                f"{_num(p, ',.2f')} × {_amount(q)}" for p, q in levels)))
     members = d.get("members") or v.get("members") or {}
     for name, mv in members.items():
         out.append((name, f"wis {_num(mv.get('wis'), '.3f')}, z {_num(mv.get('wis_z'), '.2f')}"))
@@ -147,7 +167,8 @@ def render(alert: dict[str, Any], template: dict[str, str | None] | None = None)
         text += "\n" + note
         markdown += "\n_" + note + "_"
         body_html += f"<p><i>{html.escape(note)}</i></p>"
-    return Message(title, text, body_html, markdown, problem)
+    level = "resolved" if alert["event"] == "resolved" else str(alert["severity"])
+    return Message(title, text, body_html, markdown, problem, level)
 
 
 def _render_templates(alert: dict[str, Any], template: dict[str, str | None]) -> dict[str, str]:
@@ -237,4 +258,10 @@ def render_summary(alerts: Sequence[dict[str, Any]], channel: str, limit: int) -
     body_html = f"<h3>{html.escape(title)}</h3><ul>" + "".join(
         f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
     markdown = "\n".join(f"• {i}" for i in items)
-    return Message(title, text, body_html, markdown)
+    return Message(title, text, body_html, markdown, level=_gravest(alerts))
+
+
+def _gravest(alerts: Sequence[dict[str, Any]]) -> str:
+    """The level of a summary: the severity of its gravest firing alert, else ``resolved``."""
+    firing = {str(a["severity"]) for a in alerts if a["event"] != "resolved"}
+    return next((s for s in ("critical", "warning", "info") if s in firing), "resolved")

@@ -13,9 +13,11 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -35,6 +37,16 @@ BACKOFF_MAX_MS = 300_000
 FOLDED = "folded into a summary message"
 EMAIL_SCHEMES = ("mailto", "mailtos")
 MARKDOWN_SCHEMES = ("slack", "discord", "mmost", "mmosts", "tgram", "matrix", "matrixs")
+#: apprise's notification type per message level: Slack colours its attachment by it (blue,
+#: yellow, red, green), email and chat services pick their icon.
+NOTIFY_TYPES = {"info": apprise.NotifyType.INFO, "warning": apprise.NotifyType.WARNING,
+                "critical": apprise.NotifyType.FAILURE, "resolved": apprise.NotifyType.SUCCESS}
+#: A web hook path part this long (in one word), or this long with letters and digits, is
+#: taken for a key.
+KEY_LENGTH, MIXED_KEY_LENGTH = 16, 8
+# apprise's own lines about a send are captured per send (``result.logs()``) and reported in
+# the one line the dispatcher logs per failed delivery, which names the alert.
+logging.getLogger("apprise").propagate = False
 
 
 @apprise_plugin(on="console", name="wis-monitor console")  # type: ignore[untyped-decorator,no-untyped-call]
@@ -92,19 +104,35 @@ def url_problem(url: str) -> str | None:
 
 
 def register_secrets(channels: dict[str, Channel]) -> None:
-    """Keep every channel URL and its credential parts out of every output."""
+    """Keep the credential parts of every channel URL out of every output: its password, the
+    tokens apprise hides in its privacy form (a Slack webhook's), path parts that look like
+    keys and secret query values. Host, port, user name and plain path parts stay readable."""
     for ch in channels.values():
-        register(ch.url)
-        parts = urlsplit(ch.url)
-        if parts.password:  # the user name is no secret ("alerts"), and stays readable
-            register(parts.password)
-        path = parts.netloc + parts.path
-        for token in path.replace("@", "/").split("/"):
-            if len(token) >= 8 and parts.scheme not in ("console",):
-                register(token)
-        for key, value in parse_qsl(parts.query):
-            if key.lower() in ("pass", "password", "token", "secret", "key", "apikey"):
-                register(value)
+        for secret in url_secrets(ch.url):
+            register(secret)
+
+
+def url_secrets(url: str) -> set[str]:
+    """The parts of a channel URL that are credentials (see :func:`register_secrets`)."""
+    parts = urlsplit(url)
+    if parts.scheme == "console":
+        return set()
+    found = {parts.password} if parts.password else set()  # the user name is no secret
+    shown = set(_url_tokens(privacy_url(url)))
+    for token in _url_tokens(parts.netloc.rpartition("@")[2] + parts.path):
+        mixed = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
+        word = any(c in "-._~" for c in token)  # riskdesk-alerts-webhook: a name
+        key_like = token.lower() != parts.hostname and (
+            (len(token) >= KEY_LENGTH and not word) or (mixed and len(token) >= MIXED_KEY_LENGTH))
+        if token not in shown or key_like:
+            found.add(token)
+    found.update(value for key, value in parse_qsl(parts.query)
+                 if key.lower() in ("pass", "password", "token", "secret", "key", "apikey"))
+    return found
+
+
+def _url_tokens(text: str) -> list[str]:
+    return [t for t in re.split(r"[/:@?&=#]+", text) if t]
 
 
 def _send_blocking(url: str, msg: Message, attachment: bytes | None) -> tuple[bool, str]:
@@ -127,7 +155,8 @@ def _send_blocking(url: str, msg: Message, attachment: bytes | None) -> tuple[bo
                 fh.write(attachment)
                 tmp = Path(fh.name)
             attach = apprise.AppriseAttachment(str(tmp))
-        result = ap.notify(body=body, title=msg.title, body_format=fmt, attach=attach)
+        result = ap.notify(body=body, title=msg.title, body_format=fmt, attach=attach,
+                           notify_type=NOTIFY_TYPES.get(msg.level, apprise.NotifyType.INFO))
         if result:
             return True, ""
         errors = [e.message for e in result.logs()
@@ -143,7 +172,8 @@ async def send(channel: Channel, msg: Message, attachment: bytes | None = None
     """Send one message, bounded by the channel's timeout; never raises."""
     timeout_s = channel.timeout.total_seconds()
     url = with_timeouts(channel.url, timeout_s)
-    msg = Message(*(redact(part) for part in (msg.title, msg.text, msg.html, msg.markdown)))
+    msg = replace(msg, title=redact(msg.title), text=redact(msg.text), html=redact(msg.html),
+                  markdown=redact(msg.markdown))
     try:
         return await asyncio.wait_for(
             asyncio.to_thread(_send_blocking, url, msg, attachment), timeout_s * 2 + 5)
@@ -240,8 +270,9 @@ class Dispatcher:
         for r in items:
             if now_ms - int(r["created_ts"]) > max_age:
                 self._finish([r], "failed", now_ms, "gave up after max_age")
-                log.error("delivery %d to %s failed for good after %s", r["delivery_id"], name,
-                          format_duration(ms(channel.max_age)))
+                log.error("%s to channel %s: gave up after max_age %s (delivery %d)",
+                          _what([r]), name, format_duration(ms(channel.max_age)),
+                          r["delivery_id"])
             else:
                 fresh.append(r)
         room = channel.per_minute - self._sent_last_minute(name, now_ms)
@@ -311,7 +342,8 @@ class Dispatcher:
             self.store.execute(
                 "UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_ts = ?"
                 " WHERE id = ?", [attempts, err[:500], now_ms + delay, r["delivery_id"]])
-        log.warning("%s: delivery failed (%s); retrying in %.0fs", channel, err,
+        log.warning("%s to channel %s failed: %s; retrying in %.0fs", _what(rows), channel,
+                    redact(err),
                     min(BACKOFF_FIRST_MS * 2 ** int(rows[0]["attempts"]), BACKOFF_MAX_MS) / 1000)
 
     def _finish(self, rows: Sequence[dict[str, Any]], status: str, now_ms: int,
@@ -323,6 +355,14 @@ class Dispatcher:
             " sent_ts = ? WHERE id = ?",
             [(status, note, now_ms if status == "sent" else None, r["delivery_id"])
              for r in rows])
+
+
+def _what(rows: Sequence[dict[str, Any]]) -> str:
+    """The alert of a delivery for a log line: ``firing extreme-bid-pressure on okx:BTC/USDT``;
+    a summary says how many it folds."""
+    r = rows[0]
+    one = f"{r['event']} {r['rule']} on {r['key']}"
+    return one if len(rows) == 1 else f"summary of {len(rows)} alerts ({one}, ...)"
 
 
 async def send_test(config: Config, name: str) -> tuple[bool, str]:
