@@ -94,7 +94,8 @@ def test_an_engine_alert_carries_the_best_levels_and_its_value_metric(tmp_path: 
     assert d["top_asks"] == [(100.1, 1.0), (100.2, 1.0), (100.3, 7.0)]
     assert d["value_of"] == "wis" and d["depth_band_bps"] == 50.0
     text = render({**fired.__dict__, "ts": fired.ts_ms, "details": d}).text
-    assert "Value: wis = 0.776\n" in text and "Depth (Y within 50 bps)" in text
+    # Depth is summed within the effective band: both sides reach 35 bps of the 50 configured.
+    assert "Value: wis = 0.776\n" in text and "Depth (Y within 35 bps)" in text
     assert "Top bids (price × amount): 100.00 × 1, 99.90 × 50, 99.80 × 2" in text
 
 

@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import termios
@@ -85,7 +86,7 @@ def test_a_frame_without_samples_or_alerts() -> None:
 def sample(ts: int, venue: str, symbol: str, quality: str = "", error: str | None = None,
            wis: float | None = 0.5) -> tuple[object, ...]:
     return (ts, venue, symbol, 100.0, 1.0, wis, 1.5, None, None, None, None, None, None,
-            quality, None, error)
+            quality, None, error, None, None, None)  # coverage_bps, ofi, ofi_z
 
 
 def test_the_view_of_a_database_with_and_without_the_optional_columns(tmp_path: Path) -> None:
@@ -103,7 +104,8 @@ def test_the_view_of_a_database_with_and_without_the_optional_columns(tmp_path: 
                                                        ("c", "Z/W")]
     a, never, b, c = v.series
     assert (a.quality, a.last_ts, a.good_ts, a.firing) == ("thin", NOW - 1000, NOW - 1000, ("r",))
-    assert a.values == {"mid": 100.0, "spread_bps": 1.0, "wis": 0.25, "wis_z": 1.5}
+    assert a.values == {"mid": 100.0, "spread_bps": 1.0, "wis": 0.25, "wis_z": 1.5,
+                        "ofi": None, "coverage_bps": None}
     assert never.last_ts is None and b.error == "boom" and b.values["wis"] == 0.5
     assert c.good_ts is None and c.values == {}
     assert v.venues == (VenueHealth("a", True, NOW - 1000, None),
@@ -112,8 +114,6 @@ def test_the_view_of_a_database_with_and_without_the_optional_columns(tmp_path: 
     assert v.outbox == (Backlog("hook", 1, NOW - 5000, 0),)
     assert v.other_firing == (("g", "grp", NOW - 9000, "live"),)
     assert table(frame(v))[1].split()[6:8] == ["-", "-"]
-    store.db.conn.execute("ALTER TABLE samples ADD COLUMN ofi REAL")
-    store.db.conn.execute("ALTER TABLE samples ADD COLUMN coverage_bps REAL")
     store.db.conn.execute("UPDATE samples SET ofi = 0.125, coverage_bps = 42")
     store.close()
     ro = Store(str(tmp_path / "wis.db"), readonly=True)
@@ -121,6 +121,15 @@ def test_the_view_of_a_database_with_and_without_the_optional_columns(tmp_path: 
     ro.close()
     assert v.series[0].values["ofi"] == 0.125
     assert table(frame(v))[1].split()[6:8] == ["+0.125", "42"]
+    # A database written before those columns existed, opened read-only, shows "-".
+    with sqlite3.connect(tmp_path / "wis.db") as conn:
+        for column in ("ofi_z", "ofi", "coverage_bps"):
+            conn.execute(f"ALTER TABLE samples DROP COLUMN {column}")
+    ro = Store(str(tmp_path / "wis.db"), readonly=True)
+    v = read_view(ro, NOW)
+    ro.close()
+    assert "ofi" not in v.series[0].values
+    assert table(frame(v))[1].split()[6:8] == ["-", "-"]
 
 
 def table(lines: list[str]) -> list[str]:
