@@ -161,3 +161,58 @@ def make_book(
 def format_flags(flags: frozenset[str] | set[str]) -> str:
     """The ``samples.quality`` column: '' when good, else the flags sorted and comma-separated."""
     return ",".join(sorted(flags))
+
+
+def _rows_with(bad: npt.NDArray[np.bool_], starts: npt.NDArray[np.int64],
+               ends: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Per row ``[start, end)`` of a flat array: True where any ``bad`` element lies in it."""
+    counts = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
+    return np.asarray(counts[ends] > counts[starts], dtype=np.bool_)
+
+
+def _sides_invalid(offsets: npt.NDArray[np.int64], px: FloatArray, qty: FloatArray,
+                   descending: bool) -> npt.NDArray[np.bool_]:
+    """Per row of one side (flat, finite levels cut by ``offsets``): not positive or not
+    strictly sorted, as :func:`make_book` decides."""
+    starts, ends = offsets[:-1], offsets[1:]
+    bad = _rows_with((px <= 0.0) | (qty <= 0.0), starts, ends)
+    step = np.diff(px)
+    unsorted = np.append(step >= 0 if descending else step <= 0, False)  # one per level
+    # Differences between the last level of a row and the first of the next do not count.
+    last = np.maximum(ends - 1, starts)
+    return bad | _rows_with(unsorted, starts, last)
+
+
+def batch_flags(bid_offsets: npt.NDArray[np.int64], bid_px: FloatArray, bid_qty: FloatArray,
+                ask_offsets: npt.NDArray[np.int64], ask_px: FloatArray, ask_qty: FloatArray,
+                ) -> list[frozenset[str]]:
+    """The structural flags :func:`make_book` would give each of many books at once.
+
+    The books' levels are flat arrays cut into rows by ``offsets`` (row ``i`` is
+    ``[offsets[i], offsets[i + 1])``), every value already finite: a columnar recording is
+    checked in a few vectorised passes instead of book by book.
+    """
+    n_bid = np.diff(bid_offsets)
+    n_ask = np.diff(ask_offsets)
+    invalid = (_sides_invalid(bid_offsets, bid_px, bid_qty, True)
+               | _sides_invalid(ask_offsets, ask_px, ask_qty, False))
+    both = (n_bid > 0) & (n_ask > 0)
+    best_bid = np.where(both, bid_px[np.minimum(bid_offsets[:-1], max(bid_px.size - 1, 0))]
+                        if bid_px.size else 0.0, 0.0)
+    best_ask = np.where(both, ask_px[np.minimum(ask_offsets[:-1], max(ask_px.size - 1, 0))]
+                        if ask_px.size else 0.0, 0.0)
+    crossed = both & ~invalid & (best_bid >= best_ask)
+    empty = (n_bid == 0) & (n_ask == 0)
+    one_sided = ~empty & ~both
+    out: list[frozenset[str]] = []
+    for e, o, i, c in zip(empty.tolist(), one_sided.tolist(), invalid.tolist(), crossed.tolist(),
+                          strict=True):
+        out.append(_FLAG_SETS[(e, o, i, c)])
+    return out
+
+
+_FLAG_SETS = {
+    (e, o, i, c): frozenset(name for name, on in
+                            (("empty", e), ("one_sided", o), ("invalid", i), ("crossed", c)) if on)
+    for e in (False, True) for o in (False, True) for i in (False, True) for c in (False, True)
+}
