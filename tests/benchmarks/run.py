@@ -183,6 +183,51 @@ def bench_replay(tmp: Path, quick: bool) -> dict[str, float]:
             "replay_rss_growth_pct": (marks["end"] / marks["start"] - 1.0) * 100.0}
 
 
+def bench_recordings(tmp: Path, quick: bool) -> dict[str, float]:
+    """Reading and replaying the same 1000-level books from JSON Lines and from Parquet."""
+    from wis_monitor.replay import replay_observations
+    from wis_monitor.sources.recordings_parquet import read_parquet, write_parquet
+    from wis_monitor.sources.replay import book_record, read_recording
+
+    n = 5_000 if quick else 20_000
+    obs = sim_books(n, 1000)
+    js, pq = tmp / "books.jsonl", tmp / "books.parquet"
+    with open(js, "w") as fh:
+        for o in obs:
+            fh.write(json.dumps(book_record(o), separators=(",", ":")) + "\n")
+    write_parquet(obs, pq)
+    del obs
+    config = pipeline_config(tmp)
+
+    def read(reader: Callable[[Path], Any], path: Path) -> Callable[[], float]:
+        def run() -> float:
+            t0 = time.perf_counter()
+            for _ in reader(path):
+                pass
+            return time.perf_counter() - t0
+        return run
+
+    def replay(reader: Callable[[Path], Any], path: Path) -> Callable[[], float]:
+        def run() -> float:
+            t0 = time.perf_counter()
+            replay_observations(config, reader(path), ":memory:")
+            return time.perf_counter() - t0
+        return run
+
+    repeat = 2 if quick else 3
+    json_read = best_of(read(read_recording, js), repeat)
+    pq_read = best_of(read(read_parquet, pq), repeat)
+    json_replay = best_of(replay(read_recording, js), repeat)
+    pq_replay = best_of(replay(read_parquet, pq), repeat)
+    return {"books": n, "levels": 1000, "json_mb": js.stat().st_size / 2**20,
+            "parquet_mb": pq.stat().st_size / 2**20,
+            "json_read_books_per_s": n / json_read, "parquet_read_books_per_s": n / pq_read,
+            "parquet_vs_json_read": json_read / pq_read,
+            "json_replay_books_per_s": n / json_replay,
+            "parquet_replay_books_per_s": n / pq_replay,
+            "parquet_vs_json_replay": json_replay / pq_replay}
+
+
 def bench_cycle(tmp: Path, quick: bool, venues: int = 10, symbols: int = 20
                 ) -> dict[str, float]:
     """One sampling cycle of the daemon vs bare concurrent ccxt calls for the same books."""
@@ -336,6 +381,7 @@ async def _deliveries(config: Config, n: int, arrivals: list[float]) -> list[flo
 SECTIONS: dict[str, Callable[[Path, bool], dict[str, float]]] = {
     "replay": bench_replay,  # first: its RSS is measured from a fresh process
     "pipeline": bench_pipeline,
+    "recordings": bench_recordings,
     "cycle": bench_cycle,
     "latency": bench_latency,
     "sqlite": bench_sqlite,
@@ -389,7 +435,8 @@ def main() -> None:
 
 KEYS = ("pipeline_books_per_s", "pipeline_vs_kernel", "cycle_vs_bare_ccxt", "sqlite_vs_raw",
         "latency_p99_ms_smtp", "latency_p99_ms_webhook", "replay_books_per_s",
-        "replay_rss_growth_pct")
+        "replay_rss_growth_pct", "parquet_read_books_per_s", "parquet_vs_json_read",
+        "parquet_replay_books_per_s", "parquet_vs_json_replay")
 
 if __name__ == "__main__":
     main()

@@ -58,7 +58,10 @@ def write_parquet(observations: Iterable[Observation], path: str | Path) -> int:
     pa, pq = pyarrow()
     schema = _schema(pa)
     n = 0
-    with pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
+    # LZ4 and byte-stream-split levels without dictionaries read fastest (docs/benchmarks.md).
+    with pq.ParquetWriter(str(path), schema, compression="lz4", use_dictionary=["venue", "symbol"],
+                          use_byte_stream_split=[f"{c}.list.element" for c in LEVEL_COLUMNS],
+                          ) as writer:
         chunk: list[Observation] = []
         for obs in observations:
             if obs.book is None:
