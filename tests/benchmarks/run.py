@@ -183,10 +183,13 @@ def bench_replay(tmp: Path, quick: bool) -> dict[str, float]:
             "replay_rss_growth_pct": (marks["end"] / marks["start"] - 1.0) * 100.0}
 
 
+SHARED_BOOKS = ROOT.parent / "shared" / "data" / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
+
+
 def bench_recordings(tmp: Path, quick: bool) -> dict[str, float]:
-    """Reading and replaying the same 1000-level books from JSON Lines and from Parquet."""
-    from wis_monitor.replay import replay_observations
-    from wis_monitor.sources.recordings_parquet import read_parquet, write_parquet
+    """Reading and replaying the same 1000-level books from JSON Lines and from Parquet: the
+    simulator's (full-precision prices) and, when present, the shared Binance recording."""
+    from wis_monitor.sources.recordings_parquet import write_parquet
     from wis_monitor.sources.replay import book_record, read_recording
 
     n = 5_000 if quick else 20_000
@@ -197,13 +200,27 @@ def bench_recordings(tmp: Path, quick: bool) -> dict[str, float]:
             fh.write(json.dumps(book_record(o), separators=(",", ":")) + "\n")
     write_parquet(obs, pq)
     del obs
+    out = {"books": n, "levels": 1000, **_json_vs_parquet(tmp, js, pq, quick)}
+    if SHARED_BOOKS.exists():
+        shared_pq = tmp / "shared.parquet"
+        books = write_parquet(read_recording(SHARED_BOOKS), shared_pq)
+        shared = _json_vs_parquet(tmp, SHARED_BOOKS, shared_pq, quick)
+        out.update({"shared_books": books, **{f"shared_{k}": v for k, v in shared.items()}})
+    return out
+
+
+def _json_vs_parquet(tmp: Path, js: Path, pq: Path, quick: bool) -> dict[str, float]:
+    from wis_monitor.replay import replay_observations
+    from wis_monitor.sources.recordings_parquet import read_parquet
+    from wis_monitor.sources.replay import read_recording
+
     config = pipeline_config(tmp)
+    counted: dict[str, int] = {}
 
     def read(reader: Callable[[Path], Any], path: Path) -> Callable[[], float]:
         def run() -> float:
             t0 = time.perf_counter()
-            for _ in reader(path):
-                pass
+            counted[str(path)] = sum(1 for _ in reader(path))
             return time.perf_counter() - t0
         return run
 
@@ -219,8 +236,9 @@ def bench_recordings(tmp: Path, quick: bool) -> dict[str, float]:
     pq_read = best_of(read(read_parquet, pq), repeat)
     json_replay = best_of(replay(read_recording, js), repeat)
     pq_replay = best_of(replay(read_parquet, pq), repeat)
-    return {"books": n, "levels": 1000, "json_mb": js.stat().st_size / 2**20,
-            "parquet_mb": pq.stat().st_size / 2**20,
+    n = counted[str(pq)]
+    assert counted[str(js)] == n
+    return {"json_mb": js.stat().st_size / 2**20, "parquet_mb": pq.stat().st_size / 2**20,
             "json_read_books_per_s": n / json_read, "parquet_read_books_per_s": n / pq_read,
             "parquet_vs_json_read": json_read / pq_read,
             "json_replay_books_per_s": n / json_replay,
