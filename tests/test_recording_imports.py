@@ -132,3 +132,19 @@ def test_shared_raw_recording_rebuilds_the_shared_books() -> None:
     touch = [(o.book.best_bid, o.book.best_ask) == (t.book.best_bid, t.book.best_ask)
              for o, t in matched if o.book and t.book]
     assert sum(touch) >= 0.85 * len(matched)
+
+
+def test_convert_books_keeps_imported_books_as_json_or_parquet(tmp_path: Path) -> None:
+    out = tmp_path / "rebuilt.jsonl.gz"
+    r = cli("convert-books", INCREMENTAL, "--venue", "binance", "--symbol", "BTC/USDT",
+            "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "wrote 3 books" in r.stdout
+    assert f"{INCREMENTAL}:10: " in r.stderr and "1 bad line skipped" in r.stderr
+    same(list(read_recording(out)), list(read_recording(REBUILT)))
+    pytest.importorskip("pyarrow", reason="the analysis extra (pyarrow) is not installed")
+    pq_out = tmp_path / "snapshots.parquet"
+    r = cli("convert-books", SNAPSHOTS, "--symbol", "BTC/USDT", "-o", str(pq_out))
+    assert r.returncode == 0, r.stderr
+    books, _ = imported(str(pq_out))
+    same(books, list(read_recording(FIXTURES / "tardis_book_snapshot_5.jsonl")))

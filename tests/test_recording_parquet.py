@@ -157,6 +157,9 @@ def test_missing_pyarrow_says_how_to_install_it(tmp_path: Path) -> None:
         assert r.returncode == 2, r.stderr
         assert "pip install 'wis-monitor[analysis]'" in r.stderr
         assert "Traceback" not in r.stderr
+    r = cli("convert-books", str(js), "-o", str(tmp_path / "out.parquet"), env=env)
+    assert r.returncode == 2 and "pip install 'wis-monitor[analysis]'" in r.stderr
+    assert "Traceback" not in r.stderr
     assert cli("replay", "--books", str(js), env=env).returncode == 0  # JSON needs no extra
 
 

@@ -163,24 +163,43 @@ def format_flags(flags: frozenset[str] | set[str]) -> str:
     return ",".join(sorted(flags))
 
 
-def _rows_with(bad: npt.NDArray[np.bool_], starts: npt.NDArray[np.int64],
-               ends: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Per row ``[start, end)`` of a flat array: True where any ``bad`` element lies in it."""
-    counts = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
-    return np.asarray(counts[ends] > counts[starts], dtype=np.bool_)
+def rows_with(bad: npt.NDArray[np.bool_], starts: npt.NDArray[np.int64],
+              ends: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Per row ``[start, end)`` of a flat array (rows in order): True where any ``bad`` element
+    lies in it. Bad elements are rare, so only they are located."""
+    out = np.zeros(starts.size, dtype=np.bool_)
+    pos = np.flatnonzero(bad)
+    if pos.size:
+        row = np.searchsorted(starts, pos, side="right") - 1
+        inside = (row >= 0) & (pos < ends[np.maximum(row, 0)])
+        out[row[inside]] = True
+    return out
 
 
 def _sides_invalid(offsets: npt.NDArray[np.int64], px: FloatArray, qty: FloatArray,
                    descending: bool) -> npt.NDArray[np.bool_]:
     """Per row of one side (flat, finite levels cut by ``offsets``): not positive or not
-    strictly sorted, as :func:`make_book` decides."""
+    strictly sorted, as :func:`make_book` decides. Whole-array reductions first: the usual
+    answer (every row valid) costs no per-element temporaries."""
     starts, ends = offsets[:-1], offsets[1:]
-    bad = _rows_with((px <= 0.0) | (qty <= 0.0), starts, ends)
-    step = np.diff(px)
-    unsorted = np.append(step >= 0 if descending else step <= 0, False)  # one per level
+    out = np.zeros(starts.size, dtype=np.bool_)
+    if px.size == 0:
+        return out
+    if not (px.min() > 0.0 and qty.min() > 0.0):
+        out |= rows_with((px <= 0.0) | (qty <= 0.0), starts, ends)
+    step = np.diff(px)  # within a row: negative for bids, positive for asks
     # Differences between the last level of a row and the first of the next do not count.
-    last = np.maximum(ends - 1, starts)
-    return bad | _rows_with(unsorted, starts, last)
+    between = ends[ends > starts] - 1
+    step[between[between < step.size]] = -1.0 if descending else 1.0
+    if step.size and not (step.max() < 0.0 if descending else step.min() > 0.0):
+        unsorted = np.append(~(step < 0.0) if descending else ~(step > 0.0), False)
+        out |= rows_with(unsorted, starts, ends)
+    return out
+
+
+def all_finite(values: FloatArray) -> bool:
+    """True when every value is finite (one reduction: NaN and infinities reach the sum)."""
+    return bool(np.isfinite(values.sum()))
 
 
 def batch_flags(bid_offsets: npt.NDArray[np.int64], bid_px: FloatArray, bid_qty: FloatArray,

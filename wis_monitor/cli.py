@@ -547,21 +547,49 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
     Example: wis-monitor export-books --db /var/lib/wis-monitor/wis.db -o books.jsonl.gz
     """
     from wis_monitor.replay import export_books as export
-    from wis_monitor.sources.recordings_parquet import MissingExtra, pyarrow
 
     if not Path(db).exists():
         raise click.ClickException(f"{db}: no such database")
+    _parquet_output(output)
+    try:
+        n = export(db, output, venue=venue, symbol=symbol,
+                   progress=_progress if _bars() else None)
+    except (StoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {n} books to {output}")
+
+
+def _parquet_output(output: str) -> None:
+    """A Parquet output needs the analysis extra: exit 2 with the hint when it is missing."""
+    from wis_monitor.sources.recordings_parquet import MissingExtra, pyarrow
+
     if output.endswith(".parquet"):
         try:
             pyarrow()
         except MissingExtra as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_INVALID)
+
+
+@cli.command("convert-books")
+@click.argument("files", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="Recording to write (.jsonl, .jsonl.gz to compress, or .parquet).")
+@recording_options
+def convert_books(files: tuple[str, ...], output: str, reading: ImportOptions) -> None:
+    """Convert recordings of any format read by replay (merged by time) into one recording.
+
+    Example: wis-monitor convert-books book_snapshot_25.csv.gz --symbol BTC/USDT -o btc.parquet
+    """
+    from wis_monitor.replay import write_recording
+
+    _parquet_output(output)
+    problems: list[Problem] = []
     try:
-        n = export(db, output, venue=venue, symbol=symbol,
-                   progress=_progress if _bars() else None)
-    except (StoreError, OSError) as exc:
+        n = write_recording(_recorded(files, None, problems, reading, "converting"), output)
+    except OSError as exc:
         raise click.ClickException(str(exc)) from None
+    _report_bad_lines(problems)
     click.echo(f"wrote {n} books to {output}")
 
 

@@ -169,19 +169,26 @@ def export_books(db: str, output: str, *, venue: str | None = None, symbol: str 
                  progress: Progress | None = None) -> int:
     """Write a DB's recorded books as a recording (gzip when ``output`` ends in .gz, Parquet
     when it ends in .parquet)."""
-    n = 0
     items: Iterable[Observation] = _from_db(db, venue, symbol)
     if progress:
         items = progress(items, "exporting", count_books((), db, venue, symbol))
+    return write_recording(items, output)
+
+
+def write_recording(observations: Iterable[Observation], output: str) -> int:
+    """Write books as a recording: Parquet when ``output`` ends in .parquet, else JSON Lines
+    (gzip when it ends in .gz); returns how many."""
     if output.endswith(".parquet"):
         from wis_monitor.sources.recordings_parquet import write_parquet
 
-        return write_parquet(items, output)
+        return write_parquet(observations, output)
+    n = 0
     opener = gzip.open if output.endswith(".gz") else open
     with opener(output, "wt", encoding="utf-8") as fh:
-        for obs in items:
-            fh.write(json.dumps(book_record(obs), separators=(",", ":")) + "\n")
-            n += 1
+        for obs in observations:
+            if obs.book is not None:
+                fh.write(json.dumps(book_record(obs), separators=(",", ":")) + "\n")
+                n += 1
     return n
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wis_monitor.book import Book, batch_flags
+from wis_monitor.book import Book, all_finite, batch_flags, rows_with
 from wis_monitor.errors import Problem, WisMonitorError
 from wis_monitor.sources import Observation
 from wis_monitor.sources.replay import MAX_TS_MS
@@ -162,12 +162,6 @@ def _aligned(offsets: npt.NDArray[np.int64], their: npt.NDArray[np.int64],
     return out
 
 
-def _rows_with(bad: npt.NDArray[np.bool_], offsets: npt.NDArray[np.int64]
-               ) -> npt.NDArray[np.bool_]:
-    counts = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
-    return np.asarray(counts[offsets[1:]] > counts[offsets[:-1]], dtype=np.bool_)
-
-
 def _optional(batch: Any, name: str) -> list[Any]:
     if name in batch.schema.names:
         return list(batch.column(name).to_pylist())
@@ -184,8 +178,10 @@ def _batch(path: str, first_row: int, batch: Any, last: dict[tuple[str, str], in
     if (bo != bqo).any() or (ao != aqo).any():  # prices and amounts not cut alike: rare
         bq, aq = _aligned(bo, bqo, bq), _aligned(ao, aqo, aq)
         nulls |= (np.diff(bo) != np.diff(bqo)) | (np.diff(ao) != np.diff(aqo))
-    nonfinite = (_rows_with(~(np.isfinite(bp) & np.isfinite(bq)), bo)
-                 | _rows_with(~(np.isfinite(ap) & np.isfinite(aq)), ao))
+    nonfinite = np.zeros(n, dtype=np.bool_)
+    for off, px, qty in ((bo, bp, bq), (ao, ap, aq)):
+        if not (all_finite(px) and all_finite(qty)):
+            nonfinite |= rows_with(~(np.isfinite(px) & np.isfinite(qty)), off[:-1], off[1:])
     flags = batch_flags(bo, bp, bq, ao, ap, aq)
     ts_col = batch.column("ts").to_pylist()
     venues = batch.column("venue").to_pylist()
