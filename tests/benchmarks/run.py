@@ -192,7 +192,7 @@ def bench_recordings(tmp: Path, quick: bool) -> dict[str, float]:
     from wis_monitor.sources.recordings_parquet import write_parquet
     from wis_monitor.sources.replay import book_record, read_recording
 
-    n = 5_000 if quick else 20_000
+    n = 2_000 if quick else 20_000
     obs = sim_books(n, 1000)
     js, pq = tmp / "books.jsonl", tmp / "books.parquet"
     with open(js, "w") as fh:
@@ -231,7 +231,18 @@ def _json_vs_parquet(tmp: Path, js: Path, pq: Path, quick: bool) -> dict[str, fl
             return time.perf_counter() - t0
         return run
 
-    repeat = 2 if quick else 3
+    def decode(path: Path) -> Callable[[], float]:  # the floor: pyarrow's decoding alone
+        import pyarrow.parquet
+
+        def run() -> float:
+            t0 = time.perf_counter()
+            for _ in pyarrow.parquet.ParquetFile(path).iter_batches(batch_size=1024):
+                pass
+            return time.perf_counter() - t0
+        return run
+
+    repeat = 3 if quick else 5
+    pq_decode = best_of(decode(pq), repeat)
     json_read = best_of(read(read_recording, js), repeat)
     pq_read = best_of(read(read_parquet, pq), repeat)
     json_replay = best_of(replay(read_recording, js), repeat)
@@ -240,6 +251,8 @@ def _json_vs_parquet(tmp: Path, js: Path, pq: Path, quick: bool) -> dict[str, fl
     assert counted[str(js)] == n
     return {"json_mb": js.stat().st_size / 2**20, "parquet_mb": pq.stat().st_size / 2**20,
             "json_read_books_per_s": n / json_read, "parquet_read_books_per_s": n / pq_read,
+            "parquet_decode_books_per_s": n / pq_decode,
+            "parquet_read_vs_decode": pq_read / pq_decode,
             "parquet_vs_json_read": json_read / pq_read,
             "json_replay_books_per_s": n / json_replay,
             "parquet_replay_books_per_s": n / pq_replay,
@@ -453,7 +466,8 @@ def main() -> None:
 
 KEYS = ("pipeline_books_per_s", "pipeline_vs_kernel", "cycle_vs_bare_ccxt", "sqlite_vs_raw",
         "latency_p99_ms_smtp", "latency_p99_ms_webhook", "replay_books_per_s",
-        "replay_rss_growth_pct", "parquet_read_books_per_s", "parquet_vs_json_read",
+        "replay_rss_growth_pct", "parquet_read_books_per_s", "parquet_read_vs_decode",
+        "parquet_vs_json_read",
         "parquet_replay_books_per_s", "parquet_vs_json_replay")
 
 if __name__ == "__main__":
