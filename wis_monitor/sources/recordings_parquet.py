@@ -135,7 +135,8 @@ def read_parquet(path: str | Path, problems: list[Problem] | None = None
     last: dict[tuple[str, str], int] = {}
     row = 0
     try:
-        for batch in pf.iter_batches(batch_size=ROWS_PER_GROUP, columns=columns):
+        for batch in pf.iter_batches(batch_size=ROWS_PER_GROUP, columns=columns,
+                                      use_threads=False):
             yield from _batch(name, row, batch, last, sink)
             row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
@@ -189,14 +190,15 @@ def _batch(path: str, first_row: int, batch: Any, last: dict[tuple[str, str], in
     sizes = _optional(batch, "contract_size")
     inverses = _optional(batch, "inverse")
     latencies = _optional(batch, "latency_ms")
+    unusable = (nulls | nonfinite).tolist()
+    bids, asks = bo.tolist(), ao.tolist()  # Python ints slice faster than numpy scalars
     for i in range(n):
         lineno = first_row + i + 1
         ts, venue, symbol = ts_col[i], venues[i], symbols[i]
         reason = _row_problem(ts, venue, symbol, sizes[i], latencies[i])
-        if reason is None and nulls[i]:
-            reason = "levels must be lists of prices and amounts of the same length"
-        elif reason is None and nonfinite[i]:
-            reason = "levels must be finite numbers"
+        if reason is None and unusable[i]:
+            reason = ("levels must be lists of prices and amounts of the same length"
+                      if nulls[i] else "levels must be finite numbers")
         if reason is None:
             key = (venue, symbol)
             before = last.get(key)
@@ -211,8 +213,9 @@ def _batch(path: str, first_row: int, batch: Any, last: dict[tuple[str, str], in
         if cs is not None and cs <= 0:
             cs = None
             row_flags = row_flags | {"invalid"}
-        book = Book(bp[bo[i]:bo[i + 1]], bq[bo[i]:bo[i + 1]], ap[ao[i]:ao[i + 1]],
-                    aq[ao[i]:ao[i + 1]], contract_size=1.0 if cs is None else cs,
+        b0, b1, a0, a1 = bids[i], bids[i + 1], asks[i], asks[i + 1]
+        book = Book(bp[b0:b1], bq[b0:b1], ap[a0:a1], aq[a0:a1],
+                    contract_size=1.0 if cs is None else cs,
                     inverse=inverses[i] is True, venue_ts_ms=ts)
         yield Observation(venue, symbol, ts, book, row_flags, latencies[i])
 
