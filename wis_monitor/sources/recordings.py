@@ -65,10 +65,10 @@ def check(paths: tuple[str, ...] | list[str], options: ImportOptions) -> None:
     problems: list[Problem] = []
     for path in paths:
         try:
+            open(path, "rb").close()
             fmt = options.format or detect(path)
-        except OSError as exc:
-            problems.append(Problem(path, None, exc.strerror or str(exc)))
-            continue
+        except OSError:
+            continue  # reading it says why, as for any file that cannot be opened
         if fmt == "parquet":
             from wis_monitor.sources.recordings_parquet import columns_problem, pyarrow
 
