@@ -126,6 +126,7 @@ def read_parquet(path: str | Path, problems: list[Problem] | None = None
     pa, pq = pyarrow()
     name = str(path)
     sink: list[Problem] = problems if problems is not None else []
+    open(name, "rb").close()  # a file that cannot be opened fails as a JSON recording's does
     if problem := columns_problem(name):
         sink.append(problem)
         return
