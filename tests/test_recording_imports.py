@@ -3,7 +3,6 @@ read as the same books as the equivalent JSON recordings, bad rows reported and 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ INCREMENTAL = str(FIXTURES / "tardis_incremental_book_L2.csv.gz")
 RAW = str(FIXTURES / "hftbacktest_btcusdt.gz")
 NPZ = str(FIXTURES / "hftbacktest_btcusdt.npz")
 REBUILT = FIXTURES / "rebuilt_books.jsonl"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def same(a: list[Observation], b: list[Observation]) -> None:
@@ -118,15 +116,13 @@ def test_a_csv_that_is_no_tardis_dataset_is_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.skipif(not (SHARED / "hftbacktest").exists() and not os.environ.get(
-    "WIS_REQUIRE_SHARED"), reason="../shared/data is absent")
-def test_shared_raw_recording_rebuilds_the_shared_books() -> None:
+def test_shared_raw_recording_rebuilds_the_shared_books(shared_data: Path) -> None:
     """The shared books were made from these raw recordings: one book per second of the file,
     nearly always with the same touch (the shared books' maker differs in details)."""
-    raw = SHARED / "hftbacktest" / "spot" / "ethusdt_20240808.gz"
+    raw = shared_data / "hftbacktest" / "spot" / "ethusdt_20240808.gz"
     ours = {o.ts_ms: o for o in read_books(str(raw), ImportOptions(symbol="ETH/USDT"), [])}
     theirs = list(read_recording(
-        SHARED / "books-full" / "binance-ETHUSDT-20240808-1000ms.jsonl.gz"))
+        shared_data / "books-full" / "binance-ETHUSDT-20240808-1000ms.jsonl.gz"))
     matched = [(ours[t.ts_ms], t) for t in theirs if t.ts_ms in ours]
     assert len(matched) == len([t for t in theirs if t.ts_ms <= max(ours)]) > 300
     touch = [(o.book.best_bid, o.book.best_ask) == (t.book.best_bid, t.book.best_ask)
