@@ -144,3 +144,21 @@ def test_convert_books_keeps_imported_books_as_json_or_parquet(tmp_path: Path) -
     assert r.returncode == 0, r.stderr
     books, _ = imported(str(pq_out))
     same(books, list(read_recording(FIXTURES / "tardis_book_snapshot_5.jsonl")))
+
+
+def test_a_replay_venue_serves_the_books_of_any_format() -> None:
+    """``exchange: replay`` with ``books:`` a Tardis file: the venue serves its books in turn."""
+    import asyncio
+
+    from wis_monitor.sources.replay import RecordingVenue
+
+    venue = RecordingVenue("binance", ["BTCUSDT"], SNAPSHOTS)
+
+    async def fetch_all() -> list[Observation]:
+        await venue.start()
+        return [await venue.fetch("BTCUSDT", 1_000 * i) for i in range(5)]
+
+    served = asyncio.run(fetch_all())
+    want = list(read_recording(FIXTURES / "tardis_book_snapshot_5.jsonl"))
+    assert [o.book.levels() for o in served if o.book] == \
+        [w.book.levels() for w in [*want, want[0]] if w.book]
