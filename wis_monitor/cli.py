@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from wis_monitor.calibrate import Table as CalibrationTable
     from wis_monitor.signals import Kernel
     from wis_monitor.sources import Observation
+    from wis_monitor.sources.recordings import ImportOptions
     from wis_monitor.store import Store
 
 EXIT_INVALID = 2
@@ -182,24 +183,78 @@ def _num(x: float | None, width: int, digits: int) -> str:
     return f"{x:>{width}.{digits}f}" if x is not None else "-".rjust(width)
 
 
+def recording_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--format, --venue, --symbol and --every, passed to the command as ``reading``."""
+    from functools import wraps
+
+    from wis_monitor.sources.recordings import FORMATS, ImportOptions
+
+    @wraps(command)
+    def wrapper(*args: object, fmt: str | None, venue: str | None, symbol: str | None,
+                every: str | None, **kwargs: object) -> None:
+        from wis_monitor.duration import ms, parse_duration
+
+        try:
+            every_ms = ms(parse_duration(every)) if every else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--every") from None
+        if every_ms is not None and every_ms <= 0:
+            raise click.BadParameter("give a duration above 0s, e.g. 1s", param_hint="--every")
+        command(*args, reading=ImportOptions(fmt, venue, symbol, every_ms), **kwargs)
+
+    for option in reversed((
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                     help="Format of the --books files (default: by suffix and header)."),
+        click.option("--venue", "venue", default=None, metavar="VENUE",
+                     help="Venue of every book read from --books (e.g. binance)."),
+        click.option("--symbol", "symbol", default=None, metavar="SYMBOL",
+                     help="Symbol of every book read from --books (e.g. BTC/USDT)."),
+        click.option("--every", "every", default=None, metavar="DURATION",
+                     help="Sample books rebuilt from updates on this grid (default 1s)."),
+    )):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
+              reading: ImportOptions, label: str) -> Iterator[Observation]:
+    """The books to replay or calibrate on; unreadable files are exit 2, every one said."""
+    from wis_monitor.replay import observations_from
+    from wis_monitor.sources.recordings import UnreadableRecording, check
+    from wis_monitor.sources.recordings_parquet import MissingExtra
+
+    try:
+        check(books, reading)
+    except MissingExtra as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    except UnreadableRecording as exc:
+        for p in exc.problems:
+            click.echo(str(p), err=True)
+        sys.exit(EXIT_INVALID)
+    return _reading(books, db, observations_from(books, db, problems, reading), label, reading)
+
+
 @cli.command()
 @config_option
 @click.option("--books", "books", multiple=True, metavar="FILE",
-              help="Book recording (JSON Lines, .gz ok); repeatable.")
+              help="Book recording: JSON Lines, Parquet, Tardis CSV or hftbacktest (.gz ok); "
+              "repeatable.")
 @click.option("--db", "db_in", default=None, metavar="DB", help="Replay books recorded in a DB.")
 @click.option("--out", "--db-out", "out", default=None, metavar="DB",
               help="Write samples and alerts here (default: a temporary in-memory DB).")
 @click.option("--rules", "rule_globs", multiple=True, metavar="GLOB",
               help="Evaluate the rules of these files instead of the config's; repeatable.")
 @click.option("--notify", is_flag=True, help="Actually send the alerts (default: send nothing).")
+@recording_options
 def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: str | None,
-           rule_globs: tuple[str, ...], notify: bool) -> None:
+           rule_globs: tuple[str, ...], notify: bool, reading: ImportOptions) -> None:
     """Run the pipeline over recorded books on their own clock, as fast as possible.
 
     Example: wis-monitor replay -c config.yaml --books btc.jsonl.gz --out replay.db
     """
     from wis_monitor.config import with_rule_files
-    from wis_monitor.replay import ReplayReport, observations_from, replay_observations
+    from wis_monitor.replay import ReplayReport, replay_observations
 
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
@@ -213,9 +268,8 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
             _fail_config(exc)
     problems: list[Problem] = []
     try:
-        observations = observations_from(books, db_in, problems)
         report: ReplayReport = replay_observations(
-            cfg, _reading(books, db_in, observations, "replaying"), out or ":memory:",
+            cfg, _recorded(books, db_in, problems, reading, "replaying"), out or ":memory:",
             notify=notify)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -249,13 +303,13 @@ def _progress(items: Iterable[T], label: str, length: int | None = None) -> Iter
 
 
 def _reading(books: tuple[str, ...], db: str | None, observations: Iterator[Observation],
-             label: str) -> Iterator[Observation]:
+             label: str, reading: ImportOptions | None = None) -> Iterator[Observation]:
     """``observations`` with a bar on a terminal, its length the books to read."""
     from wis_monitor.replay import count_books
 
     if not _bars():
         return observations
-    return _progress(observations, label, count_books(books, db))
+    return _progress(observations, label, count_books(books, db, options=reading))
 
 
 @cli.command("test-rules")
@@ -541,7 +595,7 @@ def notify_test(config: str | None, channel: str) -> None:
 @cli.command("export-books")
 @click.option("--db", "db", required=True, metavar="DB", help="Database with recorded books.")
 @click.option("-o", "--output", required=True, metavar="FILE",
-              help="Recording to write (.jsonl, or .jsonl.gz to compress).")
+              help="Recording to write (.jsonl, .jsonl.gz to compress, or .parquet).")
 @click.option("--venue", default=None, help="Only this venue.")
 @click.option("--symbol", default=None, help="Only this symbol.")
 def export_books(db: str, output: str, venue: str | None, symbol: str | None) -> None:
@@ -553,11 +607,46 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
 
     if not Path(db).exists():
         raise click.ClickException(f"{db}: no such database")
+    _parquet_output(output)
     try:
         n = export(db, output, venue=venue, symbol=symbol,
                    progress=_progress if _bars() else None)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {n} books to {output}")
+
+
+def _parquet_output(output: str) -> None:
+    """A Parquet output needs the analysis extra: exit 2 with the hint when it is missing."""
+    from wis_monitor.sources.recordings_parquet import MissingExtra, pyarrow
+
+    if output.endswith(".parquet"):
+        try:
+            pyarrow()
+        except MissingExtra as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_INVALID)
+
+
+@cli.command("convert-books")
+@click.argument("files", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="Recording to write (.jsonl, .jsonl.gz to compress, or .parquet).")
+@recording_options
+def convert_books(files: tuple[str, ...], output: str, reading: ImportOptions) -> None:
+    """Convert recordings of any format read by replay (merged by time) into one recording.
+
+    Example: wis-monitor convert-books book_snapshot_25.csv.gz --symbol BTC/USDT -o btc.parquet
+    """
+    from wis_monitor.replay import write_recording
+
+    _parquet_output(output)
+    problems: list[Problem] = []
+    try:
+        n = write_recording(_recorded(files, None, problems, reading, "converting"), output)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    _report_bad_lines(problems)
     click.echo(f"wrote {n} books to {output}")
 
 
@@ -586,10 +675,11 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
               help="The metric of --alert-rate (any metric the replay pipeline computes).")
 @click.option("--for", "for_", default="0s", show_default=True, metavar="DURATION",
               help="With --alert-rate: an episode must hold this long (a rule's `for`).")
+@recording_options
 def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, horizon: str,
               kernels: str, band: float, seed: int, replicates: int, pooled: bool,
               target: str | None, write: str | None, alert_rate: str | None, metric: str,
-              for_: str) -> None:
+              for_: str, reading: ImportOptions) -> None:
     """Score WIS kernels as predictors of the mid move, with intervals, effective N and
     baselines; recommend per series only what beats the current setting.
 
@@ -598,7 +688,6 @@ def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, hor
     from wis_monitor.calibrate import calibrate as run_calibration
     from wis_monitor.calibrate import default_grid
     from wis_monitor.duration import ms, parse_duration
-    from wis_monitor.replay import observations_from
     from wis_monitor.signals import KERNELS
 
     if not books and not db_in:
@@ -607,8 +696,7 @@ def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, hor
         raise click.UsageError(f"no database at {db_in}")
     cfg = _load(config, secrets=False) if config else None
     problems: list[Problem] = []
-    observations = _reading(books, db_in, observations_from(books, db_in, problems),
-                            "reading books")
+    observations = _recorded(books, db_in, problems, reading, "reading books")
     if alert_rate is not None:
         if target or write or pooled:
             raise click.UsageError("--alert-rate does not go with --target, --write, --pooled")

@@ -16,7 +16,8 @@ from wis_monitor.config import Config
 from wis_monitor.engine import Engine
 from wis_monitor.errors import Problem, StoreError
 from wis_monitor.sources import Observation
-from wis_monitor.sources.replay import book_record, read_recording
+from wis_monitor.sources.recordings import ImportOptions, is_json, read_books
+from wis_monitor.sources.replay import book_record
 from wis_monitor.store import AlertRow, Batch, Store, decode_levels
 
 BATCH = 2_000
@@ -96,10 +97,11 @@ class ReplayReport:
         return out
 
 
-def observations_from(books: Iterable[str], db: str | None,
-                      problems: list[Problem]) -> Iterator[Observation]:
-    """Observations from recordings (merged by time) and/or a DB's ``books`` table."""
-    streams: list[Iterator[Observation]] = [read_recording(p, problems) for p in books]
+def observations_from(books: Iterable[str], db: str | None, problems: list[Problem],
+                      options: ImportOptions | None = None) -> Iterator[Observation]:
+    """Observations from recordings of any format (merged by time) and/or a DB's ``books``."""
+    options = options or ImportOptions()
+    streams: list[Iterator[Observation]] = [read_books(p, options, problems) for p in books]
     if db:
         streams.append(_from_db(db))
     if len(streams) == 1:
@@ -108,9 +110,11 @@ def observations_from(books: Iterable[str], db: str | None,
 
 
 def count_books(books: Iterable[str], db: str | None, venue: str | None = None,
-                symbol: str | None = None) -> int | None:
+                symbol: str | None = None, options: ImportOptions | None = None) -> int | None:
     """How many books the recordings (their lines) and the DB hold, for a progress bar;
-    None when one cannot be read (reading it says why)."""
+    None when one cannot be read (reading it says why) or is not a JSON recording."""
+    if not all(is_json(p, options or ImportOptions()) for p in books):
+        return None
     try:
         n = sum(_count_lines(p) for p in books)
         if db:
@@ -163,16 +167,28 @@ def _from_db(path: str, venue: str | None = None, symbol: str | None = None
 
 def export_books(db: str, output: str, *, venue: str | None = None, symbol: str | None = None,
                  progress: Progress | None = None) -> int:
-    """Write a DB's recorded books as a recording (gzip when ``output`` ends in .gz)."""
-    n = 0
+    """Write a DB's recorded books as a recording (gzip when ``output`` ends in .gz, Parquet
+    when it ends in .parquet)."""
     items: Iterable[Observation] = _from_db(db, venue, symbol)
     if progress:
         items = progress(items, "exporting", count_books((), db, venue, symbol))
+    return write_recording(items, output)
+
+
+def write_recording(observations: Iterable[Observation], output: str) -> int:
+    """Write books as a recording: Parquet when ``output`` ends in .parquet, else JSON Lines
+    (gzip when it ends in .gz); returns how many."""
+    if output.endswith(".parquet"):
+        from wis_monitor.sources.recordings_parquet import write_parquet
+
+        return write_parquet(observations, output)
+    n = 0
     opener = gzip.open if output.endswith(".gz") else open
     with opener(output, "wt", encoding="utf-8") as fh:
-        for obs in items:
-            fh.write(json.dumps(book_record(obs), separators=(",", ":")) + "\n")
-            n += 1
+        for obs in observations:
+            if obs.book is not None:
+                fh.write(json.dumps(book_record(obs), separators=(",", ":")) + "\n")
+                n += 1
     return n
 
 

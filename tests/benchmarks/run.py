@@ -183,6 +183,83 @@ def bench_replay(tmp: Path, quick: bool) -> dict[str, float]:
             "replay_rss_growth_pct": (marks["end"] / marks["start"] - 1.0) * 100.0}
 
 
+SHARED_BOOKS = ROOT.parent / "shared" / "data" / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
+
+
+def bench_recordings(tmp: Path, quick: bool) -> dict[str, float]:
+    """Reading and replaying the same 1000-level books from JSON Lines and from Parquet: the
+    simulator's (full-precision prices) and, when present, the shared Binance recording."""
+    from wis_monitor.sources.recordings_parquet import write_parquet
+    from wis_monitor.sources.replay import book_record, read_recording
+
+    n = 2_000 if quick else 20_000
+    obs = sim_books(n, 1000)
+    js, pq = tmp / "books.jsonl", tmp / "books.parquet"
+    with open(js, "w") as fh:
+        for o in obs:
+            fh.write(json.dumps(book_record(o), separators=(",", ":")) + "\n")
+    write_parquet(obs, pq)
+    del obs
+    out = {"books": n, "levels": 1000, **_json_vs_parquet(tmp, js, pq, quick)}
+    if SHARED_BOOKS.exists():
+        shared_pq = tmp / "shared.parquet"
+        books = write_parquet(read_recording(SHARED_BOOKS), shared_pq)
+        shared = _json_vs_parquet(tmp, SHARED_BOOKS, shared_pq, quick)
+        out.update({"shared_books": books, **{f"shared_{k}": v for k, v in shared.items()}})
+    return out
+
+
+def _json_vs_parquet(tmp: Path, js: Path, pq: Path, quick: bool) -> dict[str, float]:
+    from wis_monitor.replay import replay_observations
+    from wis_monitor.sources.recordings_parquet import read_parquet
+    from wis_monitor.sources.replay import read_recording
+
+    config = pipeline_config(tmp)
+    counted: dict[str, int] = {}
+
+    def read(reader: Callable[[Path], Any], path: Path) -> Callable[[], float]:
+        def run() -> float:
+            t0 = time.perf_counter()
+            counted[str(path)] = sum(1 for _ in reader(path))
+            return time.perf_counter() - t0
+        return run
+
+    def replay(reader: Callable[[Path], Any], path: Path) -> Callable[[], float]:
+        def run() -> float:
+            t0 = time.perf_counter()
+            replay_observations(config, reader(path), ":memory:")
+            return time.perf_counter() - t0
+        return run
+
+    def decode(path: Path) -> Callable[[], float]:  # the floor: pyarrow's decoding alone
+        import pyarrow.parquet
+
+        def run() -> float:
+            t0 = time.perf_counter()
+            for _ in pyarrow.parquet.ParquetFile(path).iter_batches(batch_size=1024,
+                                                                        use_threads=False):
+                pass
+            return time.perf_counter() - t0
+        return run
+
+    repeat = 3 if quick else 5
+    pq_decode = best_of(decode(pq), repeat)
+    json_read = best_of(read(read_recording, js), repeat)
+    pq_read = best_of(read(read_parquet, pq), repeat)
+    json_replay = best_of(replay(read_recording, js), repeat)
+    pq_replay = best_of(replay(read_parquet, pq), repeat)
+    n = counted[str(pq)]
+    assert counted[str(js)] == n
+    return {"json_mb": js.stat().st_size / 2**20, "parquet_mb": pq.stat().st_size / 2**20,
+            "json_read_books_per_s": n / json_read, "parquet_read_books_per_s": n / pq_read,
+            "parquet_decode_books_per_s": n / pq_decode,
+            "parquet_read_vs_decode": pq_read / pq_decode,
+            "parquet_vs_json_read": json_read / pq_read,
+            "json_replay_books_per_s": n / json_replay,
+            "parquet_replay_books_per_s": n / pq_replay,
+            "parquet_vs_json_replay": json_replay / pq_replay}
+
+
 def bench_cycle(tmp: Path, quick: bool, venues: int = 10, symbols: int = 20
                 ) -> dict[str, float]:
     """One sampling cycle of the daemon vs bare concurrent ccxt calls for the same books."""
@@ -336,6 +413,7 @@ async def _deliveries(config: Config, n: int, arrivals: list[float]) -> list[flo
 SECTIONS: dict[str, Callable[[Path, bool], dict[str, float]]] = {
     "replay": bench_replay,  # first: its RSS is measured from a fresh process
     "pipeline": bench_pipeline,
+    "recordings": bench_recordings,
     "cycle": bench_cycle,
     "latency": bench_latency,
     "sqlite": bench_sqlite,
@@ -389,7 +467,9 @@ def main() -> None:
 
 KEYS = ("pipeline_books_per_s", "pipeline_vs_kernel", "cycle_vs_bare_ccxt", "sqlite_vs_raw",
         "latency_p99_ms_smtp", "latency_p99_ms_webhook", "replay_books_per_s",
-        "replay_rss_growth_pct")
+        "replay_rss_growth_pct", "parquet_read_books_per_s", "parquet_read_vs_decode",
+        "parquet_vs_json_read",
+        "parquet_replay_books_per_s", "parquet_vs_json_replay")
 
 if __name__ == "__main__":
     main()

@@ -202,9 +202,16 @@ class RecordingVenue:
         self._pos: dict[str, int] = {}
 
     async def start(self) -> None:
+        from wis_monitor.errors import WisMonitorError
+        from wis_monitor.sources.recordings import ImportOptions, check, read_books
+
         problems: list[Problem] = []
-        for obs in read_recording(self.path, problems):
-            self._books.setdefault(obs.symbol, []).append(obs)
+        try:  # any recording format; one that cannot be read serves nothing, logged
+            check([self.path], ImportOptions())
+            for obs in read_books(self.path, ImportOptions(), problems):
+                self._books.setdefault(obs.symbol, []).append(obs)
+        except WisMonitorError as exc:
+            log.error("venue %s: %s", self.venue, exc)
         for p in problems[:LOGGED_PROBLEMS]:
             log.warning("%s", p)
         if problems:

@@ -1,0 +1,182 @@
+"""Parquet book recordings: the same books as JSON, bad rows reported, a clear missing extra."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wis_monitor.book import batch_flags, make_book
+from wis_monitor.errors import Problem
+from wis_monitor.sources import Observation
+from wis_monitor.sources.replay import read_recording
+from wis_monitor.store import Batch, Store, encode_levels
+
+pa = pytest.importorskip("pyarrow", reason="the analysis extra (pyarrow) is not installed")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from wis_monitor.sources.recordings_parquet import read_parquet, write_parquet  # noqa: E402
+
+T0 = 1_723_161_255_000
+BOOKS = [
+    {"ts": T0, "venue": "binance", "symbol": "BTC/USDT", "bids": [[100.0, 1.0], [99.5, 2.0]],
+     "asks": [[100.5, 1.5], [101.0, 0.25]], "latency_ms": 12.5},
+    {"ts": T0 + 1000, "venue": "binance", "symbol": "BTC/USDT", "bids": [[100.0, 1.0]],
+     "asks": []},  # one-sided
+    {"ts": T0 + 2000, "venue": "binance", "symbol": "BTC/USDT", "bids": [[101.0, 1.0]],
+     "asks": [[100.5, 1.0]]},  # crossed
+    {"ts": T0 + 500, "venue": "binancecoinm", "symbol": "BTC/USD:BTC",
+     "bids": [[61000.0, 30.0], [61000.5, 2.0]], "asks": [[61001.0, 3.0]],  # unsorted: invalid
+     "contract_size": 100, "inverse": True},
+    {"ts": T0 + 3000, "venue": "binance", "symbol": "BTC/USDT", "bids": [], "asks": []},
+    {"ts": T0 + 4000, "venue": "binance", "symbol": "BTC/USDT", "bids": [[100.0, -1.0]],
+     "asks": [[100.5, 1.0]]},  # negative amount: invalid
+]
+
+
+def write_jsonl(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def same(a: list[Observation], b: list[Observation]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert (x.venue, x.symbol, x.ts_ms, x.flags, x.latency_ms) == \
+            (y.venue, y.symbol, y.ts_ms, y.flags, y.latency_ms)
+        assert x.book is not None and y.book is not None
+        assert x.book.levels() == y.book.levels()  # exact equality of every level
+        assert (x.book.contract_size, x.book.inverse, x.book.venue_ts_ms) == \
+            (y.book.contract_size, y.book.inverse, y.book.venue_ts_ms)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wis_monitor", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_parquet_recording_holds_the_same_books_as_json(tmp_path: Path) -> None:
+    js = write_jsonl(tmp_path / "b.jsonl", BOOKS)
+    out = tmp_path / "b.parquet"
+    assert write_parquet(read_recording(js), out) == len(BOOKS)
+    problems: list[Problem] = []
+    same(list(read_parquet(out, problems)), list(read_recording(js)))
+    assert problems == []
+
+
+def test_replay_and_calibrate_read_parquet_by_suffix(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    records = []
+    for i in range(120):
+        mid = 100.0 + float(rng.normal()) * 0.05
+        records.append({"ts": T0 + i * 1000, "venue": "binance", "symbol": "BTC/USDT",
+                        "bids": [[round(mid - 0.01 * (k + 1), 2), 1.0 + k] for k in range(5)],
+                        "asks": [[round(mid + 0.01 * (k + 1), 2), 2.0 + k] for k in range(5)]})
+    js = write_jsonl(tmp_path / "b.jsonl", records)
+    pq_path = tmp_path / "b.parquet"
+    write_parquet(read_recording(js), pq_path)
+    for cmd in (["replay"], ["calibrate", "--horizon", "1s", "--replicates", "50"]):
+        a = cli(*cmd, "--books", str(js))
+        b = cli(*cmd, "--books", str(pq_path))
+        assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+        strip = [line for line in a.stdout.splitlines() if "books/s" not in line]
+        assert strip == [line for line in b.stdout.splitlines() if "books/s" not in line]
+        assert "120 books" in b.stdout
+
+
+def test_export_books_writes_parquet_by_suffix(tmp_path: Path) -> None:
+    db = tmp_path / "wis.db"
+    store = Store(str(db))
+    rows = []
+    for i, r in enumerate(BOOKS[:3]):
+        rows.append((T0 + i, "simex", "BTC/USDT", encode_levels(np.array(r["bids"]).reshape(-1, 2)),
+                     encode_levels(np.array(r["asks"]).reshape(-1, 2)), 1.0, 0))
+    store.write(Batch(books=rows))
+    store.close()
+    out = tmp_path / "books.parquet"
+    r = cli("export-books", "--db", str(db), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "wrote 3 books" in r.stdout
+    assert pq.ParquetFile(out).metadata.num_rows == 3
+    books = list(read_parquet(out))
+    assert [b.book.levels() for b in books if b.book] == [
+        ([list(x) for x in r["bids"]], [list(x) for x in r["asks"]]) for r in BOOKS[:3]]
+
+
+def test_bad_parquet_rows_are_reported_skipped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "bad.parquet"
+    lvl = pa.list_(pa.float64())
+    table = pa.table({
+        "ts": pa.array([T0, T0 + 1, T0 + 1, T0 + 2, None, T0 + 3], pa.int64()),
+        "venue": ["v", "v", "v", "", "v", "v"],
+        "symbol": ["S"] * 6,
+        "bid_px": pa.array([[1.0], [float("nan")], [1.0], [1.0], [1.0], [1.0]], lvl),
+        "bid_qty": pa.array([[1.0], [1.0], [1.0], [1.0], [1.0], [1.0, 2.0]], lvl),
+        "ask_px": pa.array([[2.0]] * 6, lvl),
+        "ask_qty": pa.array([[1.0]] * 6, lvl),
+    })
+    pq.write_table(table, path)
+    r = cli("replay", "--books", str(path))
+    assert r.returncode == 0, r.stderr
+    assert "replayed 2 books" in r.stdout
+    assert f"{path}:2: levels must be finite numbers" in r.stderr
+    assert f'{path}:4: "venue" must be a non-empty string' in r.stderr
+    assert f"{path}:5: " in r.stderr
+    assert f"{path}:6: levels must be lists of prices and amounts of the same length" in r.stderr
+    assert "4 bad lines skipped" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_file_that_is_not_a_book_recording_is_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"a": [1]}), path)
+    r = cli("replay", "--books", str(path))
+    assert r.returncode == 2
+    assert f'{path}: not a book recording: no column "ts"' in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_pyarrow_says_how_to_install_it(tmp_path: Path) -> None:
+    fake = tmp_path / "nopyarrow" / "pyarrow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named pyarrow')\n")
+    js = write_jsonl(tmp_path / "b.jsonl", BOOKS[:1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(fake.parent), os.environ.get("PYTHONPATH", "")])}
+    for args in (["replay", "--books", str(tmp_path / "b.parquet")],
+                 ["calibrate", "--books", str(tmp_path / "b.parquet")]):
+        (tmp_path / "b.parquet").write_bytes(b"PAR1")
+        r = cli(*args, env=env)
+        assert r.returncode == 2, r.stderr
+        assert "pip install 'wis-monitor[analysis]'" in r.stderr
+        assert "Traceback" not in r.stderr
+    r = cli("convert-books", str(js), "-o", str(tmp_path / "out.parquet"), env=env)
+    assert r.returncode == 2 and "pip install 'wis-monitor[analysis]'" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert cli("replay", "--books", str(js), env=env).returncode == 0  # JSON needs no extra
+
+
+levels = st.lists(st.tuples(st.sampled_from([-1.0, 0.0, 1.0, 2.0, 3.0]),
+                            st.sampled_from([-1.0, 0.0, 0.5, 1.0])), max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(levels, levels), min_size=1, max_size=6))
+def test_batch_flags_are_make_books_flags(books: list[tuple[list[tuple[float, float]],
+                                                             list[tuple[float, float]]]]) -> None:
+    def flat(side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = [b[side] for b in books]
+        offsets = np.concatenate(([0], np.cumsum([len(r) for r in rows]))).astype(np.int64)
+        cells = np.array([x for r in rows for x in r], dtype=np.float64).reshape(-1, 2)
+        return offsets, np.ascontiguousarray(cells[:, 0]), np.ascontiguousarray(cells[:, 1])
+
+    got = batch_flags(*flat(0), *flat(1))
+    want = [make_book([list(x) for x in b], [list(x) for x in a])[1] for b, a in books]
+    assert got == want
