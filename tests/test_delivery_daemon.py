@@ -3,54 +3,27 @@ looping template stalls neither sampling nor shutdown."""
 
 from __future__ import annotations
 
-import json
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
 from daemon_harness import DaemonProcess, rows, wait_until
+from webhook import Receiver
 
 pytestmark = pytest.mark.slow
 TOKEN = "sekret-hook-token-8d1f0c"
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.up = False
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if not outer.up:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                outer.posts.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+    """The channel starts down: each test brings it up."""
+    r = Receiver(up=False)
     yield r
-    r.server.shutdown()
-    r.server.server_close()
+    r.close()
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path]:

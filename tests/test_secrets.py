@@ -7,17 +7,14 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from daemon_harness import DaemonProcess, rows, wait_until
 from test_operations import free_port
+from webhook import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -29,34 +26,6 @@ CREDENTIALS = {"hook-token": "credHookToken-19c4e7", "venue-key": "credVenueKey-
 SECRETS = [*ENV_SECRETS.values(), *CREDENTIALS.values()]
 
 
-class Receiver:
-    """A local webhook endpoint (apprise ``json://``) recording what it is sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.bodies.append(body.decode())
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def setup(tmp_path: Path, receiver: Receiver) -> tuple[Path, Path, int, dict[str, str]]:

@@ -7,13 +7,11 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from webhook import Receiver
 
 from wis_monitor.chart import chart_data, render
 from wis_monitor.config import load_config
@@ -35,34 +33,6 @@ rules:
 """
 
 
-class Receiver:
-    """An HTTP endpoint for apprise's json:// (what a webhook channel posts to)."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.posts.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def write_config(tmp_path: Path, hook: str = "json://127.0.0.1:9/hook") -> Path:
