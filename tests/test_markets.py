@@ -13,7 +13,7 @@ from fakevenue import FakeVenue, FakeVenueThread
 
 from wis_monitor.markets import listing
 from wis_monitor.sources.ccxt import load_markets
-from wis_monitor.symbols import market_type, suggest
+from wis_monitor.symbols import market_type, suggest, symbol_problem
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,11 +53,17 @@ def test_check_rejects_native_symbols_on_ccxt_venues_only(tmp_path: Path) -> Non
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     err = out.stderr.splitlines()
-    assert f'{cfg}:2: venues.0.symbols.0: "BTCUSDT" is not a ccxt unified symbol' in err[0]
-    assert err[0].endswith('(did you mean "BTC/USDT"?)')
+    assert err[0] == (f'{cfg}:2: venue "b": "BTCUSDT" is not a ccxt unified symbol '
+                      '(did you mean "BTC/USDT"?)')
     assert f"{cfg}:3:" in err[1] and '(did you mean "ETH/USDT:USDT"?)' in err[1]
     assert f"{cfg}:5:" in err[2] and '(did you mean "BTC/USD:BTC"?)' in err[2]
     assert err[3] == "3 problems found"
+
+
+def test_a_symbol_without_a_likely_meaning_is_told_the_unified_forms() -> None:
+    assert symbol_problem("BTC") == (
+        '"BTC" is not a ccxt unified symbol: BASE/QUOTE (spot), BASE/QUOTE:SETTLE (swap), '
+        "BASE/QUOTE:SETTLE-YYMMDD (future) or BASE/QUOTE:SETTLE-YYMMDD-STRIKE-C|P (option)")
 
 
 def fake_venues(tmp_path: Path, fv: FakeVenue, venues: list[dict[str, object]]) -> Path:

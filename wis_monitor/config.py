@@ -667,8 +667,7 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
             if (venue.id, symbol) in known_series:
                 doc.problem((*loc, "symbols", j), f'duplicate symbol "{symbol}"')
             elif venue.exchange not in ("sim", "replay") and symbol_problem(symbol):
-                doc.problem((*loc, "symbols", j), f"venues.{i}.symbols.{j}: "
-                            f"{symbol_problem(symbol)}")
+                doc.problem((*loc, "symbols", j), f'venue "{venue.id}": {symbol_problem(symbol)}')
             known_series.add((venue.id, symbol))
         if venue.exchange not in ("sim", "replay") and venue.exchange not in _ccxt_exchanges():
             hint = difflib.get_close_matches(venue.exchange, _ccxt_exchanges(), n=1)

@@ -35,9 +35,11 @@ def symbol_problem(symbol: str) -> str | None:
     if UNIFIED.match(symbol):
         return None
     hint = suggest(symbol)
-    return (f'"{symbol}" is not a ccxt unified symbol (BASE/QUOTE, BASE/QUOTE:SETTLE, '
-            "BASE/QUOTE:SETTLE-YYMMDD or BASE/QUOTE:SETTLE-YYMMDD-STRIKE-C|P)"
-            + (f' (did you mean "{hint}"?)' if hint else ""))
+    if hint:
+        return f'"{symbol}" is not a ccxt unified symbol (did you mean "{hint}"?)'
+    return (f'"{symbol}" is not a ccxt unified symbol: BASE/QUOTE (spot), BASE/QUOTE:SETTLE '
+            "(swap), BASE/QUOTE:SETTLE-YYMMDD (future) or BASE/QUOTE:SETTLE-YYMMDD-STRIKE-C|P "
+            "(option)")
 
 
 def suggest(symbol: str) -> str | None:
