@@ -84,7 +84,7 @@ def cli(log_level: str, log_format: str) -> None:
 @cli.command()
 @config_option
 @click.option("--online", is_flag=True,
-              help="Also load each ccxt venue's markets: symbols, market types, depth.")
+              help="Also load each ccxt venue's markets and check its symbols and their types.")
 def check(config: str | None, online: bool) -> None:
     """Validate the config and its rules; exit 0 if valid, 2 with PATH:LINE errors if not.
 
