@@ -2,8 +2,8 @@
 
 ``python -m wis_monitor.configdoc > docs/config.md`` (or ``make docs``) rewrites it; a test
 checks that the file is what this prints, so it cannot fall behind the models. Every field
-needs a line in :data:`DESCRIPTIONS` (keyed ``Model.field``): a field without one stops the
-generator.
+needs a description: ``Field(description=...)`` on the model, else a line in
+:data:`DESCRIPTIONS` (keyed ``Model.field``); a field with neither stops the generator.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def _table(path: str, model: type[BaseModel]) -> str:
     rows = ["| Key | Type | Default | Constraint | Description |",
             "|---|---|---|---|---|"]
     for name, info in model.model_fields.items():
-        description = DESCRIPTIONS[f"{model.__name__}.{name}"]
+        description = info.description or DESCRIPTIONS[f"{model.__name__}.{name}"]
         key = f"{path}.{info.alias or name}" if path else (info.alias or name)
         rows.append(f"| `{key}` | {_type(info.annotation)} | {_default(info)} | "
                     f"{_constraint(info)} | {description} |")
