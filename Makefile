@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint check bench study clean
+.PHONY: demo test lint check bench study docs clean
 
 $(BIN)/wis-monitor: pyproject.toml
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,6 +26,9 @@ bench: $(BIN)/wis-monitor            ## benchmarks against their floors (not par
 
 study: $(BIN)/wis-monitor            ## the signal study on ../shared/data/books-full: docs/signal-study.md
 	$(BIN)/python tests/study/run.py $(ARGS)
+
+docs: $(BIN)/wis-monitor             ## regenerate docs/config.md from the config models
+	$(BIN)/python -m wis_monitor.configdoc > docs/config.md
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

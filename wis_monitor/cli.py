@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import click
 
 from wis_monitor import log
+from wis_monitor.cli_markets import list_exchanges, list_markets, new_config
 from wis_monitor.config import Config, config_path, load_config
 from wis_monitor.errors import ConfigError, Problem, StoreError, WisMonitorError
 
@@ -82,12 +83,16 @@ def cli(log_level: str, log_format: str) -> None:
 
 @cli.command()
 @config_option
-def check(config: str | None) -> None:
+@click.option("--online", is_flag=True,
+              help="Also load each ccxt venue's markets and check its symbols and their types.")
+def check(config: str | None, online: bool) -> None:
     """Validate the config and its rules; exit 0 if valid, 2 with PATH:LINE errors if not.
 
     Example: wis-monitor check -c /etc/wis-monitor/config.yaml
     """
     cfg = _load(config)
+    if online:
+        _check_online(cfg)
     for note in _notes(cfg):
         click.echo(note, err=True)
     click.echo(
@@ -95,6 +100,18 @@ def check(config: str | None) -> None:
         f"{sum(len(v.symbols) for v in cfg.settings.venues)} series, {len(cfg.rules)} rule(s) "
         f"from {len(cfg.rule_files)} file(s), {len(cfg.settings.channels)} channel(s))"
     )
+
+
+def _check_online(cfg: Config) -> None:
+    from wis_monitor import yamlsource
+    from wis_monitor.markets import online_problems
+
+    doc = yamlsource.load(cfg.path, secrets=False)
+    problems, notes = online_problems(cfg, doc.line)
+    for note in notes:
+        click.echo(note, err=True)
+    if problems:
+        _fail_config(ConfigError(problems))
 
 
 def _notes(cfg: Config) -> list[str]:
@@ -1009,6 +1026,10 @@ def _utc_ms(text: str | None, option: str, *, end_of_day: bool = False) -> int |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
+
+
+for _command in (list_exchanges, list_markets, new_config):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from wis_monitor.message import template_problems
 from wis_monitor.signals import Kernel
 from wis_monitor.sources.limits import depth_problem
 from wis_monitor.stats import ZScoreSpec
+from wis_monitor.symbols import symbol_problem
 
 _Z_LEVEL = re.compile(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)")
 #: The built-in rule of SPEC §6 that watches every series' feed.
@@ -665,6 +666,8 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
         for j, symbol in enumerate(venue.symbols):
             if (venue.id, symbol) in known_series:
                 doc.problem((*loc, "symbols", j), f'duplicate symbol "{symbol}"')
+            elif venue.exchange not in ("sim", "replay") and symbol_problem(symbol):
+                doc.problem((*loc, "symbols", j), f'venue "{venue.id}": {symbol_problem(symbol)}')
             known_series.add((venue.id, symbol))
         if venue.exchange not in ("sim", "replay") and venue.exchange not in _ccxt_exchanges():
             hint = difflib.get_close_matches(venue.exchange, _ccxt_exchanges(), n=1)

@@ -10,6 +10,7 @@ message; ``Retry-After`` on 429/418 is read from the response headers (ccxt igno
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import email.utils
 import json
@@ -211,3 +212,20 @@ def _markets_failed(exc: BaseException) -> BaseException:
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def load_markets(exchange_id: str, options: Mapping[str, Any], *,
+                       timeout_ms: int = 30_000) -> dict[str, dict[str, Any]]:
+    """The markets of one exchange, loaded as the daemon loads them (the venue's ``ccxt:``
+    options merged in), keyed by unified symbol; raise SourceError."""
+    cls = exchange_class(exchange_id)
+    if cls is None:
+        raise PermanentSourceError(f"ccxt has no exchange {exchange_id!r}")
+    exchange = cls(deep_merge({"enableRateLimit": True, "timeout": timeout_ms}, options))
+    try:
+        return dict(await exchange.load_markets())
+    except Exception as exc:
+        raise classify(exc)(f"{type(exc).__name__}: {redact(str(exc))[:200]}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await exchange.close()
