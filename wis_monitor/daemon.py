@@ -195,7 +195,7 @@ class Daemon:
         are named), else EXIT_UNHEALTHY."""
         await self.sample_all()
         if self.dispatcher is not None:
-            await self.dispatcher.run_once(now_ms(), grace_s=10.0)
+            await self.dispatcher.run_once(now_ms(), grace_s=10.0, flush=True)
         ok, detail = self._health_detail()
         if ok:
             some_down = not all(v["up"] for v in detail["venues"].values())
