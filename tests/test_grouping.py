@@ -5,9 +5,14 @@ outbox, so a restart while a group waits still sends it, once."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+from daemon_harness import DaemonProcess, rows, wait_until
+from fakevenue import FakeVenueThread
 from webhook import Receiver
 
 from wis_monitor.config import load_config
@@ -169,3 +174,45 @@ def test_one_shot_runs_do_not_wait(tmp_path: Path, receiver: Receiver) -> None:
     d = Dispatcher(config, store, clock=Clock(NOW))
     assert asyncio.run(d.run_once(NOW, flush=True)) == 2
     assert len(receiver.posts) == 1
+
+
+@pytest.mark.slow
+def test_three_stale_venues_send_one_message_across_a_kill9_and_one_resolved(
+        tmp_path: Path, receiver: Receiver) -> None:
+    venues = ("binance", "okx", "kraken")
+    with FakeVenueThread({v: ["BTC/USDT"] for v in venues}) as fake:
+        for v in venues:
+            fake.set_fault(v, "http503")
+        db = tmp_path / "wis.db"
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "storage": {"path": str(db)},
+            "sampling": {"interval": "200ms", "timeout": "500ms", "stale_after": "1s"},
+            "venues": [{"id": v, "exchange": v, "symbols": ["BTC/USDT"],
+                        "ccxt": {**fake.ccxt_config(v), "enableRateLimit": False}}
+                       for v in venues],
+            "channels": {"hook": {"url": f"json://127.0.0.1:{receiver.port}/hook",
+                                  "group_wait": "4s", "group_interval": "2s"}},
+            "feed_stale": {"channels": ["hook"]}}))
+        firing = "SELECT * FROM deliveries d JOIN alerts a ON a.id = d.alert_id" \
+            " WHERE a.rule = 'feed-stale' AND a.event = 'firing'"
+        d = DaemonProcess(cfg)
+        assert wait_until(lambda: len(rows(db, firing)) == 3, 40), d.log()
+        d.kill9()  # while the group waits
+        assert receiver.posts == []
+        assert {r["status"] for r in rows(db, firing)} == {"pending"}
+        d2 = DaemonProcess(cfg)
+        try:
+            assert wait_until(lambda: len(receiver.posts) >= 1, 30), d2.log()
+            for v in venues:
+                fake.set_fault(v, None)
+            assert wait_until(lambda: len(receiver.posts) >= 2, 40), d2.log()
+            time.sleep(1.0)  # nothing more is on its way
+        finally:
+            assert d2.stop() == 0, d2.log()
+    titles = [p["title"] for p in receiver.posts]
+    assert titles == ["[WARNING] feed-stale on 3 series",
+                      "[RESOLVED] feed-stale on 3 series (resolved)"], titles
+    for v in venues:
+        assert f"feed-stale {v} BTC/USDT" in receiver.posts[0]["message"]
+        assert f"feed-stale {v} BTC/USDT (resolved)" in receiver.posts[1]["message"]
