@@ -256,7 +256,8 @@ def render_group(alerts: Sequence[dict[str, Any]]) -> Message:
     rules = sorted({str(a["rule"]) for a in alerts})
     level = _gravest(alerts)
     what = rules[0] if len(rules) == 1 else f"{len(rules)} rules"
-    suffix = " (resolved)" if level == "resolved" else ""
+    events = {str(a["event"]) for a in alerts}
+    suffix = f" ({events.pop()})" if len(events) == 1 and "firing" not in events else ""
     title = f"[{level.upper()}] {what} on {len(alerts)} series{suffix}"
     items = []
     for a in alerts:
