@@ -258,7 +258,12 @@ def render_group(alerts: Sequence[dict[str, Any]]) -> Message:
     what = rules[0] if len(rules) == 1 else f"{len(rules)} rules"
     events = {str(a["event"]) for a in alerts}
     suffix = f" ({events.pop()})" if len(events) == 1 and "firing" not in events else ""
-    title = f"[{level.upper()}] {what} on {len(alerts)} series{suffix}"
+    keys = {str(a["key"]) for a in alerts}
+    first = alerts[0]
+    where = f"on {len(keys)} series" if len(keys) > 1 else \
+        " ".join(x for x in (first.get("venue"), first.get("symbol")) if x) or first["key"]
+    count = f" ({len(alerts)} alerts)" if len(alerts) > len(keys) else ""
+    title = f"[{level.upper()}] {what} {where}{suffix}{count}"
     items = []
     for a in alerts:
         facts = dict(lines_of(a))
