@@ -3,8 +3,10 @@
 Every alert event has one ``deliveries`` row per channel, written with the event. The dispatcher
 sends due rows — each channel on its own, so a dead or slow channel never holds up another —
 records ``sent`` or the error with exponential backoff (5 s doubling to 5 min), and gives up
-with ``failed`` after the channel's ``max_age``. Flood control folds what exceeds a channel's
-``per_minute`` into one summary message; nothing is dropped silently.
+with ``failed`` after the channel's ``max_age``. Alerts alike in a channel's ``group_by`` labels
+go out as one message, after ``group_wait`` (then at most every ``group_interval``); the wait is
+computed from the outbox rows, so it survives a restart. Flood control folds what exceeds a
+channel's ``per_minute`` messages into one summary message; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -262,7 +264,7 @@ class Dispatcher:
                 last_sent.get(key, -1 << 62) + ms(channel.group_interval))
             if ready <= now_ms:
                 batches.append(rows)
-        return batches if channel.group_by else [[r] for b in batches for r in b]
+        return batches
 
     def _last_sent(self, name: str, channel: Channel, now_ms: int) -> dict[tuple[Any, ...], int]:
         """When each group of the channel last had a message, within its ``group_interval``."""
