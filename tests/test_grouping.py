@@ -187,7 +187,7 @@ def test_three_stale_venues_send_one_message_across_a_kill9_and_one_resolved(
         cfg = tmp_path / "c.yaml"
         cfg.write_text(yaml.safe_dump({
             "storage": {"path": str(db)},
-            "sampling": {"interval": "200ms", "timeout": "500ms", "stale_after": "1s"},
+            "sampling": {"interval": "250ms", "timeout": "1s", "stale_after": "2s"},
             "venues": [{"id": v, "exchange": v, "symbols": ["BTC/USDT"],
                         "ccxt": {**fake.ccxt_config(v), "enableRateLimit": False}}
                        for v in venues],
@@ -211,8 +211,10 @@ def test_three_stale_venues_send_one_message_across_a_kill9_and_one_resolved(
         finally:
             assert d2.stop() == 0, d2.log()
     titles = [p["title"] for p in receiver.posts]
-    assert titles == ["[WARNING] feed-stale on 3 series",
-                      "[RESOLVED] feed-stale on 3 series (resolved)"], titles
+    assert titles[:2] == ["[WARNING] feed-stale on 3 series",
+                          "[RESOLVED] feed-stale on 3 series (resolved)"], titles
+    # More only if a feed went stale again after its recovery (a loaded machine).
+    assert len(titles) == 2 or len(rows(db, firing)) > 3, titles
     for v in venues:
         assert f"feed-stale {v} BTC/USDT" in receiver.posts[0]["message"]
         assert f"feed-stale {v} BTC/USDT (resolved)" in receiver.posts[1]["message"]
