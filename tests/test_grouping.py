@@ -218,3 +218,12 @@ def test_three_stale_venues_send_one_message_across_a_kill9_and_one_resolved(
     for v in venues:
         assert f"feed-stale {v} BTC/USDT" in receiver.posts[0]["message"]
         assert f"feed-stale {v} BTC/USDT (resolved)" in receiver.posts[1]["message"]
+
+
+def test_repeated_events_of_one_series_name_it_and_count_them(tmp_path: Path,
+                                                              receiver: Receiver) -> None:
+    config, store = setup(tmp_path, receiver)
+    store.write(Batch(alerts=[alert(NOW, "okx"), alert(NOW + 1000, "okx")]))
+    assert run(config, store, NOW + 10_000) == 2
+    assert receiver.posts[0]["title"] == \
+        "[CRITICAL] extreme-bid-pressure okx BTC/USDT (2 alerts)"
