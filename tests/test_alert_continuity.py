@@ -69,7 +69,7 @@ sampling: {{interval: 200ms}}
 venues:
   - {{id: simex, exchange: sim, symbols: [BTC/USDT, ETH/USDT], sim: {{seed: 3}}}}
 channels:
-  console: {{url: "console://"}}
+  console: {{url: "console://", group_by: []}}
 feed_stale: {{enabled: false}}
 rules:
   include: [rules.yaml]
@@ -147,8 +147,9 @@ def test_a_silence_ending_while_firing_announces_the_alert(tmp_path: Path) -> No
 
     cfg, db = sim_config(tmp_path)
     cfg.write_text(cfg.read_text().replace(
-        '  console: {url: "console://"}\n',
-        '  console: {url: "console://"}\n  desk: {url: "console://"}\n'))
+        '  console: {url: "console://", group_by: []}\n',
+        '  console: {url: "console://", group_by: []}\n'
+        '  desk: {url: "console://", group_by: []}\n'))
     Store(str(db)).close()
     added = cli("silence", "add", "-c", str(cfg), "--rule", "always", "--for", "1h",
                 "--reason", "maintenance")

@@ -37,7 +37,7 @@ sampling: {{interval: 300ms}}
 venues:
   - {{id: simex, exchange: sim, symbols: [BTC/USDT, ETH/USDT, SOL/USDT], sim: {{seed: 1}}}}
 channels:
-  hook: {{url: "${{HOOK_URL}}", timeout: 2s}}
+  hook: {{url: "${{HOOK_URL}}", timeout: 2s, group_by: []}}
 feed_stale: {{enabled: false}}
 rules: {{include: [rules.yaml]}}
 """)

@@ -120,6 +120,10 @@ def free_port() -> int:
 
 
 def setup(tmp_path: Path, channels: str) -> tuple[Any, Store]:
+    """A config with ``channels`` (flow mappings, one a line); a channel that does not say
+    ``group_by`` sends each alert on its own, at once (grouping has tests of its own)."""
+    channels = "".join(line if "group_by" in line else line.replace(": {", ": {group_by: [], ", 1)
+                       for line in channels.splitlines(keepends=True))
     (tmp_path / "rules.yaml").write_text(
         "rules:\n  - name: extreme-bid-pressure\n    when: wis_z >= 3\n    severity: critical\n"
         "    channels: [" + ", ".join(

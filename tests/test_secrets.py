@@ -51,9 +51,10 @@ venues:
       urls: {{api: {{rest: "http://proxyuser:${{PROXY_PASS}}@127.0.0.1:9/${{credential:venue-key}}"}}}}
       options: {{fetchMarkets: {{types: [spot]}}}}
 channels:
-  hook: {{url: "json://hookuser:${{HOOK_PASS}}@127.0.0.1:{receiver.port}/h/${{credential:hook-token}}"}}
+  hook: {{url: "json://hookuser:${{HOOK_PASS}}@127.0.0.1:{receiver.port}/h/${{credential:hook-token}}",
+         group_by: []}}
   dead: {{url: "json://deaduser:${{DEAD_PASS}}@127.0.0.1:9/d/${{credential:dead-token}}",
-          timeout: 1s}}
+          timeout: 1s, group_by: []}}
 http: {{listen: "127.0.0.1:{port}"}}
 rules: {{include: [rules.yaml]}}
 """)

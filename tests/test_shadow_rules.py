@@ -44,7 +44,7 @@ sampling: {{interval: 1s}}
 venues:
   - {{id: simex, exchange: sim, symbols: [BTC/USDT, ETH/USDT], sim: {{seed: 1}}}}
 channels:
-  hook: {{url: "{hook}", timeout: 5s}}
+  hook: {{url: "{hook}", timeout: 5s, group_by: []}}
 feed_stale: {{enabled: false}}
 rules: {{include: [rules.yaml]}}
 """)

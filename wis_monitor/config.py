@@ -185,6 +185,10 @@ class Channel(Model):
     timeout: PositiveDuration = timedelta(seconds=10)
     per_minute: int = Field(20, ge=1)
     max_age: Duration = timedelta(hours=24)
+    #: Alerts alike in these labels go out in one message; ``[]`` sends each on its own.
+    group_by: list[str] = ["rule"]
+    group_wait: Duration = timedelta(seconds=10)
+    group_interval: Duration = timedelta(minutes=1)
 
 
 class RulesBlock(Model):

@@ -37,7 +37,7 @@ STOP_GRACE_S = 10.0
 STORE_BUSY_S = 1.0  # how long a write waits for another writer's lock (on the event loop)
 STORE_RETRY_S = 5.0  # between write attempts while the database refuses them
 UNWRITTEN_SAMPLES = 100_000  # held in memory while the database refuses writes
-DELIVERY_GRACE_S = 5.0  # for sends in flight at SIGTERM; the rest stay pending
+DELIVERY_GRACE_S = 5.0  # for sends in flight and waiting groups at SIGTERM; the rest stay pending
 EXIT_UNHEALTHY = 3  # `run --once`: the cycle ran, but no venue is up or the database refused it
 SampleHook = Callable[[Sample], None]
 
@@ -195,7 +195,7 @@ class Daemon:
         are named), else EXIT_UNHEALTHY."""
         await self.sample_all()
         if self.dispatcher is not None:
-            await self.dispatcher.run_once(now_ms(), grace_s=10.0)
+            await self.dispatcher.run_once(now_ms(), grace_s=10.0, flush=True)
         ok, detail = self._health_detail()
         if ok:
             some_down = not all(v["up"] for v in detail["venues"].values())
@@ -334,9 +334,21 @@ class Daemon:
         with contextlib.suppress(BaseException):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.dispatcher is not None:  # sends in flight get a bounded grace period
-            await self.dispatcher.drain(DELIVERY_GRACE_S)
+            await self._flush_outbox()
         await self.close()
         log.info("stopped")
+
+    async def _flush_outbox(self) -> None:
+        """At a stop: finish the sends in flight, then send the groups still waiting (their
+        ``group_wait``/``group_interval``), all within the delivery grace period."""
+        assert self.dispatcher is not None
+        deadline = time.monotonic() + DELIVERY_GRACE_S
+        await self.dispatcher.drain(DELIVERY_GRACE_S)
+        try:
+            self.dispatcher.start_due(now_ms(), flush=True)
+        except Exception as exc:  # the stop must go on
+            log.error("outbox: %s: %s", type(exc).__name__, exc)
+        await self.dispatcher.drain(max(0.0, deadline - time.monotonic()))
 
     # -- reload -------------------------------------------------------------------------------
 

@@ -250,6 +250,35 @@ def sample_alerts(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
     return [firing, resolved]
 
 
+def render_group(alerts: Sequence[dict[str, Any]]) -> Message:
+    """One message for a group of alerts (see a channel's ``group_by``): a line per alert —
+    its title, value and time — in the default format (rules' templates render one alert)."""
+    rules = sorted({str(a["rule"]) for a in alerts})
+    level = _gravest(alerts)
+    what = rules[0] if len(rules) == 1 else f"{len(rules)} rules"
+    events = {str(a["event"]) for a in alerts}
+    suffix = f" ({events.pop()})" if len(events) == 1 and "firing" not in events else ""
+    keys = {str(a["key"]) for a in alerts}
+    first = alerts[0]
+    where = f"on {len(keys)} series" if len(keys) > 1 else \
+        " ".join(x for x in (first.get("venue"), first.get("symbol")) if x) or first["key"]
+    count = f" ({len(alerts)} alerts)" if len(alerts) > len(keys) else ""
+    title = f"[{level.upper()}] {what} {where}{suffix}{count}"
+    items = []
+    for a in alerts:
+        facts = dict(lines_of(a))
+        extra = [facts[k] for k in ("Resolved", "Value", "Why") if k in facts]
+        items.append("; ".join([title_of(a), *extra, _utc(a.get("ts"))]))
+    runbooks = {str((a.get("details") or {}).get("runbook") or "") for a in alerts} - {""}
+    footer = [f"Runbook: {r}" for r in sorted(runbooks)]
+    text = "\n".join(items + footer)
+    markdown = "\n".join([f"• {i}" for i in items] + footer)
+    body_html = f"<h3>{html.escape(title)}</h3><ul>" + "".join(
+        f"<li>{html.escape(i)}</li>" for i in items) + "</ul>" + "".join(
+        f"<p>{html.escape(f)}</p>" for f in footer)
+    return Message(title, text, body_html, markdown, level=level)
+
+
 def render_summary(alerts: Sequence[dict[str, Any]], channel: str, limit: int) -> Message:
     """One message folding alerts that exceeded the channel's flood limit."""
     title = f"[SUMMARY] {len(alerts)} more alert(s) on {channel} (flood limit {limit}/min)"

@@ -3,8 +3,10 @@
 Every alert event has one ``deliveries`` row per channel, written with the event. The dispatcher
 sends due rows — each channel on its own, so a dead or slow channel never holds up another —
 records ``sent`` or the error with exponential backoff (5 s doubling to 5 min), and gives up
-with ``failed`` after the channel's ``max_age``. Flood control folds what exceeds a channel's
-``per_minute`` into one summary message; nothing is dropped silently.
+with ``failed`` after the channel's ``max_age``. Alerts alike in a channel's ``group_by`` labels
+go out as one message, after ``group_wait`` (then at most every ``group_interval``); the wait is
+computed from the outbox rows, so it survives a restart. Flood control folds what exceeds a
+channel's ``per_minute`` messages into one summary message; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from apprise.decorators import notify as apprise_plugin
 
 from wis_monitor.config import Channel, Config
 from wis_monitor.duration import format_duration, ms
-from wis_monitor.message import Message, render, render_summary
+from wis_monitor.message import Message, render, render_group, render_summary
 from wis_monitor.redact import redact, register
 from wis_monitor.store import Store
 
@@ -35,6 +37,7 @@ log = logging.getLogger("wis_monitor.notify")
 BACKOFF_FIRST_MS = 5_000
 BACKOFF_MAX_MS = 300_000
 FOLDED = "folded into a summary message"
+GROUPED = "sent in a grouped message"
 EMAIL_SCHEMES = ("mailto", "mailtos")
 MARKDOWN_SCHEMES = ("slack", "discord", "mmost", "mmosts", "tgram", "matrix", "matrixs")
 #: apprise's notification type per message level: Slack colours its attachment by it (blue,
@@ -204,27 +207,79 @@ class Dispatcher:
         self._template_failed: set[str] = set()  # rules whose failure is logged (once each)
         register_secrets(config.settings.channels)
 
-    def due(self, now_ms: int) -> list[dict[str, Any]]:
+    def pending(self) -> list[dict[str, Any]]:
+        """Every pending delivery with its alert, oldest first (due or not)."""
         rows = self.store.query(
-            "SELECT d.id AS delivery_id, d.channel, d.attempts, d.created_ts, a.* FROM deliveries d"
-            " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending'"
-            " AND coalesce(d.next_attempt_ts, 0) <= ? ORDER BY d.id", [now_ms])
+            "SELECT d.id AS delivery_id, d.channel, d.attempts, d.created_ts, d.next_attempt_ts,"
+            " a.* FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+            " WHERE d.status = 'pending' ORDER BY d.id")
         for r in rows:
             r["details"] = json.loads(r["details"] or "{}")
             r["labels"] = json.loads(r["labels"] or "{}")
         return rows
 
-    def start_due(self, now_ms: int) -> int:
-        """Start sending the due rows of every channel that is not busy; how many rows."""
+    def start_due(self, now_ms: int, *, flush: bool = False) -> int:
+        """Start sending the due messages of every channel that is not busy; how many rows.
+        ``flush`` sends every pending group now, without waiting (one-shot runs)."""
         by_channel: dict[str, list[dict[str, Any]]] = {}
-        for r in self.due(now_ms):
+        for r in self.pending():
             if r["channel"] not in self._busy:
                 by_channel.setdefault(r["channel"], []).append(r)
+        started = 0
         for name, items in by_channel.items():
-            task = asyncio.create_task(self._channel(name, items, now_ms))
+            batches = self._due_groups(name, items, now_ms, flush)
+            if not batches:
+                continue
+            task = asyncio.create_task(self._channel(name, batches, now_ms))
             self._busy[name] = task
             task.add_done_callback(functools.partial(self._done, name))
-        return sum(len(items) for items in by_channel.values())
+            started += sum(len(b) for b in batches)
+        return started
+
+    def _due_groups(self, name: str, items: list[dict[str, Any]], now_ms: int, flush: bool
+                    ) -> list[list[dict[str, Any]]]:
+        """The channel's pending rows that are due, one list per message.
+
+        A group (alerts of one event alike in the channel's ``group_by`` labels) is due
+        ``group_wait`` after its oldest pending alert was queued, or ``group_interval`` after
+        the group's last message, whichever is later, and not before a failed send's backoff.
+        Rows past ``max_age`` and rows of a channel no longer configured are due at once (to
+        be given up)."""
+        channel = self.config.settings.channels.get(name)
+        if channel is None:
+            return [[r] for r in items]
+        max_age = ms(channel.max_age)
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        batches: list[list[dict[str, Any]]] = []
+        for r in items:
+            if now_ms - int(r["created_ts"]) > max_age:
+                batches.append([r])
+            else:
+                groups.setdefault(group_key(r, channel.group_by), []).append(r)
+        last_sent = {} if flush else self._last_sent(name, channel, now_ms)
+        for key, rows in groups.items():
+            backoff = max(int(r["next_attempt_ts"] or 0) for r in rows)
+            ready = backoff if flush or not channel.group_by else max(
+                backoff, min(int(r["created_ts"]) for r in rows) + ms(channel.group_wait),
+                last_sent.get(key, -1 << 62) + ms(channel.group_interval))
+            if ready <= now_ms:
+                batches.append(rows)
+        return batches
+
+    def _last_sent(self, name: str, channel: Channel, now_ms: int) -> dict[tuple[Any, ...], int]:
+        """When each group of the channel last had a message, within its ``group_interval``."""
+        if not channel.group_by:
+            return {}
+        rows = self.store.query(
+            "SELECT d.sent_ts, a.* FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+            " WHERE d.channel = ? AND d.status = 'sent' AND d.sent_ts > ?",
+            [name, now_ms - ms(channel.group_interval)])
+        out: dict[tuple[Any, ...], int] = {}
+        for r in rows:
+            r["labels"] = json.loads(r["labels"] or "{}")
+            key = group_key(r, channel.group_by)
+            out[key] = max(out.get(key, 0), int(r["sent_ts"]))
+        return out
 
     def _done(self, name: str, _task: asyncio.Task[None]) -> None:
         self._busy.pop(name, None)
@@ -240,54 +295,58 @@ class Dispatcher:
                         "next start", ", ".join(sorted(n for n, t in self._busy.items()
                                                        if t in left)), grace_s or 0)
 
-    async def run_once(self, now_ms: int, grace_s: float | None = None) -> int:
+    async def run_once(self, now_ms: int, grace_s: float | None = None, *,
+                       flush: bool = False) -> int:
         """Send every due delivery and wait for the sends; returns how many were attempted."""
-        n = self.start_due(now_ms)
+        n = self.start_due(now_ms, flush=flush)
         await self.drain(grace_s)
         return n
 
     def _sent_last_minute(self, channel: str, now_ms: int) -> int:
         rows = self.store.query(
             "SELECT count(*) AS n FROM deliveries WHERE channel = ? AND status = 'sent'"
-            " AND sent_ts > ? AND coalesce(last_error, '') != ?",
-            [channel, now_ms - 60_000, FOLDED])
+            " AND sent_ts > ? AND coalesce(last_error, '') NOT IN (?, ?)",
+            [channel, now_ms - 60_000, FOLDED, GROUPED])
         return int(rows[0]["n"]) if rows else 0
 
-    async def _channel(self, name: str, items: list[dict[str, Any]], now_ms: int) -> None:
+    async def _channel(self, name: str, batches: list[list[dict[str, Any]]], now_ms: int
+                       ) -> None:
         try:
-            await self._send_rows(name, items, now_ms)
+            await self._send_rows(name, batches, now_ms)
         except Exception as exc:  # a bug or a store error must not stop the outbox
             log.error("%s: sending the outbox failed: %s: %s", name, type(exc).__name__,
                       redact(str(exc)))
 
-    async def _send_rows(self, name: str, items: list[dict[str, Any]], now_ms: int) -> None:
+    async def _send_rows(self, name: str, batches: list[list[dict[str, Any]]], now_ms: int
+                         ) -> None:
         channel = self.config.settings.channels.get(name)
         if channel is None:
-            self._finish(items, "failed", now_ms, f'channel "{name}" is no longer configured')
+            self._finish([r for b in batches for r in b], "failed", now_ms,
+                         f'channel "{name}" is no longer configured')
             return
         max_age = ms(channel.max_age)
         fresh = []
-        for r in items:
-            if now_ms - int(r["created_ts"]) > max_age:
-                self._finish([r], "failed", now_ms, "gave up after max_age")
+        for rows in batches:
+            if len(rows) == 1 and now_ms - int(rows[0]["created_ts"]) > max_age:
+                self._finish(rows, "failed", now_ms, "gave up after max_age")
                 log.error("%s to channel %s: gave up after max_age %s (delivery %d)",
-                          _what([r]), name, format_duration(ms(channel.max_age)),
-                          r["delivery_id"])
+                          _what(rows), name, format_duration(max_age), rows[0]["delivery_id"])
             else:
-                fresh.append(r)
+                fresh.append(rows)
         room = channel.per_minute - self._sent_last_minute(name, now_ms)
         if room <= 0:
             return  # they stay pending and are folded once the minute has passed
         single, folded = (fresh, []) if len(fresh) <= room else (fresh[:room - 1], fresh[room - 1:])
-        for r in single:
-            msg = await self._render(r)
-            attach = await self._chart(r) if channel.attach_chart else None
+        for rows in single:
+            msg = await self._render(rows[0]) if len(rows) == 1 else render_group(rows)
+            attach = await self._chart(rows[0]) if channel.attach_chart else None
             ok, err = await send(channel, msg, attach)
-            self._outcome([r], ok, err, self._now_ms(now_ms), name)
+            self._outcome(rows, ok, err, self._now_ms(now_ms), name)
         if folded:
-            msg = render_summary(folded, name, channel.per_minute)
+            flat = [r for rows in folded for r in rows]
+            msg = render_summary(flat, name, channel.per_minute)
             ok, err = await send(channel, msg)
-            self._outcome(folded, ok, err, self._now_ms(now_ms), name, summary=True)
+            self._outcome(flat, ok, err, self._now_ms(now_ms), name, summary=True)
 
     async def _render(self, alert: dict[str, Any]) -> Message:
         """The alert's message, rendered off the event loop (a template may take its budget)."""
@@ -334,7 +393,8 @@ class Dispatcher:
                 log.warning("%s: %d alerts over the flood limit folded into one summary",
                             channel, len(rows))
             else:
-                self._finish(rows, "sent", now_ms, None)
+                self._finish(rows[:1], "sent", now_ms, None)
+                self._finish(rows[1:], "sent", now_ms, GROUPED)
             return
         for r in rows:
             attempts = int(r["attempts"]) + 1
@@ -359,10 +419,28 @@ class Dispatcher:
 
 def _what(rows: Sequence[dict[str, Any]]) -> str:
     """The alert of a delivery for a log line: ``firing extreme-bid-pressure on okx:BTC/USDT``;
-    a summary says how many it folds."""
+    a grouped or summary message says how many alerts it carries."""
     r = rows[0]
     one = f"{r['event']} {r['rule']} on {r['key']}"
-    return one if len(rows) == 1 else f"summary of {len(rows)} alerts ({one}, ...)"
+    return one if len(rows) == 1 else f"message of {len(rows)} alerts ({one}, ...)"
+
+
+#: The labels of an alert ``group_by`` knows besides the rule's own labels.
+ALERT_LABELS = ("rule", "severity", "venue", "symbol", "group")
+
+
+def group_key(alert: dict[str, Any], group_by: Sequence[str]) -> tuple[Any, ...]:
+    """Which message an alert goes out in: its event and its values of the ``group_by``
+    labels (``group`` is the group of a group rule's alert); ``[]`` puts each on its own."""
+    if not group_by:
+        return ("delivery", alert.get("delivery_id"))
+    def label(name: str) -> Any:
+        if name == "group":
+            return alert["key"] if alert.get("venue") is None else None
+        if name in ALERT_LABELS:
+            return alert.get(name)
+        return (alert.get("labels") or {}).get(name)
+    return (alert["event"], *(label(n) for n in group_by))
 
 
 async def send_test(config: Config, name: str) -> tuple[bool, str]:

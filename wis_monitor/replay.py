@@ -235,7 +235,7 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
         from wis_monitor.notify import Dispatcher
 
         asyncio.run(Dispatcher(config, store, clock=lambda: int(time.time() * 1000)).run_once(
-            int(time.time() * 1000), grace_s=30.0))
+            int(time.time() * 1000), grace_s=30.0, flush=True))
     store.close()
     return report
 
