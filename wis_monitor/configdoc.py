@@ -94,6 +94,10 @@ DESCRIPTIONS: dict[str, str] = {
     "Channel.timeout": "A send slower than this fails and is retried.",
     "Channel.per_minute": "At most this many messages a minute; the rest become one summary.",
     "Channel.max_age": "A message not delivered after this long is given up (`failed`).",
+    "Channel.group_by": "Labels that put alerts in one message (`rule`, `severity`, `venue`, "
+                        "`symbol`, `group` or a rule label); `[]` sends each alert at once.",
+    "Channel.group_wait": "How long a new group waits for more alerts before its first message.",
+    "Channel.group_interval": "How long after a group's message new alerts of it wait.",
     "RulesBlock.include": "Rule files (globs), relative to this file.",
     "FeedStale.enabled": "Whether the built-in `feed-stale` rule runs.",
     "FeedStale.severity": "Its severity.",
