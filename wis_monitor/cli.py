@@ -905,20 +905,22 @@ def _rate_per_hour(text: str) -> float:
               help="Start at this UTC time (2024-08-08T23:54:00Z, or a date: its start).")
 @click.option("--to", "end", default=None, metavar="TIME",
               help="End at this UTC time (or a date: its end).")
-@click.option("--venue", default=None)
-@click.option("--symbol", default=None)
+@click.option("--venue", default=None, metavar="VENUE", help="Only this venue's series.")
+@click.option("--symbol", default=None, metavar="SYMBOL",
+              help="Only this symbol's series (ccxt form, e.g. BTC/USDT).")
 @click.option("--threshold", "thresholds", multiple=True, type=float, metavar="Z",
-              help="Draw z-score lines at +Z and -Z; repeatable (default: the levels the rules "
-              "compare wis_z with, else 3).")
-@click.option("-o", "--output", required=True, metavar="FILE.png")
+              help="Draw z-score lines at +Z and -Z; repeatable (default: the levels of the "
+              "rules that fired in the period, else those the rules compare wis_z with, else 3).")
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="The chart; its suffix chooses the format: .png, .svg or .pdf.")
 def report(config: str | None, db: str | None, since: str, until: str | None,
            start: str | None, end: str | None, venue: str | None, symbol: str | None,
            thresholds: tuple[float, ...], output: str) -> None:
-    """Chart mid, WIS, z-score and alert markers over a period as a PNG.
+    """Chart mid, WIS, z-score and alert markers over a period (PNG, SVG or PDF).
 
     Example: wis-monitor report -c config.yaml --since 1h --venue binance -o report.png
     """
-    from wis_monitor.chart import render_report
+    from wis_monitor.chart import FORMATS, render_report, series_names
     from wis_monitor.duration import ms, parse_duration
     from wis_monitor.store import Store
 
@@ -929,6 +931,10 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
     if since_ms <= 0:
         raise click.BadParameter("must be longer than 0s", param_hint="--since")
+    fmt = Path(output).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise click.BadParameter(f'"{output}": the suffix must be one of '
+                                 f"{', '.join('.' + f for f in FORMATS)}", param_hint="-o")
     from_ms, to_ms = _utc_ms(start, "--from"), _utc_ms(end, "--to", end_of_day=True)
     cfg = _load(config, secrets=False) if config or not db else None
     if db is None and cfg is not None:
@@ -937,19 +943,32 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
         path = db
     else:
         raise click.ClickException(f"no database at {db}")
-    lines = _both_signs(thresholds) or (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
+    fallback = (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
     try:
         store = Store(path, readonly=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     try:
+        _check_series(series_names(store), venue, symbol)
         from_ms, to_ms = _window(store, since_ms, until_ago, from_ms, to_ms)
-        png = render_report(store, from_ms, to_ms, venue, symbol, lines)
+        chart = render_report(store, from_ms, to_ms, venue, symbol, _both_signs(thresholds),
+                              fallback, fmt)
     finally:
         store.close()
-    Path(output).write_bytes(png)
+    Path(output).write_bytes(chart.data)
     click.echo(f"wrote {output}: {_utc(from_ms)} to {_utc(to_ms)} UTC, z lines at "
-               f"{', '.join(f'{z:+g}' for z in lines)} ({len(png):,} bytes)")
+               f"{', '.join(f'{z:+g}' for z in chart.thresholds)} ({len(chart.data):,} bytes)")
+
+
+def _check_series(names: list[tuple[str, str]], venue: str | None, symbol: str | None) -> None:
+    """Exit 2 when --venue/--symbol select no series of the database, naming those it has."""
+    if any((venue is None or v == venue) and (symbol is None or s == symbol) for v, s in names):
+        return
+    if not names:
+        raise click.UsageError("the database has no samples")
+    what = " ".join(f"--{k} {x}" for k, x in (("venue", venue), ("symbol", symbol)) if x)
+    have = ", ".join(f"{v} {s}" for v, s in names)
+    raise click.UsageError(f"no series matches {what}; the database has: {have}")
 
 
 def _window(store: Store, since_ms: int, until_ago: int | None, from_ms: int | None,
