@@ -1,7 +1,9 @@
 """The ``wis-monitor`` command line (SPEC §9).
 
 Bad input never shows a traceback: configuration problems print as ``PATH:LINE: message`` on
-stderr and exit 2; other expected failures become a one-line error and exit 1.
+stderr and exit 2; other expected failures become a one-line error and exit 1. Exit codes
+(docs/cli.md): 0 ok, 1 runtime failure, 2 bad input or usage (including a missing database or
+file), 3 unhealthy (``run --once``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -35,6 +37,12 @@ if TYPE_CHECKING:
 
 EXIT_INVALID = 2
 T = TypeVar("T")
+
+
+class MissingInput(click.ClickException):
+    """A database, file or name the command was given does not exist: bad input, exit 2."""
+
+    exit_code = 2
 
 
 def _fail_config(exc: ConfigError) -> NoReturn:
@@ -58,7 +66,7 @@ def _existing_db(cfg: Config) -> str:
     did would leave a stray database the daemon never reads, e.g. after a wrong -c)."""
     path = cfg.db_path()
     if not Path(path).exists():
-        raise click.ClickException(
+        raise MissingInput(
             f"no database at {path} (is storage.path right? has the daemon run yet?)")
     return path
 
@@ -82,11 +90,15 @@ def cli(log_level: str, log_format: str) -> None:
 
 @cli.command()
 @config_option
-def check(config: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output on stdout (keys: docs/cli.md#check).")
+def check(config: str | None, as_json: bool) -> None:
     """Validate the config and its rules; exit 0 if valid, 2 with PATH:LINE errors if not.
 
     Example: wis-monitor check -c /etc/wis-monitor/config.yaml
     """
+    if as_json:
+        _check_json(config)
     cfg = _load(config)
     for note in _notes(cfg):
         click.echo(note, err=True)
@@ -95,6 +107,39 @@ def check(config: str | None) -> None:
         f"{sum(len(v.symbols) for v in cfg.settings.venues)} series, {len(cfg.rules)} rule(s) "
         f"from {len(cfg.rule_files)} file(s), {len(cfg.settings.channels)} channel(s))"
     )
+
+
+def _check_json(config: str | None) -> NoReturn:
+    """``check --json``: ok, config, problems and notes as {path, line, message}, counts."""
+    path = config_path(config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        click.echo(json.dumps({"ok": False, "config": path,
+                               "problems": [_located(p) for p in exc.problems], "notes": [],
+                               "counts": None}, indent=2))
+        sys.exit(EXIT_INVALID)
+    counts = {"venues": len(cfg.settings.venues),
+              "series": sum(len(v.symbols) for v in cfg.settings.venues),
+              "rules": len(cfg.rules), "rule_files": len(cfg.rule_files),
+              "channels": len(cfg.settings.channels)}
+    notes = [_located(_note_problem(n)) for n in _notes(cfg)]
+    click.echo(json.dumps({"ok": True, "config": cfg.path, "problems": [], "notes": notes,
+                           "counts": counts}, indent=2))
+    sys.exit(0)
+
+
+def _located(p: Problem) -> dict[str, object]:
+    return {"path": p.path, "line": p.line, "message": p.message}
+
+
+def _note_problem(note: str) -> Problem:
+    """A ``PATH[:LINE]: note: message`` line as its parts."""
+    where, _, message = note.partition(": note: ")
+    path, _, line = where.rpartition(":")
+    if path and line.isdigit():
+        return Problem(path, int(line), message)
+    return Problem(where, None, message)
 
 
 def _notes(cfg: Config) -> list[str]:
@@ -216,6 +261,25 @@ def recording_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def expand_books(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """``--books`` arguments with their globs expanded (sorted, each file once); a pattern
+    that matches no file is exit 2, every one said. A plain path is kept as given."""
+    import glob
+
+    files: list[str] = []
+    unmatched: list[str] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not found:
+            unmatched.append(pattern)
+        files.extend(f for f in found if f not in files)
+    for pattern in unmatched:
+        click.echo(f"{pattern}: no file matches this --books pattern", err=True)
+    if unmatched:
+        sys.exit(EXIT_INVALID)
+    return tuple(files)
+
+
 def _recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
               reading: ImportOptions, label: str) -> Iterator[Observation]:
     """The books to replay or calibrate on; unreadable files are exit 2, every one said."""
@@ -223,6 +287,7 @@ def _recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
     from wis_monitor.sources.recordings import UnreadableRecording, check
     from wis_monitor.sources.recordings_parquet import MissingExtra
 
+    books = expand_books(books)
     try:
         check(books, reading)
     except MissingExtra as exc:
@@ -237,9 +302,9 @@ def _recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
 
 @cli.command()
 @config_option
-@click.option("--books", "books", multiple=True, metavar="FILE",
-              help="Book recording: JSON Lines, Parquet, Tardis CSV or hftbacktest (.gz ok); "
-              "repeatable.")
+@click.option("--books", "books", multiple=True, metavar="GLOB",
+              help="Book recordings (a file or a glob): JSON Lines, Parquet, Tardis CSV or "
+              "hftbacktest (.gz ok); repeatable.")
 @click.option("--db", "db_in", default=None, metavar="DB", help="Replay books recorded in a DB.")
 @click.option("--out", "--db-out", "out", default=None, metavar="DB",
               help="Write samples and alerts here (default: a temporary in-memory DB).")
@@ -259,7 +324,7 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
     if db_in and not Path(db_in).exists():
-        raise click.UsageError(f"no database at {db_in}")
+        raise MissingInput(f"no database at {db_in}")
     cfg = _load(config, secrets=notify) if config else _default_replay_config()
     if rule_globs:
         try:
@@ -399,7 +464,7 @@ def top(config: str | None, db: str | None, interval: str, once: bool) -> None:
     if db is None and cfg is not None:
         db = _existing_db(cfg)
     elif db is not None and not Path(db).exists():
-        raise click.ClickException(f"no database at {db}")
+        raise MissingInput(f"no database at {db}")
     series = [(v.id, s) for v in cfg.settings.venues for s in v.symbols] if cfg else []
     stale = {v.id: cfg.stale_after_ms(v) for v in cfg.settings.venues} if cfg else {}
     store = _store_at(str(db))
@@ -466,6 +531,7 @@ def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: 
     cfg = _load(config, secrets=False)
     _check_silenced_rule(cfg, rule)
     _check_matcher_keys(cfg, rule, parsed)
+    _check_matcher_values(cfg, parsed)
     _existing_db(cfg)
     store = _store(cfg)
     now = _now_ms()
@@ -512,6 +578,23 @@ def _check_matcher_keys(cfg: Config, rule: str, matchers: dict[str, str]) -> Non
                 param_hint="--match")
 
 
+def _check_matcher_values(cfg: Config, matchers: dict[str, str]) -> None:
+    """A venue or symbol glob that matches none of the config's would silence nothing."""
+    import fnmatch
+
+    known = {"venue": sorted({v.id for v in cfg.settings.venues}),
+             "symbol": sorted({s for v in cfg.settings.venues for s in v.symbols})}
+    for key, names in known.items():
+        glob = matchers.get(key)
+        if glob is None or not names or any(fnmatch.fnmatchcase(n, glob) for n in names):
+            continue
+        hint = difflib.get_close_matches(glob, names, n=1)
+        raise click.BadParameter(
+            f'{key}={glob} matches no configured {key}'
+            + (f' (did you mean "{hint[0]}"?)' if hint else "") + f"; {key}s: {', '.join(names)}",
+            param_hint="--match")
+
+
 def _check_silenced_rule(cfg: Config, rule: str) -> None:
     """A rule name that matches nothing would silence nothing: say so."""
     import fnmatch
@@ -529,8 +612,10 @@ def _check_silenced_rule(cfg: Config, rule: str) -> None:
 
 @silence.command("list")
 @config_option
-@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
-def silence_list(config: str | None, show_all: bool) -> None:
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences (marked).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output (keys: docs/cli.md#silence).")
+def silence_list(config: str | None, show_all: bool, as_json: bool) -> None:
     """List active silences.
 
     Example: wis-monitor silence list
@@ -538,19 +623,35 @@ def silence_list(config: str | None, show_all: bool) -> None:
     cfg = _load(config, secrets=False)
     _existing_db(cfg)
     store = _store(cfg)
+    now = _now_ms()
     try:
         rows = store.query(
             "SELECT * FROM silences" + ("" if show_all else " WHERE expires_ts > ?")
-            + " ORDER BY id", [] if show_all else [_now_ms()])
+            + " ORDER BY id", [] if show_all else [now])
     finally:
         store.close()
+    if as_json:
+        click.echo(json.dumps([_silence_json(r, now) for r in rows], indent=2))
+        return
     if not rows:
         click.echo("no active silences" if not show_all else "no silences")
         return
     for r in rows:
         until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(r["expires_ts"] / 1000))
-        click.echo(f"{r['id']:>4}  rule={r['rule']}  {r['matchers']}  until {until}  "
+        state = "expired" if r["expires_ts"] <= now else "until"
+        click.echo(f"{r['id']:>4}  rule={r['rule']}  {r['matchers']}  {state} {until}  "
                    f"by {r['created_by'] or '?'}: {r['reason']}")
+
+
+def _silence_json(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """One silence for ``silence list --json``: the keys documented in docs/cli.md."""
+    def utc(ts: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / 1000))
+
+    return {"id": row["id"], "rule": row["rule"], "matchers": json.loads(row["matchers"]),
+            "created": utc(row["created_ts"]), "expires": utc(row["expires_ts"]),
+            "expired": row["expires_ts"] <= now_ms, "by": row["created_by"] or None,
+            "reason": row["reason"]}
 
 
 @silence.command("expire")
@@ -569,7 +670,7 @@ def silence_expire(config: str | None, silence_id: int) -> None:
     finally:
         store.close()
     if not ok:
-        raise click.ClickException(f"no active silence {silence_id}")
+        raise MissingInput(f"no active silence {silence_id}")
     click.echo(f"silence {silence_id} expired")
 
 
@@ -586,7 +687,7 @@ def notify_test(config: str | None, channel: str) -> None:
     cfg = _load(config)
     if channel not in cfg.settings.channels:
         known = ", ".join(sorted(cfg.settings.channels)) or "none configured"
-        raise click.ClickException(f'unknown channel "{channel}" (channels: {known})')
+        raise MissingInput(f'unknown channel "{channel}" (channels: {known})')
     ok, detail = asyncio.run(send_test(cfg, channel))
     click.echo(f"{channel}: {'sent' if ok else 'FAILED'}{': ' + detail if detail else ''}")
     sys.exit(0 if ok else 1)
@@ -606,14 +707,34 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
     from wis_monitor.replay import export_books as export
 
     if not Path(db).exists():
-        raise click.ClickException(f"{db}: no such database")
+        raise MissingInput(f"no database at {db}")
     _parquet_output(output)
+    _check_recorded_books(db, venue, symbol)
     try:
         n = export(db, output, venue=venue, symbol=symbol,
                    progress=_progress if _bars() else None)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {n} books to {output}")
+
+
+def _check_recorded_books(db: str, venue: str | None, symbol: str | None) -> None:
+    """Exit 2 (writing nothing) when the database holds no books to export, saying why."""
+    from wis_monitor.replay import count_books
+
+    if count_books((), db, venue, symbol):
+        return
+    if (venue is None and symbol is None) or not count_books((), db):
+        raise MissingInput(f"{db} holds no recorded books: the daemon records them only with "
+                           "storage.record_books on")
+    store = _store_at(db)
+    try:
+        have = ", ".join(f"{r['venue']} {r['symbol']}" for r in store.query(
+            "SELECT DISTINCT venue, symbol FROM books ORDER BY venue, symbol"))
+    finally:
+        store.close()
+    what = " ".join(f"--{k} {x}" for k, x in (("venue", venue), ("symbol", symbol)) if x)
+    raise MissingInput(f"{db} holds no recorded books of {what}; it has: {have}")
 
 
 def _parquet_output(output: str) -> None:
@@ -652,7 +773,8 @@ def convert_books(files: tuple[str, ...], output: str, reading: ImportOptions) -
 
 @cli.command()
 @config_option
-@click.option("--books", "books", multiple=True, metavar="FILE", help="Book recording; repeatable.")
+@click.option("--books", "books", multiple=True, metavar="GLOB",
+              help="Book recordings (a file or a glob); repeatable.")
 @click.option("--db", "db_in", default=None, metavar="DB", help="Books recorded in a DB.")
 @click.option("--horizon", default="1s,5s,10s", show_default=True, metavar="LIST",
               help="Comma-separated horizons of the mid move to predict; the recommendation "
@@ -693,7 +815,7 @@ def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, hor
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
     if db_in and not Path(db_in).exists():
-        raise click.UsageError(f"no database at {db_in}")
+        raise MissingInput(f"no database at {db_in}")
     cfg = _load(config, secrets=False) if config else None
     problems: list[Problem] = []
     observations = _recorded(books, db_in, problems, reading, "reading books")
@@ -942,7 +1064,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     elif db is not None and Path(db).exists():
         path = db
     else:
-        raise click.ClickException(f"no database at {db}")
+        raise MissingInput(f"no database at {db}")
     fallback = (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
     try:
         store = Store(path, readonly=True)
@@ -1030,9 +1152,34 @@ def _utc_ms(text: str | None, option: str, *, end_of_day: bool = False) -> int |
     return int(when.timestamp() * 1000)
 
 
+GLOBAL_OPTIONS = ("--log-level", "--log-format")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """The arguments with the group's options moved before the subcommand, so that
+    ``wis-monitor run --log-format json`` works like ``wis-monitor --log-format json run``."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        name = a.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            take = 1 if "=" in a or i + 1 == len(args) else 2
+            front.extend(args[i:i + take])
+            i += take
+            continue
+        rest.append(a)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     try:
-        cli(standalone_mode=True)
+        cli(args=hoist_global_options(sys.argv[1:]), standalone_mode=True)
     except WisMonitorError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
