@@ -169,6 +169,7 @@ def render(series: SeriesRows, alerts: Sequence[dict[str, Any]], since_ms: int, 
     _fit(ax_mid, drawn["mid"], floor=1.0 if relative else 0.0)
     _fit(ax_wis, drawn["wis"], floor=0.1, bounds=(-1.05, 1.05))
     _fit(ax_z, drawn["z"], floor=1.0)
+    ax_mid.ticklabel_format(axis="y", useOffset=False, style="plain")  # prices as they are
     ax_mid.set_ylabel("mid, bps from first sample" if relative else "mid")
     ax_wis.set_ylabel("WIS")
     ax_z.set_ylabel("WIS z-score")
