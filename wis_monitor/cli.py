@@ -270,11 +270,13 @@ def expand_books(patterns: tuple[str, ...]) -> tuple[str, ...]:
     unmatched: list[str] = []
     for pattern in patterns:
         found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not found:
+        if not found or (not glob.has_magic(pattern) and not os.path.exists(pattern)):
             unmatched.append(pattern)
+            continue
         files.extend(f for f in found if f not in files)
     for pattern in unmatched:
-        click.echo(f"{pattern}: no file matches this --books pattern", err=True)
+        click.echo(f"{pattern}: " + ("no file matches this --books pattern"
+                                     if glob.has_magic(pattern) else "no such file"), err=True)
     if unmatched:
         sys.exit(EXIT_INVALID)
     return tuple(files)
@@ -722,7 +724,8 @@ def _check_recorded_books(db: str, venue: str | None, symbol: str | None) -> Non
     """Exit 2 (writing nothing) when the database holds no books to export, saying why."""
     from wis_monitor.replay import count_books
 
-    if count_books((), db, venue, symbol):
+    n = count_books((), db, venue, symbol)
+    if n is None or n:  # None: unreadable, which the export itself reports
         return
     if (venue is None and symbol is None) or not count_books((), db):
         raise MissingInput(f"{db} holds no recorded books: the daemon records them only with "
