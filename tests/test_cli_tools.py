@@ -79,7 +79,7 @@ def test_tools_that_send_nothing_need_no_secrets_and_create_no_database(tmp_path
     for args in (["status"], ["silence", "list"], ["report", "-o", str(tmp_path / "r.png")],
                  ["silence", "add", "--for", "1h", "--reason", "maintenance"]):
         r = cli(*args, "-c", str(cfg), env=env)
-        assert r.returncode == 1, (args, r.stderr)
+        assert r.returncode == 2, (args, r.stderr)
         assert f"no database at {db} (is storage.path right? has the daemon run yet?)" \
             in r.stderr
         assert not db.exists()

@@ -98,7 +98,7 @@ def test_silence_records_silenced_deliveries(tmp_path: Path) -> None:
     assert got == {"simex:ETH/USDT": "silenced", "simex:BTC/USDT": "sent"}
     assert cli("silence", "expire", "-c", str(cfg), "1").returncode == 0
     assert "no active silences" in cli("silence", "list", "-c", str(cfg)).stdout
-    assert cli("silence", "expire", "-c", str(cfg), "1").returncode == 1
+    assert cli("silence", "expire", "-c", str(cfg), "1").returncode == 2
 
 
 def test_bad_silence_input_is_a_clear_error(tmp_path: Path) -> None:

@@ -179,7 +179,7 @@ def test_top_once_on_the_database_of_a_daemon(daemon_db: Path) -> None:
 
 def test_top_without_a_database_says_so(tmp_path: Path) -> None:
     done = run_cli("top", "--db", str(tmp_path / "none.db"), "--once")
-    assert done.returncode == 1 and "no database at" in done.stderr
+    assert done.returncode == 2 and "no database at" in done.stderr
     assert "Traceback" not in done.stderr
 
 

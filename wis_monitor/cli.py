@@ -1,7 +1,9 @@
 """The ``wis-monitor`` command line (SPEC §9).
 
 Bad input never shows a traceback: configuration problems print as ``PATH:LINE: message`` on
-stderr and exit 2; other expected failures become a one-line error and exit 1.
+stderr and exit 2; other expected failures become a one-line error and exit 1. Exit codes
+(docs/cli.md): 0 ok, 1 runtime failure, 2 bad input or usage (including a missing database or
+file), 3 unhealthy (``run --once``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -36,6 +38,12 @@ if TYPE_CHECKING:
 
 EXIT_INVALID = 2
 T = TypeVar("T")
+
+
+class MissingInput(click.ClickException):
+    """A database, file or name the command was given does not exist: bad input, exit 2."""
+
+    exit_code = 2
 
 
 def _fail_config(exc: ConfigError) -> NoReturn:
@@ -59,7 +67,7 @@ def _existing_db(cfg: Config) -> str:
     did would leave a stray database the daemon never reads, e.g. after a wrong -c)."""
     path = cfg.db_path()
     if not Path(path).exists():
-        raise click.ClickException(
+        raise MissingInput(
             f"no database at {path} (is storage.path right? has the daemon run yet?)")
     return path
 
@@ -85,11 +93,15 @@ def cli(log_level: str, log_format: str) -> None:
 @config_option
 @click.option("--online", is_flag=True,
               help="Also load each ccxt venue's markets and check its symbols and their types.")
-def check(config: str | None, online: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output on stdout (keys: docs/cli.md#check).")
+def check(config: str | None, online: bool, as_json: bool) -> None:
     """Validate the config and its rules; exit 0 if valid, 2 with PATH:LINE errors if not.
 
     Example: wis-monitor check -c /etc/wis-monitor/config.yaml
     """
+    if as_json:
+        _check_json(config)
     cfg = _load(config)
     if online:
         _check_online(cfg)
@@ -112,6 +124,39 @@ def _check_online(cfg: Config) -> None:
         click.echo(note, err=True)
     if problems:
         _fail_config(ConfigError(problems))
+
+
+def _check_json(config: str | None) -> NoReturn:
+    """``check --json``: ok, config, problems and notes as {path, line, message}, counts."""
+    path = config_path(config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        click.echo(json.dumps({"ok": False, "config": path,
+                               "problems": [_located(p) for p in exc.problems], "notes": [],
+                               "counts": None}, indent=2))
+        sys.exit(EXIT_INVALID)
+    counts = {"venues": len(cfg.settings.venues),
+              "series": sum(len(v.symbols) for v in cfg.settings.venues),
+              "rules": len(cfg.rules), "rule_files": len(cfg.rule_files),
+              "channels": len(cfg.settings.channels)}
+    notes = [_located(_note_problem(n)) for n in _notes(cfg)]
+    click.echo(json.dumps({"ok": True, "config": cfg.path, "problems": [], "notes": notes,
+                           "counts": counts}, indent=2))
+    sys.exit(0)
+
+
+def _located(p: Problem) -> dict[str, object]:
+    return {"path": p.path, "line": p.line, "message": p.message}
+
+
+def _note_problem(note: str) -> Problem:
+    """A ``PATH[:LINE]: note: message`` line as its parts."""
+    where, _, message = note.partition(": note: ")
+    path, _, line = where.rpartition(":")
+    if path and line.isdigit():
+        return Problem(path, int(line), message)
+    return Problem(where, None, message)
 
 
 def _notes(cfg: Config) -> list[str]:
@@ -233,6 +278,27 @@ def recording_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def expand_books(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """``--books`` arguments with their globs expanded (sorted, each file once); a pattern
+    that matches no file is exit 2, every one said. A plain path is kept as given."""
+    import glob
+
+    files: list[str] = []
+    unmatched: list[str] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not found or (not glob.has_magic(pattern) and not os.path.exists(pattern)):
+            unmatched.append(pattern)
+            continue
+        files.extend(f for f in found if f not in files)
+    for pattern in unmatched:
+        click.echo(f"{pattern}: " + ("no file matches this --books pattern"
+                                     if glob.has_magic(pattern) else "no such file"), err=True)
+    if unmatched:
+        sys.exit(EXIT_INVALID)
+    return tuple(files)
+
+
 def _recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
               reading: ImportOptions, label: str) -> Iterator[Observation]:
     """The books to replay or calibrate on; unreadable files are exit 2, every one said."""
@@ -240,6 +306,7 @@ def _recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
     from wis_monitor.sources.recordings import UnreadableRecording, check
     from wis_monitor.sources.recordings_parquet import MissingExtra
 
+    books = expand_books(books)
     try:
         check(books, reading)
     except MissingExtra as exc:
@@ -254,9 +321,9 @@ def _recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
 
 @cli.command()
 @config_option
-@click.option("--books", "books", multiple=True, metavar="FILE",
-              help="Book recording: JSON Lines, Parquet, Tardis CSV or hftbacktest (.gz ok); "
-              "repeatable.")
+@click.option("--books", "books", multiple=True, metavar="GLOB",
+              help="Book recordings (a file or a glob): JSON Lines, Parquet, Tardis CSV or "
+              "hftbacktest (.gz ok); repeatable.")
 @click.option("--db", "db_in", default=None, metavar="DB", help="Replay books recorded in a DB.")
 @click.option("--out", "--db-out", "out", default=None, metavar="DB",
               help="Write samples and alerts here (default: a temporary in-memory DB).")
@@ -276,7 +343,7 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
     if db_in and not Path(db_in).exists():
-        raise click.UsageError(f"no database at {db_in}")
+        raise MissingInput(f"no database at {db_in}")
     cfg = _load(config, secrets=notify) if config else _default_replay_config()
     if rule_globs:
         try:
@@ -416,7 +483,7 @@ def top(config: str | None, db: str | None, interval: str, once: bool) -> None:
     if db is None and cfg is not None:
         db = _existing_db(cfg)
     elif db is not None and not Path(db).exists():
-        raise click.ClickException(f"no database at {db}")
+        raise MissingInput(f"no database at {db}")
     series = [(v.id, s) for v in cfg.settings.venues for s in v.symbols] if cfg else []
     stale = {v.id: cfg.stale_after_ms(v) for v in cfg.settings.venues} if cfg else {}
     store = _store_at(str(db))
@@ -483,6 +550,7 @@ def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: 
     cfg = _load(config, secrets=False)
     _check_silenced_rule(cfg, rule)
     _check_matcher_keys(cfg, rule, parsed)
+    _check_matcher_values(cfg, parsed)
     _existing_db(cfg)
     store = _store(cfg)
     now = _now_ms()
@@ -529,6 +597,23 @@ def _check_matcher_keys(cfg: Config, rule: str, matchers: dict[str, str]) -> Non
                 param_hint="--match")
 
 
+def _check_matcher_values(cfg: Config, matchers: dict[str, str]) -> None:
+    """A venue or symbol glob that matches none of the config's would silence nothing."""
+    import fnmatch
+
+    known = {"venue": sorted({v.id for v in cfg.settings.venues}),
+             "symbol": sorted({s for v in cfg.settings.venues for s in v.symbols})}
+    for key, names in known.items():
+        glob = matchers.get(key)
+        if glob is None or not names or any(fnmatch.fnmatchcase(n, glob) for n in names):
+            continue
+        hint = difflib.get_close_matches(glob, names, n=1)
+        raise click.BadParameter(
+            f'{key}={glob} matches no configured {key}'
+            + (f' (did you mean "{hint[0]}"?)' if hint else "") + f"; {key}s: {', '.join(names)}",
+            param_hint="--match")
+
+
 def _check_silenced_rule(cfg: Config, rule: str) -> None:
     """A rule name that matches nothing would silence nothing: say so."""
     import fnmatch
@@ -546,8 +631,10 @@ def _check_silenced_rule(cfg: Config, rule: str) -> None:
 
 @silence.command("list")
 @config_option
-@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
-def silence_list(config: str | None, show_all: bool) -> None:
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences (marked).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output (keys: docs/cli.md#silence).")
+def silence_list(config: str | None, show_all: bool, as_json: bool) -> None:
     """List active silences.
 
     Example: wis-monitor silence list
@@ -555,19 +642,35 @@ def silence_list(config: str | None, show_all: bool) -> None:
     cfg = _load(config, secrets=False)
     _existing_db(cfg)
     store = _store(cfg)
+    now = _now_ms()
     try:
         rows = store.query(
             "SELECT * FROM silences" + ("" if show_all else " WHERE expires_ts > ?")
-            + " ORDER BY id", [] if show_all else [_now_ms()])
+            + " ORDER BY id", [] if show_all else [now])
     finally:
         store.close()
+    if as_json:
+        click.echo(json.dumps([_silence_json(r, now) for r in rows], indent=2))
+        return
     if not rows:
         click.echo("no active silences" if not show_all else "no silences")
         return
     for r in rows:
         until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(r["expires_ts"] / 1000))
-        click.echo(f"{r['id']:>4}  rule={r['rule']}  {r['matchers']}  until {until}  "
+        state = "expired" if r["expires_ts"] <= now else "until"
+        click.echo(f"{r['id']:>4}  rule={r['rule']}  {r['matchers']}  {state} {until}  "
                    f"by {r['created_by'] or '?'}: {r['reason']}")
+
+
+def _silence_json(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """One silence for ``silence list --json``: the keys documented in docs/cli.md."""
+    def utc(ts: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / 1000))
+
+    return {"id": row["id"], "rule": row["rule"], "matchers": json.loads(row["matchers"]),
+            "created": utc(row["created_ts"]), "expires": utc(row["expires_ts"]),
+            "expired": row["expires_ts"] <= now_ms, "by": row["created_by"] or None,
+            "reason": row["reason"]}
 
 
 @silence.command("expire")
@@ -586,7 +689,7 @@ def silence_expire(config: str | None, silence_id: int) -> None:
     finally:
         store.close()
     if not ok:
-        raise click.ClickException(f"no active silence {silence_id}")
+        raise MissingInput(f"no active silence {silence_id}")
     click.echo(f"silence {silence_id} expired")
 
 
@@ -603,7 +706,7 @@ def notify_test(config: str | None, channel: str) -> None:
     cfg = _load(config)
     if channel not in cfg.settings.channels:
         known = ", ".join(sorted(cfg.settings.channels)) or "none configured"
-        raise click.ClickException(f'unknown channel "{channel}" (channels: {known})')
+        raise MissingInput(f'unknown channel "{channel}" (channels: {known})')
     ok, detail = asyncio.run(send_test(cfg, channel))
     click.echo(f"{channel}: {'sent' if ok else 'FAILED'}{': ' + detail if detail else ''}")
     sys.exit(0 if ok else 1)
@@ -623,14 +726,35 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
     from wis_monitor.replay import export_books as export
 
     if not Path(db).exists():
-        raise click.ClickException(f"{db}: no such database")
+        raise MissingInput(f"no database at {db}")
     _parquet_output(output)
+    _check_recorded_books(db, venue, symbol)
     try:
         n = export(db, output, venue=venue, symbol=symbol,
                    progress=_progress if _bars() else None)
     except (StoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {n} books to {output}")
+
+
+def _check_recorded_books(db: str, venue: str | None, symbol: str | None) -> None:
+    """Exit 2 (writing nothing) when the database holds no books to export, saying why."""
+    from wis_monitor.replay import count_books
+
+    n = count_books((), db, venue, symbol)
+    if n is None or n:  # None: unreadable, which the export itself reports
+        return
+    if (venue is None and symbol is None) or not count_books((), db):
+        raise MissingInput(f"{db} holds no recorded books: the daemon records them only with "
+                           "storage.record_books on")
+    store = _store_at(db)
+    try:
+        have = ", ".join(f"{r['venue']} {r['symbol']}" for r in store.query(
+            "SELECT DISTINCT venue, symbol FROM books ORDER BY venue, symbol"))
+    finally:
+        store.close()
+    what = " ".join(f"--{k} {x}" for k, x in (("venue", venue), ("symbol", symbol)) if x)
+    raise MissingInput(f"{db} holds no recorded books of {what}; it has: {have}")
 
 
 def _parquet_output(output: str) -> None:
@@ -669,7 +793,8 @@ def convert_books(files: tuple[str, ...], output: str, reading: ImportOptions) -
 
 @cli.command()
 @config_option
-@click.option("--books", "books", multiple=True, metavar="FILE", help="Book recording; repeatable.")
+@click.option("--books", "books", multiple=True, metavar="GLOB",
+              help="Book recordings (a file or a glob); repeatable.")
 @click.option("--db", "db_in", default=None, metavar="DB", help="Books recorded in a DB.")
 @click.option("--horizon", default="1s,5s,10s", show_default=True, metavar="LIST",
               help="Comma-separated horizons of the mid move to predict; the recommendation "
@@ -710,7 +835,7 @@ def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, hor
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
     if db_in and not Path(db_in).exists():
-        raise click.UsageError(f"no database at {db_in}")
+        raise MissingInput(f"no database at {db_in}")
     cfg = _load(config, secrets=False) if config else None
     problems: list[Problem] = []
     observations = _recorded(books, db_in, problems, reading, "reading books")
@@ -922,20 +1047,22 @@ def _rate_per_hour(text: str) -> float:
               help="Start at this UTC time (2024-08-08T23:54:00Z, or a date: its start).")
 @click.option("--to", "end", default=None, metavar="TIME",
               help="End at this UTC time (or a date: its end).")
-@click.option("--venue", default=None)
-@click.option("--symbol", default=None)
+@click.option("--venue", default=None, metavar="VENUE", help="Only this venue's series.")
+@click.option("--symbol", default=None, metavar="SYMBOL",
+              help="Only this symbol's series (ccxt form, e.g. BTC/USDT).")
 @click.option("--threshold", "thresholds", multiple=True, type=float, metavar="Z",
-              help="Draw z-score lines at +Z and -Z; repeatable (default: the levels the rules "
-              "compare wis_z with, else 3).")
-@click.option("-o", "--output", required=True, metavar="FILE.png")
+              help="Draw z-score lines at +Z and -Z; repeatable (default: the levels of the "
+              "rules that fired in the period, else those the rules compare wis_z with, else 3).")
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="The chart; its suffix chooses the format: .png, .svg or .pdf.")
 def report(config: str | None, db: str | None, since: str, until: str | None,
            start: str | None, end: str | None, venue: str | None, symbol: str | None,
            thresholds: tuple[float, ...], output: str) -> None:
-    """Chart mid, WIS, z-score and alert markers over a period as a PNG.
+    """Chart mid, WIS, z-score and alert markers over a period (PNG, SVG or PDF).
 
     Example: wis-monitor report -c config.yaml --since 1h --venue binance -o report.png
     """
-    from wis_monitor.chart import render_report
+    from wis_monitor.chart import FORMATS, render_report, series_names
     from wis_monitor.duration import ms, parse_duration
     from wis_monitor.store import Store
 
@@ -946,6 +1073,10 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
     if since_ms <= 0:
         raise click.BadParameter("must be longer than 0s", param_hint="--since")
+    fmt = Path(output).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise click.BadParameter(f'"{output}": the suffix must be one of '
+                                 f"{', '.join('.' + f for f in FORMATS)}", param_hint="-o")
     from_ms, to_ms = _utc_ms(start, "--from"), _utc_ms(end, "--to", end_of_day=True)
     cfg = _load(config, secrets=False) if config or not db else None
     if db is None and cfg is not None:
@@ -953,20 +1084,33 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     elif db is not None and Path(db).exists():
         path = db
     else:
-        raise click.ClickException(f"no database at {db}")
-    lines = _both_signs(thresholds) or (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
+        raise MissingInput(f"no database at {db}")
+    fallback = (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
     try:
         store = Store(path, readonly=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     try:
+        _check_series(series_names(store), venue, symbol)
         from_ms, to_ms = _window(store, since_ms, until_ago, from_ms, to_ms)
-        png = render_report(store, from_ms, to_ms, venue, symbol, lines)
+        chart = render_report(store, from_ms, to_ms, venue, symbol, _both_signs(thresholds),
+                              fallback, fmt)
     finally:
         store.close()
-    Path(output).write_bytes(png)
+    Path(output).write_bytes(chart.data)
     click.echo(f"wrote {output}: {_utc(from_ms)} to {_utc(to_ms)} UTC, z lines at "
-               f"{', '.join(f'{z:+g}' for z in lines)} ({len(png):,} bytes)")
+               f"{', '.join(f'{z:+g}' for z in chart.thresholds)} ({len(chart.data):,} bytes)")
+
+
+def _check_series(names: list[tuple[str, str]], venue: str | None, symbol: str | None) -> None:
+    """Exit 2 when --venue/--symbol select no series of the database, naming those it has."""
+    if any((venue is None or v == venue) and (symbol is None or s == symbol) for v, s in names):
+        return
+    if not names:
+        raise click.UsageError("the database has no samples")
+    what = " ".join(f"--{k} {x}" for k, x in (("venue", venue), ("symbol", symbol)) if x)
+    have = ", ".join(f"{v} {s}" for v, s in names)
+    raise click.UsageError(f"no series matches {what}; the database has: {have}")
 
 
 def _window(store: Store, since_ms: int, until_ago: int | None, from_ms: int | None,
@@ -1032,9 +1176,34 @@ for _command in (list_exchanges, list_markets, new_config):
     cli.add_command(_command)
 
 
+GLOBAL_OPTIONS = ("--log-level", "--log-format")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """The arguments with the group's options moved before the subcommand, so that
+    ``wis-monitor run --log-format json`` works like ``wis-monitor --log-format json run``."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        name = a.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            take = 1 if "=" in a or i + 1 == len(args) else 2
+            front.extend(args[i:i + take])
+            i += take
+            continue
+        rest.append(a)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     try:
-        cli(standalone_mode=True)
+        cli(args=hoist_global_options(sys.argv[1:]), standalone_mode=True)
     except WisMonitorError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

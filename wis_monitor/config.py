@@ -44,6 +44,11 @@ _Z_LEVEL = re.compile(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)")
 FEED_STALE = "feed-stale"
 
 
+def z_levels_of(when: str) -> tuple[float, ...]:
+    """The levels a ``when`` expression compares ``wis_z`` with, highest first."""
+    return tuple(sorted({float(m.group(1)) for m in _Z_LEVEL.finditer(when)}, reverse=True))
+
+
 def _positive(td: timedelta) -> timedelta:
     if td <= timedelta(0):
         raise ValueError("must be longer than 0s")
@@ -290,8 +295,7 @@ class Rule:
 
     def z_levels(self) -> tuple[float, ...]:
         """The levels ``when`` compares ``wis_z`` with (``wis_z >= 3`` gives 3), for charts."""
-        found = {float(m.group(1)) for m in _Z_LEVEL.finditer(self.spec.when)}
-        return tuple(sorted(found, reverse=True))
+        return z_levels_of(self.spec.when)
 
     def matches(self, venue: str, symbol: str) -> bool:
         m = self.spec.match

@@ -376,7 +376,7 @@ class Dispatcher:
             levels = (rule.z_levels() if rule is not None else ()) or (3.0, -3.0)
             return await asyncio.to_thread(
                 chart.render, series, alerts, ts - 3_600_000, ts,
-                f"{alert['venue']} {alert['symbol']}, last hour", levels)
+                f"{alert['venue']} {alert['symbol']}", levels)
         except Exception as exc:  # a chart is a nicety: send without it
             log.warning("chart for %s failed: %s", alert["rule"], exc)
             return None
