@@ -82,13 +82,16 @@ def cli(log_level: str, log_format: str) -> None:
 
 @cli.command()
 @config_option
-def check(config: str | None) -> None:
+@click.option("--strict", is_flag=True,
+              help="A credential or environment variable that cannot be read is a problem "
+              "(default: a note; `run` needs them).")
+def check(config: str | None, strict: bool) -> None:
     """Validate the config and its rules; exit 0 if valid, 2 with PATH:LINE errors if not.
 
     Example: wis-monitor check -c /etc/wis-monitor/config.yaml
     """
-    cfg = _load(config)
-    for note in _notes(cfg):
+    cfg = _load(config, secrets=strict)
+    for note in [*map(str, cfg.notes), *_notes(cfg)]:
         click.echo(note, err=True)
     click.echo(
         f"{cfg.path}: OK ({len(cfg.settings.venues)} venue(s), "
