@@ -82,3 +82,46 @@ def test_docs_example_config_checks_from_a_shell(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert 'note: credential "slack-webhook"' in r.stderr
     assert "OK (3 venue(s)" in r.stdout
+
+
+NEVER = """\
+sampling: {interval: 5s, timeout: 3s}
+metrics:
+  zscore: {window: 1h, min_samples: 30}
+venues:
+  - {id: binance, exchange: sim, symbols: [BTC/USDT]}
+  - id: okx
+    exchange: sim
+    symbols: [BTC/USDT, ETH/USDT]
+    timeout: 5s
+    metrics:
+      zscore: {window: 1m}
+rules:
+  include: [r.yaml]
+"""
+
+NEVER_RULES = """\
+rules:
+  - name: wis-extreme
+    when: abs(wis_z) >= 3
+    for: 2h
+  - name: wide
+    when: spread_bps > 50
+"""
+
+
+def test_check_notes_settings_that_can_never_alert(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(NEVER)
+    (tmp_path / "r.yaml").write_text(NEVER_RULES)
+    r = cli(tmp_path, "check", "-c", "c.yaml")
+    assert r.returncode == 0, r.stderr
+    assert ('c.yaml:9: note: venue "okx": timeout 5s is not shorter than the 5s interval'
+            in r.stderr)
+    assert ('c.yaml:11: note: venue "okx": metrics.zscore.min_samples 30 needs 30 samples, but '
+            "the 1m window holds at most 12 at a 5s interval: wis_z, ofi_z never have a value"
+            in r.stderr)
+    assert ('r.yaml:2: note: rule "wis-extreme" uses wis_z, which never has a value on '
+            "okx:BTC/USDT, okx:ETH/USDT" in r.stderr)
+    assert 'r.yaml:2: note: rule "wis-extreme": for 2h is longer than the 1h z-score' in r.stderr
+    assert 'venue "binance"' not in r.stderr and "binance:" not in r.stderr
+    assert 'rule "wide" uses' not in r.stderr

@@ -471,8 +471,11 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
     rules, files = _load_rules(doc, settings, metrics, env)
     if doc.problems:
         raise ConfigError(doc.problems)
-    return Config(path, settings, tuple(rules), tuple(files), frozenset(metrics), series_metrics,
-                  tuple(doc.unread))
+    config = Config(path, settings, tuple(rules), tuple(files), frozenset(metrics),
+                    series_metrics, tuple(doc.unread))
+    from wis_monitor.feasibility import never_notes
+
+    return dataclasses.replace(config, notes=(*config.notes, *never_notes(doc, config)))
 
 
 def _salvage(data: dict[str, Any]) -> Settings:
