@@ -125,3 +125,69 @@ def test_check_notes_settings_that_can_never_alert(tmp_path: Path) -> None:
     assert 'r.yaml:2: note: rule "wis-extreme": for 2h is longer than the 1h z-score' in r.stderr
     assert 'venue "binance"' not in r.stderr and "binance:" not in r.stderr
     assert 'rule "wide" uses' not in r.stderr
+
+
+RULES = """\
+rules:
+  - name: smoothed
+    when: wis_s > 0.5
+    channels: [desk-slack]
+  - name: btc-divergence
+    scope: group
+    group: btc
+    when: max(wis) - min(wis) > 1
+  - name: broken
+    when: wis >=
+  - name: typo
+    when: sprd_bps > 3 and nosuchfn(wis) > 1
+"""
+
+
+def test_check_rules_alone_reports_every_problem_and_notes_config_metrics(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(RULES)
+    (tmp_path / "bad.yaml").write_text("rules: [\n")
+    r = cli(tmp_path, "check-rules", "r.yaml", "bad.yaml")
+    assert r.returncode == 2
+    assert "r.yaml:10: rule \"broken\": when:" in r.stderr
+    assert 'r.yaml:12: rule "typo": when: unknown function "nosuchfn"' in r.stderr
+    assert "bad.yaml:2: invalid YAML" in r.stderr
+    assert 'r.yaml:3: note: "wis_s" is not a built-in metric' in r.stderr
+    assert '"btc"' not in r.stderr and "desk-slack" not in r.stderr  # not checked alone
+
+
+def test_check_rules_passes_a_valid_file_and_the_shipped_rules(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(RULES.split("  - name: broken")[0])
+    r = cli(tmp_path, "check-rules", "r.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "r.yaml: OK (2 rule(s))" in r.stdout
+    shipped = sorted(str(p) for p in (Path(__file__).parent.parent / "rules").glob("*.yaml"))
+    r = cli(tmp_path, "check-rules", *shipped)
+    assert r.returncode == 0, r.stderr
+
+
+def test_check_rules_against_a_config_checks_names_and_metrics(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(RULES.split("  - name: broken")[0])
+    (tmp_path / "c.yaml").write_text(
+        "venues: [{id: v, exchange: sim, symbols: [BTC/USDT]}]\n"
+        "metrics: {smooth: {wis_x: {of: wis, half_life: 15s}}}\n"
+        "groups: {eth: [v:BTC/USDT]}\n")
+    r = cli(tmp_path, "check-rules", "-c", "c.yaml", "r.yaml")
+    assert r.returncode == 2
+    assert 'r.yaml:3: rule "smoothed": when: unknown metric "wis_s"' in r.stderr
+    assert 'r.yaml:4: rule "smoothed": unknown channel "desk-slack"' in r.stderr
+    assert 'r.yaml:7: rule "btc-divergence": unknown group "btc"' in r.stderr
+
+
+def test_replay_rules_without_a_config(tmp_path: Path) -> None:
+    books = Path(__file__).parent / "fixtures" / "rebuilt_books.jsonl"
+    (tmp_path / "s.yaml").write_text(
+        "rules:\n  - {name: priced, when: mid > 0, channels: [desk]}\n")
+    r = cli(tmp_path, "replay", "--books", str(books), "--rules", "s.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "priced" in r.stdout
+    (tmp_path / "g.yaml").write_text(RULES.split("  - name: broken")[0])
+    r = cli(tmp_path, "replay", "--books", str(books), "--rules", "g.yaml")
+    assert r.returncode == 2
+    assert ('g.yaml:5: rule "btc-divergence": a group rule needs the groups of a config: '
+            "give -c CONFIG") in r.stderr

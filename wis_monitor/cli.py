@@ -264,6 +264,8 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
     if db_in and not Path(db_in).exists():
         raise click.UsageError(f"no database at {db_in}")
     cfg = _load(config, secrets=notify) if config else _default_replay_config()
+    if rule_globs and not config:
+        _no_group_rules(rule_globs)
     if rule_globs:
         try:
             cfg = with_rule_files(cfg, rule_globs, stub_channels=not notify)
@@ -278,6 +280,17 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
         raise click.ClickException(str(exc)) from None
     _report_bad_lines(problems)
     click.echo(report.render())
+
+
+def _no_group_rules(rule_globs: tuple[str, ...]) -> None:
+    """Exit 2 naming every group rule of these files: without -c there are no groups."""
+    import glob
+
+    from wis_monitor.rulecheck import group_rules
+
+    found = group_rules(sorted({f for g in rule_globs for f in glob.glob(g)}))
+    if found:
+        _fail_config(ConfigError(found))
 
 
 def _report_bad_lines(problems: list[Problem]) -> None:
@@ -313,6 +326,29 @@ def _reading(books: tuple[str, ...], db: str | None, observations: Iterator[Obse
     if not _bars():
         return observations
     return _progress(observations, label, count_books(books, db, options=reading))
+
+
+@cli.command("check-rules")
+@config_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check_rules(config: str | None, files: tuple[str, ...]) -> None:
+    """Validate rule files on their own: exit 0 if valid, 2 with PATH:LINE errors if not.
+
+    Without -c, group and channel names are not checked and a metric that is not built in is
+    assumed to be one a config defines (a note). With -c, they are checked against it.
+
+    Example: wis-monitor check-rules rules/*.yaml
+    """
+    from wis_monitor.rulecheck import check_rule_files
+
+    cfg = _load(config, secrets=False) if config else None
+    found = check_rule_files(files, cfg)
+    for note in found.notes:
+        click.echo(str(note), err=True)
+    if found.problems:
+        _fail_config(ConfigError(found.problems))
+    for path, rules in found.rules.items():
+        click.echo(f"{path}: OK ({len(rules)} rule(s))")
 
 
 @cli.command("test-rules")
