@@ -2,8 +2,9 @@
 
 ``check`` prints these as notes (``PATH:LINE: note: ...``, exit 0), each with its arithmetic:
 a z-score window too short for ``min_samples`` at the venue's interval, a ``timeout`` not
-shorter than the ``interval``, a rule whose z metric never warms up on a series it matches, a
-rule's ``for`` longer than the z-score window its z metric is measured over.
+shorter than the ``interval`` (when either is set), a rule whose z metric never warms up on a
+series it matches, a rule's ``for`` longer than the z-score window its z metric is measured
+over.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def never_notes(doc: Document, cfg: Config) -> list[Problem]:
     cold: dict[tuple[str, str], str] = {}  # series -> why its z-scores never have a value
     for i, venue in enumerate(cfg.settings.venues):
         interval, timeout = cfg.interval_ms(venue), cfg.timeout_ms(venue)
-        if timeout >= interval:
+        if timeout >= interval and _timing_set(cfg, venue):
             where = ("venues", i, "timeout") if venue.timeout else ("sampling", "timeout")
             notes.append(_note(doc, where, f'venue "{venue.id}": timeout '
                                f"{format_duration(timeout)} is not shorter than the "
@@ -46,6 +47,13 @@ def never_notes(doc: Document, cfg: Config) -> list[Problem]:
     for rule in cfg.rules:
         notes.extend(_rule_notes(rule, cfg, cold))
     return notes
+
+
+def _timing_set(cfg: Config, venue: Venue) -> bool:
+    """Whether the config sets the venue's interval or timeout (the defaults are equal: a
+    cycle that waits out the whole timeout skips one, and only that one)."""
+    written = cfg.settings.sampling.model_fields_set | venue.model_fields_set
+    return bool(written & {"interval", "timeout"})
 
 
 def _cold(m: Metrics, interval_ms: int) -> str | None:
