@@ -164,6 +164,11 @@ def test_check_rules_passes_a_valid_file_and_the_shipped_rules(tmp_path: Path) -
     shipped = sorted(str(p) for p in (Path(__file__).parent.parent / "rules").glob("*.yaml"))
     r = cli(tmp_path, "check-rules", *shipped)
     assert r.returncode == 0, r.stderr
+    assert 'book-shape.yaml:34: note: "depth_avg" is not a built-in metric' in r.stderr
+    example = Path(__file__).parent.parent / "docs" / "examples" / "config.yaml"
+    r = cli(tmp_path, "check-rules", "-c", str(example), *shipped)
+    assert r.returncode == 0, r.stderr
+    assert "note" not in r.stderr
 
 
 def test_check_rules_against_a_config_checks_names_and_metrics(tmp_path: Path) -> None:
