@@ -111,14 +111,15 @@ def restore(workdir: Path) -> None:
 
 
 def check_in_process(config: Path) -> tuple[int, str, str]:
-    """``wis-monitor check -c CONFIG`` through the real click command, in this process."""
+    """``wis-monitor check --strict -c CONFIG`` (the checks of `run`: secrets included) through
+    the real click command, in this process."""
     from wis_monitor.cli import cli
 
     out, err = io.StringIO(), io.StringIO()
     code = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            cli.main(["check", "-c", str(config)], prog_name="wis-monitor",
+            cli.main(["check", "--strict", "-c", str(config)], prog_name="wis-monitor",
                      standalone_mode=False)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

@@ -73,6 +73,8 @@ def test_tools_that_send_nothing_need_no_secrets_and_create_no_database(tmp_path
     cfg, db = setup(tmp_path)
     env = no_credentials()
     r = cli("check", "-c", str(cfg), env=env)
+    assert r.returncode == 0 and 'note: credential "slack-webhook"' in r.stderr
+    r = cli("check", "--strict", "-c", str(cfg), env=env)
     assert r.returncode == 2 and 'credential "slack-webhook"' in r.stderr
     r = cli("replay", "-c", str(cfg), "--books", str(recording(tmp_path)), "--notify", env=env)
     assert r.returncode == 2 and 'credential "slack-webhook"' in r.stderr

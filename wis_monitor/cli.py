@@ -93,19 +93,22 @@ def cli(log_level: str, log_format: str) -> None:
 @config_option
 @click.option("--online", is_flag=True,
               help="Also load each ccxt venue's markets and check its symbols and their types.")
+@click.option("--strict", is_flag=True,
+              help="A credential or environment variable that cannot be read is a problem "
+              "(default: a note; `run` needs them).")
 @click.option("--json", "as_json", is_flag=True,
               help="Machine-readable output on stdout (keys: docs/cli.md#check).")
-def check(config: str | None, online: bool, as_json: bool) -> None:
+def check(config: str | None, online: bool, strict: bool, as_json: bool) -> None:
     """Validate the config and its rules; exit 0 if valid, 2 with PATH:LINE errors if not.
 
     Example: wis-monitor check -c /etc/wis-monitor/config.yaml
     """
     if as_json:
-        _check_json(config)
-    cfg = _load(config)
+        _check_json(config, strict)
+    cfg = _load(config, secrets=strict)
     if online:
         _check_online(cfg)
-    for note in _notes(cfg):
+    for note in [*map(str, cfg.notes), *_notes(cfg)]:
         click.echo(note, err=True)
     click.echo(
         f"{cfg.path}: OK ({len(cfg.settings.venues)} venue(s), "
@@ -126,11 +129,11 @@ def _check_online(cfg: Config) -> None:
         _fail_config(ConfigError(problems))
 
 
-def _check_json(config: str | None) -> NoReturn:
+def _check_json(config: str | None, strict: bool) -> NoReturn:
     """``check --json``: ok, config, problems and notes as {path, line, message}, counts."""
     path = config_path(config)
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, secrets=strict)
     except ConfigError as exc:
         click.echo(json.dumps({"ok": False, "config": path,
                                "problems": [_located(p) for p in exc.problems], "notes": [],
@@ -140,7 +143,8 @@ def _check_json(config: str | None) -> NoReturn:
               "series": sum(len(v.symbols) for v in cfg.settings.venues),
               "rules": len(cfg.rules), "rule_files": len(cfg.rule_files),
               "channels": len(cfg.settings.channels)}
-    notes = [_located(_note_problem(n)) for n in _notes(cfg)]
+    notes = [*(_located(Problem(n.path, n.line, n.message.removeprefix("note: ")))
+               for n in cfg.notes), *(_located(_note_problem(n)) for n in _notes(cfg))]
     click.echo(json.dumps({"ok": True, "config": cfg.path, "problems": [], "notes": notes,
                            "counts": counts}, indent=2))
     sys.exit(0)
@@ -345,6 +349,8 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
     if db_in and not Path(db_in).exists():
         raise MissingInput(f"no database at {db_in}")
     cfg = _load(config, secrets=notify) if config else _default_replay_config()
+    if rule_globs and not config:
+        _no_group_rules(rule_globs)
     if rule_globs:
         try:
             cfg = with_rule_files(cfg, rule_globs, stub_channels=not notify)
@@ -359,6 +365,17 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
         raise click.ClickException(str(exc)) from None
     _report_bad_lines(problems)
     click.echo(report.render())
+
+
+def _no_group_rules(rule_globs: tuple[str, ...]) -> None:
+    """Exit 2 naming every group rule of these files: without -c there are no groups."""
+    import glob
+
+    from wis_monitor.rulecheck import group_rules
+
+    found = group_rules(sorted({f for g in rule_globs for f in glob.glob(g)}))
+    if found:
+        _fail_config(ConfigError(found))
 
 
 def _report_bad_lines(problems: list[Problem]) -> None:
@@ -394,6 +411,29 @@ def _reading(books: tuple[str, ...], db: str | None, observations: Iterator[Obse
     if not _bars():
         return observations
     return _progress(observations, label, count_books(books, db, options=reading))
+
+
+@cli.command("check-rules")
+@config_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check_rules(config: str | None, files: tuple[str, ...]) -> None:
+    """Validate rule files on their own: exit 0 if valid, 2 with PATH:LINE errors if not.
+
+    Without -c, group and channel names are not checked and a metric that is not built in is
+    assumed to be one a config defines (a note). With -c, they are checked against it.
+
+    Example: wis-monitor check-rules rules/*.yaml
+    """
+    from wis_monitor.rulecheck import check_rule_files
+
+    cfg = _load(config, secrets=False) if config else None
+    found = check_rule_files(files, cfg)
+    for note in found.notes:
+        click.echo(str(note), err=True)
+    if found.problems:
+        _fail_config(ConfigError(found.problems))
+    for path, rules in found.rules.items():
+        click.echo(f"{path}: OK ({len(rules)} rule(s))")
 
 
 @cli.command("test-rules")

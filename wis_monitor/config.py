@@ -313,6 +313,9 @@ class Config:
     metrics: frozenset[str] = field(default_factory=frozenset)
 
     series_metrics: Mapping[tuple[str, str], Metrics] = field(default_factory=dict)
+    #: What is valid but worth a look (``PATH:LINE: note: ...``): secrets not read, settings
+    #: under which a metric or a rule can never have a value.
+    notes: tuple[Problem, ...] = ()
 
     @property
     def kernels(self) -> dict[str, Kernel]:
@@ -477,7 +480,11 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
     rules, files = _load_rules(doc, settings, metrics, env)
     if doc.problems:
         raise ConfigError(doc.problems)
-    return Config(path, settings, tuple(rules), tuple(files), frozenset(metrics), series_metrics)
+    config = Config(path, settings, tuple(rules), tuple(files), frozenset(metrics),
+                    series_metrics, tuple(doc.unread))
+    from wis_monitor.feasibility import never_notes
+
+    return dataclasses.replace(config, notes=(*config.notes, *never_notes(doc, config)))
 
 
 def _salvage(data: dict[str, Any]) -> Settings:
@@ -728,7 +735,7 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
             doc.problem(("channels", name), f"bad channel name {name!r}: letters, digits, _ . -")
         from wis_monitor.notify import url_problem  # apprise loads only for channels
 
-        bad = url_problem(channel.url)
+        bad = url_problem(doc.unresolved.get(("channels", name, "url"), channel.url))
         if bad:
             doc.problem(("channels", name, "url"), f'channel "{name}": {bad}')
     if s.feed_stale.channels:

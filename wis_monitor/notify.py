@@ -85,9 +85,12 @@ def privacy_url(url: str) -> str:
 
 
 def url_problem(url: str) -> str | None:
-    """Why apprise cannot use ``url`` (never quoting it: it may hold a secret), or None."""
+    """Why apprise cannot use ``url`` (never quoting it: it may hold a secret), or None.
+
+    A ``${...}`` left unresolved (no secrets at hand) stands for a placeholder: the scheme and
+    the shape around it are still checked; a URL that is one reference is not checked."""
     if "${" in url:
-        return None  # a secret left unresolved on purpose (tools that send nothing)
+        return _shape_problem(url)
     quiet = logging.getLogger("apprise")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
@@ -104,6 +107,31 @@ def url_problem(url: str) -> str | None:
         return "not an apprise URL (SCHEME://...), see docs/channels.md"
     return (f'apprise cannot use this {scheme}:// URL (unknown scheme, or a part it needs is '
             "missing or malformed), see docs/channels.md")
+
+
+def _shape_problem(url: str) -> str | None:
+    if _REFERENCE.fullmatch(url.strip()):
+        return None
+    problem = url_problem(_REFERENCE.sub(_PLACEHOLDER, url))
+    if problem is None or not problem.startswith("apprise cannot use"):
+        return problem
+    scheme = urlsplit(url).scheme.lower()
+    # the placeholder may not fit a token's format: only an unknown scheme is certain
+    return None if "${" in scheme or scheme in _schemes() else problem
+
+
+_REFERENCE = re.compile(r"\$\{[^}]*\}")
+_PLACEHOLDER = "Placeholder0123456789"
+
+
+@functools.cache
+def _schemes() -> frozenset[str]:
+    found: set[str] = set()
+    for plugin in apprise.Apprise().details().get("schemas", []):
+        for key in ("protocols", "secure_protocols"):
+            value = plugin.get(key) or ()
+            found.update([value] if isinstance(value, str) else value)
+    return frozenset(s.lower() for s in found)
 
 
 def register_secrets(channels: dict[str, Channel]) -> None:

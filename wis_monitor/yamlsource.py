@@ -40,6 +40,10 @@ class Document:
     #: The source text (``${SLACK_URL}``) of each value expanded from ``${...}``: messages
     #: quote that, never the value.
     expanded: dict[Loc, str] = field(default_factory=dict)
+    #: The source text of each value with a ``${...}`` that could not be resolved.
+    unresolved: dict[Loc, str] = field(default_factory=dict)
+    #: With ``secrets=False``: what could not be read, as notes (``PATH:LINE: note: ...``).
+    unread: list[Problem] = field(default_factory=list)
     _secret_text: dict[str, str] = field(default_factory=dict)
     _nodes: int = 0
 
@@ -177,7 +181,8 @@ def load(path: str, env: Mapping[str, str] | None = None, *, secrets: bool = Tru
     """Parse ``path``; on failure ``data`` is None and ``problems`` says why.
 
     ``secrets=False`` (for tools that send nothing) leaves an unresolvable ``${...}`` as it is
-    instead of reporting it: a shell has no ``$CREDENTIALS_DIRECTORY``. ``origin``
+    and lists it in ``unread`` instead of ``problems``: a shell has no
+    ``$CREDENTIALS_DIRECTORY``. ``origin``
     (``PATH:LINE`` of an include) is named in the problems of a file that cannot be read.
     """
     doc = Document(path, secrets=secrets)
@@ -248,7 +253,14 @@ def _build(node: yaml.Node, loc: Loc, doc: Document, loader: _Loader,
     if isinstance(value, str) and "${" in value:
         resolved: list[str] = []
         expanded, missing = expand(value, env, resolved)
+        if missing:
+            doc.unresolved[loc] = value
         if missing and not doc.secrets:
+            for what in missing:
+                bad_name = "must be a plain file name" in what
+                (doc.problems if bad_name else doc.unread).append(
+                    Problem(doc.path, line, what if bad_name else
+                            f"note: {what}: not read, so not checked (`run` needs it)"))
             return value
         doc.expanded[loc] = value
         for secret in (expanded, *resolved):
