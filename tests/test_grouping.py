@@ -13,22 +13,12 @@ import pytest
 import yaml
 from daemon_harness import DaemonProcess, rows, wait_until
 from fakevenue import FakeVenueThread
+from testclock import NOW, Clock
 from webhook import Receiver
 
 from wis_monitor.config import load_config
 from wis_monitor.notify import Dispatcher
 from wis_monitor.store import AlertRow, Batch, Store
-
-#: The tests' own time (2023-11-14 22:13 UTC).
-NOW = 1_700_000_000_000
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 def setup(tmp_path: Path, receiver: Receiver, channel: str = "") -> tuple[Any, Store]:

@@ -21,6 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from apprise.plugins.slack import NotifySlack
+from testclock import NOW, Clock
 
 from wis_monitor.config import load_config
 from wis_monitor.notify import Dispatcher
@@ -28,20 +29,6 @@ from wis_monitor.store import AlertRow, Batch, Store
 
 SLACK_TOKEN = "T1A2B3C4D/B5E6F7G8H/sekretWebhookToken42"
 SMTP_PASSWORD = "hunter2-sekret-pw"
-#: The tests' own time (2023-11-14 22:13 UTC), whatever the clock on the wall says.
-NOW = 1_700_000_000_000
-
-
-class Clock:
-    """The time a Dispatcher reads after a send: the test's, moved by the test."""
-
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-
 class Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
