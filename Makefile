@@ -33,7 +33,7 @@ study: $(VENV)/.test-installed            ## the signal study on ../shared/data/
 	$(BIN)/python tests/study/run.py $(ARGS)
 
 docs: $(BIN)/wis-monitor             ## regenerate docs/config.md from the config models
-	$(BIN)/python -m wis_monitor.configdoc > docs/config.md
+	$(BIN)/python -m wis_monitor.tools.configdoc > docs/config.md
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wis_monitor.calibrate import auc, spearman
 from wis_monitor.store import AlertRow, Batch, Store
+from wis_monitor.tools.calibrate import auc, spearman
 
 
 def pairwise_auc(scores: list[float], positive: list[bool]) -> float:

@@ -16,7 +16,10 @@ import pytest
 import yaml
 
 from wis_monitor.book import make_book
-from wis_monitor.calibrate import (
+from wis_monitor.signals import Kernel
+from wis_monitor.sources import Observation
+from wis_monitor.sources.replay import book_record
+from wis_monitor.tools.calibrate import (
     CalibrationResult,
     MetricSeries,
     block_weights,
@@ -28,9 +31,6 @@ from wis_monitor.calibrate import (
     weighted_auc,
     weighted_spearman,
 )
-from wis_monitor.signals import Kernel
-from wis_monitor.sources import Observation
-from wis_monitor.sources.replay import book_record
 
 DISTS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 30.0, 45.0, 60.0)
 
@@ -423,7 +423,7 @@ def test_result_is_empty_without_good_books() -> None:
 
 
 def test_the_roundest_threshold_that_fires_the_same() -> None:
-    from wis_monitor.calibrate import roundest
+    from wis_monitor.tools.calibrate import roundest
 
     assert roundest(2.61, 2.7693) == 2.7
     assert roundest(2.7, 2.7693) == 2.76

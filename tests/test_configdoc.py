@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from wis_monitor import config
-from wis_monitor.configdoc import DESCRIPTIONS, FILES, _sections, render
+from wis_monitor.tools.configdoc import DESCRIPTIONS, FILES, _sections, render
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
@@ -19,11 +19,11 @@ def documented_models() -> set[type[BaseModel]]:
 
 
 def test_config_md_is_what_the_generator_prints() -> None:
-    out = subprocess.run([sys.executable, "-m", "wis_monitor.configdoc"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "wis_monitor.tools.configdoc"], capture_output=True,
                          text=True, timeout=60, check=True)
     assert out.stdout == render()
     assert DOC.read_text() == out.stdout, (
-        "docs/config.md is stale: python -m wis_monitor.configdoc > docs/config.md")
+        "docs/config.md is stale: python -m wis_monitor.tools.configdoc > docs/config.md")
 
 
 def test_every_field_of_every_config_model_is_described_and_documented() -> None:

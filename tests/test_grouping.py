@@ -17,7 +17,7 @@ from testclock import NOW, Clock
 from webhook import Receiver
 
 from wis_monitor.config import load_config
-from wis_monitor.notify import Dispatcher
+from wis_monitor.outbox import Dispatcher
 from wis_monitor.store import AlertRow, Batch, Store
 
 

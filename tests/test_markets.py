@@ -11,9 +11,9 @@ import pytest
 import yaml
 from fakevenue import FakeVenue, FakeVenueThread
 
-from wis_monitor.markets import listing
 from wis_monitor.sources.ccxt import load_markets
 from wis_monitor.symbols import market_type, suggest, symbol_problem
+from wis_monitor.tools.markets import listing
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

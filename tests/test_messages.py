@@ -17,8 +17,9 @@ from test_engine import engine, obs
 from test_notify import NOW, SLACK_TOKEN, Clock, Webhook, alert, free_port, setup, write_alerts
 from test_notify import webhook as webhook  # the fixture, for pytest
 
+from wis_monitor.channel import url_secrets
 from wis_monitor.message import render
-from wis_monitor.notify import Dispatcher, url_secrets
+from wis_monitor.outbox import Dispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The attachment colours apprise's Slack plugin sends per notification type.

@@ -24,7 +24,7 @@ from apprise.plugins.slack import NotifySlack
 from testclock import NOW, Clock
 
 from wis_monitor.config import load_config
-from wis_monitor.notify import Dispatcher
+from wis_monitor.outbox import Dispatcher
 from wis_monitor.store import AlertRow, Batch, Store
 
 SLACK_TOKEN = "T1A2B3C4D/B5E6F7G8H/sekretWebhookToken42"

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from wis_monitor.config import load_config
 from wis_monitor.redact import redact, redact_exposition, redact_values, register
 from wis_monitor.sources import error_observation
-from wis_monitor.status import collect
 from wis_monitor.store import Store
+from wis_monitor.tools.status import collect
 from wis_monitor.yamlsource import expand
 
 
@@ -102,12 +102,13 @@ def test_a_long_venue_error_is_masked_before_it_is_cut(caplog: pytest.LogCapture
 
 def test_a_channel_user_name_stays_readable_its_password_does_not(tmp_path: Path) -> None:
     """``mailto://alerts:PASSWORD@...``: "alerts" is a common word in messages, not a secret."""
-    from wis_monitor.notify import register_secrets
+    from wis_monitor.channel import register_secrets
 
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(f"storage: {{path: {tmp_path / 'wis.db'}}}\n"
                         "venues:\n  - {id: simex, exchange: sim, symbols: [BTC/USDT]}\n"
                         "channels:\n  mail: {url: 'mailto://deskalerts:mail-pw-91c2@127.0.0.1:25"
                         "?from=wis@example.com&to=risk@example.com'}\n")
-    register_secrets(load_config(str(cfg_path)).settings.channels)
+    register_secrets(
+        ch.url for ch in load_config(str(cfg_path)).settings.channels.values())
     assert redact("deskalerts will arrive; pw mail-pw-91c2") == "deskalerts will arrive; pw ***"

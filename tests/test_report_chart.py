@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from test_cli_tools import START_MS, recording
 
-from wis_monitor.chart import render
 from wis_monitor.store import AlertRow, Batch, Store
+from wis_monitor.tools.chart import render
 
 BLUE = "#1f77b4"  # the first series' colour
 
@@ -96,7 +96,7 @@ def test_twenty_seconds_of_an_hour_fill_the_width_with_markers_on_the_series(
                                        "BTC/USDT", "firing", "critical", 2.9, "s"),
                               AlertRow(START_MS + 9000, "hot", "simex:BTC/USDT", "simex",
                                        "BTC/USDT", "resolved", "critical", 0.5, "s")]))
-    from wis_monitor.chart import chart_data
+    from wis_monitor.tools.chart import chart_data
 
     series, alerts = chart_data(store, "simex", "BTC/USDT", end - 3_600_000, end)
     store.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wis_monitor.ruletest import MISSING, parse_values
+from wis_monitor.tools.ruletest import MISSING, parse_values
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE_TESTS = sorted((ROOT / "rules" / "tests").glob("*.yaml"))

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from webhook import Receiver
 
-from wis_monitor.chart import chart_data, render
 from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
 from wis_monitor.errors import ConfigError
-from wis_monitor.status import collect
-from wis_monitor.status import render as render_status
 from wis_monitor.store import Batch, Store
+from wis_monitor.tools.chart import chart_data, render
+from wis_monitor.tools.status import collect
+from wis_monitor.tools.status import render as render_status
 
 RULES = """\
 rules:

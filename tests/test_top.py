@@ -22,7 +22,16 @@ from daemon_harness import DaemonProcess, wait_until
 from test_http import free_port, get
 
 from wis_monitor.store import AlertRow, Batch, Store
-from wis_monitor.top import ENTER, LEAVE, Backlog, SeriesRow, VenueHealth, View, frame, read_view
+from wis_monitor.tools.top import (
+    ENTER,
+    LEAVE,
+    Backlog,
+    SeriesRow,
+    VenueHealth,
+    View,
+    frame,
+    read_view,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The tests' own time (2023-11-14 22:13:20 UTC), whatever the clock on the wall says.

@@ -29,12 +29,12 @@ from wis_monitor.config import Config, config_path, load_config
 from wis_monitor.errors import ConfigError, Problem, StoreError, WisMonitorError
 
 if TYPE_CHECKING:
-    from wis_monitor.calibrate import CalibrationResult, Threshold
-    from wis_monitor.calibrate import Table as CalibrationTable
     from wis_monitor.signals import Kernel
     from wis_monitor.sources import Observation
     from wis_monitor.sources.recordings import ImportOptions
     from wis_monitor.store import Store
+    from wis_monitor.tools.calibrate import CalibrationResult, Threshold
+    from wis_monitor.tools.calibrate import Table as CalibrationTable
 
 EXIT_INVALID = 2
 T = TypeVar("T")
@@ -119,7 +119,7 @@ def check(config: str | None, online: bool, strict: bool, as_json: bool) -> None
 
 def _check_online(cfg: Config) -> None:
     from wis_monitor import yamlsource
-    from wis_monitor.markets import online_problems
+    from wis_monitor.tools.markets import online_problems
 
     doc = yamlsource.load(cfg.path, secrets=False)
     problems, notes = online_problems(cfg, doc.line)
@@ -306,9 +306,9 @@ def expand_books(patterns: tuple[str, ...]) -> tuple[str, ...]:
 def _recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
               reading: ImportOptions, label: str) -> Iterator[Observation]:
     """The books to replay or calibrate on; unreadable files are exit 2, every one said."""
-    from wis_monitor.replay import observations_from
     from wis_monitor.sources.recordings import UnreadableRecording, check
     from wis_monitor.sources.recordings_parquet import MissingExtra
+    from wis_monitor.tools.replay import observations_from
 
     books = expand_books(books)
     try:
@@ -342,7 +342,7 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
     Example: wis-monitor replay -c config.yaml --books btc.jsonl.gz --out replay.db
     """
     from wis_monitor.config import with_rule_files
-    from wis_monitor.replay import ReplayReport, replay_observations
+    from wis_monitor.tools.replay import ReplayReport, replay_observations
 
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
@@ -371,7 +371,7 @@ def _no_group_rules(rule_globs: tuple[str, ...]) -> None:
     """Exit 2 naming every group rule of these files: without -c there are no groups."""
     import glob
 
-    from wis_monitor.rulecheck import group_rules
+    from wis_monitor.tools.rulecheck import group_rules
 
     found = group_rules(sorted({f for g in rule_globs for f in glob.glob(g)}))
     if found:
@@ -406,7 +406,7 @@ def _progress(items: Iterable[T], label: str, length: int | None = None) -> Iter
 def _reading(books: tuple[str, ...], db: str | None, observations: Iterator[Observation],
              label: str, reading: ImportOptions | None = None) -> Iterator[Observation]:
     """``observations`` with a bar on a terminal, its length the books to read."""
-    from wis_monitor.replay import count_books
+    from wis_monitor.tools.replay import count_books
 
     if not _bars():
         return observations
@@ -424,7 +424,7 @@ def check_rules(config: str | None, files: tuple[str, ...]) -> None:
 
     Example: wis-monitor check-rules rules/*.yaml
     """
-    from wis_monitor.rulecheck import check_rule_files
+    from wis_monitor.tools.rulecheck import check_rule_files
 
     cfg = _load(config, secrets=False) if config else None
     found = check_rule_files(files, cfg)
@@ -443,7 +443,7 @@ def test_rules(files: tuple[str, ...]) -> None:
 
     Example: wis-monitor test-rules rules/tests/*.yaml
     """
-    from wis_monitor.ruletest import run_file
+    from wis_monitor.tools.ruletest import run_file
 
     passed = failed = 0
     invalid: list[Problem] = []
@@ -485,7 +485,7 @@ def status(config: str | None, as_json: bool) -> None:
 
     Example: wis-monitor status -c /etc/wis-monitor/config.yaml
     """
-    from wis_monitor.status import collect, render
+    from wis_monitor.tools.status import collect, render
 
     cfg = _load(config, secrets=False)
     _existing_db(cfg)
@@ -510,8 +510,8 @@ def top(config: str | None, db: str | None, interval: str, once: bool) -> None:
 
     Example: wis-monitor top -c /etc/wis-monitor/config.yaml
     """
-    from wis_monitor import top as view
     from wis_monitor.duration import parse_duration
+    from wis_monitor.tools import top as view
 
     try:
         interval_s = parse_duration(interval).total_seconds()
@@ -741,13 +741,15 @@ def notify_test(config: str | None, channel: str) -> None:
 
     Example: wis-monitor notify-test risk-slack
     """
-    from wis_monitor.notify import send_test
+    from wis_monitor.channel import send_test
 
     cfg = _load(config)
     if channel not in cfg.settings.channels:
         known = ", ".join(sorted(cfg.settings.channels)) or "none configured"
         raise MissingInput(f'unknown channel "{channel}" (channels: {known})')
-    ok, detail = asyncio.run(send_test(cfg, channel))
+    ok, detail = asyncio.run(send_test(
+        channel, cfg.settings.channels[channel].url,
+        cfg.settings.channels[channel].timeout.total_seconds()))
     click.echo(f"{channel}: {'sent' if ok else 'FAILED'}{': ' + detail if detail else ''}")
     sys.exit(0 if ok else 1)
 
@@ -763,7 +765,7 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
 
     Example: wis-monitor export-books --db /var/lib/wis-monitor/wis.db -o books.jsonl.gz
     """
-    from wis_monitor.replay import export_books as export
+    from wis_monitor.tools.replay import export_books as export
 
     if not Path(db).exists():
         raise MissingInput(f"no database at {db}")
@@ -779,7 +781,7 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
 
 def _check_recorded_books(db: str, venue: str | None, symbol: str | None) -> None:
     """Exit 2 (writing nothing) when the database holds no books to export, saying why."""
-    from wis_monitor.replay import count_books
+    from wis_monitor.tools.replay import count_books
 
     n = count_books((), db, venue, symbol)
     if n is None or n:  # None: unreadable, which the export itself reports
@@ -819,7 +821,7 @@ def convert_books(files: tuple[str, ...], output: str, reading: ImportOptions) -
 
     Example: wis-monitor convert-books book_snapshot_25.csv.gz --symbol BTC/USDT -o btc.parquet
     """
-    from wis_monitor.replay import write_recording
+    from wis_monitor.tools.replay import write_recording
 
     _parquet_output(output)
     problems: list[Problem] = []
@@ -867,10 +869,10 @@ def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, hor
 
     Example: wis-monitor calibrate --books btc.jsonl.gz --horizon 1s,10s --write tuned.yaml
     """
-    from wis_monitor.calibrate import calibrate as run_calibration
-    from wis_monitor.calibrate import default_grid
     from wis_monitor.duration import ms, parse_duration
     from wis_monitor.signals import KERNELS
+    from wis_monitor.tools.calibrate import calibrate as run_calibration
+    from wis_monitor.tools.calibrate import default_grid
 
     if not books and not db_in:
         raise click.UsageError("give --books FILE or --db DB")
@@ -939,7 +941,7 @@ def _current_kernels(cfg: Config | None) -> Callable[[str, str], Kernel]:
 
 
 def _calibration_report(result: CalibrationResult) -> str:
-    from wis_monitor.calibrate import REACH_TOLERANCE, describe
+    from wis_monitor.tools.calibrate import REACH_TOLERANCE, describe
 
     lines = [f"{result.books} books, {len(result.coverage)} series; 95% intervals from a "
              f"moving-block bootstrap ({result.replicates} replicates, seed {result.seed}, "
@@ -968,7 +970,7 @@ def _calibration_report(result: CalibrationResult) -> str:
 
 
 def _horizon_rows(table: CalibrationTable, h: int) -> list[str]:
-    from wis_monitor.calibrate import BASELINES
+    from wis_monitor.tools.calibrate import BASELINES
 
     scores = sorted(table.at(h), key=lambda s: -(s.auc if s.auc is not None else -1.0))
     best = table.best(h)
@@ -996,7 +998,7 @@ def _write_settings(path: str, result: CalibrationResult, books: tuple[str, ...]
                     db: str | None) -> None:
     from datetime import UTC, datetime
 
-    from wis_monitor.calibrate import series_settings_yaml
+    from wis_monitor.tools.calibrate import series_settings_yaml
 
     h = max(result.horizons_ms)
     recs = result.recommendations(h)
@@ -1022,8 +1024,8 @@ def _write_settings(path: str, result: CalibrationResult, books: tuple[str, ...]
 
 def _alert_rates(cfg: Config, observations: Iterable[Observation], rate: str, metric: str,
                  for_: str) -> None:
-    from wis_monitor.calibrate import iter_thresholds, metric_series
     from wis_monitor.duration import ms, parse_duration
+    from wis_monitor.tools.calibrate import iter_thresholds, metric_series
 
     per_h = _rate_per_hour(rate)
     try:
@@ -1102,9 +1104,9 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
 
     Example: wis-monitor report -c config.yaml --since 1h --venue binance -o report.png
     """
-    from wis_monitor.chart import FORMATS, render_report, series_names
     from wis_monitor.duration import ms, parse_duration
     from wis_monitor.store import Store
+    from wis_monitor.tools.chart import FORMATS, render_report, series_names
 
     try:
         since_ms = ms(parse_duration(since))

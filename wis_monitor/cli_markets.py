@@ -42,8 +42,8 @@ def list_markets(name: str, config: str | None, kind: str | None, base: str | No
 
     Example: wis-monitor list-markets binance --type spot --base BTC
     """
-    from wis_monitor.markets import listing
     from wis_monitor.sources.ccxt import load_markets
+    from wis_monitor.tools.markets import listing
 
     exchange, options = _exchange_of(name, config)
     try:

@@ -733,7 +733,7 @@ def _check_settings(doc: yamlsource.Document, s: Settings,
     for name, channel in s.channels.items():
         if not re.fullmatch(NAME, name):
             doc.problem(("channels", name), f"bad channel name {name!r}: letters, digits, _ . -")
-        from wis_monitor.notify import url_problem  # apprise loads only for channels
+        from wis_monitor.channel import url_problem  # apprise loads only for channels
 
         bad = url_problem(doc.unresolved.get(("channels", name, "url"), channel.url))
         if bad:

@@ -603,15 +603,16 @@ class Daemon:
         names = rt.config.settings.feed_stale.channels or list(rt.config.settings.channels)
         if not names:
             return
+        from wis_monitor.channel import send
         from wis_monitor.message import Message
-        from wis_monitor.notify import send
 
         msg = Message("[CRITICAL] wis-monitor database error", text, f"<p>{text}</p>", text,
                       level="critical")
 
         async def notify_all() -> None:
             for name in names:
-                ok, err = await send(rt.config.settings.channels[name], msg)
+                channel = rt.config.settings.channels[name]
+                ok, err = await send(channel.url, channel.timeout.total_seconds(), msg)
                 if not ok:
                     log.error("ops alert to %s failed: %s", name, err)
 
@@ -661,7 +662,7 @@ class Daemon:
     def _make_dispatcher(self, config: Config) -> Any:
         if not config.settings.channels or self.store is None:
             return None
-        from wis_monitor.notify import Dispatcher
+        from wis_monitor.outbox import Dispatcher
 
         return Dispatcher(config, self.store, clock=now_ms)
 

@@ -156,7 +156,7 @@ def rss_mb() -> float:
 
 
 def bench_replay(tmp: Path, quick: bool) -> dict[str, float]:
-    from wis_monitor.replay import replay_observations
+    from wis_monitor.tools.replay import replay_observations
 
     n = 100_000 if quick else 1_000_000
     config = pipeline_config(tmp)
@@ -210,9 +210,9 @@ def bench_recordings(tmp: Path, quick: bool) -> dict[str, float]:
 
 
 def _json_vs_parquet(tmp: Path, js: Path, pq: Path, quick: bool) -> dict[str, float]:
-    from wis_monitor.replay import replay_observations
     from wis_monitor.sources.recordings_parquet import read_parquet
     from wis_monitor.sources.replay import read_recording
+    from wis_monitor.tools.replay import replay_observations
 
     config = pipeline_config(tmp)
     counted: dict[str, int] = {}
@@ -390,7 +390,7 @@ def bench_latency(tmp: Path, quick: bool) -> dict[str, float]:
 
 async def _deliveries(config: Config, n: int, arrivals: list[float]) -> list[float]:
     """Per event: milliseconds from the observation entering the engine to the receiver."""
-    from wis_monitor.notify import Dispatcher
+    from wis_monitor.outbox import Dispatcher
 
     store = Store(config.db_path())
     engine = Engine(config, store)

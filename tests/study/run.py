@@ -3,10 +3,10 @@
     python tests/study/run.py [--books DIR] [-c CONFIG] [--out FILE] [--replicates N]
 
 Replays the recordings of ``--books`` (default ../shared/data/books-full) through the daemon's
-pipeline (``wis_monitor.replay``, the code of ``wis-monitor replay``) with the study config
+pipeline (``wis_monitor.tools.replay``, the code of ``wis-monitor replay``) with the study config
 (docs/examples/study.yaml, which includes rules/*.yaml) and writes docs/signal-study.md: the
 alert rate per rule and per series, the moves that followed each alert against the base rate,
-every metric's AUC with block-bootstrap intervals (``wis_monitor.calibrate``) and the range of
+every metric's AUC with block-bootstrap intervals (``wis_monitor.tools.calibrate``) and the range of
 the book-shape metrics. Not part of the test suite; tests/test_study.py checks the rate.
 """
 
@@ -28,11 +28,11 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from wis_monitor.calibrate import Score, SeriesBooks, score_series  # noqa: E402
 from wis_monitor.config import Config, Rule, load_config  # noqa: E402
 from wis_monitor.errors import Problem  # noqa: E402
-from wis_monitor.replay import Firing, observations_from, replay_observations  # noqa: E402
 from wis_monitor.signals import Kernel  # noqa: E402
+from wis_monitor.tools.calibrate import Score, SeriesBooks, score_series  # noqa: E402
+from wis_monitor.tools.replay import Firing, observations_from, replay_observations  # noqa: E402
 
 Array = npt.NDArray[np.float64]
 
@@ -480,9 +480,9 @@ def _auc_section(scores: dict[tuple[str, int], dict[str, Score]]) -> list[str]:
     lines = ["", "## How well each metric says which way the mid goes", "",
              "AUC of each metric for the sign of the mid's move over the horizon (0.5 is a coin "
              "toss), with 95% moving-block bootstrap intervals (blocks as long as the horizon), "
-             "computed by `calibrate`'s code (`wis_monitor.calibrate.score_series`); `n_eff` is "
-             "the effective number of independent moves. `microprice` is its offset from the "
-             "mid in bps."]
+             "computed by `calibrate`'s code (`wis_monitor.tools.calibrate.score_series`); "
+             "`n_eff` is the effective number of independent moves. `microprice` is its offset "
+             "from the mid in bps."]
     for h in HORIZONS_MS:
         lines += ["", f"### Horizon {h // 1000} s", "",
                   "| metric | pooled AUC | n_eff | " + " | ".join(f"`{k}`" for k in keys) + " |",

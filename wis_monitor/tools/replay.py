@@ -232,7 +232,7 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
     if notify and config.settings.channels:
         import asyncio
 
-        from wis_monitor.notify import Dispatcher
+        from wis_monitor.outbox import Dispatcher
 
         asyncio.run(Dispatcher(config, store, clock=lambda: int(time.time() * 1000)).run_once(
             int(time.time() * 1000), grace_s=30.0, flush=True))

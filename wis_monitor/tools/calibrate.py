@@ -35,7 +35,7 @@ from wis_monitor.signals import BPS, Kernel, snapshot
 from wis_monitor.sources import Observation
 
 if TYPE_CHECKING:
-    from wis_monitor.replay import Progress
+    from wis_monitor.tools.replay import Progress
 
 Array = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]

@@ -1,6 +1,6 @@
 """The configuration reference, docs/config.md, generated from the models of config.py.
 
-``python -m wis_monitor.configdoc > docs/config.md`` (or ``make docs``) rewrites it; a test
+``python -m wis_monitor.tools.configdoc > docs/config.md`` (or ``make docs``) rewrites it; a test
 checks that the file is what this prints, so it cannot fall behind the models. Every field
 needs a description: ``Field(description=...)`` on the model, else a line in
 :data:`DESCRIPTIONS` (keyed ``Model.field``); a field with neither stops the generator.
@@ -145,7 +145,7 @@ FILES: tuple[tuple[str, str, type[BaseModel], str], ...] = (
 HEADER = """\
 # Configuration reference
 
-Generated from the models of `wis_monitor/config.py` by `python -m wis_monitor.configdoc`
+Generated from the models of `wis_monitor/config.py` by `python -m wis_monitor.tools.configdoc`
 (`make docs`); do not edit by hand. Durations are texts such as `500ms`, `5s`, `10m`, `1h`,
 `30d`. A starter config: `wis-monitor new-config -o config.yaml`; a full example:
 [examples/config.yaml](examples/config.yaml).
