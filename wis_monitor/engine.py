@@ -19,9 +19,11 @@ import numpy as np
 
 from wis_monitor.alerting import Event, Instance, State, Timing, interrupt, step
 from wis_monitor.book import BLOCKING_FLAGS, Book, FloatArray, format_flags
-from wis_monitor.config import FEED_STALE, Config, Metrics, Rule, Venue, split_member
+from wis_monitor.config import Config
 from wis_monitor.duration import ms
 from wis_monitor.errors import StoreError
+from wis_monitor.rulefile import FEED_STALE, Rule
+from wis_monitor.settings import Metrics, Venue, split_member
 from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
 from wis_monitor.sources import Observation
 from wis_monitor.stats import Ema, OfiWindow, SeriesStats

@@ -15,7 +15,9 @@ from wis_monitor.duration import format_duration, ms
 from wis_monitor.errors import Problem
 
 if TYPE_CHECKING:
-    from wis_monitor.config import Config, Metrics, Rule, Venue
+    from wis_monitor.config import Config
+    from wis_monitor.rulefile import Rule
+    from wis_monitor.settings import Metrics, Venue
     from wis_monitor.yamlsource import Document
 
 

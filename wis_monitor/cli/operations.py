@@ -200,7 +200,7 @@ def _check_silenced_rule(cfg: Config, rule: str) -> None:
     """A rule name that matches nothing would silence nothing: say so."""
     import fnmatch
 
-    from wis_monitor.config import FEED_STALE
+    from wis_monitor.rulefile import FEED_STALE
 
     names = [r.name for r in cfg.rules] + [FEED_STALE]
     if any(fnmatch.fnmatchcase(n, rule) for n in names):
