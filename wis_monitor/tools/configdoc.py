@@ -149,7 +149,8 @@ HEADER = """\
 Generated from the models of `wis_monitor/settings.py` and `wis_monitor/rulefile.py` by
 `python -m wis_monitor.tools.configdoc` (`make docs`); do not edit by hand. Durations are
 texts such as `500ms`, `5s`, `10m`, `1h`, `30d`. A starter config:
-`wis-monitor new-config -o config.yaml`; a full example: [examples/config.yaml](examples/config.yaml).
+`wis-monitor new-config -o config.yaml`; a full example:
+[examples/config.yaml](examples/config.yaml).
 """
 
 
