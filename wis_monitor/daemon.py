@@ -56,7 +56,7 @@ def make_source(venue: Venue, config: Config) -> Source:
                         tick=venue.sim.tick, levels=venue.sim.levels,
                         calm_s=venue.sim.calm.total_seconds())
     if venue.exchange == "replay":
-        from wis_monitor.sources.replay import RecordingVenue
+        from wis_monitor.sources.recordings import RecordingVenue
 
         return RecordingVenue(venue.id, venue.symbols, venue.books or "")
     from wis_monitor.sources.ccxt import CcxtVenue
