@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from wis_monitor.sources import Observation
     from wis_monitor.sources.recordings import ImportOptions
     from wis_monitor.store import Store
-    from wis_monitor.tools.calibrate import CalibrationResult, Threshold
+    from wis_monitor.tools.alertrate import Threshold
+    from wis_monitor.tools.calibrate import CalibrationResult
     from wis_monitor.tools.calibrate import Table as CalibrationTable
 
 @cli.command()
@@ -230,7 +231,7 @@ def _write_settings(path: str, result: CalibrationResult, books: tuple[str, ...]
 def _alert_rates(cfg: Config, observations: Iterable[Observation], rate: str, metric: str,
                  for_: str) -> None:
     from wis_monitor.duration import ms, parse_duration
-    from wis_monitor.tools.calibrate import iter_thresholds, metric_series
+    from wis_monitor.tools.alertrate import iter_thresholds, metric_series
 
     per_h = _rate_per_hour(rate)
     try:
