@@ -1,4 +1,5 @@
-"""The alert state machine of one rule instance (SPEC §6) — pure: no I/O, no clock.
+"""The alert state machine of one rule instance (SPEC §6), and the one evaluator every rule —
+series, group and the feed-stale rule — runs on. Pure: no I/O, no clock.
 
 Modelled on Prometheus' ``rules/alerting.go``: an ordered state (inactive < pending < firing);
 "resolved" is inactive with a ``resolved_at_ms``; one record per (rule, key) holds every
@@ -9,11 +10,15 @@ transition it returns.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 EventKind = Literal["firing", "repeat", "resolved"]
+#: A condition's value: True, False or None (unknown: a null metric).
+Truth = bool | None
+V = TypeVar("V")
 
 
 class State(IntEnum):
@@ -149,3 +154,97 @@ def describe(inst: Instance) -> str:
     if inst.resolved_at_ms is not None:
         return f"resolved at {iso(inst.resolved_at_ms)}"
     return "inactive"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An instance's new state after an evaluation, and the event to tell of it, if any."""
+
+    key: str
+    instance: Instance
+    event: Event | None
+
+
+_INACTIVE = Instance()
+
+
+class Evaluator(Generic[V]):
+    """One rule over its instances, one per key (a series' ``venue:symbol`` or a group).
+
+    ``when`` and ``clear`` give a condition's value on the rule's input ``V`` (anything but
+    True or False counts as unknown); ``clear`` also sees the firing instance, and without one
+    a firing alert clears when ``when`` is false. ``value`` is the number the rule reports.
+    """
+
+    def __init__(self, name: str, timing: Timing, when: Callable[[V], object],
+                 clear: Callable[[V, Instance], object] | None = None,
+                 value: Callable[[V], float | None] | None = None) -> None:
+        self.name = name
+        self.timing = timing
+        self.when = when
+        self.clear = clear
+        self.value = value
+
+    def evaluate(self, ts_ms: int, inputs: Mapping[str, V | None],
+                 instances: Mapping[tuple[str, str], Instance], *,
+                 restart: bool = False) -> list[Transition]:
+        """The transitions of the instances of ``inputs``' keys at ``ts_ms``; ``instances``
+        holds the current ones by (rule, key) (none: inactive) and is not changed.
+
+        An input of None is nothing current to judge by: a pending run breaks, nothing else.
+        ``restart``: the run of observations broke before this one (pending runs start over).
+        """
+        out = []
+        for key, x in inputs.items():
+            inst = instances.get((self.name, key), _INACTIVE)
+            t = self._one(ts_ms, key, x, inst, restart)
+            if t is not None:
+                out.append(t)
+        return out
+
+    def _one(self, ts_ms: int, key: str, x: V | None, inst: Instance,
+             restart: bool) -> Transition | None:
+        if x is None:
+            ended = interrupt(inst)
+            return None if ended == inst else Transition(key, ended, None)
+        when = _truth(self.when(x))
+        if when is not True and inst.state == State.INACTIVE:
+            return None  # inactive and staying so: nothing to evaluate
+        clear: Truth = None  # only a firing alert looks at `clear` (hysteresis)
+        if inst.state == State.FIRING:
+            clear = _truth(self.clear(x, inst)) if self.clear is not None else \
+                (None if when is None else not when)
+        value = self.value(x) if self.value is not None else None
+        new, event = step(interrupt(inst) if restart else inst, self.timing, ts_ms, when=when,
+                          clear=clear, value=value)
+        return None if new == inst else Transition(key, new, event)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """What the feed-stale rule judges a series by at one time."""
+
+    age_ms: int  # since the last good sample, else since the series was first seen
+    stale_after_ms: int
+    good_ms: int | None  # the last good sample
+
+
+#: The feed-stale rule always tells of its resolution.
+FEED_TIMING = Timing(notify_resolved=True)
+
+
+def feed_stale(name: str) -> Evaluator[Feed]:
+    """The built-in rule: no good sample for ``stale_after``. Only a good sample newer than
+    its firing resolves it (a restart is no good sample); its value is the age in seconds."""
+    def stale(f: Feed) -> bool:
+        return f.age_ms >= f.stale_after_ms
+
+    def recovered(f: Feed, inst: Instance) -> bool:
+        fired = inst.fired_at_ms
+        return not stale(f) and f.good_ms is not None and (fired is None or f.good_ms > fired)
+
+    return Evaluator(name, FEED_TIMING, stale, recovered, lambda f: f.age_ms / 1000.0)
+
+
+def _truth(v: object) -> Truth:
+    return v if isinstance(v, bool) else None

@@ -17,11 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from wis_monitor.alerting import Event, Instance, State, Timing, interrupt, step
-from wis_monitor.book import BLOCKING_FLAGS, Book, FloatArray, format_flags
+from wis_monitor.alerting import (
+    Evaluator,
+    Event,
+    Feed,
+    Instance,
+    State,
+    Timing,
+    Transition,
+    feed_stale,
+)
+from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
 from wis_monitor.config import FEED_STALE, Config, Metrics, Rule, Venue, split_member
 from wis_monitor.duration import ms
+from wis_monitor.enrich import Context, describe, peers, public, retired, where
 from wis_monitor.errors import StoreError
+from wis_monitor.expr import Expr
 from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
 from wis_monitor.sources import Observation
 from wis_monitor.stats import Ema, OfiWindow, SeriesStats
@@ -29,9 +40,6 @@ from wis_monitor.store import AlertRow, Batch, Store, encode_levels
 
 log = logging.getLogger("wis_monitor.engine")
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-TOP_LEVELS = 3
-#: Ends the summary of a shadow rule's alert (also marked ``details.mode = "shadow"``).
-SHADOW_MARK = " (shadow: not sent)"
 
 
 @dataclass
@@ -104,11 +112,6 @@ class Sample:
         return not (self.flags & BLOCKING_FLAGS)
 
 
-def _levels(px: FloatArray, qty: FloatArray, n: int) -> list[tuple[float, float]]:
-    """The first ``n`` (price, amount) levels of one side of a book."""
-    return [(float(p), float(q)) for p, q in zip(px[:n], qty[:n], strict=True)]
-
-
 def _value_metric(rule: Rule) -> str | None:
     for m in _FIRST_NAME.finditer(rule.spec.when):
         if m.group(0) in rule.when.metrics:
@@ -138,7 +141,8 @@ class Engine:
         self.group_rules = [r for r in config.rules if r.spec.scope == "group"]
         self._rules_for: dict[tuple[str, str], list[Rule]] = {}
         self._rules = {r.name: r for r in config.rules}
-        self._timing = {r.name: _timing(r) for r in config.rules}
+        self._evaluators = {r.name: _evaluator(r) for r in config.rules}
+        self._feed = feed_stale(FEED_STALE)
         self._value_metric = {r.name: _value_metric(r) for r in config.rules}
         fs = config.settings.feed_stale
         self.feed_stale_enabled = fs.enabled
@@ -328,13 +332,9 @@ class Engine:
             labels = fired["labels"] if fired else {}
             channels = fired["delivered"] if fired else []
             mode = fired["mode"] if fired else "live"
-        where = " ".join(x for x in (venue_, symbol_) if x) or key
-        details: dict[str, Any] = {"reason": reason}
-        if inst.fired_at_ms is not None:
-            details["fired_for_ms"] = now_ms - inst.fired_at_ms
-        summary = f"[{severity.upper()}] {name} {where} resolved ({reason})"
-        if name != FEED_STALE and mode == "shadow":
-            summary, details["mode"] = summary + SHADOW_MARK, "shadow"
+        fired_for = now_ms - inst.fired_at_ms if inst.fired_at_ms is not None else None
+        summary, details = retired(severity, name, where(venue_, symbol_, key), reason,
+                                   fired_for, name != FEED_STALE and mode == "shadow")
         return AlertRow(now_ms, name, key, venue_, symbol_, "resolved", severity, inst.value,
                         summary, labels, details, channels)
 
@@ -503,28 +503,15 @@ class Engine:
         return inst is not None and inst.state == State.FIRING
 
     def _evaluate_series(self, s: Series, sample: Sample, batch: Batch, gap: bool) -> None:
-        values = sample.values
-        instances = self.instances
         for rule in self._rules_for[(s.venue, s.symbol)]:
-            truth = _truth(rule.when.evaluate(values))
-            inst = instances.get((rule.name, s.key))
-            if truth is not True and (inst is None or inst.state == State.INACTIVE):
-                continue  # inactive and staying so: nothing to record
-            clear = None  # only a firing alert looks at `clear` (hysteresis)
-            if inst is not None and inst.state == State.FIRING:
-                clear = _truth(rule.clear.evaluate(values)) if rule.clear is not None else \
-                    _negate(truth)
-            value = self.rule_value(rule, values)
-            self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, truth, clear,
-                          value, batch, s.venue, s.symbol, values, gap=gap)
+            for t in self._evaluators[rule.name].evaluate(
+                    sample.ts_ms, {s.key: sample.values}, self.instances, restart=gap):
+                self._commit(rule.name, rule, t, batch, s.venue, s.symbol, sample.values)
 
     def rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
         """The number a series rule reports: its `value` expression, else its first metric."""
-        if rule.value is not None:
-            v = rule.value.evaluate(values)
-            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-        name = self._value_metric.get(rule.name)
-        return values.get(name) if name else None
+        value = self._evaluators[rule.name].value
+        return value(values) if value is not None else None
 
     def evaluate_groups(self, now_ms: int, batch: Batch,
                         sampled: set[tuple[str, str]] | None = None) -> None:
@@ -534,54 +521,34 @@ class Engine:
             group = rule.spec.group or ""
             if sampled is not None and sampled.isdisjoint(self.config.group_members(group)):
                 continue
-            members: list[dict[str, float | None]] = []
-            names: list[str] = []
-            for venue, symbol in self.config.group_members(group):
-                s = self.series.get((venue, symbol))
-                if s is None or s.stats.last_good_ms is None or not s.last_values:
-                    continue
-                if now_ms - s.stats.last_good_ms >= s.stale_after_ms:
-                    continue  # no good sample for stale_after: left out until it recovers
-                members.append(s.last_values)  # a failed fetch keeps its last good values
-                names.append(s.key)
-            inst = self.instances.get((rule.name, group))
-            if not members:  # nothing current to judge by: a pending run breaks, nothing else
-                if inst is not None and inst.state == State.PENDING:
-                    ended = interrupt(inst)
-                    self.instances[(rule.name, group)] = ended
-                    batch.states[(rule.name, group)] = ended.to_json()
+            members = self._current_members(group, now_ms)
+            inputs = {group: list(members.values()) or None}
+            for t in self._evaluators[rule.name].evaluate(now_ms, inputs, self.instances):
+                detail = {"members": {n: public(m) for n, m in members.items()}}
+                self._commit(rule.name, rule, t, batch, None, None, detail)
+
+    def _current_members(self, group: str, now_ms: int) -> dict[str, dict[str, float | None]]:
+        """The latest good values of the members of ``group`` that have a current one (a
+        failed fetch keeps its last good values; none for stale_after: left out until it
+        recovers)."""
+        out = {}
+        for venue, symbol in self.config.group_members(group):
+            s = self.series.get((venue, symbol))
+            if s is None or s.stats.last_good_ms is None or not s.last_values:
                 continue
-            truth = _truth(rule.when.evaluate_group(members))
-            if truth is not True and (inst is None or inst.state == State.INACTIVE):
-                continue
-            clear = None
-            if inst is not None and inst.state == State.FIRING:
-                clear = _truth(rule.clear.evaluate_group(members)) if rule.clear is not None \
-                    else _negate(truth)
-            value = None
-            if rule.value is not None:
-                v = rule.value.evaluate_group(members)
-                value = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-            detail = {"members": {n: _public(m) for n, m in zip(names, members, strict=True)}}
-            self._advance(rule.name, group, rule.spec.severity, rule, now_ms, truth, clear,
-                          value, batch, None, None, detail)
+            if now_ms - s.stats.last_good_ms < s.stale_after_ms:
+                out[s.key] = s.last_values
+        return out
 
     def _check_stale(self, s: Series, now_ms: int, batch: Batch) -> None:
         if not self.feed_stale_enabled:
             return
         good = s.stats.last_good_ms
-        last = good if good is not None else s.first_seen_ms
-        stale = now_ms - last >= s.stale_after_ms
-        inst = self.instances.get((FEED_STALE, s.key))
-        if not stale and (inst is None or inst.state == State.INACTIVE):
-            return
-        # Only a good sample newer than the firing resolves it (a restart is no good sample).
-        fired = inst.fired_at_ms if inst is not None else None
-        recovered = good is not None and (fired is None or good > fired)
-        details = self._feed_details(s, now_ms)
-        self._advance(FEED_STALE, s.key, self.config.settings.feed_stale.severity, None, now_ms,
-                      stale, not stale and recovered, details["age_s"], batch, s.venue, s.symbol,
-                      details)
+        feed = Feed(now_ms - (good if good is not None else s.first_seen_ms), s.stale_after_ms,
+                    good)
+        for t in self._feed.evaluate(now_ms, {s.key: feed}, self.instances):
+            self._commit(FEED_STALE, None, t, batch, s.venue, s.symbol,
+                         self._feed_details(s, now_ms))
 
     @staticmethod
     def _feed_details(s: Series, now_ms: int) -> dict[str, Any]:
@@ -594,16 +561,12 @@ class Engine:
         for s in self.series.values():
             self._check_stale(s, now_ms, batch)
 
-    def _advance(self, name: str, key: str, severity: str, rule: Rule | None, ts_ms: int,
-                 when: bool | None, clear: bool | None, value: float | None, batch: Batch,
-                 venue: str | None, symbol: str | None, details: dict[str, Any],
-                 gap: bool = False) -> None:
-        inst = self.instances.get((name, key)) or _INACTIVE
-        timing = self._timing.get(name, _FEED_TIMING) if rule is not None else _FEED_TIMING
-        new, event = step(interrupt(inst) if gap else inst, timing, ts_ms, when=when,
-                          clear=clear, value=value)
+    def _commit(self, name: str, rule: Rule | None, t: Transition, batch: Batch,
+                venue: str | None, symbol: str | None, values: dict[str, Any]) -> None:
+        """Record a transition of rule ``name`` (``rule`` None: feed-stale) and its event."""
+        new, event = t.instance, t.event
         if event is not None:
-            row = self._alert(name, key, severity, rule, event, venue, symbol, details)
+            row = self._alert(name, t.key, rule, event, venue, symbol)
             shadow = rule is not None and rule.spec.mode == "shadow"
             if event.kind == "firing":  # a shadow rule's alert fires unannounced too
                 new = replace(new, silenced=row.silenced_by is not None or shadow)
@@ -611,12 +574,12 @@ class Engine:
                     not shadow:
                 # The first notification to get through a silence announces the alert.
                 new = replace(new, silenced=False)
-                row = self._alert(name, key, severity, rule, replace(event, kind="firing"),
-                                  venue, symbol, details)
+                event = replace(event, kind="firing")
+                row.event = event.kind
+            self._describe(row, rule, event, values)
             batch.alerts.append(row)
-        if new != inst:
-            self.instances[(name, key)] = new
-            batch.states[(name, key)] = new.to_json()
+        self.instances[(name, t.key)] = new
+        batch.states[(name, t.key)] = new.to_json()
 
     def release_silenced(self, now_ms: int, batch: Batch) -> None:
         """Send `firing` for the alerts firing unannounced whose silence has ended, or whose
@@ -630,72 +593,51 @@ class Engine:
             if rule is not None and rule.spec.mode == "shadow":
                 continue
             venue, symbol = split_member(key)
-            s = self.series.get((venue, symbol)) if symbol else None
-            if rule is not None:
-                severity = rule.spec.severity
-                details = dict(s.last_values) if s is not None else {}
-            else:
-                severity = self.config.settings.feed_stale.severity
-                details = self._feed_details(s, now_ms) if s is not None else {}
             event = Event("firing", now_ms, inst.active_at_ms, inst.fired_at_ms, inst.value)
-            row = self._alert(name, key, severity, rule, event, venue if symbol else None,
-                              symbol or None, details)
-            if row.silenced_by is None:
-                new = replace(inst, silenced=False, last_sent_ms=now_ms)
-                self.instances[(name, key)] = new
-                batch.states[(name, key)] = new.to_json()
-                batch.alerts.append(row)
+            row = self._alert(name, key, rule, event, venue if symbol else None, symbol or None)
+            if row.silenced_by is not None:
+                continue
+            s = self.series.get((venue, symbol)) if symbol else None
+            values = {} if s is None else dict(s.last_values) if rule is not None else \
+                self._feed_details(s, now_ms)
+            self._describe(row, rule, event, values)
+            new = replace(inst, silenced=False, last_sent_ms=now_ms)
+            self.instances[(name, key)] = new
+            batch.states[(name, key)] = new.to_json()
+            batch.alerts.append(row)
 
-    def _alert(self, name: str, key: str, severity: str, rule: Rule | None, event: Event,
-               venue: str | None, symbol: str | None, details: dict[str, Any]) -> AlertRow:
+    def _alert(self, name: str, key: str, rule: Rule | None, event: Event, venue: str | None,
+               symbol: str | None) -> AlertRow:
+        """An alert event, and the silence keeping it back; :meth:`_describe` says the rest."""
+        severity = rule.spec.severity if rule is not None else \
+            self.config.settings.feed_stale.severity
         labels = dict(rule.spec.labels) if rule is not None else {}
-        where = " ".join(x for x in (venue, symbol) if x) or key
-        value = event.value
-        shown = f" value={value:.4g}" if value is not None else ""
-        summary = f"[{severity.upper()}] {name} {where} {event.kind}{shown}"
-        d: dict[str, Any] = {"values": _public(details) if rule is not None and venue else details}
-        if rule is not None:
-            band = self.config.metrics_for(venue, symbol).wis.band_bps if venue and symbol \
-                else None
-            d.update(description=rule.spec.description, runbook=rule.spec.runbook,
-                     when=rule.spec.when, depth_band_bps=band,
-                     value_of=rule.spec.value or (self._value_metric.get(name) if venue
-                                                  else None))
-            if venue and symbol:
-                d["group_peers"] = self._peers(venue, symbol)
-                s = self.series.get((venue, symbol))
-                if s is not None:
-                    b = s.stats.scorers.get("wis")
-                    base = b.baseline() if b is not None else None
-                    if base is not None:
-                        d["baseline"] = {"n": base.n, "mean": base.center, "std": base.scale}
-                    if s.last_book is not None:  # the best levels, in book order
-                        book = s.last_book
-                        d["top_bids"] = _levels(book.bid_px, book.bid_qty, TOP_LEVELS)
-                        d["top_asks"] = _levels(book.ask_px, book.ask_qty, TOP_LEVELS)
-        if event.kind == "resolved" and event.fired_at_ms is not None:
-            d["fired_for_ms"] = event.ts_ms - event.fired_at_ms
-        if rule is not None and rule.spec.mode == "shadow":
-            summary, d["mode"] = summary + SHADOW_MARK, "shadow"
         channels = rule.channels if rule is not None else self.feed_stale_channels
-        row = AlertRow(event.ts_ms, name, key, venue, symbol, event.kind, severity, value,
-                       summary, labels, d, channels)
+        row = AlertRow(event.ts_ms, name, key, venue, symbol, event.kind, severity, event.value,
+                       "", labels, {}, channels)
         row.silenced_by = self._silenced(row)
         return row
 
-    def _peers(self, venue: str, symbol: str) -> dict[str, dict[str, float | None]]:
-        me = f"{venue}:{symbol}"
-        out: dict[str, dict[str, float | None]] = {}
-        for members in self.config.settings.groups.values():
-            if me not in members:
-                continue
-            for m in members:
-                if m == me:
-                    continue
-                s = self.series.get(split_member(m))
-                if s is not None and s.last_values:
-                    out[m] = {k: s.last_values.get(k) for k in ("wis", "wis_z", "mid")}
-        return out
+    def _describe(self, row: AlertRow, rule: Rule | None, event: Event,
+                  values: dict[str, Any]) -> None:
+        """Fill in the summary and the details of an alert event (see :mod:`enrich`)."""
+        ctx = Context(values)
+        venue, symbol = row.venue, row.symbol
+        if rule is not None and venue and symbol:  # a series rule
+            s = self.series.get((venue, symbol))
+            wis = s.stats.scorers.get("wis") if s is not None else None
+            ctx = Context(public(values), self._value_metric.get(rule.name),
+                          self.config.metrics_for(venue, symbol).wis.band_bps,
+                          peers(row.key, self.config.settings.groups.values(), self._last_values),
+                          wis.baseline() if wis is not None else None,
+                          s.last_book if s is not None else None)
+        row.summary, row.details = describe(event, row.severity, row.rule,
+                                            where(venue, symbol, row.key),
+                                            rule.spec if rule is not None else None, ctx)
+
+    def _last_values(self, member: str) -> dict[str, float | None] | None:
+        s = self.series.get(split_member(member))
+        return s.last_values if s is not None else None
 
     def _silenced(self, row: AlertRow) -> int | None:
         for sil in self.silences:
@@ -711,14 +653,28 @@ class Engine:
         return None
 
 
-_FEED_TIMING = Timing(notify_resolved=True)
-_INACTIVE = Instance()
+def _evaluator(rule: Rule) -> Evaluator[Any]:
+    """A rule's expressions as an evaluator: on a sample's values (a series rule) or on the
+    group members' (a group rule); its value is its `value` expression, else (a series rule)
+    the first metric of its condition."""
+    group = rule.spec.scope == "group"
 
+    def fn(e: Expr) -> Callable[[Any], Any]:
+        return e.evaluate_group if group else e.evaluate
 
-def _timing(rule: Rule) -> Timing:
+    clear = value = None
+    if rule.clear is not None:
+        cleared = fn(rule.clear)
+        clear = lambda x, _inst: cleared(x)  # noqa: E731
+    if rule.value is not None:
+        number = fn(rule.value)
+        value = lambda x: _number(number(x))  # noqa: E731
+    elif not group and (metric := _value_metric(rule)) is not None:
+        value = lambda x: x.get(metric)  # noqa: E731
     sp = rule.spec
-    return Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
-                  sp.notify_resolved)
+    timing = Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
+                    sp.notify_resolved)
+    return Evaluator(rule.name, timing, fn(rule.when), clear, value)
 
 
 def _definition(s: Series, metric: str) -> object:
@@ -735,14 +691,5 @@ def _definition(s: Series, metric: str) -> object:
     return s.kernels.get(metric)  # a WIS kernel; None for the other companions
 
 
-def _truth(v: object) -> bool | None:
-    """A condition's value: True, False or None (unknown)."""
-    return v if isinstance(v, bool) else None
-
-
-def _negate(truth: bool | None) -> bool | None:
-    return None if truth is None else not truth
-
-
-def _public(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+def _number(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
