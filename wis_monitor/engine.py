@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,73 +26,19 @@ from wis_monitor.alerting import (
     Transition,
     feed_stale,
 )
-from wis_monitor.book import BLOCKING_FLAGS, Book, format_flags
-from wis_monitor.config import FEED_STALE, Config, Metrics, Rule, Venue, split_member
+from wis_monitor.book import BLOCKING_FLAGS, format_flags
+from wis_monitor.config import FEED_STALE, Config, Rule, Venue, split_member
 from wis_monitor.duration import ms
 from wis_monitor.enrich import Context, describe, peers, public, retired, where
 from wis_monitor.errors import StoreError
 from wis_monitor.expr import Expr
-from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
+from wis_monitor.series import Series
 from wis_monitor.sources import Observation
-from wis_monitor.stats import Ema, OfiWindow, SeriesStats
+from wis_monitor.stats import SeriesStats
 from wis_monitor.store import AlertRow, Batch, Store, encode_levels
 
 log = logging.getLogger("wis_monitor.engine")
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-@dataclass
-class Series:
-    """What the engine remembers of one (venue, symbol)."""
-
-    venue: str
-    symbol: str
-    stats: SeriesStats
-    stale_after_ms: int
-    first_seen_ms: int
-    metrics: Metrics
-    interval_ms: int
-    kernels: dict[str, Kernel] = field(init=False)
-    ofi: OfiWindow = field(init=False)
-    ofi_book: tuple[int, TopLevels] | None = None  # the order-flow chain's previous book
-    smooth: dict[str, Ema] = field(init=False)
-    last_values: dict[str, float | None] = field(default_factory=dict)
-    last_book: Book | None = None
-    book_since_ms: int | None = None  # when the current (identical) book was first seen
-    last_quality: str = ""
-    last_error: str | None = None
-    last_ts_ms: int | None = None  # of the latest observation taken in: time only moves on
-    key: str = ""  # venue:symbol, the alert key
-
-    def __post_init__(self) -> None:
-        self.key = f"{self.venue}:{self.symbol}"
-        m = self.metrics
-        self.kernels = m.kernels()
-        self.ofi = OfiWindow(ms(m.ofi.window))
-        self.smooth = {name: Ema(ms(sm.half_life), self.interval_ms)
-                       for name, sm in m.smooth.items()}
-
-    def order_flow(self, ts_ms: int, top: TopLevels | None) -> float | None:
-        """The order-flow window sum with the book whose best levels are ``top`` (None: no
-        good book, or the chain is too young); a gap longer than twice the interval, or no
-        good book, breaks the chain."""
-        prev = self.ofi_book
-        if top is None:
-            self.ofi_book = None
-            return None
-        self.ofi_book = (ts_ms, top)
-        if prev is None or ts_ms - prev[0] > 2 * self.interval_ms:
-            self.ofi.restart(ts_ms)
-            return None
-        return self.ofi.add(ts_ms, ofi_event(prev[1], top))
-
-    def smoothed(self, ts_ms: int, values: dict[str, float | None]) -> dict[str, float | None]:
-        """Push each smoothed metric's input (a null one is skipped: the average stays)."""
-        out: dict[str, float | None] = {}
-        for name, ema in self.smooth.items():
-            x = values.get(self.metrics.smooth[name].of)
-            out[name] = ema.value if x is None else ema.push(ts_ms, x)
-        return out
 
 
 @dataclass(frozen=True)
@@ -126,7 +71,6 @@ class Engine:
         self.config = config
         self.store = store
         self.z_metrics = config.scored_metrics
-        self._z_name = {m: f"{m}_z" for m in self.z_metrics}
         self._z_first = tuple(m for m in self.z_metrics if m not in config.settings.metrics.smooth)
         self._z_smooth = tuple(config.settings.metrics.smooth)
         self._columns = config.column_metrics
@@ -193,7 +137,7 @@ class Engine:
             new = self.series_for(s.venue, s.symbol, s.first_seen_ms)
             same_z = s.metrics.zscore == new.metrics.zscore
             for m in self.z_metrics:
-                same = m in s.stats.scorers and _definition(s, m) == _definition(new, m)
+                same = m in s.stats.scorers and s.definition(m) == new.definition(m)
                 if same and same_z:
                     new.stats.scorers[m] = s.stats.scorers[m]
                     continue
@@ -203,7 +147,7 @@ class Engine:
             if s.metrics.ofi == new.metrics.ofi and s.interval_ms == new.interval_ms:
                 new.ofi, new.ofi_book = s.ofi, s.ofi_book
             for name, ema in s.smooth.items():
-                if name in new.smooth and _definition(s, name) == _definition(new, name):
+                if name in new.smooth and s.definition(name) == new.definition(name):
                     new.smooth[name] = ema
             new.stats.last_good_ms, new.stats.last_mid = s.stats.last_good_ms, s.stats.last_mid
             new.last_values, new.last_book = s.last_values, s.last_book
@@ -417,57 +361,8 @@ class Engine:
     def sample(self, obs: Observation) -> Sample:
         """Signals and z-scores of one observation (updates the series' windows)."""
         s = self.series_for(obs.venue, obs.symbol, obs.ts_ms)
-        flags = set(obs.flags)
-        book = obs.book
-        values: dict[str, float | None] = {"latency_ms": obs.latency_ms}
-        last_good = s.stats.last_good_ms
-        values["age_s"] = (obs.ts_ms - last_good) / 1000.0 if last_good is not None else None
-        if book is not None and not (flags & BLOCKING_FLAGS):
-            if s.last_book is not None and book.same_levels(s.last_book):
-                since = s.book_since_ms if s.book_since_ms is not None else obs.ts_ms
-                if obs.ts_ms - since >= s.stale_after_ms:
-                    flags.add("stale")
-            else:
-                s.book_since_ms = obs.ts_ms
-            s.last_book = book
-            if book.venue_ts_ms is not None and obs.ts_ms - book.venue_ts_ms >= s.stale_after_ms:
-                flags.add("stale")
-        snap = None
-        if book is not None and not (flags & BLOCKING_FLAGS):
-            wis = s.metrics.wis
-            snap = snapshot(book, s.kernels, wis.band_bps, symmetric=wis.symmetric)
-            metrics: dict[str, float | None] = dict(
-                mid=snap.mid, spread_bps=snap.spread_bps, imbalance=snap.imbalance,
-                microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
-                depth=snap.depth, mid_change_bps=change_bps(s.stats.last_mid, snap.mid),
-                coverage_bps=snap.coverage_bps, **snap.wis,
-            )
-            top = top_levels(book, s.metrics.ofi.levels)
-            if not (all(v is None or math.isfinite(v) for v in metrics.values())
-                    and math.isfinite(sum(top.bid_notional) + sum(top.ask_notional))):
-                flags.add("invalid")  # prices or amounts so large that a metric overflowed
-                snap = None
-        ofi = s.order_flow(obs.ts_ms, top if snap is not None else None)
-        if snap is not None:
-            if snap.thin:
-                flags.add("thin")
-            values.update(metrics, ofi=ofi)
-            self._score(s, obs.ts_ms, values, self._z_first)
-            if s.smooth:
-                values.update(s.smoothed(obs.ts_ms, values))
-                self._score(s, obs.ts_ms, values, self._z_smooth)
-            s.stats.last_mid = snap.mid
-        elif book is not None and (mid := book.mid) and math.isfinite(mid):
-            # Informative only: a crossed or stale book still has a mid and a spread.
-            values["mid"] = mid
-            values["spread_bps"] = (float(book.ask_px[0]) - float(book.bid_px[0])) / mid * 1e4
-        frozen = frozenset(flags)
-        return Sample(obs.ts_ms, obs.venue, obs.symbol, values, frozen, obs.error)
-
-    def _score(self, s: Series, ts_ms: int, values: dict[str, float | None],
-               metrics: tuple[str, ...]) -> None:
-        for name, z in s.stats.update(ts_ms, values, metrics).items():
-            values[self._z_name[name]] = z
+        values, flags = s.measure(obs, self._z_first, self._z_smooth)
+        return Sample(obs.ts_ms, obs.venue, obs.symbol, values, flags, obs.error)
 
     def _row(self, sample: Sample) -> tuple[Any, ...]:
         v = sample.values
@@ -675,20 +570,6 @@ def _evaluator(rule: Rule) -> Evaluator[Any]:
     timing = Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
                     sp.notify_resolved)
     return Evaluator(rule.name, timing, fn(rule.when), clear, value)
-
-
-def _definition(s: Series, metric: str) -> object:
-    """What a scored metric of a series is computed from (equal: the same numbers)."""
-    m = s.metrics
-    if metric == "ofi":
-        return m.ofi, s.interval_ms
-    if metric in m.smooth:
-        return m.smooth[metric], s.interval_ms, _definition(s, m.smooth[metric].of)
-    if metric.endswith("_z"):
-        return m.zscore, _definition(s, metric.removesuffix("_z"))
-    if metric in ("bid_depth", "ask_depth", "depth", "coverage_bps"):
-        return m.wis.band_bps, m.wis.symmetric
-    return s.kernels.get(metric)  # a WIS kernel; None for the other companions
 
 
 def _number(v: object) -> float | None:

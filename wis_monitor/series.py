@@ -1,0 +1,141 @@
+"""What the engine remembers of one (venue, symbol), and how a book of it becomes numbers:
+signals (pure, :mod:`~wis_monitor.signals`), then the series' windows — z-scores, the
+order-flow chain, smoothed averages (:mod:`~wis_monitor.stats`). No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from wis_monitor.book import BLOCKING_FLAGS, Book
+from wis_monitor.duration import ms
+from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
+from wis_monitor.sources import Observation
+from wis_monitor.stats import Ema, OfiWindow, SeriesStats
+
+if TYPE_CHECKING:
+    from wis_monitor.config import Metrics
+
+
+@dataclass
+class Series:
+    """What the engine remembers of one (venue, symbol)."""
+
+    venue: str
+    symbol: str
+    stats: SeriesStats
+    stale_after_ms: int
+    first_seen_ms: int
+    metrics: Metrics
+    interval_ms: int
+    kernels: dict[str, Kernel] = field(init=False)
+    ofi: OfiWindow = field(init=False)
+    ofi_book: tuple[int, TopLevels] | None = None  # the order-flow chain's previous book
+    smooth: dict[str, Ema] = field(init=False)
+    last_values: dict[str, float | None] = field(default_factory=dict)
+    last_book: Book | None = None
+    book_since_ms: int | None = None  # when the current (identical) book was first seen
+    last_quality: str = ""
+    last_error: str | None = None
+    last_ts_ms: int | None = None  # of the latest observation taken in: time only moves on
+    key: str = ""  # venue:symbol, the alert key
+
+    def __post_init__(self) -> None:
+        self.key = f"{self.venue}:{self.symbol}"
+        m = self.metrics
+        self.kernels = m.kernels()
+        self.ofi = OfiWindow(ms(m.ofi.window))
+        self.smooth = {name: Ema(ms(sm.half_life), self.interval_ms)
+                       for name, sm in m.smooth.items()}
+
+    def order_flow(self, ts_ms: int, top: TopLevels | None) -> float | None:
+        """The order-flow window sum with the book whose best levels are ``top`` (None: no
+        good book, or the chain is too young); a gap longer than twice the interval, or no
+        good book, breaks the chain."""
+        prev = self.ofi_book
+        if top is None:
+            self.ofi_book = None
+            return None
+        self.ofi_book = (ts_ms, top)
+        if prev is None or ts_ms - prev[0] > 2 * self.interval_ms:
+            self.ofi.restart(ts_ms)
+            return None
+        return self.ofi.add(ts_ms, ofi_event(prev[1], top))
+
+    def smoothed(self, ts_ms: int, values: dict[str, float | None]) -> dict[str, float | None]:
+        """Push each smoothed metric's input (a null one is skipped: the average stays)."""
+        out: dict[str, float | None] = {}
+        for name, ema in self.smooth.items():
+            x = values.get(self.metrics.smooth[name].of)
+            out[name] = ema.value if x is None else ema.push(ts_ms, x)
+        return out
+
+    def definition(self, metric: str) -> object:
+        """What a scored metric of the series is computed from (equal: the same numbers)."""
+        m = self.metrics
+        if metric == "ofi":
+            return m.ofi, self.interval_ms
+        if metric in m.smooth:
+            return m.smooth[metric], self.interval_ms, self.definition(m.smooth[metric].of)
+        if metric.endswith("_z"):
+            return m.zscore, self.definition(metric.removesuffix("_z"))
+        if metric in ("bid_depth", "ask_depth", "depth", "coverage_bps"):
+            return m.wis.band_bps, m.wis.symmetric
+        return self.kernels.get(metric)  # a WIS kernel; None for the other companions
+
+    def measure(self, obs: Observation, z_first: tuple[str, ...], z_smooth: tuple[str, ...]
+                ) -> tuple[dict[str, float | None], frozenset[str]]:
+        """The signals and z-scores of an observation of this series, and its quality flags
+        (updates the windows): ``z_first`` are scored before smoothing, ``z_smooth`` after."""
+        flags = set(obs.flags)
+        book = obs.book
+        values: dict[str, float | None] = {"latency_ms": obs.latency_ms}
+        last_good = self.stats.last_good_ms
+        values["age_s"] = (obs.ts_ms - last_good) / 1000.0 if last_good is not None else None
+        if book is not None and not (flags & BLOCKING_FLAGS):
+            if self.last_book is not None and book.same_levels(self.last_book):
+                since = self.book_since_ms if self.book_since_ms is not None else obs.ts_ms
+                if obs.ts_ms - since >= self.stale_after_ms:
+                    flags.add("stale")
+            else:
+                self.book_since_ms = obs.ts_ms
+            self.last_book = book
+            if book.venue_ts_ms is not None and obs.ts_ms - book.venue_ts_ms >= self.stale_after_ms:
+                flags.add("stale")
+        snap = None
+        if book is not None and not (flags & BLOCKING_FLAGS):
+            wis = self.metrics.wis
+            snap = snapshot(book, self.kernels, wis.band_bps, symmetric=wis.symmetric)
+            metrics: dict[str, float | None] = dict(
+                mid=snap.mid, spread_bps=snap.spread_bps, imbalance=snap.imbalance,
+                microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
+                depth=snap.depth, mid_change_bps=change_bps(self.stats.last_mid, snap.mid),
+                coverage_bps=snap.coverage_bps, **snap.wis,
+            )
+            top = top_levels(book, self.metrics.ofi.levels)
+            if not (all(v is None or math.isfinite(v) for v in metrics.values())
+                    and math.isfinite(sum(top.bid_notional) + sum(top.ask_notional))):
+                flags.add("invalid")  # prices or amounts so large that a metric overflowed
+                snap = None
+        ofi = self.order_flow(obs.ts_ms, top if snap is not None else None)
+        if snap is not None:
+            if snap.thin:
+                flags.add("thin")
+            values.update(metrics, ofi=ofi)
+            self._score(obs.ts_ms, values, z_first)
+            if self.smooth:
+                values.update(self.smoothed(obs.ts_ms, values))
+                self._score(obs.ts_ms, values, z_smooth)
+            self.stats.last_mid = snap.mid
+        elif book is not None and (mid := book.mid) and math.isfinite(mid):
+            # Informative only: a crossed or stale book still has a mid and a spread.
+            values["mid"] = mid
+            values["spread_bps"] = (float(book.ask_px[0]) - float(book.bid_px[0])) / mid * 1e4
+        return values, frozenset(flags)
+
+    def _score(self, ts_ms: int, values: dict[str, float | None],
+               metrics: tuple[str, ...]) -> None:
+        for name, z in self.stats.update(ts_ms, values, metrics).items():
+            values[f"{name}_z"] = z
