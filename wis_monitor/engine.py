@@ -16,16 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from wis_monitor.alerting import (
-    Evaluator,
-    Event,
-    Feed,
-    Instance,
-    State,
-    Timing,
-    Transition,
-    feed_stale,
-)
+from wis_monitor.alerting import Evaluator, Event, Instance, State, Timing, Transition, feed_stale
 from wis_monitor.book import BLOCKING_FLAGS, format_flags
 from wis_monitor.config import FEED_STALE, Config, Rule, Venue, split_member
 from wis_monitor.duration import ms
@@ -135,25 +126,10 @@ class Engine:
             if s.venue not in self.venues:
                 continue  # the venue was removed
             new = self.series_for(s.venue, s.symbol, s.first_seen_ms)
-            same_z = s.metrics.zscore == new.metrics.zscore
-            for m in self.z_metrics:
-                same = m in s.stats.scorers and s.definition(m) == new.definition(m)
-                if same and same_z:
-                    new.stats.scorers[m] = s.stats.scorers[m]
-                    continue
-                fresh.add(m)
-                if same:
-                    rewarm.setdefault(key, []).append(m)
-            if s.metrics.ofi == new.metrics.ofi and s.interval_ms == new.interval_ms:
-                new.ofi, new.ofi_book = s.ofi, s.ofi_book
-            for name, ema in s.smooth.items():
-                if name in new.smooth and s.definition(name) == new.definition(name):
-                    new.smooth[name] = ema
-            new.stats.last_good_ms, new.stats.last_mid = s.stats.last_good_ms, s.stats.last_mid
-            new.last_values, new.last_book = s.last_values, s.last_book
-            new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
-            new.last_quality, new.last_error = s.last_quality, s.last_error
-            new.last_ts_ms = s.last_ts_ms
+            afresh, same = new.adopt(s, self.z_metrics)
+            fresh.update(afresh)
+            if same:
+                rewarm[key] = same
             self.series[key] = new
         self.instances.update(old.instances)  # what is no longer covered: see retire()
         self.silences = old.silences
@@ -438,18 +414,8 @@ class Engine:
     def _check_stale(self, s: Series, now_ms: int, batch: Batch) -> None:
         if not self.feed_stale_enabled:
             return
-        good = s.stats.last_good_ms
-        feed = Feed(now_ms - (good if good is not None else s.first_seen_ms), s.stale_after_ms,
-                    good)
-        for t in self._feed.evaluate(now_ms, {s.key: feed}, self.instances):
-            self._commit(FEED_STALE, None, t, batch, s.venue, s.symbol,
-                         self._feed_details(s, now_ms))
-
-    @staticmethod
-    def _feed_details(s: Series, now_ms: int) -> dict[str, Any]:
-        last = s.stats.last_good_ms if s.stats.last_good_ms is not None else s.first_seen_ms
-        return {"age_s": (now_ms - last) / 1000.0, "quality": s.last_quality,
-                "error": s.last_error}
+        for t in self._feed.evaluate(now_ms, {s.key: s.feed(now_ms)}, self.instances):
+            self._commit(FEED_STALE, None, t, batch, s.venue, s.symbol, s.feed_details(now_ms))
 
     def check_all_stale(self, now_ms: int, batch: Batch) -> None:
         """The feed-stale rule for every known series (run on a timer, not only on samples)."""
@@ -494,7 +460,7 @@ class Engine:
                 continue
             s = self.series.get((venue, symbol)) if symbol else None
             values = {} if s is None else dict(s.last_values) if rule is not None else \
-                self._feed_details(s, now_ms)
+                s.feed_details(now_ms)
             self._describe(row, rule, event, values)
             new = replace(inst, silenced=False, last_sent_ms=now_ms)
             self.instances[(name, key)] = new

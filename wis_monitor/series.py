@@ -6,9 +6,11 @@ order-flow chain, smoothed averages (:mod:`~wis_monitor.stats`). No I/O, no cloc
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from wis_monitor.alerting import Feed
 from wis_monitor.book import BLOCKING_FLAGS, Book
 from wis_monitor.duration import ms
 from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
@@ -71,6 +73,45 @@ class Series:
             x = values.get(self.metrics.smooth[name].of)
             out[name] = ema.value if x is None else ema.push(ts_ms, x)
         return out
+
+    def adopt(self, old: Series, scored: Iterable[str]) -> tuple[set[str], list[str]]:
+        """Take over what ``old`` (this series under the previous configuration) knows: the
+        windows and averages computed the same way, the latest book and values. Returns the
+        scored metrics whose windows start afresh, and those of them that only the z-score
+        settings changed (the logged values still hold: they can be rebuilt)."""
+        fresh: set[str] = set()
+        rewarm: list[str] = []
+        same_z = old.metrics.zscore == self.metrics.zscore
+        for m in scored:
+            same = m in old.stats.scorers and old.definition(m) == self.definition(m)
+            if same and same_z:
+                self.stats.scorers[m] = old.stats.scorers[m]
+                continue
+            fresh.add(m)
+            if same:
+                rewarm.append(m)
+        if old.metrics.ofi == self.metrics.ofi and old.interval_ms == self.interval_ms:
+            self.ofi, self.ofi_book = old.ofi, old.ofi_book
+        for name, ema in old.smooth.items():
+            if name in self.smooth and old.definition(name) == self.definition(name):
+                self.smooth[name] = ema
+        self.stats.last_good_ms, self.stats.last_mid = old.stats.last_good_ms, old.stats.last_mid
+        self.last_values, self.last_book = old.last_values, old.last_book
+        self.book_since_ms, self.first_seen_ms = old.book_since_ms, old.first_seen_ms
+        self.last_quality, self.last_error = old.last_quality, old.last_error
+        self.last_ts_ms = old.last_ts_ms
+        return fresh, rewarm
+
+    def feed(self, now_ms: int) -> Feed:
+        """What the feed-stale rule judges this series by at ``now_ms``."""
+        good = self.stats.last_good_ms
+        age = now_ms - (good if good is not None else self.first_seen_ms)
+        return Feed(age, self.stale_after_ms, good)
+
+    def feed_details(self, now_ms: int) -> dict[str, Any]:
+        """What an alert of the feed-stale rule shows."""
+        return {"age_s": self.feed(now_ms).age_ms / 1000.0, "quality": self.last_quality,
+                "error": self.last_error}
 
     def definition(self, metric: str) -> object:
         """What a scored metric of the series is computed from (equal: the same numbers)."""
