@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from wis_monitor.alerting import (
     Evaluator,
     Feed,
+    FeedStaleRule,
     Instance,
     State,
     Timing,
     Transition,
     describe,
-    feed_stale,
     interrupt,
     step,
 )
@@ -215,7 +215,7 @@ def apply(ts: int, ev: Evaluator[V], inputs: Mapping[str, V | None],
                          min_size=1, max_size=60))
 def test_the_evaluator_is_the_state_machine_on_the_rules_conditions(
         timing: Timing, raw: list[tuple[int, float | None]]) -> None:
-    def below_1(v: Values, _: Instance) -> bool | None:
+    def below_1(v: Values) -> bool | None:
         return None if (x := v["x"]) is None else x < 1
     ev: Evaluator[Values] = Evaluator("r", timing, x_above(1), below_1, lambda v: v["x"])
     instances: dict[tuple[str, str], Instance] = {}
@@ -286,21 +286,24 @@ def test_without_clear_a_firing_alert_clears_when_its_condition_is_false() -> No
     assert t.event is not None and (t.event.kind, t.event.value) == ("resolved", 0.5)
 
 
-def test_clear_sees_the_firing_instance() -> None:
-    seen: list[Instance] = []
-
-    def clear(_v: Values, inst: Instance) -> bool:
-        seen.append(inst)
-        return True
-    ev: Evaluator[Values] = Evaluator("r", Timing(), x_above(1), clear)
+def test_a_firing_alert_looks_only_at_clear() -> None:
+    ev: Evaluator[Values] = Evaluator("r", Timing(), x_above(1), lambda v: v["y"] == -1)
     instances: dict[tuple[str, str], Instance] = {}
-    apply(0, ev, {"k": {"x": 2.0}}, instances)
-    [t] = apply(S, ev, {"k": {"x": 2.0}}, instances)  # `clear` wins over `when` (hysteresis)
-    assert [i.fired_at_ms for i in seen] == [0] and t.instance.state == State.INACTIVE
+    apply(0, ev, {"k": {"x": 2.0, "y": 1.0}}, instances)
+    assert apply(S, ev, {"k": {"x": 0.0, "y": 1.0}}, instances) == []
+    [t] = apply(2 * S, ev, {"k": {"x": 2.0, "y": -1.0}}, instances)
+    assert t.instance.state == State.INACTIVE and t.event is not None
+
+
+def test_a_value_that_is_no_number_is_none() -> None:
+    ev: Evaluator[Values] = Evaluator("r", Timing(), x_above(1), value=x_above(1))
+    [t] = ev.evaluate(0, {"k": {"x": 2.0}}, {})
+    assert t.event is not None and t.event.value is None
+    assert Evaluator("r", Timing(), x_above(1), value=lambda v: 3).value_of({}) == 3.0
 
 
 def test_feed_stale_fires_after_stale_after_and_reports_the_age() -> None:
-    ev = feed_stale("feed-stale")
+    ev = FeedStaleRule("feed-stale")
     instances: dict[tuple[str, str], Instance] = {}
     assert apply(29 * S, ev, {"k": Feed(29 * S, 30 * S, 0)}, instances) == []
     [t] = apply(30 * S, ev, {"k": Feed(30 * S, 30 * S, 0)}, instances)
@@ -308,7 +311,7 @@ def test_feed_stale_fires_after_stale_after_and_reports_the_age() -> None:
 
 
 def test_feed_stale_resolves_only_on_a_good_sample_newer_than_its_firing() -> None:
-    ev = feed_stale("feed-stale")
+    ev = FeedStaleRule("feed-stale")
     instances = {("feed-stale", "k"): Instance(State.FIRING, active_at_ms=40 * S,
                                                fired_at_ms=40 * S, last_sent_ms=40 * S)}
     # A restart: the last good sample is older than the firing, yet within stale_after.

@@ -172,13 +172,13 @@ class Evaluator(Generic[V]):
     """One rule over its instances, one per key (a series' ``venue:symbol`` or a group).
 
     ``when`` and ``clear`` give a condition's value on the rule's input ``V`` (anything but
-    True or False counts as unknown); ``clear`` also sees the firing instance, and without one
-    a firing alert clears when ``when`` is false. ``value`` is the number the rule reports.
+    True or False is unknown); without ``clear`` a firing alert clears when ``when`` is false.
+    ``value`` gives the number the rule reports (anything but a number is none).
     """
 
     def __init__(self, name: str, timing: Timing, when: Callable[[V], object],
-                 clear: Callable[[V, Instance], object] | None = None,
-                 value: Callable[[V], float | None] | None = None) -> None:
+                 clear: Callable[[V], object] | None = None,
+                 value: Callable[[V], object] | None = None) -> None:
         self.name = name
         self.timing = timing
         self.when = when
@@ -202,6 +202,17 @@ class Evaluator(Generic[V]):
                 out.append(t)
         return out
 
+    def value_of(self, x: V) -> float | None:
+        """The number the rule reports on ``x``."""
+        v = self.value(x) if self.value is not None else None
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    def cleared(self, x: V, inst: Instance, when: Truth) -> Truth:
+        """Whether the firing instance ``inst`` clears on ``x`` (hysteresis)."""
+        if self.clear is not None:
+            return _truth(self.clear(x))
+        return None if when is None else not when
+
     def _one(self, ts_ms: int, key: str, x: V | None, inst: Instance,
              restart: bool) -> Transition | None:
         if x is None:
@@ -210,13 +221,10 @@ class Evaluator(Generic[V]):
         when = _truth(self.when(x))
         if when is not True and inst.state == State.INACTIVE:
             return None  # inactive and staying so: nothing to evaluate
-        clear: Truth = None  # only a firing alert looks at `clear` (hysteresis)
-        if inst.state == State.FIRING:
-            clear = _truth(self.clear(x, inst)) if self.clear is not None else \
-                (None if when is None else not when)
-        value = self.value(x) if self.value is not None else None
+        # Only a firing alert looks at `clear`.
+        clear = self.cleared(x, inst, when) if inst.state == State.FIRING else None
         new, event = step(interrupt(inst) if restart else inst, self.timing, ts_ms, when=when,
-                          clear=clear, value=value)
+                          clear=clear, value=self.value_of(x))
         return None if new == inst else Transition(key, new, event)
 
 
@@ -229,21 +237,18 @@ class Feed:
     good_ms: int | None  # the last good sample
 
 
-#: The feed-stale rule always tells of its resolution.
-FEED_TIMING = Timing(notify_resolved=True)
+class FeedStaleRule(Evaluator[Feed]):
+    """The built-in rule: no good sample for ``stale_after``; its value is the age in seconds,
+    its resolution always told. Only a good sample newer than its firing resolves it (a restart
+    is no good sample)."""
 
+    def __init__(self, name: str) -> None:
+        super().__init__(name, Timing(notify_resolved=True),
+                         lambda f: f.age_ms >= f.stale_after_ms, value=lambda f: f.age_ms / 1000)
 
-def feed_stale(name: str) -> Evaluator[Feed]:
-    """The built-in rule: no good sample for ``stale_after``. Only a good sample newer than
-    its firing resolves it (a restart is no good sample); its value is the age in seconds."""
-    def stale(f: Feed) -> bool:
-        return f.age_ms >= f.stale_after_ms
-
-    def recovered(f: Feed, inst: Instance) -> bool:
+    def cleared(self, x: Feed, inst: Instance, when: Truth) -> Truth:
         fired = inst.fired_at_ms
-        return not stale(f) and f.good_ms is not None and (fired is None or f.good_ms > fired)
-
-    return Evaluator(name, FEED_TIMING, stale, recovered, lambda f: f.age_ms / 1000.0)
+        return when is False and x.good_ms is not None and (fired is None or x.good_ms > fired)
 
 
 def _truth(v: object) -> Truth:

@@ -12,11 +12,20 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
 
-from wis_monitor.alerting import Evaluator, Event, Instance, State, Timing, Transition, feed_stale
+from wis_monitor.alerting import (
+    Evaluator,
+    Event,
+    FeedStaleRule,
+    Instance,
+    State,
+    Timing,
+    Transition,
+)
 from wis_monitor.book import BLOCKING_FLAGS, format_flags
 from wis_monitor.config import FEED_STALE, Config, Rule, Venue, split_member
 from wis_monitor.duration import ms
@@ -77,7 +86,7 @@ class Engine:
         self._rules_for: dict[tuple[str, str], list[Rule]] = {}
         self._rules = {r.name: r for r in config.rules}
         self._evaluators = {r.name: _evaluator(r) for r in config.rules}
-        self._feed = feed_stale(FEED_STALE)
+        self._feed = FeedStaleRule(FEED_STALE)
         self._value_metric = {r.name: _value_metric(r) for r in config.rules}
         fs = config.settings.feed_stale
         self.feed_stale_enabled = fs.enabled
@@ -381,8 +390,7 @@ class Engine:
 
     def rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
         """The number a series rule reports: its `value` expression, else its first metric."""
-        value = self._evaluators[rule.name].value
-        return value(values) if value is not None else None
+        return self._evaluators[rule.name].value_of(values)
 
     def evaluate_groups(self, now_ms: int, batch: Batch,
                         sampled: set[tuple[str, str]] | None = None) -> None:
@@ -520,23 +528,14 @@ def _evaluator(rule: Rule) -> Evaluator[Any]:
     the first metric of its condition."""
     group = rule.spec.scope == "group"
 
-    def fn(e: Expr) -> Callable[[Any], Any]:
+    def fn(e: Expr) -> Callable[[Any], object]:
         return e.evaluate_group if group else e.evaluate
 
-    clear = value = None
-    if rule.clear is not None:
-        cleared = fn(rule.clear)
-        clear = lambda x, _inst: cleared(x)  # noqa: E731
-    if rule.value is not None:
-        number = fn(rule.value)
-        value = lambda x: _number(number(x))  # noqa: E731
-    elif not group and (metric := _value_metric(rule)) is not None:
-        value = lambda x: x.get(metric)  # noqa: E731
+    metric = None if group else _value_metric(rule)
+    value = fn(rule.value) if rule.value is not None else \
+        methodcaller("get", metric) if metric is not None else None
     sp = rule.spec
     timing = Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
                     sp.notify_resolved)
-    return Evaluator(rule.name, timing, fn(rule.when), clear, value)
-
-
-def _number(v: object) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    return Evaluator(rule.name, timing, fn(rule.when),
+                     fn(rule.clear) if rule.clear is not None else None, value)
