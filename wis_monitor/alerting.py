@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 EventKind = Literal["firing", "repeat", "resolved"]
 #: A condition's value: True, False or None (unknown: a null metric).
@@ -166,6 +166,7 @@ class Transition:
 
 
 _INACTIVE = Instance()
+_OFF = State.INACTIVE
 
 
 class Evaluator(Generic[V]):
@@ -197,7 +198,15 @@ class Evaluator(Generic[V]):
         out = []
         for key, x in inputs.items():
             inst = instances.get((self.name, key), _INACTIVE)
-            t = self._one(ts_ms, key, x, inst, restart)
+            if x is None:
+                ended = interrupt(inst)
+                if ended != inst:
+                    out.append(Transition(key, ended, None))
+                continue
+            when = self.when(x)
+            if when is not True and inst.state == _OFF:
+                continue  # inactive and staying so: nothing more to evaluate (the usual case)
+            t = self._step(ts_ms, key, x, inst, _truth(when), restart)
             if t is not None:
                 out.append(t)
         return out
@@ -213,14 +222,8 @@ class Evaluator(Generic[V]):
             return _truth(self.clear(x))
         return None if when is None else not when
 
-    def _one(self, ts_ms: int, key: str, x: V | None, inst: Instance,
-             restart: bool) -> Transition | None:
-        if x is None:
-            ended = interrupt(inst)
-            return None if ended == inst else Transition(key, ended, None)
-        when = _truth(self.when(x))
-        if when is not True and inst.state == State.INACTIVE:
-            return None  # inactive and staying so: nothing to evaluate
+    def _step(self, ts_ms: int, key: str, x: V, inst: Instance, when: Truth,
+              restart: bool) -> Transition | None:
         # Only a firing alert looks at `clear`.
         clear = self.cleared(x, inst, when) if inst.state == State.FIRING else None
         new, event = step(interrupt(inst) if restart else inst, self.timing, ts_ms, when=when,
@@ -228,8 +231,7 @@ class Evaluator(Generic[V]):
         return None if new == inst else Transition(key, new, event)
 
 
-@dataclass(frozen=True)
-class Feed:
+class Feed(NamedTuple):
     """What the feed-stale rule judges a series by at one time."""
 
     age_ms: int  # since the last good sample, else since the series was first seen

@@ -83,7 +83,7 @@ class Engine:
         self.record_bps = config.settings.storage.record_levels_bps
         self.series_rules = [r for r in config.rules if r.spec.scope == "series"]
         self.group_rules = [r for r in config.rules if r.spec.scope == "group"]
-        self._rules_for: dict[tuple[str, str], list[Rule]] = {}
+        self._rules_for: dict[tuple[str, str], list[tuple[Rule, Evaluator[Any]]]] = {}
         self._rules = {r.name: r for r in config.rules}
         self._evaluators = {r.name: _evaluator(r) for r in config.rules}
         self._feed = FeedStaleRule(FEED_STALE)
@@ -114,7 +114,7 @@ class Engine:
                        now_ms, metrics, interval)
             self.series[(venue, symbol)] = s
             self._rules_for[(venue, symbol)] = [
-                r for r in self.series_rules if r.matches(venue, symbol)
+                (r, self._evaluators[r.name]) for r in self.series_rules if r.matches(venue, symbol)
             ]
         return s
 
@@ -383,9 +383,9 @@ class Engine:
         return inst is not None and inst.state == State.FIRING
 
     def _evaluate_series(self, s: Series, sample: Sample, batch: Batch, gap: bool) -> None:
-        for rule in self._rules_for[(s.venue, s.symbol)]:
-            for t in self._evaluators[rule.name].evaluate(
-                    sample.ts_ms, {s.key: sample.values}, self.instances, restart=gap):
+        inputs = {s.key: sample.values}
+        for rule, ev in self._rules_for[(s.venue, s.symbol)]:
+            for t in ev.evaluate(sample.ts_ms, inputs, self.instances, restart=gap):
                 self._commit(rule.name, rule, t, batch, s.venue, s.symbol, sample.values)
 
     def rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
