@@ -166,7 +166,7 @@ class Transition:
 
 
 _INACTIVE = Instance()
-_OFF = State.INACTIVE
+_OFF = State.INACTIVE  # looked up once: compared for every rule on every sample
 
 
 class Evaluator(Generic[V]):
@@ -224,7 +224,7 @@ class Evaluator(Generic[V]):
 
     def _step(self, ts_ms: int, key: str, x: V, inst: Instance, when: Truth,
               restart: bool) -> Transition | None:
-        # Only a firing alert looks at `clear`.
+        """One instance's step on ``x``, whose ``when`` is known; None: nothing changed."""
         clear = self.cleared(x, inst, when) if inst.state == State.FIRING else None
         new, event = step(interrupt(inst) if restart else inst, self.timing, ts_ms, when=when,
                           clear=clear, value=self.value_of(x))

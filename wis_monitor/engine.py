@@ -1,8 +1,10 @@
 """One pipeline for the daemon, replay, the demo and the tests (SPEC §2).
 
-Per observation: book -> signals -> stats -> sample -> rules -> alert events, collected into a
-:class:`~wis_monitor.store.Batch` that the caller writes in one transaction. The engine keeps
-no clock: every call takes ``now_ms``; only the source and the clock differ between modes.
+Per observation: book -> signals and stats (:mod:`~wis_monitor.series`) -> sample -> each
+rule's :class:`~wis_monitor.alerting.Evaluator` -> alert events, told by
+:mod:`~wis_monitor.enrich` and collected into a :class:`~wis_monitor.store.Batch` that the
+caller writes in one transaction. The engine keeps no clock: every call takes ``now_ms``; only
+the source and the clock differ between modes.
 """
 
 from __future__ import annotations
