@@ -222,6 +222,8 @@ def sides_clean(offsets: npt.NDArray[np.int64], px: FloatArray, qty: FloatArray,
     """True when every row of one side (flat levels cut by ``offsets``) is finite, positive and
     strictly sorted: the usual batch, found in three passes over the levels. When False, some
     row is not (or some value between rows is unusual): check row by row."""
+    if px.size != qty.size:
+        return False
     if px.size == 0:
         return True
     if not (qty.min() > 0.0 and qty.max() < math.inf):  # NaN fails the first comparison

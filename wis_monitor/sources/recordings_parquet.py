@@ -44,7 +44,7 @@ def pyarrow() -> tuple[ModuleType, ModuleType]:
     return pa, pq
 
 
-def _schema(pa: Any) -> Any:
+def book_schema(pa: Any) -> Any:
     # Required (non-null) columns and list elements: no null slots to decode (about 20% faster
     # to read). Files with nullable columns, as older versions wrote them, read the same.
     levels = pa.list_(pa.field("element", pa.float64(), nullable=False))
@@ -59,7 +59,7 @@ def _schema(pa: Any) -> Any:
 def write_parquet(observations: Iterable[Observation], path: str | Path) -> int:
     """Write the books of ``observations`` (those without one are left out); returns how many."""
     pa, pq = pyarrow()
-    schema = _schema(pa)
+    schema = book_schema(pa)
     n = 0
     # LZ4, plain-encoded levels, no dictionaries: read fastest and, for a venue's prices on a
     # tick grid, smallest too (docs/benchmarks.md).
@@ -249,7 +249,7 @@ def _numbers_from(batch: Any, name: str, lowest: float) -> bool:
         return True
     values = batch.column(name).drop_null().to_numpy(zero_copy_only=False)
     if values.dtype.kind not in "fiu":
-        return values.size == 0
+        return bool(values.size == 0)
     return bool(np.isfinite(values).all() and (values >= lowest).all())
 
 
