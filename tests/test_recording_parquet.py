@@ -323,7 +323,7 @@ def test_parquet_and_json_readers_agree_on_every_defect(
 
 
 def test_a_defect_in_the_middle_of_a_full_batch_is_found(tmp_path: Path) -> None:
-    """Batches of 1024 books: one bad row or invalid book anywhere in a batch is found, the
+    """Batches of hundreds of books: one bad row or invalid book anywhere in a batch is found, the
     other books of its batch read as usual. One defect a batch: none hides another."""
     at = {700: "unsorted", 800: "one_sided", 1100: "inf_best_bid", 2100: "minus_inf_last_bid",
           3100: "zero_amount", 3150: "crossed"}

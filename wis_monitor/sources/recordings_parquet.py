@@ -24,8 +24,10 @@ from wis_monitor.sources import Observation, recorded
 from wis_monitor.sources.replay import MAX_TS_MS
 
 INSTALL_HINT = "pip install 'wis-monitor[analysis]'"
-#: Books per row group when writing, and per batch when reading (1000-level books: ~32 MB).
+#: Books per row group when writing (1000-level books: ~32 MB).
 ROWS_PER_GROUP = 1024
+#: Books per batch when reading: half a row group decodes faster on real books (docs/benchmarks.md).
+BATCH_ROWS = 512
 LEVEL_COLUMNS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
 REQUIRED = ("ts", "venue", "symbol", *LEVEL_COLUMNS)
 
@@ -141,7 +143,7 @@ def read_parquet(path: str | Path, problems: list[Problem] | None = None
     last: dict[tuple[str, str], int] = {}
     row = 0
     try:
-        for batch in pf.iter_batches(batch_size=ROWS_PER_GROUP, columns=columns,
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns,
                                       use_threads=False):
             yield from _batch(name, row, batch, last, sink)
             row += batch.num_rows
