@@ -7,22 +7,27 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wis_monitor.book import batch_flags, make_book
+from wis_monitor.book import Book, batch_flags, checked_book, make_book, sides_clean
 from wis_monitor.errors import Problem
-from wis_monitor.sources import Observation
+from wis_monitor.sources import Observation, recorded
 from wis_monitor.sources.replay import read_recording
 from wis_monitor.store import Batch, Store, encode_levels
 
 pa = pytest.importorskip("pyarrow", reason="the analysis extra (pyarrow) is not installed")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from wis_monitor.sources.recordings_parquet import read_parquet, write_parquet  # noqa: E402
+from wis_monitor.sources.recordings_parquet import (  # noqa: E402
+    book_schema,
+    read_parquet,
+    write_parquet,
+)
 
 T0 = 1_723_161_255_000
 BOOKS = [
@@ -180,3 +185,151 @@ def test_batch_flags_are_make_books_flags(books: list[tuple[list[tuple[float, fl
     got = batch_flags(*flat(0), *flat(1))
     want = [make_book([list(x) for x in b], [list(x) for x in a])[1] for b, a in books]
     assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.tuples(
+    st.sampled_from([-1.0, 0.0, 1.0, 2.0, 3.0, float("nan"), float("inf"), -float("inf")]),
+    st.sampled_from([-1.0, 0.0, 0.5, 1.0, float("nan"), float("inf")])), max_size=4),
+    min_size=1, max_size=6), st.booleans())
+def test_a_clean_side_is_one_whose_every_book_is_valid(rows: list[list[tuple[float, float]]],
+                                                       descending: bool) -> None:
+    """The batch-wide check that lets a reader skip the per-row search agrees with make_book:
+    True exactly when every row is finite, positive and strictly sorted."""
+    offsets = np.concatenate(([0], np.cumsum([len(r) for r in rows]))).astype(np.int64)
+    cells = np.array([x for r in rows for x in r], dtype=np.float64).reshape(-1, 2)
+    px, qty = np.ascontiguousarray(cells[:, 0]), np.ascontiguousarray(cells[:, 1])
+    side = (lambda r: make_book(r, [])) if descending else (lambda r: make_book([], r))
+    assert sides_clean(offsets, px, qty, descending) == \
+        all("invalid" not in side([list(x) for x in r])[1] for r in rows)
+
+
+def test_checked_constructors_build_what_the_dataclasses_build() -> None:
+    px, qty, asks = np.array([2.0, 1.0]), np.array([1.0, 1.0]), np.array([3.0, 4.0])
+    fast = checked_book(px, qty, asks, qty, 100.0, True, T0)
+    slow = Book(px, qty, asks, qty, contract_size=100.0, inverse=True, venue_ts_ms=T0)
+    assert [getattr(fast, f) for f in Book.__slots__] == [getattr(slow, f) for f in Book.__slots__]
+    assert recorded("v", "s", T0, fast, frozenset({"crossed"}), 1.5) == \
+        Observation("v", "s", T0, fast, frozenset({"crossed"}), 1.5)
+
+
+# A book with one thing wrong, as a JSON line and as a Parquet row hold it alike.
+DEFECTS = ("unsorted", "duplicate", "zero_amount", "negative_price", "nan_price", "inf_amount",
+           "inf_best_bid", "minus_inf_last_bid", "crossed", "one_sided", "empty", "ts_back",
+           "empty_venue", "negative_latency", "contract_size_zero", "contract_size_nan",
+           "short_pair", "null_bids")
+
+
+def defective(i: int, defect: str | None, symbol: str, levels: int) -> dict[str, Any]:
+    bids = [[100.0 - 0.5 * k, 1.0 + k] for k in range(levels)]
+    asks = [[100.5 + 0.5 * k, 2.0 + k] for k in range(levels)]
+    rec: dict[str, Any] = {"ts": T0 + i * 1000, "venue": "v", "symbol": symbol, "bids": bids,
+                           "asks": asks, "latency_ms": 3.0}
+    nan, inf = float("nan"), float("inf")
+    match defect:
+        case "unsorted":
+            bids[0][0], bids[1][0] = bids[1][0], bids[0][0]
+        case "duplicate":
+            asks[1][0] = asks[0][0]
+        case "zero_amount":
+            asks[-1][1] = 0.0
+        case "negative_price":
+            bids[-1][0] = -1.0
+        case "nan_price":
+            bids[1][0] = nan
+        case "inf_amount":
+            asks[0][1] = inf
+        case "inf_best_bid":
+            bids[0][0] = inf
+        case "minus_inf_last_bid":
+            bids[-1][0] = -inf
+        case "crossed":
+            bids[0][0] = 101.0
+        case "one_sided":
+            rec["asks"] = []
+        case "empty":
+            rec["bids"], rec["asks"] = [], []
+        case "ts_back":
+            rec["ts"] = T0 + (i - 3) * 1000
+        case "empty_venue":
+            rec["venue"] = ""
+        case "negative_latency":
+            rec["latency_ms"] = -1.0
+        case "contract_size_zero":
+            rec["contract_size"] = 0.0
+        case "contract_size_nan":
+            rec["contract_size"] = nan
+        case "short_pair":
+            bids[1] = bids[1][:1]
+        case "null_bids":
+            rec["bids"] = None
+    return rec
+
+
+def parquet_of(records: list[dict[str, Any]], path: Path, required: bool) -> Path:
+    """The records as Parquet: the columns write_parquet declares (``required``: non-null) or
+    all nullable, byte-stream-split and without statistics, as earlier versions wrote them."""
+    def side(key: str, field: int) -> list[list[float] | None]:
+        return [None if r[key] is None else [lvl[field] for lvl in r[key] if len(lvl) > field]
+                for r in records]
+
+    columns = {"ts": [r["ts"] for r in records], "venue": [r["venue"] for r in records],
+               "symbol": [r["symbol"] for r in records],
+               "bid_px": side("bids", 0), "bid_qty": side("bids", 1),
+               "ask_px": side("asks", 0), "ask_qty": side("asks", 1),
+               "contract_size": [r.get("contract_size") for r in records],
+               "inverse": [None] * len(records),
+               "latency_ms": [r["latency_ms"] for r in records]}
+    if required:
+        pq.write_table(pa.table(columns, schema=book_schema(pa)), path, row_group_size=1024)
+    else:
+        levels = pa.list_(pa.float64())
+        schema = pa.schema([("ts", pa.int64()), ("venue", pa.string()), ("symbol", pa.string()),
+                            *((c, levels) for c in ("bid_px", "bid_qty", "ask_px", "ask_qty")),
+                            ("contract_size", pa.float64()), ("inverse", pa.bool_()),
+                            ("latency_ms", pa.float64())])
+        pq.write_table(pa.table(columns, schema=schema), path, compression="lz4",
+                       use_byte_stream_split=["bid_px.list.element", "ask_qty.list.element"],
+                       row_group_size=1024)
+    return path
+
+
+def agree(tmp_path: Path, records: list[dict[str, Any]], required: bool
+          ) -> list[Observation]:
+    """Read the records from JSON Lines and from Parquet: the same books, flags and bad rows."""
+    js = write_jsonl(tmp_path / "b.jsonl", records)
+    pq_path = parquet_of(records, tmp_path / "b.parquet", required)
+    js_problems: list[Problem] = []
+    pq_problems: list[Problem] = []
+    books = list(read_parquet(pq_path, pq_problems))
+    same(books, list(read_recording(js, js_problems)))
+    assert [p.line for p in pq_problems] == [p.line for p in js_problems]
+    return books
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.none(), st.sampled_from(DEFECTS)), min_size=1,
+                max_size=30),
+       st.integers(2, 5), st.booleans(), st.booleans())
+def test_parquet_and_json_readers_agree_on_every_defect(
+        tmp_path_factory: pytest.TempPathFactory, defects: list[str | None], levels: int,
+        two_series: bool, required: bool) -> None:
+    tmp_path = tmp_path_factory.mktemp("agree")
+    if required:  # no null levels in a file that declares them required
+        defects = [None if d == "null_bids" else d for d in defects]
+    records = [defective(i, d, "ETH/USDT" if two_series and i % 2 else "BTC/USDT", levels)
+               for i, d in enumerate(defects)]
+    agree(tmp_path, records, required)
+
+
+def test_a_defect_in_the_middle_of_a_full_batch_is_found(tmp_path: Path) -> None:
+    """Batches of hundreds of books: one bad row or invalid book anywhere in a batch is found, the
+    other books of its batch read as usual. One defect a batch: none hides another."""
+    at = {700: "unsorted", 800: "one_sided", 1100: "inf_best_bid", 2100: "minus_inf_last_bid",
+          3100: "zero_amount", 3150: "crossed"}
+    records = [defective(i, at.get(i), "BTC/USDT", 5) for i in range(3200)]
+    books = agree(tmp_path, records, required=True)
+    assert len(books) == 3200 - 2  # inf, -inf: bad rows
+    flagged = {o.ts_ms: o.flags for o in books if o.flags}
+    assert flagged == {T0 + 700_000: {"invalid"}, T0 + 800_000: {"one_sided"},
+                       T0 + 3_100_000: {"invalid"}, T0 + 3_150_000: {"crossed"}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,26 @@ class Book:
         bids = np.column_stack((self.bid_px, self.bid_qty)).tolist()
         asks = np.column_stack((self.ask_px, self.ask_qty)).tolist()
         return bids, asks
+
+
+_set_bid_px, _set_bid_qty, _set_ask_px, _set_ask_qty, _set_contract_size, _set_inverse, \
+    _set_venue_ts_ms = (getattr(Book, f.name).__set__ for f in fields(Book))
+
+
+def checked_book(bid_px: FloatArray, bid_qty: FloatArray, ask_px: FloatArray,
+                 ask_qty: FloatArray, contract_size: float, inverse: bool,
+                 venue_ts_ms: int | None) -> Book:
+    """``Book(...)`` for a reader that has checked many books at once: every field given, the
+    slots set directly (a frozen dataclass's ``__init__`` costs twice as much)."""
+    book: Book = object.__new__(Book)
+    _set_bid_px(book, bid_px)
+    _set_bid_qty(book, bid_qty)
+    _set_ask_px(book, ask_px)
+    _set_ask_qty(book, ask_qty)
+    _set_contract_size(book, contract_size)
+    _set_inverse(book, inverse)
+    _set_venue_ts_ms(book, venue_ts_ms)
+    return book
 
 
 def _side(levels: Any) -> tuple[FloatArray, FloatArray, bool]:
@@ -197,6 +217,30 @@ def _sides_invalid(offsets: npt.NDArray[np.int64], px: FloatArray, qty: FloatArr
     return out
 
 
+def sides_clean(offsets: npt.NDArray[np.int64], px: FloatArray, qty: FloatArray,
+                descending: bool) -> bool:
+    """True when every row of one side (flat levels cut by ``offsets``) is finite, positive and
+    strictly sorted: the usual batch, found in three passes over the levels. When False, some
+    row is not (or some value between rows is unusual): check row by row."""
+    if px.size != qty.size:
+        return False
+    if px.size == 0:
+        return True
+    if not (qty.min() > 0.0 and qty.max() < math.inf):  # NaN fails the first comparison
+        return False
+    starts, ends = offsets[:-1], offsets[1:]
+    rows = ends > starts
+    first, last = px[starts[rows]], px[ends[rows] - 1]
+    low, high = (last, first) if descending else (first, last)
+    # A strictly sorted row lies between its ends: positive and finite ends suffice.
+    if low.size and not (low.min() > 0.0 and high.max() < math.inf):
+        return False
+    step = np.less(px[1:], px[:-1]) if descending else np.greater(px[1:], px[:-1])
+    between = ends[rows] - 1  # from the last level of a row to the first of the next
+    step[between[between < step.size]] = True
+    return bool(step.all())
+
+
 def all_finite(values: FloatArray) -> bool:
     """True when every value is finite (one reduction: NaN and infinities reach the sum)."""
     return bool(np.isfinite(values.sum()))
@@ -204,17 +248,21 @@ def all_finite(values: FloatArray) -> bool:
 
 def batch_flags(bid_offsets: npt.NDArray[np.int64], bid_px: FloatArray, bid_qty: FloatArray,
                 ask_offsets: npt.NDArray[np.int64], ask_px: FloatArray, ask_qty: FloatArray,
-                ) -> list[frozenset[str]]:
+                clean: bool = False) -> list[frozenset[str]]:
     """The structural flags :func:`make_book` would give each of many books at once.
 
     The books' levels are flat arrays cut into rows by ``offsets`` (row ``i`` is
     ``[offsets[i], offsets[i + 1])``), every value already finite: a columnar recording is
-    checked in a few vectorised passes instead of book by book.
+    checked in a few vectorised passes instead of book by book. ``clean``: both sides are known
+    to pass :func:`sides_clean` (no book is ``invalid``).
     """
     n_bid = np.diff(bid_offsets)
     n_ask = np.diff(ask_offsets)
-    invalid = (_sides_invalid(bid_offsets, bid_px, bid_qty, True)
-               | _sides_invalid(ask_offsets, ask_px, ask_qty, False))
+    if clean:
+        invalid = np.zeros(n_bid.size, dtype=np.bool_)
+    else:
+        invalid = (_sides_invalid(bid_offsets, bid_px, bid_qty, True)
+                   | _sides_invalid(ask_offsets, ask_px, ask_qty, False))
     both = (n_bid > 0) & (n_ask > 0)
     best_bid = np.where(both, bid_px[np.minimum(bid_offsets[:-1], max(bid_px.size - 1, 0))]
                         if bid_px.size else 0.0, 0.0)
@@ -223,6 +271,8 @@ def batch_flags(bid_offsets: npt.NDArray[np.int64], bid_px: FloatArray, bid_qty:
     crossed = both & ~invalid & (best_bid >= best_ask)
     empty = (n_bid == 0) & (n_ask == 0)
     one_sided = ~empty & ~both
+    if not (empty | one_sided | invalid | crossed).any():
+        return [_FLAG_SETS[(False, False, False, False)]] * n_bid.size
     out: list[frozenset[str]] = []
     for e, o, i, c in zip(empty.tolist(), one_sided.tolist(), invalid.tolist(), crossed.tolist(),
                           strict=True):

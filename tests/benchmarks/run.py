@@ -234,9 +234,11 @@ def _json_vs_parquet(tmp: Path, js: Path, pq: Path, quick: bool) -> dict[str, fl
     def decode(path: Path) -> Callable[[], float]:  # the floor: pyarrow's decoding alone
         import pyarrow.parquet
 
+        from wis_monitor.sources.recordings_parquet import BATCH_ROWS
+
         def run() -> float:
             t0 = time.perf_counter()
-            for _ in pyarrow.parquet.ParquetFile(path).iter_batches(batch_size=1024,
+            for _ in pyarrow.parquet.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS,
                                                                         use_threads=False):
                 pass
             return time.perf_counter() - t0

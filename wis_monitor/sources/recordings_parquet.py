@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wis_monitor.book import Book, all_finite, batch_flags, rows_with
+from wis_monitor.book import all_finite, batch_flags, checked_book, rows_with, sides_clean
 from wis_monitor.errors import Problem, WisMonitorError
-from wis_monitor.sources import Observation
+from wis_monitor.sources import Observation, recorded
 from wis_monitor.sources.replay import MAX_TS_MS
 
 INSTALL_HINT = "pip install 'wis-monitor[analysis]'"
-#: Books per row group when writing, and per batch when reading (1000-level books: ~32 MB).
+#: Books per row group when writing (1000-level books: ~32 MB).
 ROWS_PER_GROUP = 1024
+#: Books per batch when reading: half a row group decodes faster on real books (docs/benchmarks.md).
+BATCH_ROWS = 512
 LEVEL_COLUMNS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
 REQUIRED = ("ts", "venue", "symbol", *LEVEL_COLUMNS)
 
@@ -44,11 +46,14 @@ def pyarrow() -> tuple[ModuleType, ModuleType]:
     return pa, pq
 
 
-def _schema(pa: Any) -> Any:
-    levels = pa.list_(pa.float64())
+def book_schema(pa: Any) -> Any:
+    # Required (non-null) columns and list elements: no null slots to decode (about 20% faster
+    # to read). Files with nullable columns, as older versions wrote them, read the same.
+    levels = pa.list_(pa.field("element", pa.float64(), nullable=False))
     return pa.schema([
-        ("ts", pa.int64()), ("venue", pa.string()), ("symbol", pa.string()),
-        ("bid_px", levels), ("bid_qty", levels), ("ask_px", levels), ("ask_qty", levels),
+        pa.field("ts", pa.int64(), nullable=False), pa.field("venue", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        *(pa.field(c, levels, nullable=False) for c in LEVEL_COLUMNS),
         ("contract_size", pa.float64()), ("inverse", pa.bool_()), ("latency_ms", pa.float64()),
     ], metadata={"wis_monitor": "books/1"})
 
@@ -56,12 +61,12 @@ def _schema(pa: Any) -> Any:
 def write_parquet(observations: Iterable[Observation], path: str | Path) -> int:
     """Write the books of ``observations`` (those without one are left out); returns how many."""
     pa, pq = pyarrow()
-    schema = _schema(pa)
+    schema = book_schema(pa)
     n = 0
-    # LZ4 and byte-stream-split levels without dictionaries read fastest (docs/benchmarks.md).
-    with pq.ParquetWriter(str(path), schema, compression="lz4", use_dictionary=["venue", "symbol"],
-                          use_byte_stream_split=[f"{c}.list.element" for c in LEVEL_COLUMNS],
-                          ) as writer:
+    # LZ4, plain-encoded levels, no dictionaries: read fastest and, for a venue's prices on a
+    # tick grid, smallest too (docs/benchmarks.md).
+    with pq.ParquetWriter(str(path), schema, compression="lz4",
+                          use_dictionary=["venue", "symbol"]) as writer:
         chunk: list[Observation] = []
         for obs in observations:
             if obs.book is None:
@@ -79,12 +84,14 @@ def write_parquet(observations: Iterable[Observation], path: str | Path) -> int:
 
 def _table(pa: Any, schema: Any, chunk: list[Observation]) -> Any:
     books = [o.book for o in chunk if o.book is not None]
+    list_type = schema.field("bid_px").type
 
     def levels(arrays: list[npt.NDArray[np.float64]]) -> Any:
         offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
         np.cumsum([a.size for a in arrays], out=offsets[1:])
         values = np.concatenate(arrays) if arrays else np.empty(0)
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float64()))
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float64()),
+                                        type=list_type)
 
     return pa.table({
         "ts": pa.array([o.ts_ms for o in chunk], pa.int64()),
@@ -136,7 +143,7 @@ def read_parquet(path: str | Path, problems: list[Problem] | None = None
     last: dict[tuple[str, str], int] = {}
     row = 0
     try:
-        for batch in pf.iter_batches(batch_size=ROWS_PER_GROUP, columns=columns,
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns,
                                       use_threads=False):
             yield from _batch(name, row, batch, last, sink)
             row += batch.num_rows
@@ -170,6 +177,10 @@ def _optional(batch: Any, name: str) -> list[Any]:
     return [None] * batch.num_rows
 
 
+NULL_LEVELS = "levels must be lists of prices and amounts of the same length"
+NONFINITE_LEVELS = "levels must be finite numbers"
+
+
 def _batch(path: str, first_row: int, batch: Any, last: dict[tuple[str, str], int],
            problems: list[Problem]) -> Iterator[Observation]:
     n = batch.num_rows
@@ -177,48 +188,71 @@ def _batch(path: str, first_row: int, batch: Any, last: dict[tuple[str, str], in
     (bo, bp, b_null), (bqo, bq, bq_null) = cols["bid_px"], cols["bid_qty"]
     (ao, ap, a_null), (aqo, aq, aq_null) = cols["ask_px"], cols["ask_qty"]
     nulls = b_null | bq_null | a_null | aq_null
-    if (bo != bqo).any() or (ao != aqo).any():  # prices and amounts not cut alike: rare
+    aligned = np.array_equal(bo, bqo) and np.array_equal(ao, aqo)
+    if not aligned:  # prices and amounts not cut alike: rare
         bq, aq = _aligned(bo, bqo, bq), _aligned(ao, aqo, aq)
         nulls |= (np.diff(bo) != np.diff(bqo)) | (np.diff(ao) != np.diff(aqo))
+    # The usual batch: every level finite, positive and sorted, found in a few passes.
+    clean = aligned and sides_clean(bo, bp, bq, True) and sides_clean(ao, ap, aq, False)
     nonfinite = np.zeros(n, dtype=np.bool_)
-    for off, px, qty in ((bo, bp, bq), (ao, ap, aq)):
+    for off, px, qty in () if clean else ((bo, bp, bq), (ao, ap, aq)):
         if not (all_finite(px) and all_finite(qty)):
             nonfinite |= rows_with(~(np.isfinite(px) & np.isfinite(qty)), off[:-1], off[1:])
-    flags = batch_flags(bo, bp, bq, ao, ap, aq)
-    ts_col = batch.column("ts").to_pylist()
+    level_problems: list[str | None] = [None] * n
+    for i in np.flatnonzero(nulls | nonfinite).tolist():
+        level_problems[i] = NULL_LEVELS if nulls[i] else NONFINITE_LEVELS
     venues = batch.column("venue").to_pylist()
     symbols = batch.column("symbol").to_pylist()
-    sizes = _optional(batch, "contract_size")
-    inverses = _optional(batch, "inverse")
-    latencies = _optional(batch, "latency_ms")
-    unusable = (nulls | nonfinite).tolist()
+    plain = _plain_rows(batch, venues, symbols)
     bids, asks = bo.tolist(), ao.tolist()  # Python ints slice faster than numpy scalars
-    for i in range(n):
-        lineno = first_row + i + 1
-        ts, venue, symbol = ts_col[i], venues[i], symbols[i]
-        reason = _row_problem(ts, venue, symbol, sizes[i], latencies[i])
-        if reason is None and unusable[i]:
-            reason = ("levels must be lists of prices and amounts of the same length"
-                      if nulls[i] else "levels must be finite numbers")
-        if reason is None:
-            key = (venue, symbol)
-            before = last.get(key)
-            if before is not None and ts <= before:
-                reason = f"ts {ts} is not after the previous ({before}) of {venue} {symbol}"
-        if reason is not None:
-            problems.append(Problem(path, lineno, reason))
+    rows = zip(range(first_row + 1, first_row + n + 1), batch.column("ts").to_pylist(), venues,
+               symbols, _optional(batch, "contract_size"), _optional(batch, "inverse"),
+               _optional(batch, "latency_ms"), batch_flags(bo, bp, bq, ao, ap, aq, clean=clean),
+               level_problems, bids[:-1], bids[1:], asks[:-1], asks[1:], strict=True)
+    for row, ts, venue, symbol, cs, inverse, latency, flags, level_problem, b0, b1, a0, a1 in rows:
+        if not plain or level_problem:
+            reason = _row_problem(ts, venue, symbol, cs, latency) or level_problem
+            if reason is not None:
+                problems.append(Problem(path, row, reason))
+                continue
+        key = (venue, symbol)
+        before = last.get(key)
+        if before is not None and ts <= before:
+            problems.append(Problem(
+                path, row, f"ts {ts} is not after the previous ({before}) of {venue} {symbol}"))
             continue
-        last[(venue, symbol)] = ts
-        cs = sizes[i]
-        row_flags = flags[i]
-        if cs is not None and cs <= 0:
-            cs = None
-            row_flags = row_flags | {"invalid"}
-        b0, b1, a0, a1 = bids[i], bids[i + 1], asks[i], asks[i + 1]
-        book = Book(bp[b0:b1], bq[b0:b1], ap[a0:a1], aq[a0:a1],
-                    contract_size=1.0 if cs is None else cs,
-                    inverse=inverses[i] is True, venue_ts_ms=ts)
-        yield Observation(venue, symbol, ts, book, row_flags, latencies[i])
+        last[key] = ts
+        if cs is None:
+            cs = 1.0
+        elif cs <= 0:
+            cs = 1.0
+            flags = flags | {"invalid"}
+        book = checked_book(bp[b0:b1], bq[b0:b1], ap[a0:a1], aq[a0:a1], cs, inverse is True, ts)
+        yield recorded(venue, symbol, ts, book, flags, latency)
+
+
+def _plain_rows(batch: Any, venues: list[Any], symbols: list[Any]) -> bool:
+    """True when no row of ``batch`` has a :func:`_row_problem` (the usual batch), found column
+    by column. When False, each row is checked."""
+    ts = batch.column("ts")
+    if ts.null_count or not (all(venues) and all(symbols)):
+        return False
+    t = ts.to_numpy(zero_copy_only=False)
+    if t.dtype.kind not in "iu" or (t.size and not (t.min() >= 0 and t.max() <= MAX_TS_MS)):
+        return False
+    return (_numbers_from(batch, "contract_size", -math.inf)
+            and _numbers_from(batch, "latency_ms", 0.0))
+
+
+def _numbers_from(batch: Any, name: str, lowest: float) -> bool:
+    """True when every value of the optional column ``name`` is null or a finite number, at least
+    ``lowest``."""
+    if name not in batch.schema.names:
+        return True
+    values = batch.column(name).drop_null().to_numpy(zero_copy_only=False)
+    if values.dtype.kind not in "fiu":
+        return bool(values.size == 0)
+    return bool(np.isfinite(values).all() and (values >= lowest).all())
 
 
 def _row_problem(ts: Any, venue: Any, symbol: Any, contract_size: Any, latency: Any
