@@ -150,7 +150,7 @@ def test_a_replay_venue_serves_the_books_of_any_format() -> None:
     """``exchange: replay`` with ``books:`` a Tardis file: the venue serves its books in turn."""
     import asyncio
 
-    from wis_monitor.sources.replay import RecordingVenue
+    from wis_monitor.sources.recordings import RecordingVenue
 
     venue = RecordingVenue("binance", ["BTCUSDT"], SNAPSHOTS)
 
