@@ -23,6 +23,7 @@ import yaml
 from daemon_harness import DaemonProcess, wait_until
 from fakevenue import FakeVenue, FakeVenueThread
 
+from wis_monitor.clock import FakeClock
 from wis_monitor.telemetry import Throttled
 
 DEADLINE_S = 5.0  # the endpoint's whole-request deadline
@@ -166,14 +167,14 @@ def test_a_slow_client_is_cut_off_at_the_deadline_while_healthz_answers(
 
 def test_client_trouble_is_logged_once_a_minute_per_kind_with_a_count(
         caplog: pytest.LogCaptureFixture) -> None:
-    now = [1000.0]
-    said = Throttled(logging.getLogger("wis_monitor.http"), clock=lambda: now[0])
+    clock = FakeClock(1_000_000)
+    said = Throttled(logging.getLogger("wis_monitor.http"), clock=clock)
     with caplog.at_level(logging.WARNING, "wis_monitor.http"):
         for _ in range(500):
             said.warning("deadline", "http: slow client")
             said.warning("refused", "http: refused")
-            now[0] += 0.1
-        now[0] += 60.0
+            clock.advance(0.1)
+        clock.advance(60.0)
         said.warning("deadline", "http: slow client")
     assert caplog.messages == ["http: slow client", "http: refused",
                                "http: slow client (499 more like it since the last such line)"]

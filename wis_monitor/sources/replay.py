@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from wis_monitor.book import make_book
-from wis_monitor.errors import PermanentSourceError, Problem
+from wis_monitor.errors import Problem, Remedy, SourceError
 from wis_monitor.sources import Observation, error_observation
 
 log = logging.getLogger("wis_monitor.replay")
@@ -223,7 +223,8 @@ class RecordingVenue:
     async def fetch(self, symbol: str, now_ms: int) -> Observation:
         books = self._books.get(symbol)
         if not books:
-            exc = PermanentSourceError(f"{symbol} is not in {self.path}")
+            exc = SourceError(f"{symbol} is not in {self.path}", Remedy.FIX_CONFIG,
+                              kind="BadSymbol")
             return error_observation(self.venue, symbol, now_ms, exc)
         i = self._pos.get(symbol, 0)
         self._pos[symbol] = (i + 1) % len(books)
