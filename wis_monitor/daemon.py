@@ -158,7 +158,7 @@ class Daemon:
         try:
             await self._main_loop()
         finally:
-            await self._shutdown()
+            await self.shutdown()
         return 0
 
     async def _run_once(self) -> int:
@@ -262,7 +262,8 @@ class Daemon:
             parts.append(f"STORE ERROR: {self.store_error}")
         return "; ".join(parts)
 
-    async def _shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        """Stop as at SIGTERM: cycles in flight finish, the outbox gets its grace period."""
         self.notifier.stopping()
         if self.scheduler is not None:
             self.scheduler.pause()
