@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import subprocess
@@ -12,7 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from daemon_harness import DaemonProcess, NotifySocket, rows, wait_until
+import pytest
+from daemon_harness import DaemonProcess, NotifySocket, SteppedDaemon, rows, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from wis_monitor.daemon import Daemon
@@ -177,41 +179,41 @@ def test_sigterm_exits_zero_and_flushes(tmp_path: Path) -> None:
     assert rows(db, "SELECT count(*) AS n FROM deliveries WHERE status = 'pending'")[0]["n"] == 0
 
 
-def test_busy_database_is_reported_and_survived(tmp_path: Path) -> None:
+def test_busy_database_is_reported_and_survived(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Another writer holds the database: the daemon says so (log, STATUS=, console ops
     alert), keeps what it could not write, and writes it once the lock is gone. The watchdog
     pings go on: a restart would not help."""
     import sqlite3
 
     cfg, db, _ = setup(tmp_path)
-    sock = NotifySocket(tmp_path / "n.sock")
-    d = DaemonProcess(cfg, notify=sock, env={"WATCHDOG_USEC": "1000000"})
-    try:
-        assert sock.wait_for("READY=1"), d.log()
-        blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
-        blocker.execute("BEGIN EXCLUSIVE")
-        blocked_ms = int(time.time() * 1000)
-        assert wait_until(lambda: "cannot write samples" in d.log(), 20), d.log()
-        assert sock.wait_for("STATUS=", after=0)
-        assert any("STORE ERROR" in m for m in sock.drain())
-        n = len(sock.drain())
-        time.sleep(1.5)
-        assert "WATCHDOG=1" in sock.drain()[n:]
-        released_ms = int(time.time() * 1000)
-        blocker.execute("ROLLBACK")
-        blocker.close()
-        assert wait_until(lambda: "database writable again" in d.log(), 20), d.log()
-        # The samples taken while the database was locked were written afterwards.
-        held = rows(db, "SELECT ts FROM samples WHERE ts > ? AND ts < ?",
-                    (blocked_ms + 1500, released_ms - 200))
-        assert len(held) >= 3, (blocked_ms, released_ms)
-        before = len(rows(db, "SELECT ts FROM samples"))
-        assert wait_until(lambda: len(rows(db, "SELECT ts FROM samples")) > before + 3, 20)
-    finally:
-        assert d.stop() == 0
-        sock.close()
-    assert "[CRITICAL] wis-monitor database error" in d.log()
-    assert "database is busy" in d.log()
+    caplog.set_level(logging.INFO, "wis_monitor")
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg, interval_s=1.0) as d:
+            await d.cycle()
+            blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
+            blocker.execute("BEGIN EXCLUSIVE")
+            blocked_ms = d.clock.now_ms()
+            assert await d.until(lambda: "cannot write samples" in caplog.text, 5)
+            assert "STORE ERROR" in d.daemon._status()  # what STATUS= says
+            await d.cycle(3)
+            assert d.daemon._healthy()  # so WATCHDOG=1 goes on
+            released_ms = d.clock.now_ms()
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            assert await d.until(lambda: "database writable again" in caplog.text, 10)
+            # The samples taken while the database was locked were written afterwards.
+            held = rows(db, "SELECT ts FROM samples WHERE ts > ? AND ts < ?",
+                        (blocked_ms + 1500, released_ms - 200))
+            assert len(held) >= 3, (blocked_ms, released_ms)
+            before = len(rows(db, "SELECT ts FROM samples"))
+            assert await d.until(lambda: len(rows(db, "SELECT ts FROM samples")) > before + 3)
+
+    asyncio.run(main())
+    out = capsys.readouterr().out
+    assert "[CRITICAL] wis-monitor database error" in out
+    assert "database is busy" in caplog.text
 
 
 def test_json_log_format(tmp_path: Path) -> None:
