@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from itertools import pairwise
@@ -11,8 +12,11 @@ from typing import Any
 import pytest
 import reference as ref
 import yaml
-from daemon_harness import DaemonProcess, rows, wait_until
+from daemon_harness import DaemonProcess, SteppedDaemon, rows, wait_until
 from fakevenue import FakeVenue, FakeVenueThread
+from testclock import NOW
+
+from wis_monitor.clock import FakeClock
 
 pytestmark = pytest.mark.slow
 
@@ -190,18 +194,20 @@ def test_faults_are_flagged_and_isolated(tmp_path: Path, faults: dict[str, str])
 def test_retry_after_is_honoured_on_every_venue(tmp_path: Path) -> None:
     """A 429 with Retry-After holds back that venue only, whatever ccxt makes of it."""
     limited = [ex for ex in LIVE if ex != "coinbase"]
-    with FakeVenueThread() as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread(clock=clock) as fv:
         for ex in limited:
             fv.set_fault(ex, "http429", retry_after=3)
         cfg = config(tmp_path, fv, LIVE)
         db = tmp_path / "wis.db"
-        d = DaemonProcess(cfg)
-        try:
-            assert wait_until(lambda: all(rows(db, "SELECT 1 FROM samples WHERE venue = ?", (ex,))
-                                          for ex in LIVE), 40), d.log()
-            time.sleep(7.0)
-        finally:
-            assert d.stop() == 0, d.log()
+
+        async def main() -> None:
+            async with SteppedDaemon(cfg, clock, interval_s=0.5) as d:
+                assert await d.until(lambda: all(
+                    rows(db, "SELECT 1 FROM samples WHERE venue = ?", (ex,)) for ex in LIVE))
+                await d.cycle(14)  # 7 s
+
+        asyncio.run(main())
         requests = fv.requests()
     for ex in limited:
         times = [r.ts_ms for r in requests if r.exchange_id == ex and r.book]
