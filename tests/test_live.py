@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,15 @@ def config(tmp_path: Path, fv: FakeVenue, venues: dict[str, str], *, interval: s
     return cfg
 
 
+def run_until(cfg: Path, clock: FakeClock, interval_s: float, check: Callable[[], Any]) -> None:
+    """The daemon in this process, cycled on the fake clock until ``check()`` holds."""
+    async def main() -> None:
+        async with SteppedDaemon(cfg, clock, interval_s) as d:
+            assert await d.until(check)
+
+    asyncio.run(main())
+
+
 def random_book(rng: random.Random, price: float, n: int = 120) -> tuple[list[list[float]],
                                                                       list[list[float]]]:
     tick = price * 1e-5
@@ -63,20 +73,17 @@ def test_every_venue_is_sampled_with_exact_values(tmp_path: Path) -> None:
     """Every sample of every venue equals the formulas on the book served for it, z-scores
     included (contract size and inverse notional from each venue's own market data)."""
     rng = random.Random(7)
-    with FakeVenueThread() as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread(clock=clock) as fv:
         for ex, sym in LIVE.items():
             price = 60_000.0 * rng.uniform(0.9, 1.1)
             fv.queue_books(ex, sym, [random_book(rng, price * rng.uniform(0.999, 1.001))
                                      for _ in range(40)])
         cfg = config(tmp_path, fv, LIVE)
-        d = DaemonProcess(cfg)
         db = tmp_path / "wis.db"
-        try:
-            assert wait_until(lambda: all(len(rows(
-                db, "SELECT 1 FROM samples WHERE venue = ? AND wis_z IS NOT NULL", (ex,))) >= 4
-                for ex in LIVE), 60), d.log()
-        finally:
-            assert d.stop() == 0, d.log()
+        run_until(cfg, clock, 0.5, lambda: all(len(rows(
+            db, "SELECT 1 FROM samples WHERE venue = ? AND wis_z IS NOT NULL", (ex,))) >= 4
+            for ex in LIVE))
         served = dict(fv.served)
     for ex, sym in LIVE.items():
         got = rows(db, "SELECT * FROM samples WHERE venue = ? ORDER BY ts", (ex,))
@@ -97,18 +104,15 @@ def test_every_venue_is_sampled_with_exact_values(tmp_path: Path) -> None:
 
 def test_recording_through_the_wire(tmp_path: Path, shared_data: Path) -> None:
     path = shared_data / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
-    with FakeVenueThread({"binance": ["BTC/USDT"]}) as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread({"binance": ["BTC/USDT"]}, clock=clock) as fv:
         fv.serve_recording("binance", "BTC/USDT", path)
         cfg = config(tmp_path, fv, {"binance": "BTC/USDT"}, interval="100ms")
         cfg_doc = yaml.safe_load(cfg.read_text())
         cfg_doc["venues"][0]["depth"] = 1000
         cfg.write_text(yaml.safe_dump(cfg_doc))
-        d = DaemonProcess(cfg)
         db = tmp_path / "wis.db"
-        try:
-            assert wait_until(lambda: len(rows(db, "SELECT ts FROM samples")) >= 40, 60), d.log()
-        finally:
-            assert d.stop() == 0
+        run_until(cfg, clock, 0.1, lambda: len(rows(db, "SELECT ts FROM samples")) >= 40)
         served = fv.served[("binance", "BTC/USDT")]
     got = rows(db, "SELECT * FROM samples ORDER BY ts")
     assert len(got) <= len(served)
@@ -275,19 +279,16 @@ def test_replay_reports_what_the_live_daemon_fired(tmp_path: Path, shared_data: 
     rules = ("rules:\n  - {name: bid-heavy, when: wis >= 0.0, clear: wis < -0.05}\n"
              "  - {name: ask-heavy, when: wis <= -0.25, clear: wis > -0.2}\n")
     (tmp_path / "rules.yaml").write_text(rules)
-    with FakeVenueThread({"binance": ["BTC/USDT"]}) as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread({"binance": ["BTC/USDT"]}, clock=clock) as fv:
         fv.serve_recording("binance", "BTC/USDT", path)
         cfg = config(tmp_path, fv, {"binance": "BTC/USDT"}, interval="100ms",
                      extra={"rules": {"include": ["rules.yaml"]}})
         doc = yaml.safe_load(cfg.read_text())
         doc["venues"][0]["depth"] = 1000
         cfg.write_text(yaml.safe_dump(doc))
-        d = DaemonProcess(cfg)
         db = tmp_path / "wis.db"
-        try:
-            assert wait_until(lambda: len(rows(db, "SELECT ts FROM samples")) >= 120, 90), d.log()
-        finally:
-            assert d.stop() == 0
+        run_until(cfg, clock, 0.1, lambda: len(rows(db, "SELECT ts FROM samples")) >= 120)
         served = list(fv.served[("binance", "BTC/USDT")])
     samples = [r["ts"] for r in rows(db, "SELECT ts FROM samples ORDER BY ts")]
     live = [(r["rule"], r["event"], samples.index(r["ts"])) for r in rows(
