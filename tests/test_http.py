@@ -5,6 +5,7 @@ Every client here connects to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -20,8 +21,9 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_harness import DaemonProcess, wait_until
+from daemon_harness import DaemonProcess, SteppedDaemon, wait_until
 from fakevenue import FakeVenue, FakeVenueThread
+from testclock import NOW
 
 from wis_monitor.clock import FakeClock
 from wis_monitor.telemetry import Throttled
@@ -329,22 +331,27 @@ def test_run_once_names_the_failed_venues_and_exits_0_when_some_answered(
 def test_healthz_is_503_while_the_only_venue_is_down_and_200_once_it_is_up(
         tmp_path: Path) -> None:
     port = free_port()
-    with FakeVenueThread({"binance": ["BTC/USDT"]}) as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread({"binance": ["BTC/USDT"]}, clock=clock) as fv:
         fv.set_fault("binance", "http500")
         cfg = ccxt_config(tmp_path, {"binance": fv.ccxt_config("binance")}, port)
-        d = DaemonProcess(cfg)
-        try:
-            down = wait_until(lambda: (h := healthz(port)) is not None and
-                              h[1]["venues"].get("binance") and h, 30)
-            assert down, d.log()
-            status, body = down
-            assert status == 503 and body["ok"] is False, body
-            assert body["venues"]["binance"]["up"] is False
-            assert body["problems"] == ["no venue up"]
-            assert "0/1 venues up" in body["status"]
-            fv.set_fault("binance", None)
-            up = wait_until(lambda: (h := healthz(port)) is not None and h[0] == 200 and h, 30)
-            assert up and up[1]["ok"] is True and up[1]["venues"]["binance"]["up"], d.log()
-            assert up[1]["problems"] == [] and "1/1 venues up" in up[1]["status"]
-        finally:
-            assert d.stop() == 0, d.log()
+
+        async def main() -> None:
+            async with SteppedDaemon(cfg, clock, interval_s=0.5) as d:
+                await d.daemon.start_http()
+                await d.cycle()
+                down = await asyncio.to_thread(healthz, port)
+                assert down is not None
+                status, body = down
+                assert status == 503 and body["ok"] is False, body
+                assert body["venues"]["binance"]["up"] is False
+                assert body["problems"] == ["no venue up"]
+                assert "0/1 venues up" in body["status"]
+                fv.set_fault("binance", None)
+                await d.cycle()
+                up = await asyncio.to_thread(healthz, port)
+                assert up and up[0] == 200, up
+                assert up[1]["ok"] is True and up[1]["venues"]["binance"]["up"]
+                assert up[1]["problems"] == [] and "1/1 venues up" in up[1]["status"]
+
+        asyncio.run(main())

@@ -138,7 +138,6 @@ class Daemon:
         status = await self.open()
         if status:
             return status
-        config = self._rt().config
         if self.once:
             return await self._run_once()
         loop = asyncio.get_running_loop()
@@ -151,15 +150,20 @@ class Daemon:
         task = asyncio.create_task(self._dispatch_loop())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if config.settings.http.listen:
-            self.http = await start_endpoint(config.settings.http.listen, self._metrics,
-                                             self._health_detail, self.clock)
+        await self.start_http()
         self.notifier.ready(self._status())
         try:
             await self._main_loop()
         finally:
             await self.shutdown()
         return 0
+
+    async def start_http(self) -> None:
+        """Serve ``/metrics`` and ``/healthz`` when configured (not for one cycle)."""
+        listen = self._rt().config.settings.http.listen
+        if listen and self.http is None:
+            self.http = await start_endpoint(listen, self._metrics, self._health_detail,
+                                             self.clock)
 
     async def _run_once(self) -> int:
         """One cycle; exit 0 if it left the daemon healthy (some venues may be down: they
