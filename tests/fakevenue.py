@@ -378,7 +378,8 @@ def _book_body(venue: str, market_id: str, bids: Levels, asks: Levels, now: int)
     return {"pricebook": {"product_id": market_id,
                           "bids": [{"price": p, "size": q} for p, q in _s(bids)],
                           "asks": [{"price": p, "size": q} for p, q in _s(asks)],
-                          "time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(now / 1000))}}
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z",
+                                                time.gmtime(now / 1000))}}
 
 
 def _error_body(venue: str) -> tuple[int, Any]:
