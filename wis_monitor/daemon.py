@@ -3,6 +3,10 @@
 Signal handlers only queue the signal; the main coroutine handles HUP (reload) and TERM/INT
 (stop). One job per venue samples all its symbols concurrently, so a slow or failing venue
 never delays another; the engine and the store run on the event loop between fetches.
+The daemon orchestrates: venue health and its policy are in :mod:`wis_monitor.health`,
+the metrics and the HTTP endpoint in :mod:`wis_monitor.telemetry`, the sources come from
+:func:`wis_monitor.sources.make_source`, and the time from the :class:`~wis_monitor.clock.Clock`
+it is given.
 """
 
 from __future__ import annotations
@@ -25,8 +29,7 @@ from wis_monitor.config import Config, load_config, runnable
 from wis_monitor.duration import ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
-from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetch
-from wis_monitor.redact import redact
+from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetch, status_line
 from wis_monitor.sdnotify import Notifier
 from wis_monitor.sources import Observation, Source, make_source
 from wis_monitor.store import Batch, Store
@@ -222,49 +225,33 @@ class Daemon:
         return self.clock.monotonic() - self._loop_beat < 10.0
 
     def _health_detail(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy (``/healthz`` 200, ``run --once`` exit 0): the loop runs, the database
-        accepts writes, and at least one venue is up (see ``VenueHealthBoard.up``)."""
-        up = self._venues_up()
-        problems = []
-        if self.scheduler is not None and not self._healthy():  # not with --once
-            problems.append("the event loop or the scheduler is stalled")
-        if self.store_error is not None:
-            problems.append("the database refuses writes")
-        if not any(up.values()):
-            problems.append("no venue up")
-        venues = {v: {"up": up[v], "last_error": _redacted(h.last_error)}
-                  for v, h in self.health.venues.items()}
-        return not problems, {"venues": venues, "store_error": _redacted(self.store_error),
-                              "status": redact(self._status()), "problems": problems}
+        """``/healthz`` and the exit status of ``run --once`` (see ``VenueHealthBoard.report``)."""
+        stalled = self.scheduler is not None and not self._healthy()  # not with --once
+        return self.health.report(self._venues_up(), stalled=stalled,
+                                  store_error=self.store_error, status=self._status())
 
     def _venues_up(self) -> dict[str, bool]:
         config = self._rt().config
         return self.health.up({v.id: config.stale_after_ms(v) for v in config.settings.venues})
 
-    def _metrics(self) -> bytes:
+    def _firing(self) -> dict[str, int]:
         firing: dict[str, int] = {}
         for (rule, _key), inst in self._rt().engine.instances.items():
             if inst.state == 2:
                 firing[rule] = firing.get(rule, 0) + 1
-        return self.telemetry.scrape(firing, self.store, self._venues_up(),
+        return firing
+
+    def _metrics(self) -> bytes:
+        return self.telemetry.scrape(self._firing(), self.store, self._venues_up(),
                                      self.store_error is None)
 
     def _status(self) -> str:
-        rt = self.rt
-        if rt is None:
+        if self.rt is None:
             return "starting"
         up = self._venues_up()
-        down = [v for v in up if not up[v]]
-        firing = sum(1 for i in rt.engine.instances.values() if i.state == 2)
         if not up:
-            return f"starting: {len(rt.config.settings.venues)} venue(s), no sample yet"
-        parts = [f"{len(up) - len(down)}/{len(up)} venues up"]
-        if down:
-            parts.append("down: " + ",".join(sorted(down)))
-        parts.append(f"{firing} alert(s) firing")
-        if self.store_error:
-            parts.append(f"STORE ERROR: {self.store_error}")
-        return "; ".join(parts)
+            return f"starting: {len(self.rt.config.settings.venues)} venue(s), no sample yet"
+        return status_line(up, sum(self._firing().values()), self.store_error)
 
     async def shutdown(self) -> None:
         """Stop as at SIGTERM: cycles in flight finish, the outbox gets its grace period."""
@@ -567,7 +554,3 @@ class Daemon:
 
     def _soon(self, delay_s: float) -> Any:
         return utc(self.clock) + timedelta(seconds=delay_s)
-
-
-def _redacted(text: str | None) -> str | None:
-    return redact(text) if text else text

@@ -14,11 +14,13 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from apscheduler.events import JobSubmissionEvent
 
 from wis_monitor.clock import Clock
 from wis_monitor.errors import Remedy, SourceError
+from wis_monitor.redact import redact
 from wis_monitor.sources import Observation, Source, error_observation
 from wis_monitor.telemetry import Telemetry
 
@@ -61,6 +63,22 @@ class VenueHealthBoard:
         return {v: h.up and h.last_up_ms is not None
                 and now - h.last_up_ms < stale_after_ms.get(v, 0)
                 for v, h in self.venues.items()}
+
+    def report(self, up: dict[str, bool], *, stalled: bool, store_error: str | None,
+               status: str) -> tuple[bool, dict[str, Any]]:
+        """Healthy (``/healthz`` 200, ``run --once`` exit 0): the loop runs, the database
+        accepts writes, and at least one venue is up; with the details, secrets masked."""
+        problems = []
+        if stalled:
+            problems.append("the event loop or the scheduler is stalled")
+        if store_error is not None:
+            problems.append("the database refuses writes")
+        if not any(up.values()):
+            problems.append("no venue up")
+        venues = {v: {"up": up[v], "last_error": _redacted(h.last_error)}
+                  for v, h in self.venues.items()}
+        return not problems, {"venues": venues, "store_error": _redacted(store_error),
+                              "status": redact(status), "problems": problems}
 
     def record(self, venue_id: str, observations: list[Observation]) -> None:
         """Take one cycle's observations of a venue."""
@@ -121,6 +139,18 @@ class VenueHealthBoard:
                         "skipped (rate limit or slow venue; the interval is not met)", venue)
 
 
+def status_line(up: dict[str, bool], firing: int, store_error: str | None) -> str:
+    """The one-line state for ``STATUS=`` and ``/healthz``."""
+    down = sorted(v for v, ok in up.items() if not ok)
+    parts = [f"{len(up) - len(down)}/{len(up)} venues up"]
+    if down:
+        parts.append("down: " + ",".join(down))
+    parts.append(f"{firing} alert(s) firing")
+    if store_error:
+        parts.append(f"STORE ERROR: {store_error}")
+    return "; ".join(parts)
+
+
 class NoSkipWarnings(logging.Filter):
     """Drop APScheduler's warning at every skipped cycle (``skipped`` says it once)."""
 
@@ -139,3 +169,7 @@ async def fetch(source: Source, symbol: str, ts: int, timeout_s: float,
     except Exception as exc:  # a source bug must not kill the venue's job
         log.exception("venue %s %s: unexpected error", source.venue, symbol)
         return error_observation(source.venue, symbol, clock.now_ms(), exc)
+
+
+def _redacted(text: str | None) -> str | None:
+    return redact(text) if text else text
