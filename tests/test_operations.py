@@ -61,26 +61,33 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_metrics_healthz_and_status_while_running(tmp_path: Path) -> None:
     cfg, db, port = setup(tmp_path)
-    d = DaemonProcess(cfg)
-    try:
-        assert wait_until(lambda: len(rows(db, "SELECT * FROM samples")) >= 6), d.log()
-        assert wait_until(lambda: rows(db, "SELECT * FROM deliveries WHERE status='sent'"))
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
-        for name in ("wis_samples", "wis_fetch_errors", "wis_fetch_latency_seconds", "wis_score",
-                     "wis_zscore", "wis_alerts_firing", "wis_deliveries", "wis_outbox_backlog",
-                     "wis_venue_up", "wis_store_writable"):
-            assert name in families, sorted(families)
-        firing = {s.labels["rule"]: s.value for s in families["wis_alerts_firing"].samples}
-        assert firing == {"always": 2.0}
-        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
-        assert health.status == 200 and b'"ok": true' in health.read()
-        status = cli("status", "-c", str(cfg))
-        assert status.returncode == 0, status.stderr
-        assert "simex" in status.stdout and "BTC/USDT" in status.stdout
-        assert "always simex:BTC/USDT" in status.stdout
-    finally:
-        assert d.stop() == 0
+
+    def get(path: str) -> tuple[int, bytes]:
+        answer = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+        return answer.status, answer.read()
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg) as d:
+            await d.daemon.start_http()
+            assert await d.until(lambda: len(rows(db, "SELECT * FROM samples")) >= 6)
+            assert await d.until(lambda: rows(db, "SELECT * FROM deliveries WHERE status='sent'"))
+            _, body = await asyncio.to_thread(get, "/metrics")
+            families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+            for name in ("wis_samples", "wis_fetch_errors", "wis_fetch_latency_seconds",
+                         "wis_score", "wis_zscore", "wis_alerts_firing", "wis_deliveries",
+                         "wis_outbox_backlog", "wis_venue_up", "wis_store_writable"):
+                assert name in families, sorted(families)
+            firing = {s.labels["rule"]: s.value for s in families["wis_alerts_firing"].samples}
+            assert firing == {"always": 2.0}
+            status, body = await asyncio.to_thread(get, "/healthz")
+            assert status == 200 and b'"ok": true' in body
+            # `status` reads the database of a running daemon
+            status_cmd = await asyncio.to_thread(cli, "status", "-c", str(cfg))
+            assert status_cmd.returncode == 0, status_cmd.stderr
+            assert "simex" in status_cmd.stdout and "BTC/USDT" in status_cmd.stdout
+            assert "always simex:BTC/USDT" in status_cmd.stdout
+
+    asyncio.run(main())
 
 
 def test_silence_records_silenced_deliveries(tmp_path: Path) -> None:
