@@ -187,7 +187,8 @@ def test_sigterm_exits_zero_and_flushes(tmp_path: Path) -> None:
 
 
 def test_busy_database_is_reported_and_survived(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Another writer holds the database: the daemon says so (log, STATUS=, console ops
     alert), keeps what it could not write, and writes it once the lock is gone. The watchdog
     pings go on: a restart would not help."""
@@ -195,6 +196,8 @@ def test_busy_database_is_reported_and_survived(tmp_path: Path, caplog: pytest.L
 
     cfg, db, _ = setup(tmp_path)
     caplog.set_level(logging.INFO, "wis_monitor")
+    sock = NotifySocket(tmp_path / "n.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock.path))
 
     async def main() -> None:
         async with SteppedDaemon(cfg, interval_s=1.0) as d:
@@ -203,9 +206,9 @@ def test_busy_database_is_reported_and_survived(tmp_path: Path, caplog: pytest.L
             blocker.execute("BEGIN EXCLUSIVE")
             blocked_ms = d.clock.now_ms()
             assert await d.until(lambda: "cannot write samples" in caplog.text, 5)
-            assert "STORE ERROR" in d.daemon._status()  # what STATUS= says
+            assert any("STORE ERROR" in m for m in sock.drain() if m.startswith("STATUS="))
             await d.cycle(3)
-            assert d.daemon._healthy()  # so WATCHDOG=1 goes on
+            assert d.daemon._healthy()  # what lets WATCHDOG=1 go on
             released_ms = d.clock.now_ms()
             blocker.execute("ROLLBACK")
             blocker.close()
@@ -218,6 +221,7 @@ def test_busy_database_is_reported_and_survived(tmp_path: Path, caplog: pytest.L
             assert await d.until(lambda: len(rows(db, "SELECT ts FROM samples")) > before + 3)
 
     asyncio.run(main())
+    sock.close()
     out = capsys.readouterr().out
     assert "[CRITICAL] wis-monitor database error" in out
     assert "database is busy" in caplog.text
