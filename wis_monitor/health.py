@@ -14,15 +14,16 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-from apscheduler.events import JobSubmissionEvent
+from typing import TYPE_CHECKING, Any
 
 from wis_monitor.clock import Clock
 from wis_monitor.errors import Remedy, SourceError
 from wis_monitor.redact import redact
 from wis_monitor.sources import Observation, Source, error_observation
 from wis_monitor.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from apscheduler.events import JobSubmissionEvent
 
 log = logging.getLogger("wis_monitor")
 VENUE_JOB = "venue:"  # prefix of the id of a venue's sampling job

@@ -15,7 +15,8 @@ from wis_monitor.errors import SourceError
 from wis_monitor.redact import redact
 
 if TYPE_CHECKING:
-    from wis_monitor.config import Config, Venue
+    from wis_monitor.config import Config
+    from wis_monitor.settings import Venue
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ def make_source(venue: Venue, config: Config, clock: Clock) -> Source:
                         tick=venue.sim.tick, levels=venue.sim.levels,
                         calm_s=venue.sim.calm.total_seconds())
     if venue.exchange == "replay":
-        from wis_monitor.sources.replay import RecordingVenue
+        from wis_monitor.sources.recordings import RecordingVenue
 
         return RecordingVenue(venue.id, venue.symbols, venue.books or "")
     from wis_monitor.sources.ccxt import CcxtVenue
