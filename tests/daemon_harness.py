@@ -1,4 +1,5 @@
-"""Run the real daemon in a subprocess, with an emulated NOTIFY_SOCKET and real signals."""
+"""Run the real daemon in a subprocess, with an emulated NOTIFY_SOCKET and real signals, or in
+this process on a fake clock, cycle by cycle."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from testclock import NOW
+
+from wis_monitor.clock import FakeClock
+from wis_monitor.daemon import Daemon
 
 
 class NotifySocket:
@@ -111,3 +117,56 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, every: float = 0
             return result
         time.sleep(every)
     return check()
+
+
+class SteppedDaemon:
+    """The daemon in this process on a clock the test moves, driven cycle by cycle.
+
+    One ``cycle()`` samples every venue, runs the housekeeping and sends what is due (what the
+    scheduler's jobs and the dispatch loop do), then moves the clock on by the interval.
+    ``crash()`` leaves the database as a kill -9 would (every cycle's writes are committed when
+    the cycle ends); ``stop()`` stops as at SIGTERM. Process and signal behaviour (sd_notify,
+    SIGHUP, SIGTERM, kill -9) is tested on the real process (DaemonProcess)."""
+
+    def __init__(self, config: Path, clock: FakeClock | None = None,
+                 interval_s: float = 0.2) -> None:
+        self.clock = clock or FakeClock(NOW)
+        self.daemon = Daemon(str(config), clock=self.clock)
+        self.interval_s = interval_s
+
+    async def __aenter__(self) -> SteppedDaemon:
+        status = await self.daemon.open()
+        assert status == 0, f"the daemon did not start: exit status {status}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.daemon.rt is not None:
+            await self.stop()
+
+    async def cycle(self, n: int = 1) -> None:
+        for _ in range(n):
+            await self.daemon.sample_all()
+            await self.daemon.housekeeping()
+            if self.daemon.dispatcher is not None:
+                await self.daemon.dispatcher.run_once(self.clock.now_ms(), grace_s=10.0)
+            self.clock.advance(self.interval_s)
+
+    async def until(self, check: Callable[[], Any], cycles: int = 200) -> Any:
+        """Cycle until ``check()`` holds (at most ``cycles``); its last result."""
+        for _ in range(cycles):
+            result = check()
+            if result:
+                return result
+            await self.cycle()
+        return check()
+
+    async def reload(self) -> bool:
+        return await self.daemon.reload()
+
+    async def crash(self) -> None:
+        await self.daemon.close()
+        self.daemon.rt = None
+
+    async def stop(self) -> None:
+        await self.daemon.shutdown()
+        self.daemon.rt = None

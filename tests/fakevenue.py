@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from wis_monitor.clock import SYSTEM, Clock
+
 #: Venue responses recorded from ccxt's own test data (MIT, see venues/LICENSE-ccxt.txt).
 FIXTURES = Path(__file__).resolve().parent / "venues"
 VENUES: tuple[str, ...] = ("binance", "binanceusdm", "binancecoinm", "okx", "bybit", "kraken",
@@ -85,8 +87,9 @@ def default_book(price: float = 60_000.0, levels: int = 100, tick: float = 0.5
 class FakeVenue:
     """The server; its set_* methods may be called from any thread while it runs."""
 
-    def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0
-                 ) -> None:
+    def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0,
+                 clock: Clock = SYSTEM) -> None:
+        self.clock = clock  # the time in its books and its request log
         self.markets = {v: list(s) for v, s in (markets or DEFAULT_MARKETS).items()}
         self.fixtures = {name: json.loads((FIXTURES / f"{name}.json").read_text())
                          for name in set(FIXTURE_OF.values())}
@@ -187,7 +190,7 @@ class FakeVenue:
         query = dict(request.query)
         book_symbol = self._book_request(venue, path, query)
         with self._lock:
-            self._log.append(Request(int(time.time() * 1000), venue, path, query,
+            self._log.append(Request(self.clock.now_ms(), venue, path, query,
                                      book_symbol is not None))
         if venue not in FIXTURE_OF:
             return web.Response(status=404, text="unknown venue")
@@ -206,7 +209,7 @@ class FakeVenue:
             bids, asks = bids[:limit], asks[:limit]
         with self._lock:
             self.served.setdefault((venue, unified), []).append((bids, asks))
-        return web.json_response(_book_body(venue, book_symbol, bids, asks))
+        return web.json_response(_book_body(venue, book_symbol, bids, asks, self.clock.now_ms()))
 
     def _book_request(self, venue: str, path: str, query: Mapping[str, str]) -> str | None:
         if path in ("/api/v3/depth", "/fapi/v1/depth", "/dapi/v1/depth",
@@ -347,8 +350,7 @@ def _s(levels: Levels) -> list[list[str]]:
     return [[repr(float(p)), repr(float(q))] for p, q in levels]
 
 
-def _book_body(venue: str, market_id: str, bids: Levels, asks: Levels) -> Any:
-    now = int(time.time() * 1000)
+def _book_body(venue: str, market_id: str, bids: Levels, asks: Levels, now: int) -> Any:
     if venue == "binance":
         return {"lastUpdateId": now, "bids": _s(bids), "asks": _s(asks)}
     if venue in ("binanceusdm", "binancecoinm"):
@@ -376,7 +378,8 @@ def _book_body(venue: str, market_id: str, bids: Levels, asks: Levels) -> Any:
     return {"pricebook": {"product_id": market_id,
                           "bids": [{"price": p, "size": q} for p, q in _s(bids)],
                           "asks": [{"price": p, "size": q} for p, q in _s(asks)],
-                          "time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}}
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z",
+                                                time.gmtime(now / 1000))}}
 
 
 def _error_body(venue: str) -> tuple[int, Any]:
@@ -399,9 +402,9 @@ def _error_body(venue: str) -> tuple[int, Any]:
 class FakeVenueThread:
     """Run a FakeVenue in a background thread with its own loop (for subprocess tests)."""
 
-    def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0
-                 ) -> None:
-        self.venue = FakeVenue(markets)
+    def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0,
+                 clock: Clock = SYSTEM) -> None:
+        self.venue = FakeVenue(markets, clock=clock)
         self.port = port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

@@ -1,21 +1,21 @@
-"""Alert state across restarts and reloads of the real daemon: an outage that outlives a restart,
-rules removed while firing."""
+"""Alert state across restarts and reloads of the daemon (in this process, on a fake clock): an
+outage that outlives a restart, rules removed while firing, a silence that ends."""
 
 from __future__ import annotations
 
-import signal
+import asyncio
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from daemon_harness import DaemonProcess, rows, wait_until
+from daemon_harness import SteppedDaemon, rows
 from fakevenue import FakeVenue
+from testclock import NOW
 
-pytestmark = pytest.mark.slow
+from wis_monitor.clock import FakeClock
 
 
 def closed_port() -> int:
@@ -44,19 +44,18 @@ def test_a_restart_during_an_outage_neither_resolves_nor_fires_again(tmp_path: P
     cfg = unreachable_config(tmp_path)
     db = tmp_path / "wis.db"
     feed = "SELECT key, event FROM alerts WHERE rule = 'feed-stale' ORDER BY id"
-    d = DaemonProcess(cfg)
-    try:
-        assert wait_until(lambda: len(rows(db, feed)) >= 2, 40), d.log()
-    finally:
-        assert d.stop() == 0, d.log()
-    restart_ms = int(time.time() * 1000)
-    d2 = DaemonProcess(cfg)
-    try:  # well past stale_after (1 s) of failed fetches after the restart
-        assert wait_until(lambda: len(rows(
-            db, "SELECT DISTINCT venue FROM samples WHERE ts > ?", (restart_ms + 3000,))) == 2,
-            40), d2.log()
-    finally:
-        assert d2.stop() == 0, d2.log()
+    clock = FakeClock(NOW)
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg, clock) as d:
+            assert await d.until(lambda: len(rows(db, feed)) >= 2)
+        restart_ms = clock.now_ms()
+        async with SteppedDaemon(cfg, clock) as d2:
+            # well past stale_after (1 s) of failed fetches after the restart
+            assert await d2.until(lambda: len(rows(
+                db, "SELECT DISTINCT venue FROM samples WHERE ts > ?", (restart_ms + 3000,))) == 2)
+
+    asyncio.run(main())
     events = sorted((r["key"], r["event"]) for r in rows(db, feed))
     assert events == [("binance:BTC/USDT", "firing"), ("okx:BTC/USDT", "firing")]
     assert len(rows(db, "SELECT * FROM deliveries")) == 2
@@ -100,36 +99,38 @@ def assert_resolved_saying_why(db: Path) -> None:
     assert not firing(db, "always")
 
 
-def test_a_rule_renamed_while_firing_resolves_on_reload(tmp_path: Path) -> None:
+def test_a_rule_renamed_while_firing_resolves_on_reload(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     cfg, db = sim_config(tmp_path)
-    d = DaemonProcess(cfg)
-    try:
-        assert wait_until(lambda: len(firing(db, "always")) == 2, 30), d.log()
-        (tmp_path / "rules.yaml").write_text(RULE.format(name="always-renamed"))
-        d.signal(signal.SIGHUP)
-        assert wait_until(lambda: len(firing(db, "always-renamed")) == 2, 30), d.log()
-        assert wait_until(lambda: len(rows(db, RESOLVED)) == 2, 10), d.log()
-        # The message says why (console:// prints it to the daemon's output).
-        assert wait_until(
-            lambda: d.log().count("Why: rule removed from the configuration") == 2, 10), d.log()
-    finally:
-        assert d.stop() == 0, d.log()
+    printed: list[str] = []
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg) as d:
+            assert await d.until(lambda: len(firing(db, "always")) == 2)
+            (tmp_path / "rules.yaml").write_text(RULE.format(name="always-renamed"))
+            assert await d.reload()
+            assert await d.until(lambda: len(firing(db, "always-renamed")) == 2)
+            assert await d.until(lambda: len(rows(db, RESOLVED)) == 2)
+            # The message says why (console:// prints it to the daemon's output).
+            assert await d.until(lambda: printed.append(capsys.readouterr().out) or "".join(
+                printed).count("Why: rule removed from the configuration") == 2)
+
+    asyncio.run(main())
     assert_resolved_saying_why(db)
 
 
 def test_a_rule_removed_while_stopped_resolves_at_the_next_start(tmp_path: Path) -> None:
     cfg, db = sim_config(tmp_path)
-    d = DaemonProcess(cfg)
-    try:
-        assert wait_until(lambda: len(firing(db, "always")) == 2, 30), d.log()
-    finally:
-        assert d.stop() == 0, d.log()
-    (tmp_path / "rules.yaml").write_text("rules: []\n")
-    d2 = DaemonProcess(cfg)
-    try:
-        assert wait_until(lambda: len(rows(db, RESOLVED)) == 2, 30), d2.log()
-    finally:
-        assert d2.stop() == 0, d2.log()
+    clock = FakeClock(NOW)
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg, clock) as d:
+            assert await d.until(lambda: len(firing(db, "always")) == 2)
+        (tmp_path / "rules.yaml").write_text("rules: []\n")
+        async with SteppedDaemon(cfg, clock) as d2:
+            assert await d2.until(lambda: len(rows(db, RESOLVED)) == 2)
+
+    asyncio.run(main())
     assert_resolved_saying_why(db)
     status = subprocess.run([sys.executable, "-m", "wis_monitor", "status", "-c", str(cfg)],
                             capture_output=True, text=True, timeout=60)
@@ -150,27 +151,30 @@ def test_a_silence_ending_while_firing_announces_the_alert(tmp_path: Path) -> No
         '  console: {url: "console://", group_by: []}\n',
         '  console: {url: "console://", group_by: []}\n'
         '  desk: {url: "console://", group_by: []}\n'))
-    Store(str(db)).close()
-    added = cli("silence", "add", "-c", str(cfg), "--rule", "always", "--for", "1h",
-                "--reason", "maintenance")
-    assert added.returncode == 0, added.stderr
+    clock = FakeClock(NOW)
+    store = Store(str(db))  # as `silence add --rule always --for 1h` and `silence expire 1` do
+    store.add_silence("always", {}, NOW, NOW + 3_600_000, "maintenance", "test")
+    store.close()
     events = ("SELECT a.key, a.event, d.channel, d.status FROM alerts a JOIN deliveries d"
               " ON d.alert_id = a.id ORDER BY a.id, d.channel")
-    d = DaemonProcess(cfg)
-    try:
-        assert wait_until(lambda: len(rows(db, events)) == 2, 30), d.log()
-        assert {r["status"] for r in rows(db, events)} == {"silenced"}
-        assert cli("silence", "expire", "-c", str(cfg), "1").returncode == 0
-        assert wait_until(lambda: len(rows(db, events)) == 4, 15), d.log()
-        # Resolve them, with a channel the firing never went to added to the rule.
-        (tmp_path / "rules.yaml").write_text(
-            "rules:\n  - {name: always, when: mid < 0, channels: [console, desk]}\n")
-        d.signal(signal.SIGHUP)
-        assert wait_until(lambda: len(rows(db, events)) == 6, 15), d.log()
-        assert wait_until(lambda: not rows(
-            db, "SELECT 1 FROM deliveries WHERE status = 'pending'"), 15), d.log()
-    finally:
-        assert d.stop() == 0, d.log()
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg, clock) as d:
+            assert await d.until(lambda: len(rows(db, events)) == 2)
+            assert {r["status"] for r in rows(db, events)} == {"silenced"}
+            store = Store(str(db))
+            assert store.expire_silence(1, clock.now_ms())
+            store.close()
+            assert await d.until(lambda: len(rows(db, events)) == 4)
+            # Resolve them, with a channel the firing never went to added to the rule.
+            (tmp_path / "rules.yaml").write_text(
+                "rules:\n  - {name: always, when: mid < 0, channels: [console, desk]}\n")
+            assert await d.reload()
+            assert await d.until(lambda: len(rows(db, events)) == 6)
+            assert await d.until(lambda: not rows(
+                db, "SELECT 1 FROM deliveries WHERE status = 'pending'"))
+
+    asyncio.run(main())
     got = [(r["key"].split(":")[1], r["event"], r["channel"], r["status"])
            for r in rows(db, events)]
     assert sorted(got) == sorted(

@@ -5,6 +5,7 @@ Every client here connects to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -20,9 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_harness import DaemonProcess, wait_until
+from daemon_harness import DaemonProcess, SteppedDaemon, wait_until
 from fakevenue import FakeVenue, FakeVenueThread
+from testclock import NOW
 
+from wis_monitor.clock import FakeClock
 from wis_monitor.telemetry import Throttled
 
 DEADLINE_S = 5.0  # the endpoint's whole-request deadline
@@ -166,14 +169,14 @@ def test_a_slow_client_is_cut_off_at_the_deadline_while_healthz_answers(
 
 def test_client_trouble_is_logged_once_a_minute_per_kind_with_a_count(
         caplog: pytest.LogCaptureFixture) -> None:
-    now = [1000.0]
-    said = Throttled(logging.getLogger("wis_monitor.http"), clock=lambda: now[0])
+    clock = FakeClock(1_000_000)
+    said = Throttled(logging.getLogger("wis_monitor.http"), clock=clock)
     with caplog.at_level(logging.WARNING, "wis_monitor.http"):
         for _ in range(500):
             said.warning("deadline", "http: slow client")
             said.warning("refused", "http: refused")
-            now[0] += 0.1
-        now[0] += 60.0
+            clock.advance(0.1)
+        clock.advance(60.0)
         said.warning("deadline", "http: slow client")
     assert caplog.messages == ["http: slow client", "http: refused",
                                "http: slow client (499 more like it since the last such line)"]
@@ -328,22 +331,27 @@ def test_run_once_names_the_failed_venues_and_exits_0_when_some_answered(
 def test_healthz_is_503_while_the_only_venue_is_down_and_200_once_it_is_up(
         tmp_path: Path) -> None:
     port = free_port()
-    with FakeVenueThread({"binance": ["BTC/USDT"]}) as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread({"binance": ["BTC/USDT"]}, clock=clock) as fv:
         fv.set_fault("binance", "http500")
         cfg = ccxt_config(tmp_path, {"binance": fv.ccxt_config("binance")}, port)
-        d = DaemonProcess(cfg)
-        try:
-            down = wait_until(lambda: (h := healthz(port)) is not None and
-                              h[1]["venues"].get("binance") and h, 30)
-            assert down, d.log()
-            status, body = down
-            assert status == 503 and body["ok"] is False, body
-            assert body["venues"]["binance"]["up"] is False
-            assert body["problems"] == ["no venue up"]
-            assert "0/1 venues up" in body["status"]
-            fv.set_fault("binance", None)
-            up = wait_until(lambda: (h := healthz(port)) is not None and h[0] == 200 and h, 30)
-            assert up and up[1]["ok"] is True and up[1]["venues"]["binance"]["up"], d.log()
-            assert up[1]["problems"] == [] and "1/1 venues up" in up[1]["status"]
-        finally:
-            assert d.stop() == 0, d.log()
+
+        async def main() -> None:
+            async with SteppedDaemon(cfg, clock, interval_s=0.5) as d:
+                await d.daemon.start_http()
+                await d.cycle()
+                down = await asyncio.to_thread(healthz, port)
+                assert down is not None
+                status, body = down
+                assert status == 503 and body["ok"] is False, body
+                assert body["venues"]["binance"]["up"] is False
+                assert body["problems"] == ["no venue up"]
+                assert "0/1 venues up" in body["status"]
+                fv.set_fault("binance", None)
+                await d.cycle()
+                up = await asyncio.to_thread(healthz, port)
+                assert up and up[0] == 200, up
+                assert up[1]["ok"] is True and up[1]["venues"]["binance"]["up"]
+                assert up[1]["problems"] == [] and "1/1 venues up" in up[1]["status"]
+
+        asyncio.run(main())

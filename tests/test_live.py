@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,11 @@ from typing import Any
 import pytest
 import reference as ref
 import yaml
-from daemon_harness import DaemonProcess, rows, wait_until
+from daemon_harness import DaemonProcess, SteppedDaemon, rows, wait_until
 from fakevenue import FakeVenue, FakeVenueThread
+from testclock import NOW
+
+from wis_monitor.clock import FakeClock
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +50,15 @@ def config(tmp_path: Path, fv: FakeVenue, venues: dict[str, str], *, interval: s
     return cfg
 
 
+def run_until(cfg: Path, clock: FakeClock, interval_s: float, check: Callable[[], Any]) -> None:
+    """The daemon in this process, cycled on the fake clock until ``check()`` holds."""
+    async def main() -> None:
+        async with SteppedDaemon(cfg, clock, interval_s) as d:
+            assert await d.until(check)
+
+    asyncio.run(main())
+
+
 def random_book(rng: random.Random, price: float, n: int = 120) -> tuple[list[list[float]],
                                                                       list[list[float]]]:
     tick = price * 1e-5
@@ -59,20 +73,17 @@ def test_every_venue_is_sampled_with_exact_values(tmp_path: Path) -> None:
     """Every sample of every venue equals the formulas on the book served for it, z-scores
     included (contract size and inverse notional from each venue's own market data)."""
     rng = random.Random(7)
-    with FakeVenueThread() as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread(clock=clock) as fv:
         for ex, sym in LIVE.items():
             price = 60_000.0 * rng.uniform(0.9, 1.1)
             fv.queue_books(ex, sym, [random_book(rng, price * rng.uniform(0.999, 1.001))
                                      for _ in range(40)])
         cfg = config(tmp_path, fv, LIVE)
-        d = DaemonProcess(cfg)
         db = tmp_path / "wis.db"
-        try:
-            assert wait_until(lambda: all(len(rows(
-                db, "SELECT 1 FROM samples WHERE venue = ? AND wis_z IS NOT NULL", (ex,))) >= 4
-                for ex in LIVE), 60), d.log()
-        finally:
-            assert d.stop() == 0, d.log()
+        run_until(cfg, clock, 0.5, lambda: all(len(rows(
+            db, "SELECT 1 FROM samples WHERE venue = ? AND wis_z IS NOT NULL", (ex,))) >= 4
+            for ex in LIVE))
         served = dict(fv.served)
     for ex, sym in LIVE.items():
         got = rows(db, "SELECT * FROM samples WHERE venue = ? ORDER BY ts", (ex,))
@@ -93,18 +104,15 @@ def test_every_venue_is_sampled_with_exact_values(tmp_path: Path) -> None:
 
 def test_recording_through_the_wire(tmp_path: Path, shared_data: Path) -> None:
     path = shared_data / "books" / "binance-BTCUSDT-20240808.jsonl.gz"
-    with FakeVenueThread({"binance": ["BTC/USDT"]}) as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread({"binance": ["BTC/USDT"]}, clock=clock) as fv:
         fv.serve_recording("binance", "BTC/USDT", path)
         cfg = config(tmp_path, fv, {"binance": "BTC/USDT"}, interval="100ms")
         cfg_doc = yaml.safe_load(cfg.read_text())
         cfg_doc["venues"][0]["depth"] = 1000
         cfg.write_text(yaml.safe_dump(cfg_doc))
-        d = DaemonProcess(cfg)
         db = tmp_path / "wis.db"
-        try:
-            assert wait_until(lambda: len(rows(db, "SELECT ts FROM samples")) >= 40, 60), d.log()
-        finally:
-            assert d.stop() == 0
+        run_until(cfg, clock, 0.1, lambda: len(rows(db, "SELECT ts FROM samples")) >= 40)
         served = fv.served[("binance", "BTC/USDT")]
     got = rows(db, "SELECT * FROM samples ORDER BY ts")
     assert len(got) <= len(served)
@@ -190,18 +198,20 @@ def test_faults_are_flagged_and_isolated(tmp_path: Path, faults: dict[str, str])
 def test_retry_after_is_honoured_on_every_venue(tmp_path: Path) -> None:
     """A 429 with Retry-After holds back that venue only, whatever ccxt makes of it."""
     limited = [ex for ex in LIVE if ex != "coinbase"]
-    with FakeVenueThread() as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread(clock=clock) as fv:
         for ex in limited:
             fv.set_fault(ex, "http429", retry_after=3)
         cfg = config(tmp_path, fv, LIVE)
         db = tmp_path / "wis.db"
-        d = DaemonProcess(cfg)
-        try:
-            assert wait_until(lambda: all(rows(db, "SELECT 1 FROM samples WHERE venue = ?", (ex,))
-                                          for ex in LIVE), 40), d.log()
-            time.sleep(7.0)
-        finally:
-            assert d.stop() == 0, d.log()
+
+        async def main() -> None:
+            async with SteppedDaemon(cfg, clock, interval_s=0.5) as d:
+                assert await d.until(lambda: all(
+                    rows(db, "SELECT 1 FROM samples WHERE venue = ?", (ex,)) for ex in LIVE))
+                await d.cycle(14)  # 7 s
+
+        asyncio.run(main())
         requests = fv.requests()
     for ex in limited:
         times = [r.ts_ms for r in requests if r.exchange_id == ex and r.book]
@@ -218,7 +228,8 @@ def test_a_venue_hanging_at_start_holds_up_nobody(tmp_path: Path) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(20)  # accepts, never answers: load_markets hangs until its timeout
-    with FakeVenueThread({"binance": ["BTC/USDT"], "okx": ["BTC/USDT"]}) as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread({"binance": ["BTC/USDT"], "okx": ["BTC/USDT"]}, clock=clock) as fv:
         cfg = config(tmp_path, fv, {"binance": "BTC/USDT", "okx": "BTC/USDT"})
         doc = yaml.safe_load(cfg.read_text())
         doc["sampling"]["timeout"] = "8s"
@@ -226,37 +237,45 @@ def test_a_venue_hanging_at_start_holds_up_nobody(tmp_path: Path) -> None:
             f"http://127.0.0.1:{silent.getsockname()[1]}/okx"
         cfg.write_text(yaml.safe_dump(doc))
         db = tmp_path / "wis.db"
-        started = time.time()
-        d = DaemonProcess(cfg)
+
+        async def main() -> float:
+            """Seconds (real ones) from the start to binance's first sample in the database."""
+            started = time.monotonic()
+            d = await SteppedDaemon(cfg, clock).__aenter__()
+            cycle = asyncio.create_task(d.daemon.sample_all())
+            while not rows(db, "SELECT 1 FROM samples WHERE venue='binance'"):
+                assert time.monotonic() - started < 30 and not cycle.done()
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - started
+            cycle.cancel()  # okx's fetch still waits for its markets
+            await asyncio.gather(cycle, return_exceptions=True)
+            await d.crash()
+            return took
+
         try:
-            assert wait_until(lambda: rows(db, "SELECT 1 FROM samples WHERE venue='binance'"),
-                              30), d.log()
-            first = rows(db, "SELECT min(ts) AS ts FROM samples WHERE venue='binance'")[0]["ts"]
+            took = asyncio.run(main())
         finally:
-            assert d.stop() == 0, d.log()
             silent.close()
     # binance's first sample did not wait for okx's 8 s load_markets timeout.
-    assert first / 1000 - started < 6.0, first / 1000 - started
+    assert took < 6.0, took
 
 
-def test_load_markets_failure_is_not_fatal(tmp_path: Path) -> None:
-    with FakeVenueThread({"binance": ["BTC/USDT"], "okx": ["BTC/USDT"]}) as fv:
+def test_load_markets_failure_is_not_fatal(tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(NOW)
+    with FakeVenueThread({"binance": ["BTC/USDT"], "okx": ["BTC/USDT"]}, clock=clock) as fv:
         cfg = config(tmp_path, fv, {"binance": "BTC/USDT", "okx": "BTC/USDT"})
         doc = yaml.safe_load(cfg.read_text())
         doc["venues"][1]["ccxt"]["urls"]["api"]["rest"] = "http://127.0.0.1:9/okx"  # closed
         cfg.write_text(yaml.safe_dump(doc))
         db = tmp_path / "wis.db"
-        d = DaemonProcess(cfg)
-        try:
-            assert wait_until(lambda: rows(db, "SELECT 1 FROM samples WHERE venue='okx'"), 30)
-            assert wait_until(lambda: len(rows(
-                db, "SELECT 1 FROM samples WHERE venue='binance' AND quality IN ('', 'thin')"
-            )) >= 3, 30), d.log()
-        finally:
-            assert d.stop() == 0
+        run_until(cfg, clock, 0.5, lambda: rows(db, "SELECT 1 FROM samples WHERE venue='okx'")
+                  and len(rows(db, "SELECT 1 FROM samples WHERE venue='binance' AND quality"
+                               " IN ('', 'thin')")) >= 3)
     okx = rows(db, "SELECT quality, error FROM samples WHERE venue='okx'")
-    assert all(r["quality"] == "error" and "markets not loaded" in r["error"] for r in okx)
-    assert "cannot load markets" in d.log()
+    assert okx and all(r["quality"] == "error" and "markets not loaded" in r["error"]
+                       for r in okx)
+    assert "cannot load markets" in caplog.text
 
 
 def test_replay_reports_what_the_live_daemon_fired(tmp_path: Path, shared_data: Path) -> None:
@@ -269,19 +288,16 @@ def test_replay_reports_what_the_live_daemon_fired(tmp_path: Path, shared_data: 
     rules = ("rules:\n  - {name: bid-heavy, when: wis >= 0.0, clear: wis < -0.05}\n"
              "  - {name: ask-heavy, when: wis <= -0.25, clear: wis > -0.2}\n")
     (tmp_path / "rules.yaml").write_text(rules)
-    with FakeVenueThread({"binance": ["BTC/USDT"]}) as fv:
+    clock = FakeClock(NOW)
+    with FakeVenueThread({"binance": ["BTC/USDT"]}, clock=clock) as fv:
         fv.serve_recording("binance", "BTC/USDT", path)
         cfg = config(tmp_path, fv, {"binance": "BTC/USDT"}, interval="100ms",
                      extra={"rules": {"include": ["rules.yaml"]}})
         doc = yaml.safe_load(cfg.read_text())
         doc["venues"][0]["depth"] = 1000
         cfg.write_text(yaml.safe_dump(doc))
-        d = DaemonProcess(cfg)
         db = tmp_path / "wis.db"
-        try:
-            assert wait_until(lambda: len(rows(db, "SELECT ts FROM samples")) >= 120, 90), d.log()
-        finally:
-            assert d.stop() == 0
+        run_until(cfg, clock, 0.1, lambda: len(rows(db, "SELECT ts FROM samples")) >= 120)
         served = list(fv.served[("binance", "BTC/USDT")])
     samples = [r["ts"] for r in rows(db, "SELECT ts FROM samples ORDER BY ts")]
     live = [(r["rule"], r["event"], samples.index(r["ts"])) for r in rows(

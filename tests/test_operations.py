@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import subprocess
@@ -12,7 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from daemon_harness import DaemonProcess, NotifySocket, rows, wait_until
+import pytest
+from daemon_harness import DaemonProcess, NotifySocket, SteppedDaemon, rows, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from wis_monitor.daemon import Daemon
@@ -59,26 +61,33 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_metrics_healthz_and_status_while_running(tmp_path: Path) -> None:
     cfg, db, port = setup(tmp_path)
-    d = DaemonProcess(cfg)
-    try:
-        assert wait_until(lambda: len(rows(db, "SELECT * FROM samples")) >= 6), d.log()
-        assert wait_until(lambda: rows(db, "SELECT * FROM deliveries WHERE status='sent'"))
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
-        for name in ("wis_samples", "wis_fetch_errors", "wis_fetch_latency_seconds", "wis_score",
-                     "wis_zscore", "wis_alerts_firing", "wis_deliveries", "wis_outbox_backlog",
-                     "wis_venue_up", "wis_store_writable"):
-            assert name in families, sorted(families)
-        firing = {s.labels["rule"]: s.value for s in families["wis_alerts_firing"].samples}
-        assert firing == {"always": 2.0}
-        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
-        assert health.status == 200 and b'"ok": true' in health.read()
-        status = cli("status", "-c", str(cfg))
-        assert status.returncode == 0, status.stderr
-        assert "simex" in status.stdout and "BTC/USDT" in status.stdout
-        assert "always simex:BTC/USDT" in status.stdout
-    finally:
-        assert d.stop() == 0
+
+    def get(path: str) -> tuple[int, bytes]:
+        answer = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+        return answer.status, answer.read()
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg) as d:
+            await d.daemon.start_http()
+            assert await d.until(lambda: len(rows(db, "SELECT * FROM samples")) >= 6)
+            assert await d.until(lambda: rows(db, "SELECT * FROM deliveries WHERE status='sent'"))
+            _, body = await asyncio.to_thread(get, "/metrics")
+            families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+            for name in ("wis_samples", "wis_fetch_errors", "wis_fetch_latency_seconds",
+                         "wis_score", "wis_zscore", "wis_alerts_firing", "wis_deliveries",
+                         "wis_outbox_backlog", "wis_venue_up", "wis_store_writable"):
+                assert name in families, sorted(families)
+            firing = {s.labels["rule"]: s.value for s in families["wis_alerts_firing"].samples}
+            assert firing == {"always": 2.0}
+            status, body = await asyncio.to_thread(get, "/healthz")
+            assert status == 200 and b'"ok": true' in body
+            # `status` reads the database of a running daemon
+            status_cmd = await asyncio.to_thread(cli, "status", "-c", str(cfg))
+            assert status_cmd.returncode == 0, status_cmd.stderr
+            assert "simex" in status_cmd.stdout and "BTC/USDT" in status_cmd.stdout
+            assert "always simex:BTC/USDT" in status_cmd.stdout
+
+    asyncio.run(main())
 
 
 def test_silence_records_silenced_deliveries(tmp_path: Path) -> None:
@@ -177,41 +186,45 @@ def test_sigterm_exits_zero_and_flushes(tmp_path: Path) -> None:
     assert rows(db, "SELECT count(*) AS n FROM deliveries WHERE status = 'pending'")[0]["n"] == 0
 
 
-def test_busy_database_is_reported_and_survived(tmp_path: Path) -> None:
+def test_busy_database_is_reported_and_survived(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Another writer holds the database: the daemon says so (log, STATUS=, console ops
     alert), keeps what it could not write, and writes it once the lock is gone. The watchdog
     pings go on: a restart would not help."""
     import sqlite3
 
     cfg, db, _ = setup(tmp_path)
+    caplog.set_level(logging.INFO, "wis_monitor")
     sock = NotifySocket(tmp_path / "n.sock")
-    d = DaemonProcess(cfg, notify=sock, env={"WATCHDOG_USEC": "1000000"})
-    try:
-        assert sock.wait_for("READY=1"), d.log()
-        blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
-        blocker.execute("BEGIN EXCLUSIVE")
-        blocked_ms = int(time.time() * 1000)
-        assert wait_until(lambda: "cannot write samples" in d.log(), 20), d.log()
-        assert sock.wait_for("STATUS=", after=0)
-        assert any("STORE ERROR" in m for m in sock.drain())
-        n = len(sock.drain())
-        time.sleep(1.5)
-        assert "WATCHDOG=1" in sock.drain()[n:]
-        released_ms = int(time.time() * 1000)
-        blocker.execute("ROLLBACK")
-        blocker.close()
-        assert wait_until(lambda: "database writable again" in d.log(), 20), d.log()
-        # The samples taken while the database was locked were written afterwards.
-        held = rows(db, "SELECT ts FROM samples WHERE ts > ? AND ts < ?",
-                    (blocked_ms + 1500, released_ms - 200))
-        assert len(held) >= 3, (blocked_ms, released_ms)
-        before = len(rows(db, "SELECT ts FROM samples"))
-        assert wait_until(lambda: len(rows(db, "SELECT ts FROM samples")) > before + 3, 20)
-    finally:
-        assert d.stop() == 0
-        sock.close()
-    assert "[CRITICAL] wis-monitor database error" in d.log()
-    assert "database is busy" in d.log()
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock.path))
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg, interval_s=1.0) as d:
+            await d.cycle()
+            blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
+            blocker.execute("BEGIN EXCLUSIVE")
+            blocked_ms = d.clock.now_ms()
+            assert await d.until(lambda: "cannot write samples" in caplog.text, 5)
+            assert any("STORE ERROR" in m for m in sock.drain() if m.startswith("STATUS="))
+            await d.cycle(3)
+            assert d.daemon._healthy()  # what lets WATCHDOG=1 go on
+            released_ms = d.clock.now_ms()
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            assert await d.until(lambda: "database writable again" in caplog.text, 10)
+            # The samples taken while the database was locked were written afterwards.
+            held = rows(db, "SELECT ts FROM samples WHERE ts > ? AND ts < ?",
+                        (blocked_ms + 1500, released_ms - 200))
+            assert len(held) >= 3, (blocked_ms, released_ms)
+            before = len(rows(db, "SELECT ts FROM samples"))
+            assert await d.until(lambda: len(rows(db, "SELECT ts FROM samples")) > before + 3)
+
+    asyncio.run(main())
+    sock.close()
+    out = capsys.readouterr().out
+    assert "[CRITICAL] wis-monitor database error" in out
+    assert "database is busy" in caplog.text
 
 
 def test_json_log_format(tmp_path: Path) -> None:

@@ -3,6 +3,10 @@
 Signal handlers only queue the signal; the main coroutine handles HUP (reload) and TERM/INT
 (stop). One job per venue samples all its symbols concurrently, so a slow or failing venue
 never delays another; the engine and the store run on the event loop between fetches.
+The daemon orchestrates: venue health and its policy are in :mod:`wis_monitor.health`,
+the metrics and the HTTP endpoint in :mod:`wis_monitor.telemetry`, the sources come from
+:func:`wis_monitor.sources.make_source`, and the time from the :class:`~wis_monitor.clock.Clock`
+it is given.
 """
 
 from __future__ import annotations
@@ -12,24 +16,24 @@ import contextlib
 import logging
 import random
 import signal
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from wis_monitor.clock import SYSTEM, Clock, utc
 from wis_monitor.config import Config, load_config, runnable
 from wis_monitor.duration import ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
-from wis_monitor.redact import redact
+from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetch, status_line
 from wis_monitor.sdnotify import Notifier
-from wis_monitor.settings import Venue
-from wis_monitor.sources import Observation, Source, error_observation
+from wis_monitor.sources import Observation, Source, make_source
 from wis_monitor.store import Batch, Store
-from wis_monitor.telemetry import HttpEndpoint, Telemetry
+from wis_monitor.telemetry import HttpEndpoint, Telemetry, start_endpoint
 
 log = logging.getLogger("wis_monitor")
 PRUNE_EVERY_S = 600.0
@@ -43,57 +47,24 @@ EXIT_UNHEALTHY = 3  # `run --once`: the cycle ran, but no venue is up or the dat
 SampleHook = Callable[[Sample], None]
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def make_source(venue: Venue, config: Config) -> Source:
-    """The source behind a configured venue (ccxt is imported only for live venues)."""
-    if venue.exchange == "sim":
-        from wis_monitor.sources.sim import SimVenue
-
-        return SimVenue(venue.id, venue.symbols, seed=venue.sim.seed, price=venue.sim.price,
-                        tick=venue.sim.tick, levels=venue.sim.levels,
-                        calm_s=venue.sim.calm.total_seconds())
-    if venue.exchange == "replay":
-        from wis_monitor.sources.recordings import RecordingVenue
-
-        return RecordingVenue(venue.id, venue.symbols, venue.books or "")
-    from wis_monitor.sources.ccxt import CcxtVenue
-
-    band = max(k.band_bps for sym in venue.symbols
-               for k in config.metrics_for(venue.id, sym).kernels().values())
-    return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band)
-
-
-@dataclass
-class VenueHealth:
-    up: bool = True  # its latest cycle had a fetch without error
-    last_error: str | None = None
-    last_up_ms: int | None = None  # when a cycle last had a fetch without error
-    backoff_until_ms: int = 0
-    cycles: int = 0
-    failing: dict[str, str] = field(default_factory=dict)  # symbol -> its error class
-
-
 @dataclass
 class Runtime:
     config: Config
     engine: Engine
     sources: dict[str, Source]
-    health: dict[str, VenueHealth] = field(default_factory=dict)
 
 
 class Daemon:
     """The long-running monitor; ``run()`` returns the process exit code."""
 
     def __init__(self, config_path: str, *, once: bool = False, duration_s: float | None = None,
-                 on_sample: SampleHook | None = None) -> None:
+                 on_sample: SampleHook | None = None, clock: Clock = SYSTEM) -> None:
         self.config_path = config_path
+        self.clock = clock
         self.once = once
         self.duration_s = duration_s
         self.on_sample = on_sample
-        self.notifier = Notifier.from_env()
+        self.notifier = Notifier.from_env(clock)
         self.signals: asyncio.Queue[int] = asyncio.Queue()
         self.store: Store | None = None
         self.rt: Runtime | None = None
@@ -103,11 +74,11 @@ class Daemon:
         self._wake_dispatcher = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.telemetry = Telemetry()
+        self.health = VenueHealthBoard(clock, self.telemetry)
         self.http: HttpEndpoint | None = None
         self._last_prune = 0.0
-        self._loop_beat = time.monotonic()
+        self._loop_beat = clock.monotonic()
         self._in_flight = 0
-        self._slow_venues: set[str] = set()
         self._unwritten: list[Batch] = []
         self._dropped_samples = 0
         self._out_of_order_warned: set[tuple[str, str]] = set()
@@ -138,7 +109,7 @@ class Daemon:
         engine = Engine(config, self.store)
         retired = Batch()  # alerts of rules no longer in the configuration: resolved
         engine.on_out_of_order = self._out_of_order
-        restored = engine.restore(now_ms(), retired)
+        restored = engine.restore(self.clock.now_ms(), retired)
         try:
             sources = await self._start_sources(config)
         except Exception as exc:  # e.g. a replay venue's recording cannot be read
@@ -156,7 +127,7 @@ class Daemon:
     async def sample_all(self) -> None:
         """One cycle of every venue, concurrently."""
         rt = self._rt()
-        ts = now_ms()
+        ts = self.clock.now_ms()
         await asyncio.gather(*(self._cycle(v.id, ts) for v in rt.config.settings.venues))
 
     async def close(self) -> None:
@@ -170,7 +141,6 @@ class Daemon:
         status = await self.open()
         if status:
             return status
-        config = self._rt().config
         if self.once:
             return await self._run_once()
         loop = asyncio.get_running_loop()
@@ -183,20 +153,27 @@ class Daemon:
         task = asyncio.create_task(self._dispatch_loop())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        await self._start_http(config)
+        await self.start_http()
         self.notifier.ready(self._status())
         try:
             await self._main_loop()
         finally:
-            await self._shutdown()
+            await self.shutdown()
         return 0
+
+    async def start_http(self) -> None:
+        """Serve ``/metrics`` and ``/healthz`` when configured (not for one cycle)."""
+        listen = self._rt().config.settings.http.listen
+        if listen and self.http is None:
+            self.http = await start_endpoint(listen, self._metrics, self._health_detail,
+                                             self.clock)
 
     async def _run_once(self) -> int:
         """One cycle; exit 0 if it left the daemon healthy (some venues may be down: they
         are named), else EXIT_UNHEALTHY."""
         await self.sample_all()
         if self.dispatcher is not None:
-            await self.dispatcher.run_once(now_ms(), grace_s=10.0, flush=True)
+            await self.dispatcher.run_once(self.clock.now_ms(), grace_s=10.0, flush=True)
         ok, detail = self._health_detail()
         if ok:
             some_down = not all(v["up"] for v in detail["venues"].values())
@@ -214,13 +191,13 @@ class Daemon:
         return self.rt
 
     async def _main_loop(self) -> None:
-        deadline = time.monotonic() + self.duration_s if self.duration_s else None
+        deadline = self.clock.monotonic() + self.duration_s if self.duration_s else None
         interval = self.notifier.watchdog_interval_s()
         tick = min(interval / 2.0, 1.0) if interval else 1.0
         while True:
             timeout = tick
             if deadline is not None:
-                timeout = min(timeout, max(deadline - time.monotonic(), 0.0))
+                timeout = min(timeout, max(deadline - self.clock.monotonic(), 0.0))
             try:
                 sig = await asyncio.wait_for(self.signals.get(), timeout)
             except TimeoutError:
@@ -230,7 +207,7 @@ class Daemon:
                 return
             if sig == signal.SIGHUP:
                 await self.reload()
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and self.clock.monotonic() >= deadline:
                 log.info("duration reached: stopping")
                 return
             if self._healthy():
@@ -245,87 +222,46 @@ class Daemon:
         database that refuses writes is no reason to restart (a restart frees no disk): it
         shows in STATUS=, /healthz and an ops alert, and the writes are retried.
         """
-        return time.monotonic() - self._loop_beat < 10.0
+        return self.clock.monotonic() - self._loop_beat < 10.0
 
     def _health_detail(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy (``/healthz`` 200, ``run --once`` exit 0): the loop runs, the database
-        accepts writes, and at least one venue is up (see ``_venues_up``)."""
-        rt = self._rt()
-        up = self._venues_up()
-        problems = []
-        if self.scheduler is not None and not self._healthy():  # not with --once
-            problems.append("the event loop or the scheduler is stalled")
-        if self.store_error is not None:
-            problems.append("the database refuses writes")
-        if not any(up.values()):
-            problems.append("no venue up")
-        venues = {v: {"up": up[v], "last_error": _redacted(h.last_error)}
-                  for v, h in rt.health.items()}
-        return not problems, {"venues": venues, "store_error": _redacted(self.store_error),
-                              "status": redact(self._status()), "problems": problems}
+        """``/healthz`` and the exit status of ``run --once`` (see ``VenueHealthBoard.report``)."""
+        stalled = self.scheduler is not None and not self._healthy()  # not with --once
+        return self.health.report(self._venues_up(), stalled=stalled,
+                                  store_error=self.store_error, status=self._status())
 
     def _venues_up(self) -> dict[str, bool]:
-        """Each sampled venue: up when its latest cycle had a fetch without error, and that
-        cycle ended less than the venue's ``stale_after`` ago (a venue whose cycles hang or
-        are held back by a rate limit goes down too)."""
-        rt = self._rt()
-        now = now_ms()
-        stale_after = {v.id: rt.config.stale_after_ms(v) for v in rt.config.settings.venues}
-        return {v: h.up and h.last_up_ms is not None
-                and now - h.last_up_ms < stale_after.get(v, 0)
-                for v, h in rt.health.items()}
+        config = self._rt().config
+        return self.health.up({v.id: config.stale_after_ms(v) for v in config.settings.venues})
 
-    def _metrics(self) -> bytes:
-        rt = self._rt()
+    def _firing(self) -> dict[str, int]:
         firing: dict[str, int] = {}
-        for (rule, _key), inst in rt.engine.instances.items():
+        for (rule, _key), inst in self._rt().engine.instances.items():
             if inst.state == 2:
                 firing[rule] = firing.get(rule, 0) + 1
-        try:
-            self.telemetry.refresh(firing, self.store)
-        except StoreError as exc:  # the outbox gauges stay as they were; the rest is fresh
-            log.warning("/metrics: %s", exc)
-        for venue, up in self._venues_up().items():
-            self.telemetry.venue_up.labels(venue).set(1 if up else 0)
-        self.telemetry.store_ok.set(0 if self.store_error else 1)
-        return self.telemetry.exposition()
+        return firing
 
-    async def _start_http(self, config: Config) -> None:
-        listen = config.settings.http.listen
-        if not listen or self.http is not None:
-            return
-        self.http = HttpEndpoint(listen, self._metrics, self._health_detail)
-        try:
-            await self.http.start()
-        except OSError as exc:
-            log.error("http endpoint %s: %s (continuing without it)", listen, exc)
-            self.http = None
+    def _metrics(self) -> bytes:
+        return self.telemetry.scrape(self._firing(), self.store, self._venues_up(),
+                                     self.store_error is None)
 
     def _status(self) -> str:
-        rt = self.rt
-        if rt is None:
+        if self.rt is None:
             return "starting"
         up = self._venues_up()
-        down = [v for v in rt.health if not up[v]]
-        firing = sum(1 for i in rt.engine.instances.values() if i.state == 2)
-        if not rt.health:
-            return f"starting: {len(rt.config.settings.venues)} venue(s), no sample yet"
-        parts = [f"{len(rt.health) - len(down)}/{len(rt.health)} venues up"]
-        if down:
-            parts.append("down: " + ",".join(sorted(down)))
-        parts.append(f"{firing} alert(s) firing")
-        if self.store_error:
-            parts.append(f"STORE ERROR: {self.store_error}")
-        return "; ".join(parts)
+        if not up:
+            return f"starting: {len(self.rt.config.settings.venues)} venue(s), no sample yet"
+        return status_line(up, sum(self._firing().values()), self.store_error)
 
-    async def _shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        """Stop as at SIGTERM: cycles in flight finish, the outbox gets its grace period."""
         self.notifier.stopping()
         if self.scheduler is not None:
             self.scheduler.pause()
             # Let cycles in flight finish (they are bounded by the fetch timeout) so their
             # samples are written, then stop the scheduler.
-            deadline = time.monotonic() + STOP_GRACE_S
-            while self._in_flight and time.monotonic() < deadline:
+            deadline = self.clock.monotonic() + STOP_GRACE_S
+            while self._in_flight and self.clock.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             self.scheduler.shutdown(wait=False)
         if self.http is not None:
@@ -343,13 +279,13 @@ class Daemon:
         """At a stop: finish the sends in flight, then send the groups still waiting (their
         ``group_wait``/``group_interval``), all within the delivery grace period."""
         assert self.dispatcher is not None
-        deadline = time.monotonic() + DELIVERY_GRACE_S
+        deadline = self.clock.monotonic() + DELIVERY_GRACE_S
         await self.dispatcher.drain(DELIVERY_GRACE_S)
         try:
-            self.dispatcher.start_due(now_ms(), flush=True)
+            self.dispatcher.start_due(self.clock.now_ms(), flush=True)
         except Exception as exc:  # the stop must go on
             log.error("outbox: %s: %s", type(exc).__name__, exc)
-        await self.dispatcher.drain(max(0.0, deadline - time.monotonic()))
+        await self.dispatcher.drain(max(0.0, deadline - self.clock.monotonic()))
 
     # -- reload -------------------------------------------------------------------------------
 
@@ -392,7 +328,7 @@ class Daemon:
                      "changed): rebuilt from the database unless its kernel changed",
                      metric)
         retired = Batch()
-        engine.retire(now_ms(), retired, rt.config)
+        engine.retire(self.clock.now_ms(), retired, rt.config)
         self._write(retired)
         for what, old_v, new_v in (
                 ("storage.path", rt.config.db_path(), config.db_path()),
@@ -402,8 +338,8 @@ class Daemon:
         sources = {k: s for k, s in old_sources.items() if k in keep}
         sources.update(new)
         await self._close_sources({k: s for k, s in old_sources.items() if k not in keep})
-        self.rt = Runtime(config, engine, sources, {k: rt.health.get(k, VenueHealth())
-                                                    for k in sources})
+        self.rt = Runtime(config, engine, sources)
+        self.health.retain(sources)
         if self.dispatcher is not None and config.settings.channels:
             self.dispatcher.configure(config)
         else:
@@ -424,7 +360,7 @@ class Daemon:
         for venue in config.settings.venues:
             if skip and venue.id in skip:
                 continue
-            sources[venue.id] = make_source(venue, config)
+            sources[venue.id] = make_source(venue, config, self.clock)
         await asyncio.gather(*(s.start() for s in sources.values()))
         return sources
 
@@ -438,21 +374,11 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         # A cycle still running when the next is due is skipped (max_instances=1). APScheduler
         # warns on every skip; say it once per venue instead, and count them in /metrics.
-        logging.getLogger("apscheduler.executors.default").addFilter(_NoSkipWarnings())
-        logging.getLogger("apscheduler.scheduler").addFilter(_NoSkipWarnings())
-        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.executors.default").addFilter(NoSkipWarnings())
+        logging.getLogger("apscheduler.scheduler").addFilter(NoSkipWarnings())
+        self.scheduler.add_listener(self.health.skipped, EVENT_JOB_MAX_INSTANCES)
         self._add_jobs()
         self.scheduler.start()
-
-    def _skipped(self, event: JobSubmissionEvent) -> None:
-        if not str(event.job_id).startswith("venue:"):
-            return  # housekeeping: its next second comes soon enough
-        venue = str(event.job_id).removeprefix("venue:")
-        self.telemetry.cycles_skipped.labels(venue).inc()
-        if venue not in self._slow_venues:
-            self._slow_venues.add(venue)
-            log.warning("venue %s: a sampling cycle outlasted the interval, so the next one was "
-                        "skipped (rate limit or slow venue; the interval is not met)", venue)
 
     def _add_jobs(self) -> None:
         rt = self._rt()
@@ -463,22 +389,11 @@ class Daemon:
             interval = rt.config.interval_ms(venue) / 1000.0
             jitter = ms(rt.config.settings.sampling.jitter) / 1000.0
             sched.add_job(self._cycle, "interval", seconds=interval, args=[venue.id],
-                          id=f"venue:{venue.id}", max_instances=1, coalesce=True,
+                          id=VENUE_JOB + venue.id, max_instances=1, coalesce=True,
                           jitter=jitter or None, misfire_grace_time=None,
-                          next_run_time=_soon(random.uniform(0, min(interval, 0.25))))
-        sched.add_job(self._housekeeping, "interval", seconds=1.0, id="housekeeping",
+                          next_run_time=self._soon(random.uniform(0, min(interval, 0.25))))
+        sched.add_job(self.housekeeping, "interval", seconds=1.0, id="housekeeping",
                       max_instances=1, coalesce=True)
-
-    async def _fetch(self, source: Source, venue: Venue, symbol: str, ts: int,
-                     timeout_s: float) -> Observation:
-        try:
-            return await asyncio.wait_for(source.fetch(symbol, ts), timeout_s)
-        except TimeoutError:
-            return error_observation(venue.id, symbol, now_ms(), FetchTimeout(
-                f"no answer within {timeout_s:g}s"), timeout_s * 1000.0)
-        except Exception as exc:  # a source bug must not kill the venue's job
-            log.exception("venue %s %s: unexpected error", venue.id, symbol)
-            return error_observation(venue.id, symbol, now_ms(), exc)
 
     async def _cycle(self, venue_id: str, ts: int | None = None) -> None:
         rt = self._rt()
@@ -486,56 +401,24 @@ class Daemon:
         source = rt.sources.get(venue_id)
         if venue is None or source is None:
             return
-        health = rt.health.setdefault(venue_id, VenueHealth())
-        start = now_ms() if ts is None else ts
-        if start < health.backoff_until_ms:
+        start = self.clock.now_ms() if ts is None else ts
+        if self.health.held_back(venue_id, start):
             return
         timeout_s = rt.config.timeout_ms(venue) / 1000.0 + 1.0
         self._in_flight += 1
         try:
             observations = await asyncio.gather(
-                *(self._fetch(source, venue, sym, start, timeout_s) for sym in venue.symbols)
+                *(fetch(source, sym, start, timeout_s, self.clock) for sym in venue.symbols)
             )
             if self.rt is not rt:  # reloaded meanwhile: the new engine takes over
                 return
-            self._record(rt, health, venue_id, observations)
+            self.health.record(venue_id, observations)
+            self._process(rt, observations)
         finally:
             self._in_flight -= 1
 
-    def _record(self, rt: Runtime, health: VenueHealth, venue_id: str,
-                observations: list[Observation]) -> None:
-        health.cycles += 1
-        errors = [o for o in observations if o.error]
-        was_up = health.up
-        health.up = len(errors) < len(observations)
-        if health.up:
-            health.last_up_ms = now_ms()
-        if errors:
-            health.last_error = errors[0].error
-            retry = max((o.retry_after_s or 0.0) for o in errors)
-            if retry:
-                health.backoff_until_ms = now_ms() + int(retry * 1000)
-                log.warning("venue %s: rate limited, waiting %.1fs (Retry-After)", venue_id, retry)
-        if was_up and not health.up:
-            log.warning("venue %s down: %s", venue_id, health.last_error)
-        elif not was_up and health.up:
-            log.info("venue %s back up", venue_id)
-        for o in observations:  # each symbol's failures: said when they start and end
-            was = health.failing.get(o.symbol)
-            kind = (o.error or "").split(":", 1)[0] if o.error else None
-            if kind and kind != was:
-                level = logging.ERROR if kind == "PermanentSourceError" or kind in _PERMANENT \
-                    else logging.WARNING
-                log.log(level, "venue %s %s: %s", venue_id, o.symbol, o.error)
-            elif kind:
-                log.debug("venue %s %s: %s", venue_id, o.symbol, o.error)
-            elif was:
-                log.info("venue %s %s: fetches succeed again", venue_id, o.symbol)
-            if kind:
-                health.failing[o.symbol] = kind
-            else:
-                health.failing.pop(o.symbol, None)
-        batch, samples = rt.engine.process(observations, now_ms())
+    def _process(self, rt: Runtime, observations: list[Observation]) -> None:
+        batch, samples = rt.engine.process(observations, self.clock.now_ms())
         self._write(batch)
         self.telemetry.observe(samples, rt.engine.z_metrics)
         if self.on_sample is not None:
@@ -558,7 +441,7 @@ class Daemon:
             return
         if batch:
             self._unwritten.append(batch)
-        if self.store_error and time.monotonic() < self._retry_write_at:
+        if self.store_error and self.clock.monotonic() < self._retry_write_at:
             self._bound_unwritten()
             return  # each attempt may wait STORE_BUSY_S on the event loop: not too often
         while self._unwritten:
@@ -570,7 +453,7 @@ class Daemon:
                     log.error("cannot write samples: %s", exc)
                     self._ops_alert(f"wis-monitor cannot write its database: {exc}")
                 self.store_error = str(exc)
-                self._retry_write_at = time.monotonic() + STORE_RETRY_S
+                self._retry_write_at = self.clock.monotonic() + STORE_RETRY_S
                 self._bound_unwritten()
                 self.notifier.status(self._status())
                 return
@@ -621,22 +504,24 @@ class Daemon:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _housekeeping(self) -> None:
-        self._loop_beat = time.monotonic()
+    async def housekeeping(self) -> None:
+        """Every second: stale feeds, silences that end, retention; beats the watchdog."""
+        self._loop_beat = self.clock.monotonic()
         rt = self._rt()
         batch = Batch()
-        rt.engine.check_all_stale(now_ms(), batch)
+        now = self.clock.now_ms()
+        rt.engine.check_all_stale(now, batch)
         try:
-            rt.engine.refresh_silences(now_ms())
+            rt.engine.refresh_silences(now)
         except StoreError as exc:
             log.warning("cannot read silences: %s", exc)
-        rt.engine.release_silenced(now_ms(), batch)
+        rt.engine.release_silenced(now, batch)
         self._write(batch)
-        if self.store is not None and time.monotonic() - self._last_prune > PRUNE_EVERY_S:
-            self._last_prune = time.monotonic()
+        if self.store is not None and self.clock.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            self._last_prune = self.clock.monotonic()
             retention = ms(rt.config.settings.storage.retention)
             try:
-                n = self.store.prune(now_ms() - retention, limit=PRUNE_SLICE)
+                n = self.store.prune(now - retention, limit=PRUNE_SLICE)
                 if n >= PRUNE_SLICE:  # more to go: the next slice in a second
                     self._last_prune -= PRUNE_EVERY_S
                 else:
@@ -656,7 +541,7 @@ class Daemon:
             if self.dispatcher is None:
                 continue
             try:
-                self.dispatcher.start_due(now_ms())
+                self.dispatcher.start_due(self.clock.now_ms())
             except Exception as exc:  # the loop must outlive any one failure
                 log.error("outbox: %s: %s", type(exc).__name__, exc)
 
@@ -665,28 +550,7 @@ class Daemon:
             return None
         from wis_monitor.outbox import Dispatcher
 
-        return Dispatcher(config, self.store, clock=now_ms)
+        return Dispatcher(config, self.store, clock=self.clock)
 
-
-#: Error classes an operator must fix (a wrong symbol, bad credentials): logged as errors.
-_PERMANENT = frozenset({"BadSymbol", "BadRequest", "AuthenticationError", "PermissionDenied",
-                        "NotSupported", "AccountSuspended"})
-
-
-class _NoSkipWarnings(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances" not in record.getMessage()
-
-
-class FetchTimeout(Exception):
-    """A fetch that did not finish within its timeout."""
-
-
-def _redacted(text: str | None) -> str | None:
-    return redact(text) if text else text
-
-
-def _soon(delay_s: float) -> Any:
-    from datetime import UTC, datetime, timedelta
-
-    return datetime.now(UTC) + timedelta(seconds=delay_s)
+    def _soon(self, delay_s: float) -> Any:
+        return utc(self.clock) + timedelta(seconds=delay_s)

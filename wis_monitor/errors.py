@@ -5,9 +5,9 @@
     WisMonitorError
      ├── ConfigError          bad configuration: carries every problem found, each with path:line
      ├── SourceError          a fetch failed (recorded as an `error` sample, never raised
-     │                        out of a source)
-     │    ├── TransientSourceError   retry later (timeouts, 5xx, rate limits, resets)
-     │    └── PermanentSourceError   needs an operator (unknown symbol, bad credentials)
+     │                        out of a source); carries its `Remedy`: retry, back off
+     │                        (rate limits) or fix the configuration (unknown symbol, bad
+     │                        credentials), decided once, where the failure is understood
      └── StoreError           SQLite could not be read or written (busy, disk full, read-only)
 
 A channel that does not accept a message is not an exception: the outbox records the outcome
@@ -17,6 +17,7 @@ A channel that does not accept a message is not an exception: the outbox records
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 
 class WisMonitorError(Exception):
@@ -45,16 +46,28 @@ class ConfigError(WisMonitorError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class Remedy(Enum):
+    """What makes a failed fetch succeed again."""
+
+    RETRY = "retry"  # the next cycle may: timeouts, resets, 5xx, maintenance
+    BACK_OFF = "back off"  # fewer requests: a rate limit (wait its Retry-After, if any)
+    FIX_CONFIG = "fix config"  # only an operator can: unknown symbol, bad credentials
+
+
 class SourceError(WisMonitorError):
-    """A fetch from a venue failed."""
+    """A fetch from a venue failed.
 
+    ``kind`` names the failure as the venue's library does (``BadSymbol``,
+    ``RequestTimeout``, ...): it leads the error text stored with the sample and labels
+    ``wis_fetch_errors_total``. ``remedy`` drives the venue's health policy.
+    """
 
-class TransientSourceError(SourceError):
-    """The venue may answer next time: timeouts, 5xx, rate limits, resets."""
-
-
-class PermanentSourceError(SourceError):
-    """Retrying will not help until an operator acts: unknown symbol, bad credentials."""
+    def __init__(self, message: str, remedy: Remedy = Remedy.RETRY, *, kind: str | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.remedy = remedy
+        self.kind = kind or type(self).__name__
+        self.retry_after_s = retry_after_s
 
 
 class StoreError(WisMonitorError):

@@ -15,10 +15,11 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from wis_monitor.channel import register_secrets, send
+from wis_monitor.clock import Clock
 from wis_monitor.config import Config
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.message import Message, render, render_group, render_summary
@@ -37,11 +38,11 @@ class Dispatcher:
     """Sends the outbox: each channel in a task of its own, so a dead or slow channel holds up
     nobody else; a channel's rows go out one by one.
 
-    ``clock`` gives the time in ms since the epoch, read to stamp a send when it is done (a
-    send can take seconds); the daemon passes the system clock, tests their own.
+    ``clock`` is read to stamp a send when it is done (a send can take seconds); the daemon
+    passes its own clock, tests a fake one.
     """
 
-    def __init__(self, config: Config, store: Store, *, clock: Callable[[], int]) -> None:
+    def __init__(self, config: Config, store: Store, *, clock: Clock) -> None:
         self.store = store
         self.clock = clock
         self._busy: dict[str, asyncio.Task[None]] = {}
@@ -229,7 +230,7 @@ class Dispatcher:
             return None
 
     def _now_ms(self, floor: int) -> int:
-        return max(floor, self.clock())
+        return max(floor, self.clock.now_ms())
 
     def _outcome(self, rows: Sequence[dict[str, Any]], ok: bool, err: str, now_ms: int,
                  channel: str, summary: bool = False) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
+
+from wis_monitor.clock import SYSTEM, Clock
 
 log = logging.getLogger("wis_monitor.sdnotify")
 
@@ -17,7 +18,8 @@ log = logging.getLogger("wis_monitor.sdnotify")
 class Notifier:
     """Sends datagrams to systemd's notification socket."""
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, clock: Clock = SYSTEM) -> None:
+        self.clock = clock
         self.address: str | None = None
         if address:
             self.address = "\0" + address[1:] if address.startswith("@") else address
@@ -25,8 +27,8 @@ class Notifier:
         self._warned = False
 
     @classmethod
-    def from_env(cls) -> Notifier:
-        return cls(os.environ.get("NOTIFY_SOCKET"))
+    def from_env(cls, clock: Clock = SYSTEM) -> Notifier:
+        return cls(os.environ.get("NOTIFY_SOCKET"), clock)
 
     def send(self, *lines: str) -> bool:
         if self.address is None:
@@ -52,7 +54,7 @@ class Notifier:
         self.send("READY=1", *([f"STATUS={status}"] if status else []))
 
     def reloading(self) -> None:
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        usec = round(self.clock.monotonic() * 1_000_000)  # CLOCK_MONOTONIC, as systemd's
         self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
 
     def stopping(self) -> None:

@@ -13,14 +13,15 @@ import json
 import logging
 import resource
 import socket
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from wis_monitor.clock import SYSTEM, Clock
 from wis_monitor.engine import Sample
+from wis_monitor.errors import StoreError
 from wis_monitor.redact import redact_exposition
 from wis_monitor.settings import split_listen
 from wis_monitor.store import Store
@@ -81,8 +82,6 @@ class Telemetry:
             latency = s.values.get("latency_ms")
             if latency is not None:
                 self.latency.labels(s.venue).observe(latency / 1000.0)
-            if s.error:
-                self.errors.labels(s.venue, s.error.split(":", 1)[0]).inc()
             if s.good:
                 for m in names:
                     v = s.values.get(m)
@@ -110,6 +109,32 @@ class Telemetry:
     def exposition(self) -> bytes:
         return redact_exposition(generate_latest(self.registry))
 
+    def scrape(self, firing: dict[str, int], store: Store | None,
+               venues_up: dict[str, bool], store_writable: bool) -> bytes:
+        """The ``/metrics`` body: the gauges brought up to date, then exposed."""
+        try:
+            self.refresh(firing, store)
+        except StoreError as exc:  # the outbox gauges stay as they were; the rest is fresh
+            log.warning("/metrics: %s", exc)
+        for venue, up in venues_up.items():
+            self.venue_up.labels(venue).set(1 if up else 0)
+        self.store_ok.set(1 if store_writable else 0)
+        return self.exposition()
+
+
+async def start_endpoint(listen: str, metrics: Callable[[], bytes],
+                         health: Callable[[], tuple[bool, dict[str, Any]]],
+                         clock: Clock = SYSTEM) -> HttpEndpoint | None:
+    """The endpoint listening on ``listen``; None (said in the log) when it cannot listen:
+    the monitor runs on without it."""
+    endpoint = HttpEndpoint(listen, metrics, health, clock)
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        log.error("http endpoint %s: %s (continuing without it)", listen, exc)
+        return None
+    return endpoint
+
 
 class HttpEndpoint:
     """Serve ``/metrics`` and ``/healthz`` on ``host:port``, whatever the clients do.
@@ -123,7 +148,8 @@ class HttpEndpoint:
     """
 
     def __init__(self, listen: str, metrics: Callable[[], bytes],
-                 health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+                 health: Callable[[], tuple[bool, dict[str, Any]]],
+                 clock: Clock = SYSTEM) -> None:
         self.host, self.port = split_listen(listen)
         self._metrics = metrics
         self._health = health
@@ -131,7 +157,7 @@ class HttpEndpoint:
         self._listeners: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._open: dict[asyncio.Task[None], None] = {}  # in the order accepted
-        self._said = Throttled(log)
+        self._said = Throttled(log, clock=clock)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -239,7 +265,7 @@ class Throttled:
     were left out meanwhile."""
 
     def __init__(self, logger: logging.Logger, every_s: float = LOG_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = SYSTEM) -> None:
         self._log = logger
         self._every_s = every_s
         self._clock = clock
@@ -254,7 +280,7 @@ class Throttled:
 
     def _emit(self, level: int, kind: str, msg: str, args: tuple[object, ...], *,
               exc_info: bool) -> None:
-        now = self._clock()
+        now = self._clock.monotonic()
         last = self._last.get(kind)
         if last is not None and now - last < self._every_s:
             self._left_out[kind] = self._left_out.get(kind, 0) + 1

@@ -35,6 +35,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from wis_monitor.clock import SYSTEM
+
 #: Wall-clock time one template (a title or a body) may take to render.
 BUDGET_S = 1.0
 #: Characters one rendered template may have.
@@ -174,7 +176,7 @@ class Renderer:
         proc = self._worker()
         try:
             _write_all(proc, request)
-            line = self._read_line(proc, time.monotonic() + self.budget_s)
+            line = self._read_line(proc, SYSTEM.monotonic() + self.budget_s)
         except _WorkerGone:
             self._stop()
             raise _WorkerGone(f"exit status {proc.returncode}") from None
@@ -191,7 +193,7 @@ class Renderer:
                 [sys.executable, "-m", "wis_monitor.template"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0,
                 start_new_session=True)
-            ready = self._read_line(self._proc, time.monotonic() + START_S)
+            ready = self._read_line(self._proc, SYSTEM.monotonic() + START_S)
         except (OSError, TimeoutError, _WorkerGone) as exc:
             self._stop()
             raise _WorkerGone(f"it did not start: {type(exc).__name__}") from None
@@ -205,7 +207,7 @@ class Renderer:
             raise _WorkerGone
         fd = proc.stdout.fileno()
         while b"\n" not in self._pending:
-            left = deadline - time.monotonic()
+            left = deadline - SYSTEM.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise TimeoutError
             chunk = os.read(fd, 1 << 16)

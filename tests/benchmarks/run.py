@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from wis_monitor.clock import SYSTEM  # noqa: E402
 from wis_monitor.config import Config, load_config  # noqa: E402
 from wis_monitor.engine import Engine  # noqa: E402
 from wis_monitor.sources import Observation  # noqa: E402
@@ -396,7 +397,7 @@ async def _deliveries(config: Config, n: int, arrivals: list[float]) -> list[flo
 
     store = Store(config.db_path())
     engine = Engine(config, store)
-    dispatcher = Dispatcher(config, store, clock=lambda: time.time_ns() // 1_000_000)
+    dispatcher = Dispatcher(config, store, clock=SYSTEM)
     lat: list[float] = []
     for i, b in enumerate(sim_books(n, 200)):
         # latency_ms alternates, so the rule fires and resolves: one event per sample.

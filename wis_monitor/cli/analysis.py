@@ -202,15 +202,14 @@ def _ci(ci: tuple[float, float] | None) -> str:
 
 def _write_settings(path: str, result: CalibrationResult, books: tuple[str, ...],
                     db: str | None) -> None:
-    from datetime import UTC, datetime
-
+    from wis_monitor.clock import SYSTEM, utc
     from wis_monitor.tools.calibrate import series_settings_yaml
 
     h = max(result.horizons_ms)
     recs = result.recommendations(h)
     header = [
         f"made by: wis-monitor {' '.join(sys.argv[1:])}",
-        f"made at: {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        f"made at: {utc(SYSTEM):%Y-%m-%dT%H:%M:%SZ}",
         f"recordings: {', '.join([*books, *([db] if db else [])])}",
         f"horizon: {h / 1000:g}s; data: {result.span()}",
         f"intervals: 95% moving-block bootstrap, {result.replicates} replicates, seed "

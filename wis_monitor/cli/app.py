@@ -4,13 +4,13 @@ exit codes, opening the database."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
 from wis_monitor import log
+from wis_monitor.clock import SYSTEM
 from wis_monitor.config import Config, config_path, load_config
 from wis_monitor.errors import ConfigError, StoreError
 
@@ -90,4 +90,4 @@ def store_at(path: str) -> Store:
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return SYSTEM.now_ms()

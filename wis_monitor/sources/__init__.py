@@ -7,10 +7,16 @@ flags, or the error that prevented it. Only :mod:`wis_monitor.sources.ccxt` impo
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from wis_monitor.book import Book
+from wis_monitor.clock import Clock
+from wis_monitor.errors import SourceError
 from wis_monitor.redact import redact
+
+if TYPE_CHECKING:
+    from wis_monitor.config import Config
+    from wis_monitor.settings import Venue
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +30,11 @@ class Observation:
     flags: frozenset[str] = frozenset()
     latency_ms: float | None = None
     error: str | None = None  # "ErrorClass: message" of a failed fetch
-    retry_after_s: float | None = None
+    fault: SourceError | None = None  # the failure itself, with its remedy
 
 
 _set_venue, _set_symbol, _set_ts_ms, _set_book, _set_flags, _set_latency_ms, _set_error, \
-    _set_retry_after_s = (getattr(Observation, f.name).__set__ for f in fields(Observation))
+    _set_fault = (getattr(Observation, f.name).__set__ for f in fields(Observation))
 
 
 def recorded(venue: str, symbol: str, ts_ms: int, book: Book, flags: frozenset[str],
@@ -43,7 +49,7 @@ def recorded(venue: str, symbol: str, ts_ms: int, book: Book, flags: frozenset[s
     _set_flags(obs, flags)
     _set_latency_ms(obs, latency_ms)
     _set_error(obs, None)
-    _set_retry_after_s(obs, None)
+    _set_fault(obs, None)
     return obs
 
 
@@ -63,15 +69,34 @@ class Source(Protocol):
 
 
 def error_observation(venue: str, symbol: str, ts_ms: int, exc: BaseException,
-                      latency_ms: float | None = None,
-                      retry_after_s: float | None = None) -> Observation:
-    """An observation recording a failed fetch: flag ``error`` and ``Class: message``, its
-    secrets masked (it is stored, logged, served and sent in feed-stale alerts)."""
-    message = redact(str(exc)).strip().replace("\n", " ")
+                      latency_ms: float | None = None) -> Observation:
+    """An observation recording a failed fetch: flag ``error`` and ``Kind: message``, its
+    secrets masked (it is stored, logged, served and sent in feed-stale alerts). An exception
+    that is not a SourceError (a source's defect) is one to retry."""
+    fault = exc if isinstance(exc, SourceError) else SourceError(str(exc), kind=type(exc).__name__)
+    message = redact(str(fault)).strip().replace("\n", " ")
     if len(message) > 300:
         message = message[:297] + "..."
     return Observation(
         venue, symbol, ts_ms, None, frozenset({"error"}), latency_ms,
-        f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
-        retry_after_s,
+        f"{fault.kind}: {message}" if message else fault.kind, fault,
     )
+
+
+def make_source(venue: Venue, config: Config, clock: Clock) -> Source:
+    """The source behind a configured venue (ccxt is imported only for live venues)."""
+    if venue.exchange == "sim":
+        from wis_monitor.sources.sim import SimVenue
+
+        return SimVenue(venue.id, venue.symbols, seed=venue.sim.seed, price=venue.sim.price,
+                        tick=venue.sim.tick, levels=venue.sim.levels,
+                        calm_s=venue.sim.calm.total_seconds())
+    if venue.exchange == "replay":
+        from wis_monitor.sources.recordings import RecordingVenue
+
+        return RecordingVenue(venue.id, venue.symbols, venue.books or "")
+    from wis_monitor.sources.ccxt import CcxtVenue
+
+    band = max(k.band_bps for sym in venue.symbols
+               for k in config.metrics_for(venue.id, sym).kernels().values())
+    return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band, clock=clock)

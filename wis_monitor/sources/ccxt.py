@@ -5,6 +5,9 @@ deep-merged into the constructor config. ``load_markets`` failures are not fatal
 reports error samples and retries with capped backoff. Every fetch becomes an
 :class:`~wis_monitor.sources.Observation`, including failures, which carry the error class and
 message; ``Retry-After`` on 429/418 is read from the response headers (ccxt ignores it).
+Every failure is classified here, once, from ccxt's exception classes: a
+:class:`~wis_monitor.errors.SourceError` whose remedy is to retry, to back off or to fix the
+configuration.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import copy
 import email.utils
 import json
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +25,8 @@ import ccxt
 import ccxt.async_support as ccxt_async
 
 from wis_monitor.book import Book, make_book
-from wis_monitor.errors import PermanentSourceError, SourceError, TransientSourceError
+from wis_monitor.clock import SYSTEM, Clock
+from wis_monitor.errors import Remedy, SourceError
 from wis_monitor.redact import redact
 from wis_monitor.settings import Venue
 from wis_monitor.sources import Observation, error_observation
@@ -36,10 +39,14 @@ log = logging.getLogger("wis_monitor.ccxt")
 DEFAULT_DEPTH = 100
 MARKETS_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
-#: Errors an operator must fix; everything else from ccxt is worth retrying.
-_PERMANENT: tuple[type[BaseException], ...] = (
-    ccxt.BadSymbol, ccxt.BadRequest, ccxt.AuthenticationError, ccxt.NotSupported,
+#: Errors only an operator can fix: unknown symbol or bad request, bad credentials or
+#: permissions (a suspended account, a restricted location), a feature the venue lacks.
+_FIX_CONFIG: tuple[type[BaseException], ...] = (
+    ccxt.BadRequest, ccxt.ArgumentsRequired, ccxt.AuthenticationError, ccxt.NotSupported,
+    ccxt.RestrictedLocation, ccxt.ExchangeClosedByUser,
 )
+#: The venue asks for fewer requests (a 429, or a block that ccxt reports as such).
+_BACK_OFF: tuple[type[BaseException], ...] = (ccxt.RateLimitExceeded, ccxt.DDoSProtection)
 
 
 def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,12 +60,26 @@ def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-def classify(exc: BaseException) -> type[SourceError]:
-    """Transient (retry) or permanent (needs an operator)."""
-    return PermanentSourceError if isinstance(exc, _PERMANENT) else TransientSourceError
+def classify(exc: BaseException, message: str | None = None, *,
+             retry_after_s: float | None = None) -> SourceError:
+    """The SourceError for anything a ccxt call raised (its class names the kind).
+
+    Fix the configuration for the classes in ``_FIX_CONFIG``; back off for a rate limit, or
+    for any error that came with a ``Retry-After``; retry everything else (network errors,
+    timeouts, 5xx, maintenance, malformed answers)."""
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, _FIX_CONFIG):
+        remedy = Remedy.FIX_CONFIG
+    elif isinstance(exc, _BACK_OFF) or retry_after_s:
+        remedy = Remedy.BACK_OFF
+    else:
+        remedy = Remedy.RETRY
+    return SourceError(str(exc) if message is None else message, remedy,
+                       kind=type(exc).__name__, retry_after_s=retry_after_s)
 
 
-def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+def _retry_after(headers: Mapping[str, Any] | None, clock: Clock) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date."""
     if not headers:
         return None
@@ -73,7 +94,7 @@ def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
             when = email.utils.parsedate_to_datetime(str(value))
         except (TypeError, ValueError):
             return None
-        return max(when.timestamp() - time.time(), 0.0)
+        return max(when.timestamp() - clock.now_ms() / 1000.0, 0.0)
     return None
 
 
@@ -87,13 +108,15 @@ def exchange_class(exchange_id: str) -> Any:
 class CcxtVenue:
     """A venue sampled through ccxt."""
 
-    def __init__(self, venue: Venue, *, timeout_ms: int, band_bps: float = 50.0) -> None:
+    def __init__(self, venue: Venue, *, timeout_ms: int, band_bps: float = 50.0,
+                 clock: Clock = SYSTEM) -> None:
         self.venue = venue.id
+        self.clock = clock
         self.symbols = list(venue.symbols)
         self.exchange_id = venue.exchange
         cls = exchange_class(venue.exchange)
         if cls is None:
-            raise PermanentSourceError(f"ccxt has no exchange {venue.exchange!r}")
+            raise SourceError(f"ccxt has no exchange {venue.exchange!r}", Remedy.FIX_CONFIG)
         params = deep_merge({"enableRateLimit": True, "timeout": timeout_ms}, venue.ccxt)
         self.exchange: Any = cls(params)
         self.depth = request_depth(venue.exchange, venue.depth or DEFAULT_DEPTH, self.symbols)
@@ -123,7 +146,7 @@ class CcxtVenue:
         async with self._markets_lock:
             if self._markets_ok:
                 return True
-            if time.monotonic() < self._markets_next:
+            if self.clock.monotonic() < self._markets_next:
                 return False
             try:
                 await self.exchange.load_markets()
@@ -131,7 +154,7 @@ class CcxtVenue:
                 self._markets_error = exc
                 delay = MARKETS_BACKOFF_S[min(self._markets_attempts, len(MARKETS_BACKOFF_S) - 1)]
                 self._markets_attempts += 1
-                self._markets_next = time.monotonic() + delay
+                self._markets_next = self.clock.monotonic() + delay
                 log.warning("venue %s: cannot load markets (%s: %s); retrying in %.0fs",
                             self.venue, type(exc).__name__, redact(str(exc))[:200], delay)
                 return False
@@ -143,24 +166,27 @@ class CcxtVenue:
             return True
 
     async def fetch(self, symbol: str, now_ms: int) -> Observation:
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         if not await self._load_markets():
-            err = self._markets_error or TransientSourceError("markets not loaded yet")
-            return error_observation(self.venue, symbol, _wall_ms(), _markets_failed(err))
+            err = self._markets_error or SourceError("markets not loaded yet")
+            return error_observation(self.venue, symbol, self.clock.now_ms(),
+                                     _markets_failed(err))
         try:
             market = self.exchange.market(symbol)
             ob = await self.exchange.fetch_order_book(symbol, self.depth)
         except Exception as exc:
-            latency = (time.perf_counter() - started) * 1000.0
+            latency = (self.clock.monotonic() - started) * 1000.0
             retry = None
             # ccxt maps a 429 to DDoSProtection, RateLimitExceeded or (okx)
             # ExchangeNotAvailable; a 503 may carry Retry-After too. A timeout has no
             # response of its own, so the headers at hand would be an earlier response's.
             if isinstance(exc, ccxt.NetworkError) and not isinstance(exc, ccxt.RequestTimeout):
-                retry = _retry_after(getattr(self.exchange, "last_response_headers", None))
-            return error_observation(self.venue, symbol, _wall_ms(), exc, latency, retry)
-        received = _wall_ms()
-        latency = (time.perf_counter() - started) * 1000.0
+                retry = _retry_after(getattr(self.exchange, "last_response_headers", None),
+                                     self.clock)
+            return error_observation(self.venue, symbol, self.clock.now_ms(),
+                                     classify(exc, retry_after_s=retry), latency)
+        received = self.clock.now_ms()
+        latency = (self.clock.monotonic() - started) * 1000.0
         ts = ob.get("timestamp") if isinstance(ob, dict) else None
         book, flags = make_book(
             ob.get("bids") if isinstance(ob, dict) else None,
@@ -205,13 +231,8 @@ def _why_empty(exchange: Any) -> str | None:
     return None
 
 
-def _markets_failed(exc: BaseException) -> BaseException:
-    kind = classify(exc)
-    return kind(f"markets not loaded: {type(exc).__name__}: {exc}")
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
+def _markets_failed(exc: BaseException) -> SourceError:
+    return classify(exc, f"markets not loaded: {type(exc).__name__}: {exc}")
 
 
 async def load_markets(exchange_id: str, options: Mapping[str, Any], *,
@@ -220,12 +241,12 @@ async def load_markets(exchange_id: str, options: Mapping[str, Any], *,
     options merged in), keyed by unified symbol; raise SourceError."""
     cls = exchange_class(exchange_id)
     if cls is None:
-        raise PermanentSourceError(f"ccxt has no exchange {exchange_id!r}")
+        raise SourceError(f"ccxt has no exchange {exchange_id!r}", Remedy.FIX_CONFIG)
     exchange = cls(deep_merge({"enableRateLimit": True, "timeout": timeout_ms}, options))
     try:
         return dict(await exchange.load_markets())
     except Exception as exc:
-        raise classify(exc)(f"{type(exc).__name__}: {redact(str(exc))[:200]}") from exc
+        raise classify(exc, f"{type(exc).__name__}: {redact(str(exc))[:200]}") from exc
     finally:
         with contextlib.suppress(Exception):
             await exchange.close()

@@ -12,7 +12,7 @@ import gzip
 import logging
 from collections.abc import Iterator
 
-from wis_monitor.errors import PermanentSourceError, Problem, WisMonitorError
+from wis_monitor.errors import Problem, Remedy, SourceError, WisMonitorError
 from wis_monitor.sources import Observation, error_observation, hftbacktest, tardis
 from wis_monitor.sources.rebuild import ImportOptions
 from wis_monitor.sources.replay import LOGGED_PROBLEMS, read_recording, skipped
@@ -144,7 +144,8 @@ class RecordingVenue:
     async def fetch(self, symbol: str, now_ms: int) -> Observation:
         books = self._books.get(symbol)
         if not books:
-            exc = PermanentSourceError(f"{symbol} is not in {self.path}")
+            exc = SourceError(f"{symbol} is not in {self.path}", Remedy.FIX_CONFIG,
+                              kind="BadSymbol")
             return error_observation(self.venue, symbol, now_ms, exc)
         i = self._pos.get(symbol, 0)
         self._pos[symbol] = (i + 1) % len(books)

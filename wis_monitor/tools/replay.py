@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from wis_monitor.book import make_book
+from wis_monitor.clock import SYSTEM, Clock
 from wis_monitor.config import Config
 from wis_monitor.engine import Engine
 from wis_monitor.errors import Problem, StoreError
@@ -193,7 +194,7 @@ def write_recording(observations: Iterable[Observation], output: str) -> int:
 
 
 def replay_observations(config: Config, observations: Iterable[Observation], out: str, *,
-                        notify: bool = False) -> ReplayReport:
+                        notify: bool = False, clock: Clock = SYSTEM) -> ReplayReport:
     """Run observations through the engine into ``out``; deliver only when ``notify``.
 
     With ``notify``, deliveries are queued at the wall-clock time their batch is written, not
@@ -203,7 +204,7 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
     report = ReplayReport(out=out)
     open_firings: dict[tuple[str, str], Firing] = {}
     rules = {r.name: r for r in config.rules}
-    started = time.perf_counter()
+    started = clock.monotonic()
     batch = Batch()
     for obs in observations:
         seen = len(batch.alerts)
@@ -225,24 +226,24 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
         report.first_ms = obs.ts_ms if report.first_ms is None else report.first_ms
         report.last_ms = obs.ts_ms
         if len(batch.samples) >= BATCH:
-            _write(store, batch, notify)
+            _write(store, batch, notify, clock)
             batch = Batch()
-    _write(store, batch, notify)
-    report.seconds = time.perf_counter() - started
+    _write(store, batch, notify, clock)
+    report.seconds = clock.monotonic() - started
     if notify and config.settings.channels:
         import asyncio
 
         from wis_monitor.outbox import Dispatcher
 
-        asyncio.run(Dispatcher(config, store, clock=lambda: int(time.time() * 1000)).run_once(
-            int(time.time() * 1000), grace_s=30.0, flush=True))
+        asyncio.run(Dispatcher(config, store, clock=clock).run_once(
+            clock.now_ms(), grace_s=30.0, flush=True))
     store.close()
     return report
 
 
-def _write(store: Store, batch: Batch, notify: bool) -> None:
+def _write(store: Store, batch: Batch, notify: bool, clock: Clock) -> None:
     if notify:
-        batch.queued_ms = int(time.time() * 1000)
+        batch.queued_ms = clock.now_ms()
     store.write(batch)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from wis_monitor.clock import SYSTEM
 from wis_monitor.redact import redact
 from wis_monitor.store import Store
 
@@ -319,8 +320,8 @@ def _quit_pressed(fd: int | None, timeout_s: float) -> bool:
     if fd is None:
         time.sleep(timeout_s)
         return False
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0:
+    deadline = SYSTEM.monotonic() + timeout_s
+    while (left := deadline - SYSTEM.monotonic()) > 0:
         ready, _, _ = select.select([fd], [], [], left)
         if ready:
             data = os.read(fd, 64)
