@@ -143,14 +143,14 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_silence_ending_while_firing_announces_the_alert(tmp_path: Path) -> None:
     """`firing` goes out when the silence ends; `resolved` only where the firing went."""
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
     cfg, db = sim_config(tmp_path)
     cfg.write_text(cfg.read_text().replace(
         '  console: {url: "console://", group_by: []}\n',
         '  console: {url: "console://", group_by: []}\n'
         '  desk: {url: "console://", group_by: []}\n'))
-    Store(str(db)).close()
+    SqliteStore(str(db)).close()
     added = cli("silence", "add", "-c", str(cfg), "--rule", "always", "--for", "1h",
                 "--reason", "maintenance")
     assert added.returncode == 0, added.stderr

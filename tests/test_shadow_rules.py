@@ -16,7 +16,7 @@ from webhook import Receiver
 from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
 from wis_monitor.errors import ConfigError
-from wis_monitor.store import Batch, Store
+from wis_monitor.store import Batch, SqliteStore, Store
 from wis_monitor.tools.chart import chart_data, render
 from wis_monitor.tools.status import collect
 from wis_monitor.tools.status import render as render_status
@@ -119,7 +119,7 @@ def engine_run(tmp_path: Path, cfg: Path) -> tuple[Engine, Store]:
     from wis_monitor.book import make_book
     from wis_monitor.sources import Observation
 
-    store = Store(str(tmp_path / "wis.db"))
+    store = SqliteStore(str(tmp_path / "wis.db"))
     e = Engine(load_config(str(cfg)), store)
     for ts in (1_000, 2_000):
         for sym in ("BTC/USDT", "ETH/USDT"):

@@ -7,7 +7,7 @@ from typing import Any
 
 from wis_monitor.config import Config
 from wis_monitor.redact import redact
-from wis_monitor.store import Store
+from wis_monitor.store import Store, is_good
 
 DAY_MS = 86_400_000
 
@@ -17,49 +17,31 @@ def collect(config: Config, store: Store, now_ms: int) -> dict[str, Any]:
     firings per rule over the last day and week, outbox backlog."""
     series: list[dict[str, Any]] = []
     configured = [(v.id, s) for v in config.settings.venues for s in v.symbols]
-    seen = {(r["venue"], r["symbol"]) for r in store.query(
-        "SELECT DISTINCT venue, symbol FROM samples")}
+    seen = set(store.series_names())
     for venue, symbol in configured + sorted(seen - set(configured)):
-        last = store.query(
-            "SELECT ts, quality, error FROM samples WHERE venue = ? AND symbol = ?"
-            " ORDER BY ts DESC LIMIT 1", [venue, symbol])
-        good = store.query(
-            "SELECT ts, wis, wis_z, mid, spread_bps FROM samples WHERE venue = ? AND symbol = ?"
-            " AND quality IN ('', 'thin') ORDER BY ts DESC LIMIT 1", [venue, symbol])
         row: dict[str, Any] = {"venue": venue, "symbol": symbol}
-        if last:
-            error = last[0]["error"]  # masked again: rows written by older versions
-            row.update(last_ts=last[0]["ts"], last_quality=last[0]["quality"],
+        last = store.latest_sample(venue, symbol)
+        if last is not None:
+            error = last.error  # masked again: rows written by older versions
+            row.update(last_ts=last.ts_ms, last_quality=last.quality,
                        last_error=redact(error) if error else error)
-        if good:
-            g = good[0]
-            row.update(good_age_s=(now_ms - g["ts"]) / 1000.0, wis=g["wis"], wis_z=g["wis_z"],
-                       mid=g["mid"], spread_bps=g["spread_bps"])
+        good = store.latest_good(venue, symbol, ("wis", "wis_z", "mid", "spread_bps"))
+        if good is not None:
+            row.update(good_age_s=(now_ms - good.ts_ms) / 1000.0, **good.values)
         series.append(row)
-    firing = store.query(
-        "SELECT rule, key, since, (SELECT json_extract(a.details, '$.mode') FROM alerts a"
-        " WHERE a.rule = s.rule AND a.key = s.key AND a.event = 'firing' ORDER BY a.id DESC"
-        " LIMIT 1) AS mode FROM alert_state s WHERE state = 'firing' ORDER BY rule, key")
-    fired = store.query(
-        "SELECT rule, coalesce(json_extract(details, '$.mode'), 'live') AS mode,"
-        " sum(ts >= ?) AS day, count(*) AS week FROM alerts WHERE event = 'firing' AND ts >= ?"
-        " GROUP BY rule, mode ORDER BY rule, mode", [now_ms - DAY_MS, now_ms - 7 * DAY_MS])
-    backlog = store.query(
-        "SELECT channel, count(*) AS n, min(created_ts) AS oldest FROM deliveries"
-        " WHERE status = 'pending' GROUP BY channel ORDER BY channel")
-    failed = store.query(
-        "SELECT channel, count(*) AS n FROM deliveries WHERE status = 'failed'"
-        " GROUP BY channel ORDER BY channel")
+    backlog = store.outbox_backlog()
     return {
         "database": store.path,
         "now_ms": now_ms,
         "series": series,
-        "firing": [{"rule": f["rule"], "key": f["key"], "since": f["since"],
-                    "mode": f["mode"] or "live"} for f in firing],
-        "fired": [{"rule": f["rule"], "mode": f["mode"], "last_24h": f["day"],
-                   "last_7d": f["week"]} for f in fired],
-        "outbox": {b["channel"]: {"pending": b["n"], "oldest_ts": b["oldest"]} for b in backlog},
-        "failed": {f["channel"]: f["n"] for f in failed},
+        "firing": [{"rule": f.rule, "key": f.key, "since": f.since_ms, "mode": f.mode}
+                   for f in store.firing_states()],
+        "fired": [{"rule": f.rule, "mode": f.mode, "last_24h": f.last_day,
+                   "last_7d": f.last_week}
+                  for f in store.firing_counts(now_ms - DAY_MS, now_ms - 7 * DAY_MS)],
+        "outbox": {b.channel: {"pending": b.pending, "oldest_ts": b.oldest_pending_ms}
+                   for b in backlog if b.pending},
+        "failed": {b.channel: b.failed for b in backlog if b.failed},
     }
 
 
@@ -87,7 +69,7 @@ def render(report: dict[str, Any]) -> str:
         last = s.get("last_quality")
         if "last_ts" not in s:
             state = "no samples"
-        elif last in ("", "thin"):
+        elif is_good(last):
             state = "good"
         else:
             state = f"[{last}] {s.get('last_error') or ''}"
