@@ -143,9 +143,9 @@ SILENCE_CHANNELS = ("metrics:\n  zscore: {window: 1m, min_samples: 2, min_histor
 
 
 def deliveries(store: object) -> list[tuple[int, str, str, str]]:
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
-    assert isinstance(store, Store)
+    assert isinstance(store, SqliteStore)
     return [(r["ts"], r["event"], r["channel"], r["status"]) for r in store.query(
         "SELECT a.ts, a.event, d.channel, d.status FROM alerts a JOIN deliveries d"
         " ON d.alert_id = a.id ORDER BY a.id, d.channel")]

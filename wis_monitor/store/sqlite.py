@@ -171,17 +171,18 @@ class SqliteStore(Reports):
         with self._errors():
             return list(self.db.query(sql, params))
 
-    def _change(self, sql: str, params: Sequence[Any] = ()) -> int:
+    # Any SQL, for the store's own methods, tests and inspection (callers use the typed ones).
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; returns the rows changed."""
         with self._errors(), self.db.atomic():
             return self.db.conn.execute(sql, params).rowcount
 
-    def _change_many(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
         with self._errors(), self.db.atomic():
             self.db.conn.executemany(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        """Any read, for tests and inspection (the monitor itself uses the typed methods)."""
         with self._errors():
             return list(self.db.query(sql, params))
 
@@ -254,7 +255,7 @@ class SqliteStore(Reports):
         return int(cur.lastrowid or 0)
 
     def expire_silence(self, silence_id: int, now_ms: int) -> bool:
-        return self._change("UPDATE silences SET expires_ts = ? WHERE id = ? AND expires_ts > ?",
+        return self.execute("UPDATE silences SET expires_ts = ? WHERE id = ? AND expires_ts > ?",
                             (now_ms, silence_id, now_ms)) > 0
 
     # -- reads for the engine ---------------------------------------------------------------
@@ -365,12 +366,12 @@ class SqliteStore(Reports):
 
     def record_failure(self, delivery_id: int, attempts: int, error: str, retry_ms: int) -> None:
         """A failed attempt: counted, its error kept, retried not before ``retry_ms``."""
-        self._change("UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_ts = ?"
+        self.execute("UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_ts = ?"
                      " WHERE id = ?", [attempts, error[:500], retry_ms, delivery_id])
 
     def _settle(self, ids: Sequence[int], status: str, now_ms: int, note: str | None) -> None:
         if ids:
-            self._change_many(
+            self.executemany(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
                 " sent_ts = ? WHERE id = ?",
                 [(status, note, now_ms if status == "sent" else None, i) for i in ids])
@@ -386,14 +387,14 @@ class SqliteStore(Reports):
         cap = "" if limit is None else f" LIMIT {int(limit)}"
         n = 0
         for table in ("samples", "books"):
-            n += self._change(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
+            n += self.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
                               f" WHERE ts < ?{cap})", [before_ms])
-        n += self._change(
+        n += self.execute(
             "DELETE FROM deliveries WHERE created_ts < ? AND status != 'pending'", [before_ms])
-        n += self._change(
+        n += self.execute(
             "DELETE FROM alerts WHERE ts < ? AND id NOT IN (SELECT alert_id FROM deliveries)",
             [before_ms])
-        n += self._change("DELETE FROM silences WHERE expires_ts < ?", [before_ms])
+        n += self.execute("DELETE FROM silences WHERE expires_ts < ?", [before_ms])
         return n
 
     def maintain(self) -> None:
