@@ -466,11 +466,10 @@ def test_rules(files: tuple[str, ...]) -> None:
 
 
 def _store(cfg: Config, *, readonly: bool = False) -> Store:
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
     try:
-        return Store(cfg.db_path(), variants=cfg.column_metrics,
-                     readonly=readonly)
+        return SqliteStore(cfg.db_path(), variants=cfg.column_metrics, readonly=readonly)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -545,10 +544,10 @@ def top(config: str | None, db: str | None, interval: str, once: bool) -> None:
 
 
 def _store_at(path: str) -> Store:
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
     try:
-        return Store(path, readonly=True)
+        return SqliteStore(path, readonly=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -1105,7 +1104,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     Example: wis-monitor report -c config.yaml --since 1h --venue binance -o report.png
     """
     from wis_monitor.duration import ms, parse_duration
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
     from wis_monitor.tools.chart import FORMATS, render_report, series_names
 
     try:
@@ -1129,7 +1128,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
         raise MissingInput(f"no database at {db}")
     fallback = (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
     try:
-        store = Store(path, readonly=True)
+        store = SqliteStore(path, readonly=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     try:
