@@ -124,9 +124,8 @@ class Daemon:
                       self.config_path, type(exc).__name__)
             return 2
         try:
-            self.store = SqliteStore(config.db_path(),
-                               variants=config.column_metrics,
-                               busy_timeout_s=STORE_BUSY_S)
+            self.store = SqliteStore(config.db_path(), variants=config.column_metrics,
+                                     busy_timeout_s=STORE_BUSY_S)
             self.writer = BufferedWriter(self.store)
         except StoreError as exc:
             log.error("%s", exc)

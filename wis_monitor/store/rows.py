@@ -135,6 +135,9 @@ class Firing:
 
 @dataclass(frozen=True)
 class Silence:
+    """A silence: alerts of ``rule`` (a glob) whose fields match ``matchers`` (globs) are
+    recorded but not sent between ``created_ms`` and ``expires_ms``."""
+
     id: int
     rule: str
     matchers: dict[str, str]
@@ -142,12 +145,6 @@ class Silence:
     expires_ms: int
     reason: str = ""
     created_by: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The row as ``silence list --json`` shows it."""
-        return {"id": self.id, "rule": self.rule, "matchers": self.matchers,
-                "created_ts": self.created_ms, "expires_ts": self.expires_ms,
-                "reason": self.reason, "created_by": self.created_by}
 
 
 @dataclass(frozen=True)
