@@ -78,7 +78,8 @@ def test_status_masks_errors_written_unmasked_by_older_versions(tmp_path: Path) 
         report = collect(config, store, 2)
     finally:
         store.close()
-    assert report["series"][0]["last_error"] == "NetworkError: GET http://***@h/x?token=***"
+    assert report.as_json()["series"][0]["last_error"] == \
+        "NetworkError: GET http://***@h/x?token=***"
 
 
 def test_a_long_venue_error_is_masked_before_it_is_cut(caplog: pytest.LogCaptureFixture) -> None:

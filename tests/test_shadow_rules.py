@@ -157,9 +157,10 @@ def test_report_draws_shadow_markers_apart(tmp_path: Path) -> None:
     as_live = [{**a, "mode": "live"} for a in shadow]
     assert render(series, shadow, 0, 3_000, "t", ()) != render(series, as_live, 0, 3_000, "t", ())
     report = collect(load_config(str(cfg)), store, 3_000)
-    assert {(f["rule"], f["mode"]) for f in report["firing"]} == {
+    doc = report.as_json()
+    assert {(f["rule"], f["mode"]) for f in doc["firing"]} == {
         ("any-book", "live"), ("any-book-candidate", "shadow")}
-    assert {(f["rule"], f["mode"], f["last_24h"]) for f in report["fired"]} == {
+    assert {(f["rule"], f["mode"], f["last_24h"]) for f in doc["fired"]} == {
         ("any-book", "live", 2), ("any-book-candidate", "shadow", 2)}
     assert "shadow: not sent" in render_status(report)
     store.close()

@@ -493,7 +493,7 @@ def status(config: str | None, as_json: bool) -> None:
         report = collect(cfg, store, _now_ms())
     finally:
         store.close()
-    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+    click.echo(json.dumps(report.as_json(), indent=2) if as_json else render(report))
 
 
 @cli.command()
