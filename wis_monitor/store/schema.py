@@ -8,7 +8,8 @@ release so far has written and accepts, so an older wis-monitor still opens an u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -16,6 +17,7 @@ from sqlite_utils.migrations import Migrations
 from wis_monitor.errors import StoreError
 
 SCHEMA_VERSION = 1
+Step = Callable[[sqlite_utils.Database], None]
 MIGRATION_SET = "wis-monitor"
 
 #: The samples table's columns besides its series and time (and the variants' own).
@@ -63,9 +65,16 @@ CREATE INDEX IF NOT EXISTS books_series ON books (venue, symbol, ts);
 """
 
 migrations = Migrations(MIGRATION_SET)
+#: The names of the migrations, in order (a database with others is from a newer release).
+NAMES: list[str] = []
 
 
-@migrations(name="0001_tables")
+def _migration(name: str) -> Callable[[Step], Step]:
+    NAMES.append(name)
+    return migrations(name=name)
+
+
+@_migration("0001_tables")
 def _tables(db: sqlite_utils.Database) -> None:
     """Version 1 as first released: samples, alerts, deliveries, alert state, silences, books."""
     for statement in _TABLES.split(";"):
@@ -73,7 +82,7 @@ def _tables(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
-@migrations(name="0002_orderflow_columns")
+@_migration("0002_orderflow_columns")
 def _orderflow_columns(db: sqlite_utils.Database) -> None:
     """The band's coverage and order-flow imbalance (and its z-score) of each sample."""
     add_sample_columns(db, ("coverage_bps", "ofi", "ofi_z"))
@@ -90,14 +99,16 @@ def add_sample_columns(db: sqlite_utils.Database, columns: Sequence[str]) -> Non
 def migrate(db: sqlite_utils.Database, path: str) -> None:
     """Bring the database to the newest schema; refuse one written by a newer wis-monitor."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    known = {m.name for m in migrations._migrations}
-    unknown = [m.name for m in migrations.applied(db) if m.name not in known]
+    unknown = [m.name for m in migrations.applied(db) if m.name not in NAMES]
     if version > SCHEMA_VERSION or unknown:
         raise StoreError(
             f"{path}: schema version {version} is newer than this wis-monitor supports"
             if version > SCHEMA_VERSION else
             f"{path}: the schema has migrations this wis-monitor does not know "
             f"({', '.join(unknown)}): it was written by a newer release")
-    migrations.apply(db)
+    try:
+        migrations.apply(db)
+    except sqlite3.DatabaseError:  # another process ran the same upgrade a moment before
+        migrations.apply(db)
     if version != SCHEMA_VERSION:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
