@@ -22,12 +22,11 @@ from wis_monitor.config import Channel, Config
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.message import Message, render, render_group, render_summary
 from wis_monitor.redact import redact
-from wis_monitor.store import FOLDED, GROUPED, Delivery, Store
+from wis_monitor.store import Delivery, Store
 
 log = logging.getLogger("wis_monitor.outbox")
 BACKOFF_FIRST_MS = 5_000
 BACKOFF_MAX_MS = 300_000
-__all__ = ["FOLDED", "GROUPED", "Dispatcher", "group_key"]
 
 
 class Dispatcher:
