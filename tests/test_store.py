@@ -241,3 +241,19 @@ def test_only_the_store_speaks_sql() -> None:
         for path in sorted(PACKAGE.rglob("*.py")) if "store" not in path.relative_to(PACKAGE).parts
         for n, line in enumerate(path.read_text().splitlines(), 1) if _SQL.search(line)]
     assert offenders == []
+
+
+def test_a_delivery_gives_templates_the_fields_they_always_had(tmp_path: Path) -> None:
+    """docs/channels.md: rule, key, venue, symbol, event, severity, value, ts, labels, details
+    (``values`` is taken from the details by the renderer)."""
+    store = SqliteStore(str(tmp_path / "d.db"))
+    event = AlertEvent(T0, "r", "v:X/Y", "v", "X/Y", "firing", "critical", 2.5, "s",
+                       {"desk": "a"}, {"values": {"wis_z": 3.1}}, channels=["hook"])
+    (alert_id,) = store.write(Batch(alerts=[event]))
+    (delivery,) = store.due()
+    assert delivery.as_template_dict() == {
+        "delivery_id": delivery.id, "channel": "hook", "attempts": 0, "created_ts": T0,
+        "next_attempt_ts": T0, "id": alert_id, "ts": T0, "rule": "r", "key": "v:X/Y",
+        "venue": "v", "symbol": "X/Y", "event": "firing", "severity": "critical", "value": 2.5,
+        "summary": "s", "labels": {"desk": "a"}, "details": {"values": {"wis_z": 3.1}}}
+    store.close()
