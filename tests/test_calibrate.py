@@ -19,13 +19,11 @@ from wis_monitor.book import make_book
 from wis_monitor.signals import Kernel
 from wis_monitor.sources import Observation
 from wis_monitor.sources.replay import book_record
+from wis_monitor.tools.alertrate import MetricSeries, episodes, propose_threshold
 from wis_monitor.tools.calibrate import (
     CalibrationResult,
-    MetricSeries,
     block_weights,
     calibrate,
-    episodes,
-    propose_threshold,
     read_series,
     score_series,
     weighted_auc,
@@ -423,7 +421,7 @@ def test_result_is_empty_without_good_books() -> None:
 
 
 def test_the_roundest_threshold_that_fires_the_same() -> None:
-    from wis_monitor.tools.calibrate import roundest
+    from wis_monitor.tools.alertrate import roundest
 
     assert roundest(2.61, 2.7693) == 2.7
     assert roundest(2.7, 2.7693) == 2.76

@@ -191,6 +191,22 @@ def test_resolved_goes_only_where_the_firing_went(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_repeat_that_gets_through_a_silence_reads_as_the_firing(tmp_path: Path) -> None:
+    """Announced by its first repeat after the silence: a `firing` event, with all the details
+    of a firing never held back (the sample's values, the rule, the best levels)."""
+    rules = "rules:\n  - {name: heavy, when: wis > 0.3, repeat: 4s, channels: [a]}\n"
+    quiet, held = (engine(tmp_path, rules, extra=SILENCE_CHANNELS) for _ in range(2))
+    held.silences = [{"id": 1, "rule": "heavy", "matchers": {}, "created_ts": 0,
+                      "expires_ts": 3000}]
+    held.process([obs(0, *heavy(0))])
+    quiet.process([obs(0, *heavy(0))])
+    (announced,) = held.process([obs(5000, *heavy(1))])[0].alerts
+    (repeat,) = quiet.process([obs(5000, *heavy(1))])[0].alerts
+    assert (announced.event, announced.silenced_by, repeat.event) == ("firing", None, "repeat")
+    assert announced.summary == repeat.summary.replace(" repeat ", " firing ")
+    assert announced.details == repeat.details and "top_bids" in announced.details
+
+
 def failed(ts: int, venue: str = "a") -> Observation:
     return Observation(venue, "X/Y", ts, None, frozenset({"error"}), 1.0, "ConnectionRefused")
 

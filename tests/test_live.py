@@ -308,7 +308,7 @@ def test_depth_grows_until_the_band_is_covered(tmp_path: Path) -> None:
     """Without a configured depth, the request grows while the venue's book is cut short."""
     import asyncio
 
-    from wis_monitor.config import Venue
+    from wis_monitor.settings import Venue
     from wis_monitor.sources.ccxt import CcxtVenue
 
     tick = 60_000.0 * 1e-5  # 0.1 bps a level: 500 levels to reach 50 bps

@@ -18,7 +18,9 @@ from wis_monitor.sources.replay import parse_line
 
 CONFIG = """\
 storage: {{path: {db}, record_books: true, record_levels_bps: 60}}
-sampling: {{interval: 200ms}}
+# Each `run --once` starts the simulator afresh, so every book is the same: a long stale_after
+# keeps the replay from calling the unchanged book a frozen feed when the runs are slow.
+sampling: {{interval: 200ms, stale_after: 1h}}
 metrics:
   zscore: {{window: 1m, min_samples: 5}}
 venues:

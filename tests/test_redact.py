@@ -84,7 +84,7 @@ def test_status_masks_errors_written_unmasked_by_older_versions(tmp_path: Path) 
 
 def test_a_long_venue_error_is_masked_before_it_is_cut(caplog: pytest.LogCaptureFixture) -> None:
     """A secret straddling the cut of a long error must not leave its first part behind."""
-    from wis_monitor.config import Venue
+    from wis_monitor.settings import Venue
     from wis_monitor.sources.ccxt import CcxtVenue
 
     secret = "straddling-secret-6e0c41"

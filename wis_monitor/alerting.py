@@ -1,4 +1,5 @@
-"""The alert state machine of one rule instance (SPEC §6) — pure: no I/O, no clock.
+"""The alert state machine of one rule instance (SPEC §6), and the one evaluator every rule —
+series, group and the feed-stale rule — runs on. Pure: no I/O, no clock.
 
 Modelled on Prometheus' ``rules/alerting.go``: an ordered state (inactive < pending < firing);
 "resolved" is inactive with a ``resolved_at_ms``; one record per (rule, key) holds every
@@ -9,11 +10,15 @@ transition it returns.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import Any, Literal
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 EventKind = Literal["firing", "repeat", "resolved"]
+#: A condition's value: True, False or None (unknown: a null metric).
+Truth = bool | None
+V = TypeVar("V")
 
 
 class State(IntEnum):
@@ -149,3 +154,104 @@ def describe(inst: Instance) -> str:
     if inst.resolved_at_ms is not None:
         return f"resolved at {iso(inst.resolved_at_ms)}"
     return "inactive"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An instance's new state after an evaluation, and the event to tell of it, if any."""
+
+    key: str
+    instance: Instance
+    event: Event | None
+
+
+_INACTIVE = Instance()
+_OFF = State.INACTIVE  # looked up once: compared for every rule on every sample
+
+
+class Evaluator(Generic[V]):
+    """One rule over its instances, one per key (a series' ``venue:symbol`` or a group).
+
+    ``when`` and ``clear`` give a condition's value on the rule's input ``V`` (anything but
+    True or False is unknown); without ``clear`` a firing alert clears when ``when`` is false.
+    ``value`` gives the number the rule reports (anything but a number is none).
+    """
+
+    def __init__(self, name: str, timing: Timing, when: Callable[[V], object],
+                 clear: Callable[[V], object] | None = None,
+                 value: Callable[[V], object] | None = None) -> None:
+        self.name = name
+        self.timing = timing
+        self.when = when
+        self.clear = clear
+        self.value = value
+
+    def evaluate(self, ts_ms: int, inputs: Mapping[str, V | None],
+                 instances: Mapping[tuple[str, str], Instance], *,
+                 restart: bool = False) -> list[Transition]:
+        """The transitions of the instances of ``inputs``' keys at ``ts_ms``; ``instances``
+        holds the current ones by (rule, key) (none: inactive) and is not changed.
+
+        An input of None is nothing current to judge by: a pending run breaks, nothing else.
+        ``restart``: the run of observations broke before this one (pending runs start over).
+        """
+        out = []
+        for key, x in inputs.items():
+            inst = instances.get((self.name, key), _INACTIVE)
+            if x is None:
+                ended = interrupt(inst)
+                if ended != inst:
+                    out.append(Transition(key, ended, None))
+                continue
+            when = self.when(x)
+            if when is not True and inst.state == _OFF:
+                continue  # inactive and staying so: nothing more to evaluate (the usual case)
+            t = self._step(ts_ms, key, x, inst, _truth(when), restart)
+            if t is not None:
+                out.append(t)
+        return out
+
+    def value_of(self, x: V) -> float | None:
+        """The number the rule reports on ``x``."""
+        v = self.value(x) if self.value is not None else None
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    def cleared(self, x: V, inst: Instance, when: Truth) -> Truth:
+        """Whether the firing instance ``inst`` clears on ``x`` (hysteresis)."""
+        if self.clear is not None:
+            return _truth(self.clear(x))
+        return None if when is None else not when
+
+    def _step(self, ts_ms: int, key: str, x: V, inst: Instance, when: Truth,
+              restart: bool) -> Transition | None:
+        """One instance's step on ``x``, whose ``when`` is known; None: nothing changed."""
+        clear = self.cleared(x, inst, when) if inst.state == State.FIRING else None
+        new, event = step(interrupt(inst) if restart else inst, self.timing, ts_ms, when=when,
+                          clear=clear, value=self.value_of(x))
+        return None if new == inst else Transition(key, new, event)
+
+
+class Feed(NamedTuple):
+    """What the feed-stale rule judges a series by at one time."""
+
+    age_ms: int  # since the last good sample, else since the series was first seen
+    stale_after_ms: int
+    good_ms: int | None  # the last good sample
+
+
+class FeedStaleRule(Evaluator[Feed]):
+    """The built-in rule: no good sample for ``stale_after``; its value is the age in seconds,
+    its resolution always told. Only a good sample newer than its firing resolves it (a restart
+    is no good sample)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, Timing(notify_resolved=True),
+                         lambda f: f.age_ms >= f.stale_after_ms, value=lambda f: f.age_ms / 1000)
+
+    def cleared(self, x: Feed, inst: Instance, when: Truth) -> Truth:
+        fired = inst.fired_at_ms
+        return when is False and x.good_ms is not None and (fired is None or x.good_ms > fired)
+
+
+def _truth(v: object) -> Truth:
+    return v if isinstance(v, bool) else None

@@ -20,12 +20,13 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from wis_monitor.config import Config, Venue, load_config, runnable
+from wis_monitor.config import Config, load_config, runnable
 from wis_monitor.duration import ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
 from wis_monitor.redact import redact
 from wis_monitor.sdnotify import Notifier
+from wis_monitor.settings import Venue
 from wis_monitor.sources import Observation, Source, error_observation
 from wis_monitor.store import Batch, BufferedWriter, SqliteStore, Store
 from wis_monitor.telemetry import HttpEndpoint, Telemetry
@@ -53,7 +54,7 @@ def make_source(venue: Venue, config: Config) -> Source:
                         tick=venue.sim.tick, levels=venue.sim.levels,
                         calm_s=venue.sim.calm.total_seconds())
     if venue.exchange == "replay":
-        from wis_monitor.sources.replay import RecordingVenue
+        from wis_monitor.sources.recordings import RecordingVenue
 
         return RecordingVenue(venue.id, venue.symbols, venue.books or "")
     from wis_monitor.sources.ccxt import CcxtVenue

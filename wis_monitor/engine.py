@@ -1,91 +1,48 @@
 """One pipeline for the daemon, replay, the demo and the tests (SPEC §2).
 
-Per observation: book -> signals -> stats -> sample -> rules -> alert events, collected into a
-:class:`~wis_monitor.store.Batch` that the caller writes in one transaction. The engine keeps
-no clock: every call takes ``now_ms``; only the source and the clock differ between modes.
+Per observation: book -> signals and stats (:mod:`~wis_monitor.series`) -> sample -> each
+rule's :class:`~wis_monitor.alerting.Evaluator` -> alert events, told by
+:mod:`~wis_monitor.enrich` and collected into a :class:`~wis_monitor.store.Batch` that the
+caller writes in one transaction. The engine keeps no clock: every call takes ``now_ms``; only
+the source and the clock differ between modes.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
 
-from wis_monitor.alerting import Event, Instance, State, Timing, interrupt, step
-from wis_monitor.book import BLOCKING_FLAGS, Book, FloatArray, format_flags
-from wis_monitor.config import FEED_STALE, Config, Metrics, Rule, Venue, split_member
+from wis_monitor.alerting import (
+    Evaluator,
+    Event,
+    FeedStaleRule,
+    Instance,
+    State,
+    Timing,
+    Transition,
+)
+from wis_monitor.book import BLOCKING_FLAGS, format_flags
+from wis_monitor.config import Config
 from wis_monitor.duration import ms
+from wis_monitor.enrich import Context, describe, peers, public, retired, where
 from wis_monitor.errors import StoreError
-from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
+from wis_monitor.expr import Expr
+from wis_monitor.rulefile import FEED_STALE, Rule
+from wis_monitor.series import Series
+from wis_monitor.settings import Venue, split_member
 from wis_monitor.sources import Observation
-from wis_monitor.stats import Ema, OfiWindow, SeriesStats
+from wis_monitor.stats import SeriesStats
 from wis_monitor.store import AlertRow, Batch, BookRow, Firing, SampleRow, Silence, Store
 
 log = logging.getLogger("wis_monitor.engine")
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-TOP_LEVELS = 3
-#: Ends the summary of a shadow rule's alert (also marked ``details.mode = "shadow"``).
-SHADOW_MARK = " (shadow: not sent)"
-
-
-@dataclass
-class Series:
-    """What the engine remembers of one (venue, symbol)."""
-
-    venue: str
-    symbol: str
-    stats: SeriesStats
-    stale_after_ms: int
-    first_seen_ms: int
-    metrics: Metrics
-    interval_ms: int
-    kernels: dict[str, Kernel] = field(init=False)
-    ofi: OfiWindow = field(init=False)
-    ofi_book: tuple[int, TopLevels] | None = None  # the order-flow chain's previous book
-    smooth: dict[str, Ema] = field(init=False)
-    last_values: dict[str, float | None] = field(default_factory=dict)
-    last_book: Book | None = None
-    book_since_ms: int | None = None  # when the current (identical) book was first seen
-    last_quality: str = ""
-    last_error: str | None = None
-    last_ts_ms: int | None = None  # of the latest observation taken in: time only moves on
-    key: str = ""  # venue:symbol, the alert key
-
-    def __post_init__(self) -> None:
-        self.key = f"{self.venue}:{self.symbol}"
-        m = self.metrics
-        self.kernels = m.kernels()
-        self.ofi = OfiWindow(ms(m.ofi.window))
-        self.smooth = {name: Ema(ms(sm.half_life), self.interval_ms)
-                       for name, sm in m.smooth.items()}
-
-    def order_flow(self, ts_ms: int, top: TopLevels | None) -> float | None:
-        """The order-flow window sum with the book whose best levels are ``top`` (None: no
-        good book, or the chain is too young); a gap longer than twice the interval, or no
-        good book, breaks the chain."""
-        prev = self.ofi_book
-        if top is None:
-            self.ofi_book = None
-            return None
-        self.ofi_book = (ts_ms, top)
-        if prev is None or ts_ms - prev[0] > 2 * self.interval_ms:
-            self.ofi.restart(ts_ms)
-            return None
-        return self.ofi.add(ts_ms, ofi_event(prev[1], top))
-
-    def smoothed(self, ts_ms: int, values: dict[str, float | None]) -> dict[str, float | None]:
-        """Push each smoothed metric's input (a null one is skipped: the average stays)."""
-        out: dict[str, float | None] = {}
-        for name, ema in self.smooth.items():
-            x = values.get(self.metrics.smooth[name].of)
-            out[name] = ema.value if x is None else ema.push(ts_ms, x)
-        return out
 
 
 @dataclass(frozen=True)
@@ -104,11 +61,6 @@ class Sample:
         return not (self.flags & BLOCKING_FLAGS)
 
 
-def _levels(px: FloatArray, qty: FloatArray, n: int) -> list[tuple[float, float]]:
-    """The first ``n`` (price, amount) levels of one side of a book."""
-    return [(float(p), float(q)) for p, q in zip(px[:n], qty[:n], strict=True)]
-
-
 def _value_metric(rule: Rule) -> str | None:
     for m in _FIRST_NAME.finditer(rule.spec.when):
         if m.group(0) in rule.when.metrics:
@@ -123,7 +75,6 @@ class Engine:
         self.config = config
         self.store = store
         self.z_metrics = config.scored_metrics
-        self._z_name = {m: f"{m}_z" for m in self.z_metrics}
         self._z_first = tuple(m for m in self.z_metrics if m not in config.settings.metrics.smooth)
         self._z_smooth = tuple(config.settings.metrics.smooth)
         self.zspec = config.settings.metrics.zscore.spec()
@@ -135,9 +86,10 @@ class Engine:
         self.record_bps = config.settings.storage.record_levels_bps
         self.series_rules = [r for r in config.rules if r.spec.scope == "series"]
         self.group_rules = [r for r in config.rules if r.spec.scope == "group"]
-        self._rules_for: dict[tuple[str, str], list[Rule]] = {}
+        self._rules_for: dict[tuple[str, str], list[tuple[Rule, Evaluator[Any]]]] = {}
         self._rules = {r.name: r for r in config.rules}
-        self._timing = {r.name: _timing(r) for r in config.rules}
+        self._evaluators = {r.name: _evaluator(r) for r in config.rules}
+        self._feed = FeedStaleRule(FEED_STALE)
         self._value_metric = {r.name: _value_metric(r) for r in config.rules}
         fs = config.settings.feed_stale
         self.feed_stale_enabled = fs.enabled
@@ -165,7 +117,7 @@ class Engine:
                        now_ms, metrics, interval)
             self.series[(venue, symbol)] = s
             self._rules_for[(venue, symbol)] = [
-                r for r in self.series_rules if r.matches(venue, symbol)
+                (r, self._evaluators[r.name]) for r in self.series_rules if r.matches(venue, symbol)
             ]
         return s
 
@@ -186,25 +138,10 @@ class Engine:
             if s.venue not in self.venues:
                 continue  # the venue was removed
             new = self.series_for(s.venue, s.symbol, s.first_seen_ms)
-            same_z = s.metrics.zscore == new.metrics.zscore
-            for m in self.z_metrics:
-                same = m in s.stats.scorers and _definition(s, m) == _definition(new, m)
-                if same and same_z:
-                    new.stats.scorers[m] = s.stats.scorers[m]
-                    continue
-                fresh.add(m)
-                if same:
-                    rewarm.setdefault(key, []).append(m)
-            if s.metrics.ofi == new.metrics.ofi and s.interval_ms == new.interval_ms:
-                new.ofi, new.ofi_book = s.ofi, s.ofi_book
-            for name, ema in s.smooth.items():
-                if name in new.smooth and _definition(s, name) == _definition(new, name):
-                    new.smooth[name] = ema
-            new.stats.last_good_ms, new.stats.last_mid = s.stats.last_good_ms, s.stats.last_mid
-            new.last_values, new.last_book = s.last_values, s.last_book
-            new.book_since_ms, new.first_seen_ms = s.book_since_ms, s.first_seen_ms
-            new.last_quality, new.last_error = s.last_quality, s.last_error
-            new.last_ts_ms = s.last_ts_ms
+            afresh, same = new.adopt(s, self.z_metrics)
+            fresh.update(afresh)
+            if same:
+                rewarm[key] = same
             self.series[key] = new
         self.instances.update(old.instances)  # what is no longer covered: see retire()
         self.silences = old.silences
@@ -327,13 +264,9 @@ class Engine:
             labels = fired.labels if fired else {}
             channels = fired.delivered if fired else []
             mode = fired.mode if fired else "live"
-        where = " ".join(x for x in (venue_, symbol_) if x) or key
-        details: dict[str, Any] = {"reason": reason}
-        if inst.fired_at_ms is not None:
-            details["fired_for_ms"] = now_ms - inst.fired_at_ms
-        summary = f"[{severity.upper()}] {name} {where} resolved ({reason})"
-        if name != FEED_STALE and mode == "shadow":
-            summary, details["mode"] = summary + SHADOW_MARK, "shadow"
+        fired_for = now_ms - inst.fired_at_ms if inst.fired_at_ms is not None else None
+        summary, details = retired(severity, name, where(venue_, symbol_, key), reason,
+                                   fired_for, name != FEED_STALE and mode == "shadow")
         return AlertRow(now_ms, name, key, venue_, symbol_, "resolved", severity, inst.value,
                         summary, labels, details, channels)
 
@@ -416,57 +349,8 @@ class Engine:
     def sample(self, obs: Observation) -> Sample:
         """Signals and z-scores of one observation (updates the series' windows)."""
         s = self.series_for(obs.venue, obs.symbol, obs.ts_ms)
-        flags = set(obs.flags)
-        book = obs.book
-        values: dict[str, float | None] = {"latency_ms": obs.latency_ms}
-        last_good = s.stats.last_good_ms
-        values["age_s"] = (obs.ts_ms - last_good) / 1000.0 if last_good is not None else None
-        if book is not None and not (flags & BLOCKING_FLAGS):
-            if s.last_book is not None and book.same_levels(s.last_book):
-                since = s.book_since_ms if s.book_since_ms is not None else obs.ts_ms
-                if obs.ts_ms - since >= s.stale_after_ms:
-                    flags.add("stale")
-            else:
-                s.book_since_ms = obs.ts_ms
-            s.last_book = book
-            if book.venue_ts_ms is not None and obs.ts_ms - book.venue_ts_ms >= s.stale_after_ms:
-                flags.add("stale")
-        snap = None
-        if book is not None and not (flags & BLOCKING_FLAGS):
-            wis = s.metrics.wis
-            snap = snapshot(book, s.kernels, wis.band_bps, symmetric=wis.symmetric)
-            metrics: dict[str, float | None] = dict(
-                mid=snap.mid, spread_bps=snap.spread_bps, imbalance=snap.imbalance,
-                microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
-                depth=snap.depth, mid_change_bps=change_bps(s.stats.last_mid, snap.mid),
-                coverage_bps=snap.coverage_bps, **snap.wis,
-            )
-            top = top_levels(book, s.metrics.ofi.levels)
-            if not (all(v is None or math.isfinite(v) for v in metrics.values())
-                    and math.isfinite(sum(top.bid_notional) + sum(top.ask_notional))):
-                flags.add("invalid")  # prices or amounts so large that a metric overflowed
-                snap = None
-        ofi = s.order_flow(obs.ts_ms, top if snap is not None else None)
-        if snap is not None:
-            if snap.thin:
-                flags.add("thin")
-            values.update(metrics, ofi=ofi)
-            self._score(s, obs.ts_ms, values, self._z_first)
-            if s.smooth:
-                values.update(s.smoothed(obs.ts_ms, values))
-                self._score(s, obs.ts_ms, values, self._z_smooth)
-            s.stats.last_mid = snap.mid
-        elif book is not None and (mid := book.mid) and math.isfinite(mid):
-            # Informative only: a crossed or stale book still has a mid and a spread.
-            values["mid"] = mid
-            values["spread_bps"] = (float(book.ask_px[0]) - float(book.bid_px[0])) / mid * 1e4
-        frozen = frozenset(flags)
-        return Sample(obs.ts_ms, obs.venue, obs.symbol, values, frozen, obs.error)
-
-    def _score(self, s: Series, ts_ms: int, values: dict[str, float | None],
-               metrics: tuple[str, ...]) -> None:
-        for name, z in s.stats.update(ts_ms, values, metrics).items():
-            values[self._z_name[name]] = z
+        values, flags = s.measure(obs, self._z_first, self._z_smooth)
+        return Sample(obs.ts_ms, obs.venue, obs.symbol, values, flags, obs.error)
 
     def _row(self, sample: Sample) -> SampleRow:
         return SampleRow(sample.ts_ms, sample.venue, sample.symbol, sample.values,
@@ -492,28 +376,14 @@ class Engine:
         return inst is not None and inst.state == State.FIRING
 
     def _evaluate_series(self, s: Series, sample: Sample, batch: Batch, gap: bool) -> None:
-        values = sample.values
-        instances = self.instances
-        for rule in self._rules_for[(s.venue, s.symbol)]:
-            truth = _truth(rule.when.evaluate(values))
-            inst = instances.get((rule.name, s.key))
-            if truth is not True and (inst is None or inst.state == State.INACTIVE):
-                continue  # inactive and staying so: nothing to record
-            clear = None  # only a firing alert looks at `clear` (hysteresis)
-            if inst is not None and inst.state == State.FIRING:
-                clear = _truth(rule.clear.evaluate(values)) if rule.clear is not None else \
-                    _negate(truth)
-            value = self.rule_value(rule, values)
-            self._advance(rule.name, s.key, rule.spec.severity, rule, sample.ts_ms, truth, clear,
-                          value, batch, s.venue, s.symbol, values, gap=gap)
+        inputs = {s.key: sample.values}
+        for rule, ev in self._rules_for[(s.venue, s.symbol)]:
+            for t in ev.evaluate(sample.ts_ms, inputs, self.instances, restart=gap):
+                self._commit(rule.name, rule, t, batch, s.venue, s.symbol, sample.values)
 
     def rule_value(self, rule: Rule, values: dict[str, float | None]) -> float | None:
         """The number a series rule reports: its `value` expression, else its first metric."""
-        if rule.value is not None:
-            v = rule.value.evaluate(values)
-            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-        name = self._value_metric.get(rule.name)
-        return values.get(name) if name else None
+        return self._evaluators[rule.name].value_of(values)
 
     def evaluate_groups(self, now_ms: int, batch: Batch,
                         sampled: set[tuple[str, str]] | None = None) -> None:
@@ -523,76 +393,42 @@ class Engine:
             group = rule.spec.group or ""
             if sampled is not None and sampled.isdisjoint(self.config.group_members(group)):
                 continue
-            members: list[dict[str, float | None]] = []
-            names: list[str] = []
-            for venue, symbol in self.config.group_members(group):
-                s = self.series.get((venue, symbol))
-                if s is None or s.stats.last_good_ms is None or not s.last_values:
-                    continue
-                if now_ms - s.stats.last_good_ms >= s.stale_after_ms:
-                    continue  # no good sample for stale_after: left out until it recovers
-                members.append(s.last_values)  # a failed fetch keeps its last good values
-                names.append(s.key)
-            inst = self.instances.get((rule.name, group))
-            if not members:  # nothing current to judge by: a pending run breaks, nothing else
-                if inst is not None and inst.state == State.PENDING:
-                    ended = interrupt(inst)
-                    self.instances[(rule.name, group)] = ended
-                    batch.states[(rule.name, group)] = ended.to_json()
+            members = self._current_members(group, now_ms)
+            inputs = {group: list(members.values()) or None}
+            for t in self._evaluators[rule.name].evaluate(now_ms, inputs, self.instances):
+                detail = {"members": {n: public(m) for n, m in members.items()}}
+                self._commit(rule.name, rule, t, batch, None, None, detail)
+
+    def _current_members(self, group: str, now_ms: int) -> dict[str, dict[str, float | None]]:
+        """The latest good values of the members of ``group`` that have a current one (a
+        failed fetch keeps its last good values; none for stale_after: left out until it
+        recovers)."""
+        out = {}
+        for venue, symbol in self.config.group_members(group):
+            s = self.series.get((venue, symbol))
+            if s is None or s.stats.last_good_ms is None or not s.last_values:
                 continue
-            truth = _truth(rule.when.evaluate_group(members))
-            if truth is not True and (inst is None or inst.state == State.INACTIVE):
-                continue
-            clear = None
-            if inst is not None and inst.state == State.FIRING:
-                clear = _truth(rule.clear.evaluate_group(members)) if rule.clear is not None \
-                    else _negate(truth)
-            value = None
-            if rule.value is not None:
-                v = rule.value.evaluate_group(members)
-                value = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-            detail = {"members": {n: _public(m) for n, m in zip(names, members, strict=True)}}
-            self._advance(rule.name, group, rule.spec.severity, rule, now_ms, truth, clear,
-                          value, batch, None, None, detail)
+            if now_ms - s.stats.last_good_ms < s.stale_after_ms:
+                out[s.key] = s.last_values
+        return out
 
     def _check_stale(self, s: Series, now_ms: int, batch: Batch) -> None:
         if not self.feed_stale_enabled:
             return
-        good = s.stats.last_good_ms
-        last = good if good is not None else s.first_seen_ms
-        stale = now_ms - last >= s.stale_after_ms
-        inst = self.instances.get((FEED_STALE, s.key))
-        if not stale and (inst is None or inst.state == State.INACTIVE):
-            return
-        # Only a good sample newer than the firing resolves it (a restart is no good sample).
-        fired = inst.fired_at_ms if inst is not None else None
-        recovered = good is not None and (fired is None or good > fired)
-        details = self._feed_details(s, now_ms)
-        self._advance(FEED_STALE, s.key, self.config.settings.feed_stale.severity, None, now_ms,
-                      stale, not stale and recovered, details["age_s"], batch, s.venue, s.symbol,
-                      details)
-
-    @staticmethod
-    def _feed_details(s: Series, now_ms: int) -> dict[str, Any]:
-        last = s.stats.last_good_ms if s.stats.last_good_ms is not None else s.first_seen_ms
-        return {"age_s": (now_ms - last) / 1000.0, "quality": s.last_quality,
-                "error": s.last_error}
+        for t in self._feed.evaluate(now_ms, {s.key: s.feed(now_ms)}, self.instances):
+            self._commit(FEED_STALE, None, t, batch, s.venue, s.symbol, s.feed_details(now_ms))
 
     def check_all_stale(self, now_ms: int, batch: Batch) -> None:
         """The feed-stale rule for every known series (run on a timer, not only on samples)."""
         for s in self.series.values():
             self._check_stale(s, now_ms, batch)
 
-    def _advance(self, name: str, key: str, severity: str, rule: Rule | None, ts_ms: int,
-                 when: bool | None, clear: bool | None, value: float | None, batch: Batch,
-                 venue: str | None, symbol: str | None, details: dict[str, Any],
-                 gap: bool = False) -> None:
-        inst = self.instances.get((name, key)) or _INACTIVE
-        timing = self._timing.get(name, _FEED_TIMING) if rule is not None else _FEED_TIMING
-        new, event = step(interrupt(inst) if gap else inst, timing, ts_ms, when=when,
-                          clear=clear, value=value)
+    def _commit(self, name: str, rule: Rule | None, t: Transition, batch: Batch,
+                venue: str | None, symbol: str | None, values: dict[str, Any]) -> None:
+        """Record a transition of rule ``name`` (``rule`` None: feed-stale) and its event."""
+        new, event = t.instance, t.event
         if event is not None:
-            row = self._alert(name, key, severity, rule, event, venue, symbol, details)
+            row = self._alert(name, t.key, rule, event, venue, symbol)
             shadow = rule is not None and rule.spec.mode == "shadow"
             if event.kind == "firing":  # a shadow rule's alert fires unannounced too
                 new = replace(new, silenced=row.silenced_by is not None or shadow)
@@ -600,12 +436,12 @@ class Engine:
                     not shadow:
                 # The first notification to get through a silence announces the alert.
                 new = replace(new, silenced=False)
-                row = self._alert(name, key, severity, rule, replace(event, kind="firing"),
-                                  venue, symbol, details)
+                event = replace(event, kind="firing")
+                row.event = event.kind
+            self._describe(row, rule, event, values)
             batch.alerts.append(row)
-        if new != inst:
-            self.instances[(name, key)] = new
-            batch.states[(name, key)] = new.to_json()
+        self.instances[(name, t.key)] = new
+        batch.states[(name, t.key)] = new.to_json()
 
     def release_silenced(self, now_ms: int, batch: Batch) -> None:
         """Send `firing` for the alerts firing unannounced whose silence has ended, or whose
@@ -619,72 +455,51 @@ class Engine:
             if rule is not None and rule.spec.mode == "shadow":
                 continue
             venue, symbol = split_member(key)
-            s = self.series.get((venue, symbol)) if symbol else None
-            if rule is not None:
-                severity = rule.spec.severity
-                details = dict(s.last_values) if s is not None else {}
-            else:
-                severity = self.config.settings.feed_stale.severity
-                details = self._feed_details(s, now_ms) if s is not None else {}
             event = Event("firing", now_ms, inst.active_at_ms, inst.fired_at_ms, inst.value)
-            row = self._alert(name, key, severity, rule, event, venue if symbol else None,
-                              symbol or None, details)
-            if row.silenced_by is None:
-                new = replace(inst, silenced=False, last_sent_ms=now_ms)
-                self.instances[(name, key)] = new
-                batch.states[(name, key)] = new.to_json()
-                batch.alerts.append(row)
+            row = self._alert(name, key, rule, event, venue if symbol else None, symbol or None)
+            if row.silenced_by is not None:
+                continue
+            s = self.series.get((venue, symbol)) if symbol else None
+            values = {} if s is None else dict(s.last_values) if rule is not None else \
+                s.feed_details(now_ms)
+            self._describe(row, rule, event, values)
+            new = replace(inst, silenced=False, last_sent_ms=now_ms)
+            self.instances[(name, key)] = new
+            batch.states[(name, key)] = new.to_json()
+            batch.alerts.append(row)
 
-    def _alert(self, name: str, key: str, severity: str, rule: Rule | None, event: Event,
-               venue: str | None, symbol: str | None, details: dict[str, Any]) -> AlertRow:
+    def _alert(self, name: str, key: str, rule: Rule | None, event: Event, venue: str | None,
+               symbol: str | None) -> AlertRow:
+        """An alert event, and the silence keeping it back; :meth:`_describe` says the rest."""
+        severity = rule.spec.severity if rule is not None else \
+            self.config.settings.feed_stale.severity
         labels = dict(rule.spec.labels) if rule is not None else {}
-        where = " ".join(x for x in (venue, symbol) if x) or key
-        value = event.value
-        shown = f" value={value:.4g}" if value is not None else ""
-        summary = f"[{severity.upper()}] {name} {where} {event.kind}{shown}"
-        d: dict[str, Any] = {"values": _public(details) if rule is not None and venue else details}
-        if rule is not None:
-            band = self.config.metrics_for(venue, symbol).wis.band_bps if venue and symbol \
-                else None
-            d.update(description=rule.spec.description, runbook=rule.spec.runbook,
-                     when=rule.spec.when, depth_band_bps=band,
-                     value_of=rule.spec.value or (self._value_metric.get(name) if venue
-                                                  else None))
-            if venue and symbol:
-                d["group_peers"] = self._peers(venue, symbol)
-                s = self.series.get((venue, symbol))
-                if s is not None:
-                    b = s.stats.scorers.get("wis")
-                    base = b.baseline() if b is not None else None
-                    if base is not None:
-                        d["baseline"] = {"n": base.n, "mean": base.center, "std": base.scale}
-                    if s.last_book is not None:  # the best levels, in book order
-                        book = s.last_book
-                        d["top_bids"] = _levels(book.bid_px, book.bid_qty, TOP_LEVELS)
-                        d["top_asks"] = _levels(book.ask_px, book.ask_qty, TOP_LEVELS)
-        if event.kind == "resolved" and event.fired_at_ms is not None:
-            d["fired_for_ms"] = event.ts_ms - event.fired_at_ms
-        if rule is not None and rule.spec.mode == "shadow":
-            summary, d["mode"] = summary + SHADOW_MARK, "shadow"
         channels = rule.channels if rule is not None else self.feed_stale_channels
-        row = AlertRow(event.ts_ms, name, key, venue, symbol, event.kind, severity, value,
-                       summary, labels, d, channels)
+        row = AlertRow(event.ts_ms, name, key, venue, symbol, event.kind, severity, event.value,
+                       "", labels, {}, channels)
         row.silenced_by = self._silenced(row)
         return row
 
-    def _peers(self, venue: str, symbol: str) -> dict[str, dict[str, float | None]]:
-        me = f"{venue}:{symbol}"
-        out: dict[str, dict[str, float | None]] = {}
-        for members in self.config.settings.groups.values():
-            if me not in members:
-                continue
-            for m in members:
-                if m == me:
-                    continue
-                s = self.series.get(split_member(m))
-                if s is not None and s.last_values:
-                    out[m] = {k: s.last_values.get(k) for k in ("wis", "wis_z", "mid")}
-        return out
+    def _describe(self, row: AlertRow, rule: Rule | None, event: Event,
+                  values: dict[str, Any]) -> None:
+        """Fill in the summary and the details of an alert event (see :mod:`enrich`)."""
+        ctx = Context(values)
+        venue, symbol = row.venue, row.symbol
+        if rule is not None and venue and symbol:  # a series rule
+            s = self.series.get((venue, symbol))
+            wis = s.stats.scorers.get("wis") if s is not None else None
+            ctx = Context(public(values), self._value_metric.get(rule.name),
+                          self.config.metrics_for(venue, symbol).wis.band_bps,
+                          peers(row.key, self.config.settings.groups.values(), self._last_values),
+                          wis.baseline() if wis is not None else None,
+                          s.last_book if s is not None else None)
+        row.summary, row.details = describe(event, row.severity, row.rule,
+                                            where(venue, symbol, row.key),
+                                            rule.spec if rule is not None else None, ctx)
+
+    def _last_values(self, member: str) -> dict[str, float | None] | None:
+        s = self.series.get(split_member(member))
+        return s.last_values if s is not None else None
 
     def _silenced(self, row: AlertRow) -> int | None:
         for sil in self.silences:
@@ -700,38 +515,20 @@ class Engine:
         return None
 
 
-_FEED_TIMING = Timing(notify_resolved=True)
-_INACTIVE = Instance()
+def _evaluator(rule: Rule) -> Evaluator[Any]:
+    """A rule's expressions as an evaluator: on a sample's values (a series rule) or on the
+    group members' (a group rule); its value is its `value` expression, else (a series rule)
+    the first metric of its condition."""
+    group = rule.spec.scope == "group"
 
+    def fn(e: Expr) -> Callable[[Any], object]:
+        return e.evaluate_group if group else e.evaluate
 
-def _timing(rule: Rule) -> Timing:
+    metric = None if group else _value_metric(rule)
+    value = fn(rule.value) if rule.value is not None else \
+        methodcaller("get", metric) if metric is not None else None
     sp = rule.spec
-    return Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
-                  sp.notify_resolved)
-
-
-def _definition(s: Series, metric: str) -> object:
-    """What a scored metric of a series is computed from (equal: the same numbers)."""
-    m = s.metrics
-    if metric == "ofi":
-        return m.ofi, s.interval_ms
-    if metric in m.smooth:
-        return m.smooth[metric], s.interval_ms, _definition(s, m.smooth[metric].of)
-    if metric.endswith("_z"):
-        return m.zscore, _definition(s, metric.removesuffix("_z"))
-    if metric in ("bid_depth", "ask_depth", "depth", "coverage_bps"):
-        return m.wis.band_bps, m.wis.symmetric
-    return s.kernels.get(metric)  # a WIS kernel; None for the other companions
-
-
-def _truth(v: object) -> bool | None:
-    """A condition's value: True, False or None (unknown)."""
-    return v if isinstance(v, bool) else None
-
-
-def _negate(truth: bool | None) -> bool | None:
-    return None if truth is None else not truth
-
-
-def _public(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+    timing = Timing(ms(sp.for_), ms(sp.keep_firing_for), ms(sp.repeat), ms(sp.cooldown),
+                    sp.notify_resolved)
+    return Evaluator(rule.name, timing, fn(rule.when),
+                     fn(rule.clear) if rule.clear is not None else None, value)

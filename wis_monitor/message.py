@@ -20,7 +20,8 @@ from wis_monitor.template import TemplateRenderError, syntax_problem
 from wis_monitor.template import render as render_template
 
 if TYPE_CHECKING:
-    from wis_monitor.config import RuleSpec, Settings
+    from wis_monitor.rulefile import RuleSpec
+    from wis_monitor.settings import Settings
 
 #: The time of the sample alerts ``check`` renders templates with (2026-11-24 12:00 UTC).
 SAMPLE_TS_MS = 1_795_521_600_000

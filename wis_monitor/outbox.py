@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from wis_monitor.channel import register_secrets, send
-from wis_monitor.config import Channel, Config
+from wis_monitor.config import Config
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.message import Message, render, render_group, render_summary
 from wis_monitor.redact import redact
+from wis_monitor.settings import Channel
 from wis_monitor.store import Delivery, Store
 
 log = logging.getLogger("wis_monitor.outbox")

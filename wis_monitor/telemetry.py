@@ -20,9 +20,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from wis_monitor.config import split_listen
 from wis_monitor.engine import Sample
 from wis_monitor.redact import redact_exposition
+from wis_monitor.settings import split_listen
 from wis_monitor.store import Store
 
 log = logging.getLogger("wis_monitor.http")

@@ -8,6 +8,7 @@ count each time they are expanded) nested at most :data:`MAX_DEPTH` deep.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import stat
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from wis_monitor.errors import Problem
 from wis_monitor.redact import register
@@ -302,3 +304,59 @@ def _build_mapping(node: yaml.MappingNode, loc: Loc, doc: Document, loader: _Loa
 def _bad(what: str, exc: Exception) -> str:
     """``bad value: ...`` from an exception of Python's own parsing, without its advice."""
     return f"bad {what}: " + str(exc).split(";")[0]
+
+
+def report_validation(doc: Document, exc: ValidationError, base: tuple[Any, ...],
+                      label: str = "", model: type[BaseModel] | None = None) -> None:
+    """Each error pydantic found validating ``model`` (at ``base`` in ``doc``) as a located
+    problem; an unknown key gets the closest of ``model``'s keys as a hint."""
+    for err in exc.errors():
+        loc = tuple(str(p) if isinstance(p, str) else p for p in err["loc"])
+        full = (*base, *loc)
+        where = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            fields = _known_fields(model, loc) if model is not None else []
+            hint = difflib.get_close_matches(key, fields, n=1)
+            msg = f'unknown key "{key}"' + (f' (did you mean "{hint[0]}"?)' if hint else "")
+        elif err["type"] == "missing":
+            msg = f'missing required key "{loc[-1]}"'
+        elif err["type"] == "model_type":
+            what = kind_of(err["input"], doc.expanded.get(full))
+            msg = f"{where}: should be a mapping of keys (key: value), not {what}"
+        else:
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{where}: {text}" if where else text
+        doc.problem(full, label + msg)
+
+
+def kind_of(value: Any, source: str | None = None) -> str:
+    """What ``value`` is, for a message; a value expanded from ``${...}`` is named by its
+    ``source`` text, never quoted."""
+    if source is not None:
+        return f'the text from "{source[:60]}"'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f'the text "{value[:40]}"'
+    if isinstance(value, dict):
+        return "a mapping"
+    return "nothing" if value is None else f"the value {value!r}"[:60]
+
+
+def _known_fields(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model: Any = root
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        ann = info.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        for arg in getattr(ann, "__args__", ()):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]

@@ -28,8 +28,9 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from wis_monitor.config import Config, Rule, load_config  # noqa: E402
+from wis_monitor.config import Config, load_config  # noqa: E402
 from wis_monitor.errors import Problem  # noqa: E402
+from wis_monitor.rulefile import Rule  # noqa: E402
 from wis_monitor.signals import Kernel  # noqa: E402
 from wis_monitor.tools.calibrate import Score, SeriesBooks, score_series  # noqa: E402
 from wis_monitor.tools.replay import Firing, observations_from, replay_observations  # noqa: E402

@@ -23,9 +23,9 @@ import ccxt
 import ccxt.async_support as ccxt_async
 
 from wis_monitor.book import Book, make_book
-from wis_monitor.config import Venue
 from wis_monitor.errors import PermanentSourceError, SourceError, TransientSourceError
 from wis_monitor.redact import redact
+from wis_monitor.settings import Venue
 from wis_monitor.sources import Observation, error_observation
 from wis_monitor.sources.limits import request_depth
 

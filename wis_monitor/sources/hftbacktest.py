@@ -19,8 +19,7 @@ import numpy as np
 
 from wis_monitor.errors import Problem
 from wis_monitor.sources import Observation
-from wis_monitor.sources.rebuild import Grid, LevelBook
-from wis_monitor.sources.recordings import ImportOptions
+from wis_monitor.sources.rebuild import Grid, ImportOptions, LevelBook
 from wis_monitor.sources.replay import open_binary
 
 DEFAULT_EVERY_MS = 1000

@@ -1,10 +1,23 @@
-"""Rebuilding books from level updates, and sampling them on a time grid."""
+"""Rebuilding books from other venues' recordings: the import options, level updates, and
+sampling the books on a time grid."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from wis_monitor.book import Book, make_book
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read recordings that are not in the book-recording format."""
+
+    format: str | None = None  # None: by suffix and header
+    venue: str | None = None  # the venue of every book (default: the file's, mapped)
+    symbol: str | None = None  # the symbol of every book (default: the file's)
+    every_ms: int | None = None  # sample rebuilt books on this grid (incremental formats)
 
 
 class LevelBook:

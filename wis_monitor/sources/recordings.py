@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from wis_monitor.errors import Problem, WisMonitorError
-from wis_monitor.sources import Observation
+from wis_monitor.errors import PermanentSourceError, Problem, WisMonitorError
+from wis_monitor.sources import Observation, error_observation, hftbacktest, tardis
+from wis_monitor.sources.rebuild import ImportOptions
+from wis_monitor.sources.replay import LOGGED_PROBLEMS, read_recording, skipped
+
+__all__ = ["FORMATS", "ImportOptions", "RecordingVenue", "UnreadableRecording", "check",
+           "detect", "is_json", "read_books"]
+log = logging.getLogger("wis_monitor.replay")
 
 FORMATS = ("json", "parquet", "tardis", "hftbacktest", "hftbacktest-npz")
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    """How to read recordings that are not in the book-recording format."""
-
-    format: str | None = None  # None: by suffix and header
-    venue: str | None = None  # the venue of every book (default: the file's, mapped)
-    symbol: str | None = None  # the symbol of every book (default: the file's)
-    every_ms: int | None = None  # sample rebuilt books on this grid (incremental formats)
 
 
 class UnreadableRecording(WisMonitorError):
@@ -60,8 +56,6 @@ def detect(path: str) -> str:
 
 def check(paths: tuple[str, ...] | list[str], options: ImportOptions) -> None:
     """Raise UnreadableRecording (or MissingExtra) before reading what cannot be read."""
-    from wis_monitor.sources import hftbacktest, tardis
-
     problems: list[Problem] = []
     for path in paths:
         try:
@@ -86,9 +80,6 @@ def check(paths: tuple[str, ...] | list[str], options: ImportOptions) -> None:
 def read_books(path: str, options: ImportOptions, problems: list[Problem]
                ) -> Iterator[Observation]:
     """The books of one recording of any format, with the venue and symbol options applied."""
-    from wis_monitor.sources import hftbacktest, tardis
-    from wis_monitor.sources.replay import read_recording
-
     fmt = options.format or detect(path)
     if fmt == "parquet":
         from wis_monitor.sources.recordings_parquet import read_parquet
@@ -119,3 +110,44 @@ def is_json(path: str, options: ImportOptions) -> bool:
     except OSError:
         return False
 
+
+class RecordingVenue:
+    """A venue (``exchange: replay``) that serves a recording's books one fetch at a time.
+
+    Each fetch of a symbol returns that symbol's next recorded book, stamped with the fetch
+    time; at the end of the recording it starts over.
+    """
+
+    def __init__(self, venue: str, symbols: list[str], path: str) -> None:
+        self.venue = venue
+        self.symbols = list(symbols)
+        self.path = path
+        self._books: dict[str, list[Observation]] = {}
+        self._pos: dict[str, int] = {}
+
+    async def start(self) -> None:
+        problems: list[Problem] = []
+        try:  # any recording format; one that cannot be read serves nothing, logged
+            check([self.path], ImportOptions())
+            for obs in read_books(self.path, ImportOptions(), problems):
+                self._books.setdefault(obs.symbol, []).append(obs)
+        except WisMonitorError as exc:
+            log.error("venue %s: %s", self.venue, exc)
+        for p in problems[:LOGGED_PROBLEMS]:
+            log.warning("%s", p)
+        if problems:
+            log.warning("venue %s: %s", self.venue, skipped(problems))
+
+    async def close(self) -> None:
+        return None
+
+    async def fetch(self, symbol: str, now_ms: int) -> Observation:
+        books = self._books.get(symbol)
+        if not books:
+            exc = PermanentSourceError(f"{symbol} is not in {self.path}")
+            return error_observation(self.venue, symbol, now_ms, exc)
+        i = self._pos.get(symbol, 0)
+        self._pos[symbol] = (i + 1) % len(books)
+        rec = books[i]
+        book = dataclasses.replace(rec.book, venue_ts_ms=None) if rec.book else None
+        return Observation(self.venue, symbol, now_ms, book, rec.flags, 0.0)

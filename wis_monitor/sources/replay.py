@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import logging
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from wis_monitor.book import make_book
-from wis_monitor.errors import PermanentSourceError, Problem
-from wis_monitor.sources import Observation, error_observation
+from wis_monitor.errors import Problem
+from wis_monitor.sources import Observation
 
 log = logging.getLogger("wis_monitor.replay")
 #: How many bad lines of a recording the daemon logs before it only counts the rest.
@@ -185,48 +184,3 @@ def book_record(obs: Observation) -> dict[str, Any]:
     if obs.book.inverse:
         rec["inverse"] = True
     return rec
-
-
-class RecordingVenue:
-    """A venue (``exchange: replay``) that serves a recording's books one fetch at a time.
-
-    Each fetch of a symbol returns that symbol's next recorded book, stamped with the fetch
-    time; at the end of the recording it starts over.
-    """
-
-    def __init__(self, venue: str, symbols: list[str], path: str) -> None:
-        self.venue = venue
-        self.symbols = list(symbols)
-        self.path = path
-        self._books: dict[str, list[Observation]] = {}
-        self._pos: dict[str, int] = {}
-
-    async def start(self) -> None:
-        from wis_monitor.errors import WisMonitorError
-        from wis_monitor.sources.recordings import ImportOptions, check, read_books
-
-        problems: list[Problem] = []
-        try:  # any recording format; one that cannot be read serves nothing, logged
-            check([self.path], ImportOptions())
-            for obs in read_books(self.path, ImportOptions(), problems):
-                self._books.setdefault(obs.symbol, []).append(obs)
-        except WisMonitorError as exc:
-            log.error("venue %s: %s", self.venue, exc)
-        for p in problems[:LOGGED_PROBLEMS]:
-            log.warning("%s", p)
-        if problems:
-            log.warning("venue %s: %s", self.venue, skipped(problems))
-
-    async def close(self) -> None:
-        return None
-
-    async def fetch(self, symbol: str, now_ms: int) -> Observation:
-        books = self._books.get(symbol)
-        if not books:
-            exc = PermanentSourceError(f"{symbol} is not in {self.path}")
-            return error_observation(self.venue, symbol, now_ms, exc)
-        i = self._pos.get(symbol, 0)
-        self._pos[symbol] = (i + 1) % len(books)
-        rec = books[i]
-        book = dataclasses.replace(rec.book, venue_ts_ms=None) if rec.book else None
-        return Observation(self.venue, symbol, now_ms, book, rec.flags, 0.0)

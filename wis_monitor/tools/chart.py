@@ -20,7 +20,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from wis_monitor.config import z_levels_of
+from wis_monitor.rulefile import z_levels_of
 from wis_monitor.store import Store
 
 WIDTH_PX, HEIGHT_PX, DPI = 1400, 900, 100

@@ -1,4 +1,5 @@
-"""The configuration reference, docs/config.md, generated from the models of config.py.
+"""The configuration reference, docs/config.md, generated from the models of settings.py and
+rulefile.py.
 
 ``python -m wis_monitor.tools.configdoc > docs/config.md`` (or ``make docs``) rewrites it; a test
 checks that the file is what this prints, so it cannot fall behind the models. Every field
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from wis_monitor import config as c
+from wis_monitor import rulefile, settings
 from wis_monitor.duration import format_duration, ms
 
 #: One line per model field: what the key does.
@@ -134,20 +135,21 @@ DESCRIPTIONS: dict[str, str] = {
 
 #: The documented files: (title, key prefix, root model, introduction).
 FILES: tuple[tuple[str, str, type[BaseModel], str], ...] = (
-    ("The main file", "", c.Settings,
+    ("The main file", "", settings.Settings,
      "`/etc/wis-monitor/config.yaml` (or `-c PATH`, or `$WIS_MONITOR_CONFIG`)."),
-    ("Series-settings files", "", c.SeriesFile,
+    ("Series-settings files", "", settings.SeriesFile,
      "Named by `series_settings:`; `calibrate --write` makes them."),
-    ("Rule files", "rules[].", c.RuleSpec,
+    ("Rule files", "rules[].", rulefile.RuleSpec,
      "Named by `rules.include`; the expressions are described in [rules.md](rules.md)."),
 )
 
 HEADER = """\
 # Configuration reference
 
-Generated from the models of `wis_monitor/config.py` by `python -m wis_monitor.tools.configdoc`
-(`make docs`); do not edit by hand. Durations are texts such as `500ms`, `5s`, `10m`, `1h`,
-`30d`. A starter config: `wis-monitor new-config -o config.yaml`; a full example:
+Generated from the models of `wis_monitor/settings.py` and `wis_monitor/rulefile.py` by
+`python -m wis_monitor.tools.configdoc` (`make docs`); do not edit by hand. Durations are
+texts such as `500ms`, `5s`, `10m`, `1h`, `30d`. A starter config:
+`wis-monitor new-config -o config.yaml`; a full example:
 [examples/config.yaml](examples/config.yaml).
 """
 
@@ -240,7 +242,7 @@ def _constraint(info: FieldInfo) -> str:
             found.append(f"at least {meta.min_length} item(s)")
         if getattr(meta, "pattern", None):
             found.append("letters, digits, `_ . -`; starts with a letter or digit")
-        if getattr(meta, "func", None) is c._positive:
+        if getattr(meta, "func", None) is settings.positive:
             found.append("> 0s")
     return ", ".join(found)
 

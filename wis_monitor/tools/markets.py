@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wis_monitor.config import Config, Venue
+from wis_monitor.config import Config
 from wis_monitor.errors import Problem, SourceError
+from wis_monitor.settings import Venue
 from wis_monitor.symbols import market_type
 
 Markets = Mapping[str, Mapping[str, Any]]

@@ -13,18 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wis_monitor import yamlsource
-from wis_monitor.config import (
-    BASE_METRICS,
-    METRIC_NAME,
-    Channel,
-    Config,
-    Rule,
-    Settings,
-    channels_named_in,
-    load_rule_file,
-)
+from wis_monitor.config import Config
 from wis_monitor.errors import Problem
 from wis_monitor.expr import ExprError, compile_expr
+from wis_monitor.rulefile import Rule, channels_named_in, load_rule_file
+from wis_monitor.settings import BASE_METRICS, METRIC_NAME, Channel, Settings
 
 _UNKNOWN_METRIC = re.compile(r'unknown metric "([^"]+)"')
 _EXPRESSIONS = (("when", "bool"), ("clear", "bool"), ("value", "number"))

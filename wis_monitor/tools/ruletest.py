@@ -22,23 +22,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wis_monitor import yamlsource
-from wis_monitor.config import (
-    FEED_STALE,
-    Channel,
-    Config,
-    Duration,
-    Metrics,
-    Settings,
-    channels_named_in,
-    load_rule_file,
-    metric_names,
-    per_series_metrics,
-    report_validation,
-    split_member,
-)
+from wis_monitor.config import Config
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, Problem
+from wis_monitor.rulefile import FEED_STALE, channels_named_in, load_rule_file
+from wis_monitor.settings import (
+    Channel,
+    Duration,
+    Metrics,
+    Settings,
+    metric_names,
+    per_series_metrics,
+    split_member,
+)
 from wis_monitor.sources.replay import read_recording
 from wis_monitor.store import Batch
 
@@ -148,7 +145,7 @@ def run_file(path: str) -> list[Outcome]:
     try:
         spec = TestFile.model_validate(doc.data)
     except ValidationError as exc:
-        report_validation(doc, exc, ())
+        yamlsource.report_validation(doc, exc, ())
         raise ConfigError(doc.problems) from None
     base = Path(path).parent
     channels = channels_named_in([str(base / rf) for rf in spec.rule_files])

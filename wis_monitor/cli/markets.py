@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from wis_monitor.config import _ccxt_exchanges, config_path, load_config
+from wis_monitor.config import config_path, load_config
 from wis_monitor.errors import ConfigError, SourceError
+from wis_monitor.settings import ccxt_exchanges
 
 EXIT_INVALID = 2
 
@@ -23,7 +24,7 @@ def list_exchanges() -> None:
 
     Example: wis-monitor list-exchanges
     """
-    for name in ["sim", "replay", *_ccxt_exchanges()]:
+    for name in ["sim", "replay", *ccxt_exchanges()]:
         click.echo(name)
 
 
@@ -70,9 +71,9 @@ def _exchange_of(name: str, config: str | None) -> tuple[str, dict[str, Any]]:
         for venue in cfg.settings.venues:
             if venue.id == name and venue.exchange not in ("sim", "replay"):
                 return venue.exchange, dict(venue.ccxt)
-    if name in _ccxt_exchanges():
+    if name in ccxt_exchanges():
         return name, {}
-    known = _ccxt_exchanges()
+    known = ccxt_exchanges()
     hint = difflib.get_close_matches(name, known, n=1)
     what = "neither a ccxt venue of the config nor" if config is not None else "not"
     click.echo(f'"{name}" is {what} a ccxt exchange id'

@@ -1,0 +1,93 @@
+"""The ``wis-monitor`` command group and what its commands share: loading the config,
+exit codes, opening the database."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+import click
+
+from wis_monitor import log
+from wis_monitor.config import Config, config_path, load_config
+from wis_monitor.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from wis_monitor.store import Store
+
+EXIT_INVALID = 2
+T = TypeVar("T")
+
+
+class MissingInput(click.ClickException):
+    """A database, file or name the command was given does not exist: bad input, exit 2."""
+
+    exit_code = 2
+
+
+def fail_config(exc: ConfigError) -> NoReturn:
+    for p in exc.problems:
+        click.echo(str(p), err=True)
+    n = len(exc.problems)
+    click.echo(f"{n} problem{'s' if n != 1 else ''} found", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def load_config_or_exit(path: str | None, *, secrets: bool = True) -> Config:
+    """The config; ``secrets=False`` for commands that send nothing (no credentials needed)."""
+    try:
+        return load_config(config_path(path), secrets=secrets)
+    except ConfigError as exc:
+        fail_config(exc)
+
+
+def existing_db(cfg: Config) -> str:
+    """The config's database, which must exist: only the daemon creates it (a tool that
+    did would leave a stray database the daemon never reads, e.g. after a wrong -c)."""
+    path = cfg.db_path()
+    if not Path(path).exists():
+        raise MissingInput(
+            f"no database at {path} (is storage.path right? has the daemon run yet?)")
+    return path
+
+
+config_option = click.option(
+    "-c", "--config", "config", metavar="PATH",
+    help="Main config file (default: $WIS_MONITOR_CONFIG, else /etc/wis-monitor/config.yaml).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", default="text", show_default=True,
+              type=click.Choice(["text", "json"]))
+@click.version_option(package_name="wis-monitor")
+def cli(log_level: str, log_format: str) -> None:
+    """Order-book imbalance monitor: WIS, z-scores, YAML rules and alerts."""
+    log.setup(log_level, log_format)
+
+
+def open_store(cfg: Config, *, readonly: bool = False) -> Store:
+    from wis_monitor.store import SqliteStore
+
+    try:
+        return SqliteStore(cfg.db_path(), variants=cfg.column_metrics,
+                     readonly=readonly)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def store_at(path: str) -> Store:
+    from wis_monitor.store import SqliteStore
+
+    try:
+        return SqliteStore(path, readonly=True)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
