@@ -9,6 +9,7 @@ from wis_monitor.book import make_book
 from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
 from wis_monitor.sources import Observation
+from wis_monitor.store import Silence
 
 BIDS = [[100.0, 5.0], [99.9, 1.0]]
 ASKS = [[100.1, 1.0], [100.2, 1.0]]
@@ -196,8 +197,7 @@ def test_the_repeat_that_gets_through_a_silence_reads_as_the_firing(tmp_path: Pa
     of a firing never held back (the sample's values, the rule, the best levels)."""
     rules = "rules:\n  - {name: heavy, when: wis > 0.3, repeat: 4s, channels: [a]}\n"
     quiet, held = (engine(tmp_path, rules, extra=SILENCE_CHANNELS) for _ in range(2))
-    held.silences = [{"id": 1, "rule": "heavy", "matchers": {}, "created_ts": 0,
-                      "expires_ts": 3000}]
+    held.silences = [Silence(1, "heavy", {}, created_ms=0, expires_ms=3000)]
     held.process([obs(0, *heavy(0))])
     quiet.process([obs(0, *heavy(0))])
     (announced,) = held.process([obs(5000, *heavy(1))])[0].alerts
