@@ -127,16 +127,17 @@ def bench_sqlite(tmp: Path, quick: bool) -> dict[str, float]:
     def raw() -> float:
         path = tmp / f"raw-{time.monotonic_ns()}.db"
         store = SqliteStore(str(path))  # same schema, indexes and pragmas
-        cols, tuples = store.columns, [store.sample_params(chunk) for chunk in batches]
+        cols, values = store.columns, store.value_columns
         store.close()
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         sql = f"INSERT INTO samples ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         t0 = time.perf_counter()
-        for chunk in tuples:
+        for chunk in batches:  # the same samples, laid out as the columns' tuples
             conn.execute("BEGIN")
-            conn.executemany(sql, chunk)
+            conn.executemany(sql, [(r.ts_ms, r.venue, r.symbol, r.quality, r.error,
+                                    *map(r.values.get, values)) for r in chunk])
             conn.execute("COMMIT")
         dt = time.perf_counter() - t0
         conn.close()
