@@ -144,7 +144,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_silence_ending_while_firing_announces_the_alert(tmp_path: Path) -> None:
     """`firing` goes out when the silence ends; `resolved` only where the firing went."""
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
     cfg, db = sim_config(tmp_path)
     cfg.write_text(cfg.read_text().replace(
@@ -152,7 +152,7 @@ def test_a_silence_ending_while_firing_announces_the_alert(tmp_path: Path) -> No
         '  console: {url: "console://", group_by: []}\n'
         '  desk: {url: "console://", group_by: []}\n'))
     clock = FakeClock(NOW)
-    store = Store(str(db))  # as `silence add --rule always --for 1h` and `silence expire 1` do
+    store = SqliteStore(str(db))  # as `silence add --rule always --for 1h` does
     store.add_silence("always", {}, NOW, NOW + 3_600_000, "maintenance", "test")
     store.close()
     events = ("SELECT a.key, a.event, d.channel, d.status FROM alerts a JOIN deliveries d"
@@ -162,7 +162,7 @@ def test_a_silence_ending_while_firing_announces_the_alert(tmp_path: Path) -> No
         async with SteppedDaemon(cfg, clock) as d:
             assert await d.until(lambda: len(rows(db, events)) == 2)
             assert {r["status"] for r in rows(db, events)} == {"silenced"}
-            store = Store(str(db))
+            store = SqliteStore(str(db))
             assert store.expire_silence(1, clock.now_ms())
             store.close()
             assert await d.until(lambda: len(rows(db, events)) == 4)

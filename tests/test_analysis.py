@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wis_monitor.store import AlertRow, Batch, Store
+from wis_monitor.store import AlertRow, Batch, SampleRow, SqliteStore
 from wis_monitor.tools.calibrate import auc, spearman
 
 
@@ -60,14 +60,16 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def test_report_chart(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
-    store = Store(str(db))
+    store = SqliteStore(str(db))
     now = int(time.time() * 1000)
     rows = []
     for i in range(600):
         ts = now - 3_600_000 + i * 6000
         w = float(np.sin(i / 40))
-        rows.append((ts, "simex", "BTC/USDT", 60_000 + 20 * np.sin(i / 90), 0.1, w, 3.5 * w, 0.0,
-                     None, 1e6, 1e6, None, None, "", 1.0, None, 50.0, None, None))
+        rows.append(SampleRow(ts, "simex", "BTC/USDT", {
+            "mid": 60_000 + 20 * np.sin(i / 90), "spread_bps": 0.1, "wis": w, "wis_z": 3.5 * w,
+            "imbalance": 0.0, "bid_depth": 1e6, "ask_depth": 1e6, "latency_ms": 1.0,
+            "coverage_bps": 50.0}))
     store.write(Batch(samples=rows, alerts=[
         AlertRow(now - 3_000_000, "extreme-bid-pressure", "simex:BTC/USDT", "simex", "BTC/USDT",
                  "firing", "critical", 3.4, "s"),

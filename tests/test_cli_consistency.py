@@ -15,7 +15,7 @@ import numpy as np
 from test_cli_tools import START_MS, recording
 
 from wis_monitor.cli import hoist_global_options
-from wis_monitor.store import Store, encode_levels
+from wis_monitor.store import SqliteStore, encode_levels
 
 CONFIG = """\
 storage: {{path: {db}}}
@@ -40,7 +40,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def config(tmp_path: Path, *, with_db: bool = True) -> Path:
     db = tmp_path / "wis.db"
     if with_db:
-        Store(str(db)).close()
+        SqliteStore(str(db)).close()
     cfg = tmp_path / "config.yaml"
     cfg.write_text(CONFIG.format(db=db))
     (tmp_path / "rules.yaml").write_text(RULES)
@@ -133,7 +133,7 @@ def test_silences_check_venues_and_symbols_mark_expired_and_list_as_json(
 
 def test_export_books_without_recorded_books_writes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "wis.db"
-    Store(str(db)).close()
+    SqliteStore(str(db)).close()
     out = tmp_path / "b.jsonl"
     r = cli("export-books", "--db", str(db), "-o", str(out))
     assert r.returncode == 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wis_monitor.store import Batch, Store, encode_levels
+from wis_monitor.store import Batch, BookRow, SqliteStore
 
 START_MS = 1_723_161_255_000  # 2024-08-08 23:54:15 UTC
 RULES = """\
@@ -100,7 +100,7 @@ def test_tools_that_send_nothing_need_no_secrets_and_create_no_database(tmp_path
 def test_silence_add_keeps_every_matcher_and_refuses_what_would_match_nothing(
         tmp_path: Path) -> None:
     cfg, db = setup(tmp_path, url="console://")
-    Store(str(db)).close()  # as the daemon leaves it
+    SqliteStore(str(db)).close()  # as the daemon leaves it
     add = ("silence", "add", "-c", str(cfg), "--for", "2h", "--reason", "venue v maintenance")
     r = cli(*add, "--rule", "bid-hevy")
     assert r.returncode == 2 and 'no configured rule matches "bid-hevy" (did you mean ' \
@@ -200,10 +200,10 @@ def on_terminal(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
 def test_progress_bars_with_a_known_length_on_a_terminal_only(tmp_path: Path) -> None:
     rec = recording(tmp_path)
     db = tmp_path / "books.db"
-    store = Store(str(db))
-    levels = encode_levels(np.array([[100.0, 1.0], [99.9, 2.0]]))
-    asks = encode_levels(np.array([[100.1, 1.0], [100.2, 2.0]]))
-    store.write(Batch(books=[(START_MS + i, "v", "BTC/USDT", levels, asks, 1.0, 0)
+    store = SqliteStore(str(db))
+    levels = np.array([[100.0, 1.0], [99.9, 2.0]])
+    asks = np.array([[100.1, 1.0], [100.2, 2.0]])
+    store.write(Batch(books=[BookRow(START_MS + i, "v", "BTC/USDT", levels, asks)
                              for i in range(40)]))
     store.close()
     calibrate = ("calibrate", "--books", str(rec), "--horizon", "1s", "--kernels", "flat,linear")

@@ -9,6 +9,7 @@ from wis_monitor.book import make_book
 from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
 from wis_monitor.sources import Observation
+from wis_monitor.store import Silence
 
 BIDS = [[100.0, 5.0], [99.9, 1.0]]
 ASKS = [[100.1, 1.0], [100.2, 1.0]]
@@ -105,11 +106,11 @@ def test_group_rule_uses_latest_good_samples(tmp_path: Path) -> None:
 
 
 def test_named_variants_get_their_own_zscores_and_columns(tmp_path: Path) -> None:
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
     e = engine(tmp_path, extra="metrics:\n  zscore: {window: 1m, min_samples: 2, min_history: 0s}\n"
                "  wis_variants: {wis_fast: {half_life_bps: 1}}\n")
-    store = Store(str(tmp_path / "v.db"), variants=["wis_fast"])
+    store = SqliteStore(str(tmp_path / "v.db"), variants=["wis_fast"])
     for i in range(5):
         batch, (s,) = e.process([obs(i * 1000, *heavy(i))])
         store.write(batch)
@@ -121,10 +122,10 @@ def test_named_variants_get_their_own_zscores_and_columns(tmp_path: Path) -> Non
 
 
 def test_reload_with_new_zscore_settings_rebuilds_windows_from_the_store(tmp_path: Path) -> None:
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
     old = engine(tmp_path)
-    store = Store(str(tmp_path / "wis.db"))
+    store = SqliteStore(str(tmp_path / "wis.db"))
     old.store = store
     for i in range(10):
         batch, _ = old.process([obs(i * 1000, *varied(i))])
@@ -143,9 +144,9 @@ SILENCE_CHANNELS = ("metrics:\n  zscore: {window: 1m, min_samples: 2, min_histor
 
 
 def deliveries(store: object) -> list[tuple[int, str, str, str]]:
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
-    assert isinstance(store, Store)
+    assert isinstance(store, SqliteStore)
     return [(r["ts"], r["event"], r["channel"], r["status"]) for r in store.query(
         "SELECT a.ts, a.event, d.channel, d.status FROM alerts a JOIN deliveries d"
         " ON d.alert_id = a.id ORDER BY a.id, d.channel")]
@@ -154,11 +155,11 @@ def deliveries(store: object) -> list[tuple[int, str, str, str]]:
 def test_resolved_goes_only_where_the_firing_went(tmp_path: Path) -> None:
     """A silence holds the firing back: it ends with the silence (housekeeping, or the first
     repeat to get through); a resolved whose firing nobody saw is recorded, sent nowhere."""
-    from wis_monitor.store import Batch, Store
+    from wis_monitor.store import Batch, SqliteStore
 
     e = engine(tmp_path, "rules:\n  - {name: heavy, when: wis > 0.3, repeat: 4s, "
                "channels: [a, b]}\n", extra=SILENCE_CHANNELS)
-    store = Store(str(tmp_path / "s.db"))
+    store = SqliteStore(str(tmp_path / "s.db"))
     e.store = store
     store.add_silence("heavy", {}, 0, 3000, "maintenance", "test")
     e.refresh_silences(0)
@@ -196,8 +197,7 @@ def test_the_repeat_that_gets_through_a_silence_reads_as_the_firing(tmp_path: Pa
     of a firing never held back (the sample's values, the rule, the best levels)."""
     rules = "rules:\n  - {name: heavy, when: wis > 0.3, repeat: 4s, channels: [a]}\n"
     quiet, held = (engine(tmp_path, rules, extra=SILENCE_CHANNELS) for _ in range(2))
-    held.silences = [{"id": 1, "rule": "heavy", "matchers": {}, "created_ts": 0,
-                      "expires_ts": 3000}]
+    held.silences = [Silence(1, "heavy", {}, created_ms=0, expires_ms=3000)]
     held.process([obs(0, *heavy(0))])
     quiet.process([obs(0, *heavy(0))])
     (announced,) = held.process([obs(5000, *heavy(1))])[0].alerts
@@ -214,9 +214,9 @@ def failed(ts: int, venue: str = "a") -> Observation:
 def test_feed_staleness_goes_on_from_the_database_after_a_restart(tmp_path: Path) -> None:
     """Measured from the first sample of a series that never had a good one, and resolved only
     by a good sample (a restart is none)."""
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
-    store = Store(str(tmp_path / "f.db"))
+    store = SqliteStore(str(tmp_path / "f.db"))
     e = engine(tmp_path)
     for t in range(0, 4000, 1000):
         store.write(e.process([failed(t)])[0])

@@ -16,7 +16,7 @@ from webhook import Receiver
 
 from wis_monitor.config import load_config
 from wis_monitor.outbox import Dispatcher
-from wis_monitor.store import AlertRow, Batch, Store
+from wis_monitor.store import AlertRow, Batch, SqliteStore, Store
 
 
 def setup(tmp_path: Path, receiver: Receiver, channel: str = "") -> tuple[Any, Store]:
@@ -32,7 +32,7 @@ rules:
         f"  hook: {{url: 'json://127.0.0.1:{receiver.port}/hook'{channel}}}\n"
         "rules: {include: [rules.yaml]}\n")
     config = load_config(str(tmp_path / "c.yaml"))
-    return config, Store(config.db_path())
+    return config, SqliteStore(config.db_path())
 
 
 def alert(ts: int, venue: str, event: str = "firing", rule: str = "extreme-bid-pressure",

@@ -19,7 +19,7 @@ from wis_monitor.config import Config, load_config
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.sources import Observation
 from wis_monitor.stats import EwmaZ, RobustZ, RollingZ, ZScoreSpec
-from wis_monitor.store import Store
+from wis_monitor.store import SqliteStore
 
 BIDS = [[100.0, 1.0], [99.9, 2.0]]
 ASKS = [[100.1, 1.0], [100.2, 1.5]]
@@ -164,7 +164,7 @@ def test_z_after_a_restart_equals_an_uninterrupted_run(tmp_path: Path, method: s
     """The restarted engine rebuilds its z-scores from the logged values (an EWMA from so much
     history that what it leaves out weighs less than 1e-12), and samples whose metrics
     overflowed are in neither run's windows: z matches the uninterrupted run's to 1e-9."""
-    store = Store(str(tmp_path / "wis.db"))
+    store = SqliteStore(str(tmp_path / "wis.db"))
     steady = engine(tmp_path, ZSCORES[method])
     steady.store = store
     restart_at = 900

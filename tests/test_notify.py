@@ -25,7 +25,7 @@ from testclock import NOW, Clock
 
 from wis_monitor.config import load_config
 from wis_monitor.outbox import Dispatcher
-from wis_monitor.store import AlertRow, Batch, Store
+from wis_monitor.store import AlertRow, Batch, SampleRow, SqliteStore, Store
 
 SLACK_TOKEN = "T1A2B3C4D/B5E6F7G8H/sekretWebhookToken42"
 SMTP_PASSWORD = "hunter2-sekret-pw"
@@ -120,7 +120,7 @@ def setup(tmp_path: Path, channels: str) -> tuple[Any, Store]:
         f"storage: {{path: {tmp_path / 'wis.db'}}}\nchannels:\n{channels}"
         "rules: {include: [rules.yaml]}\n")
     config = load_config(str(tmp_path / "c.yaml"))
-    return config, Store(config.db_path())
+    return config, SqliteStore(config.db_path())
 
 
 def alert(ts: int, n: int = 0, event: str = "firing") -> AlertRow:
@@ -154,8 +154,10 @@ def test_email_with_chart(tmp_path: Path, smtp: tuple[Mailbox, int]) -> None:
                                     f"example.com&to=risk@example.com', attach_chart: true}}\n")
     now = NOW
     store.write(Batch(samples=[
-        (now - 60_000 + i * 1000, "binance", "BTC/USDT0", 61000.0 + i, 0.2, 0.1 * (i % 7),
-         0.5 * (i % 5), 0.0, None, 1e6, 1e6, None, None, "", 1.0, None, 50.0, None, None)
+        SampleRow(now - 60_000 + i * 1000, "binance", "BTC/USDT0", {
+            "mid": 61000.0 + i, "spread_bps": 0.2, "wis": 0.1 * (i % 7), "wis_z": 0.5 * (i % 5),
+            "imbalance": 0.0, "bid_depth": 1e6, "ask_depth": 1e6, "latency_ms": 1.0,
+            "coverage_bps": 50.0})
         for i in range(60)]))
     write_alerts(store, config, [alert(now)])
     assert asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now)) == 1

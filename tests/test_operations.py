@@ -18,7 +18,7 @@ from daemon_harness import DaemonProcess, NotifySocket, SteppedDaemon, rows, wai
 from prometheus_client.parser import text_string_to_metric_families
 
 from wis_monitor.daemon import Daemon
-from wis_monitor.store import Store
+from wis_monitor.store import SqliteStore
 
 CONFIG = """\
 storage: {{path: {db}}}
@@ -92,9 +92,9 @@ def test_metrics_healthz_and_status_while_running(tmp_path: Path) -> None:
 
 def test_silence_records_silenced_deliveries(tmp_path: Path) -> None:
     cfg, db, _ = setup(tmp_path, desk="spot")
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
-    Store(str(db)).close()  # the database a first start creates (tools never create one)
+    SqliteStore(str(db)).close()  # the database a first start creates (tools never create one)
     added = cli("silence", "add", "-c", str(cfg), "--rule", "alw*", "--match", "symbol=ETH/*",
                 "--match", "desk=spot", "--for", "1h", "--reason", "maintenance")
     assert added.returncode == 0, added.stderr
@@ -163,7 +163,7 @@ def test_wedged_loop_stops_watchdog(tmp_path: Path, monkeypatch: object) -> None
 
 
 def test_retention_prunes_old_rows(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "r.db"))
+    store = SqliteStore(str(tmp_path / "r.db"))
     now = int(time.time() * 1000)
     store.executemany(
         "INSERT INTO samples (ts, venue, symbol, quality) VALUES (?, 'v', 's', '')",

@@ -18,7 +18,7 @@ from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
 from wis_monitor.signals import ofi_event, top_levels
 from wis_monitor.sources import Observation
-from wis_monitor.store import Store
+from wis_monitor.store import SqliteStore
 
 CONFIG = """\
 sampling: {interval: 1s}
@@ -141,7 +141,7 @@ def test_rules_and_columns_know_the_new_metrics(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(
         "rules:\n  - {name: flow, when: ofi_z >= 3 or wis_s_z >= 3 and coverage_bps >= 10}\n")
     e = engine_for(tmp_path, CONFIG + "rules: {include: [r.yaml]}\n")
-    store = Store(str(tmp_path / "wis.db"), variants=e.config.column_metrics)
+    store = SqliteStore(str(tmp_path / "wis.db"), variants=e.config.column_metrics)
     batch, _ = e.process([Observation("v", "X/Y", 1000, make_book(*walk(1)[0])[0], frozenset(),
                                       1.0)])
     store.write(batch)
@@ -153,7 +153,7 @@ def test_restart_rebuilds_averages_and_starts_a_new_order_flow_chain(tmp_path: P
     sequence = [(ts, b) for ts, b in steps(40) if b is not None]
     whole = run(engine_for(tmp_path), sequence)
     first = engine_for(tmp_path)
-    store = Store(str(tmp_path / "wis.db"), variants=first.config.column_metrics)
+    store = SqliteStore(str(tmp_path / "wis.db"), variants=first.config.column_metrics)
     first.store = store
     for ts, book in sequence[:30]:
         b, flags = make_book(*book)
@@ -179,7 +179,7 @@ def test_a_database_from_before_gets_the_new_columns_on_open(tmp_path: Path) -> 
             "INSERT INTO samples (ts, venue, symbol, wis, quality) VALUES (1, 'v', 'X/Y', 0.5, '');"
             "PRAGMA user_version=1;")
     e = engine_for(tmp_path)
-    store = Store(str(db), variants=e.config.column_metrics)
+    store = SqliteStore(str(db), variants=e.config.column_metrics)
     batch, _ = e.process([Observation("v", "X/Y", 1000, make_book(*walk(1)[0])[0], frozenset(),
                                       1.0)])
     store.write(batch)

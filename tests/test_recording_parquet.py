@@ -18,7 +18,7 @@ from wis_monitor.book import Book, batch_flags, checked_book, make_book, sides_c
 from wis_monitor.errors import Problem
 from wis_monitor.sources import Observation, recorded
 from wis_monitor.sources.replay import read_recording
-from wis_monitor.store import Batch, Store, encode_levels
+from wis_monitor.store import Batch, BookRow, SqliteStore
 
 pa = pytest.importorskip("pyarrow", reason="the analysis extra (pyarrow) is not installed")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -98,11 +98,11 @@ def test_replay_and_calibrate_read_parquet_by_suffix(tmp_path: Path) -> None:
 
 def test_export_books_writes_parquet_by_suffix(tmp_path: Path) -> None:
     db = tmp_path / "wis.db"
-    store = Store(str(db))
+    store = SqliteStore(str(db))
     rows = []
     for i, r in enumerate(BOOKS[:3]):
-        rows.append((T0 + i, "simex", "BTC/USDT", encode_levels(np.array(r["bids"]).reshape(-1, 2)),
-                     encode_levels(np.array(r["asks"]).reshape(-1, 2)), 1.0, 0))
+        rows.append(BookRow(T0 + i, "simex", "BTC/USDT", np.array(r["bids"]).reshape(-1, 2),
+                            np.array(r["asks"]).reshape(-1, 2)))
     store.write(Batch(books=rows))
     store.close()
     out = tmp_path / "books.parquet"

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from wis_monitor.config import load_config
 from wis_monitor.redact import redact, redact_exposition, redact_values, register
 from wis_monitor.sources import error_observation
-from wis_monitor.store import Store
+from wis_monitor.store import SqliteStore
 from wis_monitor.tools.status import collect
 from wis_monitor.yamlsource import expand
 
@@ -70,7 +70,7 @@ def test_status_masks_errors_written_unmasked_by_older_versions(tmp_path: Path) 
     cfg_path.write_text(f"storage: {{path: {tmp_path / 'wis.db'}}}\n"
                         "venues:\n  - {id: simex, exchange: sim, symbols: [BTC/USDT]}\n")
     config = load_config(str(cfg_path))
-    store = Store(config.db_path())
+    store = SqliteStore(config.db_path())
     try:
         store.execute("INSERT INTO samples (ts, venue, symbol, quality, error) VALUES"
                       " (1, 'simex', 'BTC/USDT', 'error', ?)",
@@ -78,7 +78,8 @@ def test_status_masks_errors_written_unmasked_by_older_versions(tmp_path: Path) 
         report = collect(config, store, 2)
     finally:
         store.close()
-    assert report["series"][0]["last_error"] == "NetworkError: GET http://***@h/x?token=***"
+    assert report.as_json()["series"][0]["last_error"] == \
+        "NetworkError: GET http://***@h/x?token=***"
 
 
 def test_a_long_venue_error_is_masked_before_it_is_cut(caplog: pytest.LogCaptureFixture) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from test_cli_tools import START_MS, recording
 
-from wis_monitor.store import AlertRow, Batch, Store
+from wis_monitor.store import AlertRow, Batch, SampleRow, SqliteStore
 from wis_monitor.tools.chart import render
 
 BLUE = "#1f77b4"  # the first series' colour
@@ -79,9 +79,10 @@ def test_the_suffix_chooses_the_format(tmp_path: Path) -> None:
     assert not (tmp_path / "x.jpg").exists()
 
 
-def sample(ts: int, z: float) -> tuple[object, ...]:
-    return (ts, "simex", "BTC/USDT", 60_000 + z, 0.1, z / 4, z, 0.0, None, 1e6, 1e6, None, None,
-            "", 1.0, None, 50.0, None, None)
+def sample(ts: int, z: float) -> SampleRow:
+    return SampleRow(ts, "simex", "BTC/USDT", {
+        "mid": 60_000 + z, "spread_bps": 0.1, "wis": z / 4, "wis_z": z, "imbalance": 0.0,
+        "bid_depth": 1e6, "ask_depth": 1e6, "latency_ms": 1.0, "coverage_bps": 50.0})
 
 
 def test_twenty_seconds_of_an_hour_fill_the_width_with_markers_on_the_series(
@@ -89,7 +90,7 @@ def test_twenty_seconds_of_an_hour_fill_the_width_with_markers_on_the_series(
     """The email chart of an alert 20 s after start-up: the hour asked for holds 20 s of data,
     which must span the axes (not the right-most 1%); markers take the series' colour; no
     red anywhere (thresholds are grey, events are symbols)."""
-    store = Store(str(tmp_path / "w.db"))
+    store = SqliteStore(str(tmp_path / "w.db"))
     end = START_MS + 20_000
     store.write(Batch(samples=[sample(START_MS + 1000 * i, 3 * np.sin(i / 3)) for i in range(21)],
                       alerts=[AlertRow(START_MS + 4000, "hot", "simex:BTC/USDT", "simex",

@@ -16,7 +16,7 @@ from webhook import Receiver
 from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
 from wis_monitor.errors import ConfigError
-from wis_monitor.store import Batch, Store
+from wis_monitor.store import Batch, SqliteStore, Store
 from wis_monitor.tools.chart import chart_data, render
 from wis_monitor.tools.status import collect
 from wis_monitor.tools.status import render as render_status
@@ -119,7 +119,7 @@ def engine_run(tmp_path: Path, cfg: Path) -> tuple[Engine, Store]:
     from wis_monitor.book import make_book
     from wis_monitor.sources import Observation
 
-    store = Store(str(tmp_path / "wis.db"))
+    store = SqliteStore(str(tmp_path / "wis.db"))
     e = Engine(load_config(str(cfg)), store)
     for ts in (1_000, 2_000):
         for sym in ("BTC/USDT", "ETH/USDT"):
@@ -157,9 +157,10 @@ def test_report_draws_shadow_markers_apart(tmp_path: Path) -> None:
     as_live = [{**a, "mode": "live"} for a in shadow]
     assert render(series, shadow, 0, 3_000, "t", ()) != render(series, as_live, 0, 3_000, "t", ())
     report = collect(load_config(str(cfg)), store, 3_000)
-    assert {(f["rule"], f["mode"]) for f in report["firing"]} == {
+    doc = report.as_json()
+    assert {(f["rule"], f["mode"]) for f in doc["firing"]} == {
         ("any-book", "live"), ("any-book-candidate", "shadow")}
-    assert {(f["rule"], f["mode"], f["last_24h"]) for f in report["fired"]} == {
+    assert {(f["rule"], f["mode"], f["last_24h"]) for f in doc["fired"]} == {
         ("any-book", "live", 2), ("any-book-candidate", "shadow", 2)}
     assert "shadow: not sent" in render_status(report)
     store.close()

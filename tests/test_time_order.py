@@ -15,7 +15,7 @@ from wis_monitor.book import make_book
 from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
 from wis_monitor.sources import Observation
-from wis_monitor.store import Store
+from wis_monitor.store import SqliteStore
 
 ASKS = [[100.1, 1.0], [100.2, 1.0]]
 
@@ -53,7 +53,7 @@ def test_a_sample_not_after_its_series_last_is_dropped_before_any_window(tmp_pat
 
 
 def test_the_last_time_of_a_series_survives_a_restart(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "wis.db"))
+    store = SqliteStore(str(tmp_path / "wis.db"))
     first = engine(tmp_path)
     first.store = store
     for i in range(10):

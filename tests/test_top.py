@@ -21,7 +21,7 @@ import pytest
 from daemon_harness import DaemonProcess, wait_until
 from test_http import free_port, get
 
-from wis_monitor.store import AlertRow, Batch, Store
+from wis_monitor.store import AlertRow, Batch, SampleRow, SqliteStore
 from wis_monitor.tools.top import (
     ENTER,
     LEAVE,
@@ -93,13 +93,13 @@ def test_a_frame_without_samples_or_alerts() -> None:
 
 
 def sample(ts: int, venue: str, symbol: str, quality: str = "", error: str | None = None,
-           wis: float | None = 0.5) -> tuple[object, ...]:
-    return (ts, venue, symbol, 100.0, 1.0, wis, 1.5, None, None, None, None, None, None,
-            quality, None, error, None, None, None)  # coverage_bps, ofi, ofi_z
+           wis: float | None = 0.5) -> SampleRow:
+    return SampleRow(ts, venue, symbol, {"mid": 100.0, "spread_bps": 1.0, "wis": wis,
+                                         "wis_z": 1.5}, quality, error)
 
 
 def test_the_view_of_a_database_with_and_without_the_optional_columns(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "wis.db"))
+    store = SqliteStore(str(tmp_path / "wis.db"))
     store.write(Batch(samples=[
         sample(NOW - 2000, "a", "X/Y"), sample(NOW - 1000, "a", "X/Y", "thin", wis=0.25),
         sample(NOW - 40_000, "b", "X/Y"), sample(NOW - 35_000, "b", "X/Y", "error", "boom"),
@@ -125,7 +125,7 @@ def test_the_view_of_a_database_with_and_without_the_optional_columns(tmp_path: 
     assert table(frame(v))[1].split()[6:8] == ["-", "-"]
     store.db.conn.execute("UPDATE samples SET ofi = 0.125, coverage_bps = 42")
     store.close()
-    ro = Store(str(tmp_path / "wis.db"), readonly=True)
+    ro = SqliteStore(str(tmp_path / "wis.db"), readonly=True)
     v = read_view(ro, NOW)
     ro.close()
     assert v.series[0].values["ofi"] == 0.125
@@ -134,7 +134,7 @@ def test_the_view_of_a_database_with_and_without_the_optional_columns(tmp_path: 
     with sqlite3.connect(tmp_path / "wis.db") as conn:
         for column in ("ofi_z", "ofi", "coverage_bps"):
             conn.execute(f"ALTER TABLE samples DROP COLUMN {column}")
-    ro = Store(str(tmp_path / "wis.db"), readonly=True)
+    ro = SqliteStore(str(tmp_path / "wis.db"), readonly=True)
     v = read_view(ro, NOW)
     ro.close()
     assert "ofi" not in v.series[0].values

@@ -19,7 +19,7 @@ from wis_monitor.engine import Engine
 from wis_monitor.errors import ConfigError
 from wis_monitor.sources import Observation
 from wis_monitor.stats import EwmaZ, Method, ZScoreSpec, make_scorer
-from wis_monitor.store import Store
+from wis_monitor.store import SqliteStore
 
 METHODS: tuple[Method, ...] = ("rolling", "ewma", "robust")
 
@@ -203,7 +203,7 @@ def _book(i: int) -> Observation:
 ])
 def test_a_restart_neither_restarts_the_warm_up_nor_changes_z(tmp_path: Path, zscore: str,
                                                                restart_at: int) -> None:
-    store = Store(str(tmp_path / "wis.db"))
+    store = SqliteStore(str(tmp_path / "wis.db"))
     steady = _engine(tmp_path, zscore)
     for i in range(restart_at):
         batch, _ = steady.process([_book(i)])

@@ -32,7 +32,7 @@ from wis_monitor.errors import ConfigError, StoreError
 from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetch, status_line
 from wis_monitor.sdnotify import Notifier
 from wis_monitor.sources import Observation, Source, make_source
-from wis_monitor.store import Batch, Store
+from wis_monitor.store import Batch, BufferedWriter, SqliteStore, Store
 from wis_monitor.telemetry import HttpEndpoint, Telemetry, start_endpoint
 
 log = logging.getLogger("wis_monitor")
@@ -40,8 +40,6 @@ PRUNE_EVERY_S = 600.0
 PRUNE_SLICE = 20_000  # rows of samples/books per housekeeping second when catching up
 STOP_GRACE_S = 10.0
 STORE_BUSY_S = 1.0  # how long a write waits for another writer's lock (on the event loop)
-STORE_RETRY_S = 5.0  # between write attempts while the database refuses them
-UNWRITTEN_SAMPLES = 100_000  # held in memory while the database refuses writes
 DELIVERY_GRACE_S = 5.0  # for sends in flight and waiting groups at SIGTERM; the rest stay pending
 EXIT_UNHEALTHY = 3  # `run --once`: the cycle ran, but no venue is up or the database refused it
 SampleHook = Callable[[Sample], None]
@@ -67,6 +65,7 @@ class Daemon:
         self.notifier = Notifier.from_env(clock)
         self.signals: asyncio.Queue[int] = asyncio.Queue()
         self.store: Store | None = None
+        self.writer: BufferedWriter | None = None  # write-behind while the database refuses
         self.rt: Runtime | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.dispatcher: Any = None
@@ -79,10 +78,7 @@ class Daemon:
         self._last_prune = 0.0
         self._loop_beat = clock.monotonic()
         self._in_flight = 0
-        self._unwritten: list[Batch] = []
-        self._dropped_samples = 0
         self._out_of_order_warned: set[tuple[str, str]] = set()
-        self._retry_write_at = 0.0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -100,9 +96,9 @@ class Daemon:
                       self.config_path, type(exc).__name__)
             return 2
         try:
-            self.store = Store(config.db_path(),
-                               variants=config.column_metrics,
-                               busy_timeout_s=STORE_BUSY_S)
+            self.store = SqliteStore(config.db_path(), variants=config.column_metrics,
+                                     busy_timeout_s=STORE_BUSY_S)
+            self.writer = BufferedWriter(self.store)
         except StoreError as exc:
             log.error("%s", exc)
             return 1
@@ -435,51 +431,24 @@ class Daemon:
                         "wis_samples_dropped_total)", obs.venue, obs.symbol, obs.ts_ms, last_ms)
 
     def _write(self, batch: Batch) -> None:
-        """Write a batch, after any the database refused before (kept in memory, in order,
-        so no alert event is lost while the disk is full or the database locked)."""
-        if self.store is None:
+        """Write a batch, after any the database refused before (the writer keeps them in
+        memory, in order, so no alert event is lost while the disk is full or locked)."""
+        if self.writer is None:
             return
-        if batch:
-            self._unwritten.append(batch)
-        if self.store_error and self.clock.monotonic() < self._retry_write_at:
-            self._bound_unwritten()
-            return  # each attempt may wait STORE_BUSY_S on the event loop: not too often
-        while self._unwritten:
-            head = self._unwritten[0]
-            try:
-                self.store.write(head)
-            except StoreError as exc:
-                if self.store_error is None:
-                    log.error("cannot write samples: %s", exc)
-                    self._ops_alert(f"wis-monitor cannot write its database: {exc}")
-                self.store_error = str(exc)
-                self._retry_write_at = self.clock.monotonic() + STORE_RETRY_S
-                self._bound_unwritten()
-                self.notifier.status(self._status())
-                return
-            self._unwritten.pop(0)
-            if self.store_error:
-                log.info("database writable again")
-                self.store_error = None
-            for a in head.alerts:
+        out = self.writer.write(batch, self.clock.monotonic())
+        self.store_error = self.writer.error
+        if out.failed is not None:
+            if out.first_failure:
+                log.error("cannot write samples: %s", out.failed)
+                self._ops_alert(f"wis-monitor cannot write its database: {out.failed}")
+            self.notifier.status(self._status())
+        if out.recovered:
+            log.info("database writable again")
+        for written in out.batches:
+            for a in written.alerts:
                 log.warning("alert %s", a.summary)
-            if head.alerts:
+            if written.alerts:
                 self._wake_dispatcher.set()
-
-    def _bound_unwritten(self) -> None:
-        """Keep at most UNWRITTEN_SAMPLES samples waiting; alerts and state always stay."""
-        n = sum(len(b.samples) for b in self._unwritten)
-        before = self._dropped_samples
-        for b in self._unwritten:
-            if n <= UNWRITTEN_SAMPLES:
-                break
-            n -= len(b.samples)
-            self._dropped_samples += len(b.samples)
-            b.samples.clear()
-            b.books.clear()
-        if before == 0 < self._dropped_samples:  # once; /healthz and STATUS= say the rest
-            log.error("database unwritable for long: dropping the oldest samples held in "
-                      "memory (over %d; alert events are kept)", UNWRITTEN_SAMPLES)
 
     def _ops_alert(self, text: str) -> None:
         """Tell the operators directly (the outbox lives in the database that just failed)."""

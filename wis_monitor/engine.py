@@ -39,7 +39,7 @@ from wis_monitor.series import Series
 from wis_monitor.settings import Venue, split_member
 from wis_monitor.sources import Observation
 from wis_monitor.stats import SeriesStats
-from wis_monitor.store import AlertRow, Batch, Store, encode_levels
+from wis_monitor.store import AlertRow, Batch, BookRow, Firing, SampleRow, Silence, Store
 
 log = logging.getLogger("wis_monitor.engine")
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -77,12 +77,11 @@ class Engine:
         self.z_metrics = config.scored_metrics
         self._z_first = tuple(m for m in self.z_metrics if m not in config.settings.metrics.smooth)
         self._z_smooth = tuple(config.settings.metrics.smooth)
-        self._columns = config.column_metrics
         self.zspec = config.settings.metrics.zscore.spec()
         self.venues: dict[str, Venue] = {v.id: v for v in config.settings.venues}
         self.series: dict[tuple[str, str], Series] = {}
         self.instances: dict[tuple[str, str], Instance] = {}
-        self.silences: list[dict[str, Any]] = []
+        self.silences: list[Silence] = []
         self.record_books = config.settings.storage.record_books
         self.record_bps = config.settings.storage.record_levels_bps
         self.series_rules = [r for r in config.rules if r.spec.scope == "series"]
@@ -261,17 +260,17 @@ class Engine:
             mode = rule.spec.mode
         else:  # a restart: what the database says of its firing
             fired = self._last_firing(name, key)
-            severity = fired["severity"] if fired else "warning"
-            labels = fired["labels"] if fired else {}
-            channels = fired["delivered"] if fired else []
-            mode = fired["mode"] if fired else "live"
+            severity = fired.severity if fired else "warning"
+            labels = fired.labels if fired else {}
+            channels = fired.delivered if fired else []
+            mode = fired.mode if fired else "live"
         fired_for = now_ms - inst.fired_at_ms if inst.fired_at_ms is not None else None
         summary, details = retired(severity, name, where(venue_, symbol_, key), reason,
                                    fired_for, name != FEED_STALE and mode == "shadow")
         return AlertRow(now_ms, name, key, venue_, symbol_, "resolved", severity, inst.value,
                         summary, labels, details, channels)
 
-    def _last_firing(self, name: str, key: str) -> dict[str, Any] | None:
+    def _last_firing(self, name: str, key: str) -> Firing | None:
         if self.store is None:
             return None
         try:
@@ -353,21 +352,11 @@ class Engine:
         values, flags = s.measure(obs, self._z_first, self._z_smooth)
         return Sample(obs.ts_ms, obs.venue, obs.symbol, values, flags, obs.error)
 
-    def _row(self, sample: Sample) -> tuple[Any, ...]:
-        v = sample.values
-        row: list[Any] = [
-            sample.ts_ms, sample.venue, sample.symbol, v.get("mid"), v.get("spread_bps"),
-            v.get("wis"), v.get("wis_z"), v.get("imbalance"), v.get("microprice"),
-            v.get("bid_depth"), v.get("ask_depth"), v.get("mid_change_bps"), v.get("age_s"),
-            format_flags(sample.flags) if sample.flags else "", v.get("latency_ms"), sample.error,
-            v.get("coverage_bps"), v.get("ofi"), v.get("ofi_z"),
-        ]
-        for name in self._columns:
-            row.append(v.get(name))
-            row.append(v.get(f"{name}_z"))
-        return tuple(row)
+    def _row(self, sample: Sample) -> SampleRow:
+        return SampleRow(sample.ts_ms, sample.venue, sample.symbol, sample.values,
+                         format_flags(sample.flags) if sample.flags else "", sample.error)
 
-    def _book_row(self, obs: Observation) -> tuple[Any, ...]:
+    def _book_row(self, obs: Observation) -> BookRow:
         book = obs.book
         if book is None:
             raise ValueError("no book to record")
@@ -377,8 +366,8 @@ class Engine:
         na = int((book.ask_px <= mid + reach).sum())
         bids = np.column_stack((book.bid_px[:nb], book.bid_qty[:nb]))
         asks = np.column_stack((book.ask_px[:na], book.ask_qty[:na]))
-        return (obs.ts_ms, obs.venue, obs.symbol, encode_levels(bids), encode_levels(asks),
-                book.contract_size, int(book.inverse))
+        return BookRow(obs.ts_ms, obs.venue, obs.symbol, bids, asks, book.contract_size,
+                       bool(book.inverse))
 
     # -- rules ------------------------------------------------------------------------------
 
@@ -514,15 +503,15 @@ class Engine:
 
     def _silenced(self, row: AlertRow) -> int | None:
         for sil in self.silences:
-            if not fnmatch.fnmatchcase(row.rule, sil.get("rule") or "*"):
+            if not fnmatch.fnmatchcase(row.rule, sil.rule or "*"):
                 continue
-            if sil["created_ts"] > row.ts_ms or sil["expires_ts"] <= row.ts_ms:
+            if sil.created_ms > row.ts_ms or sil.expires_ms <= row.ts_ms:
                 continue
             fields = {"venue": row.venue or "", "symbol": row.symbol or "", "key": row.key,
                       "severity": row.severity, **row.labels}
             if all(fnmatch.fnmatchcase(fields.get(k, ""), str(v))
-                   for k, v in sil["matchers"].items()):
-                return int(sil["id"])
+                   for k, v in sil.matchers.items()):
+                return sil.id
         return None
 
 

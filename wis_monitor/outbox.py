@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -25,13 +24,11 @@ from wis_monitor.duration import format_duration, ms
 from wis_monitor.message import Message, render, render_group, render_summary
 from wis_monitor.redact import redact
 from wis_monitor.settings import Channel
-from wis_monitor.store import Store
+from wis_monitor.store import Delivery, Store
 
 log = logging.getLogger("wis_monitor.outbox")
 BACKOFF_FIRST_MS = 5_000
 BACKOFF_MAX_MS = 300_000
-FOLDED = "folded into a summary message"
-GROUPED = "sent in a grouped message"
 
 
 class Dispatcher:
@@ -55,24 +52,13 @@ class Dispatcher:
         self._template_failed: set[str] = set()  # rules whose failure is logged (once each)
         register_secrets(ch.url for ch in config.settings.channels.values())
 
-    def pending(self) -> list[dict[str, Any]]:
-        """Every pending delivery with its alert, oldest first (due or not)."""
-        rows = self.store.query(
-            "SELECT d.id AS delivery_id, d.channel, d.attempts, d.created_ts, d.next_attempt_ts,"
-            " a.* FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
-            " WHERE d.status = 'pending' ORDER BY d.id")
-        for r in rows:
-            r["details"] = json.loads(r["details"] or "{}")
-            r["labels"] = json.loads(r["labels"] or "{}")
-        return rows
-
     def start_due(self, now_ms: int, *, flush: bool = False) -> int:
         """Start sending the due messages of every channel that is not busy; how many rows.
         ``flush`` sends every pending group now, without waiting (one-shot runs)."""
-        by_channel: dict[str, list[dict[str, Any]]] = {}
-        for r in self.pending():
-            if r["channel"] not in self._busy:
-                by_channel.setdefault(r["channel"], []).append(r)
+        by_channel: dict[str, list[Delivery]] = {}
+        for r in self.store.due():
+            if r.channel not in self._busy:
+                by_channel.setdefault(r.channel, []).append(r)
         started = 0
         for name, items in by_channel.items():
             batches = self._due_groups(name, items, now_ms, flush)
@@ -84,8 +70,8 @@ class Dispatcher:
             started += sum(len(b) for b in batches)
         return started
 
-    def _due_groups(self, name: str, items: list[dict[str, Any]], now_ms: int, flush: bool
-                    ) -> list[list[dict[str, Any]]]:
+    def _due_groups(self, name: str, items: list[Delivery], now_ms: int, flush: bool
+                    ) -> list[list[Delivery]]:
         """The channel's pending rows that are due, one list per message.
 
         A group (alerts of one event alike in the channel's ``group_by`` labels) is due
@@ -97,18 +83,18 @@ class Dispatcher:
         if channel is None:
             return [[r] for r in items]
         max_age = ms(channel.max_age)
-        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-        batches: list[list[dict[str, Any]]] = []
+        groups: dict[tuple[Any, ...], list[Delivery]] = {}
+        batches: list[list[Delivery]] = []
         for r in items:
-            if now_ms - int(r["created_ts"]) > max_age:
+            if now_ms - r.created_ms > max_age:
                 batches.append([r])
             else:
                 groups.setdefault(group_key(r, channel.group_by), []).append(r)
         last_sent = {} if flush else self._last_sent(name, channel, now_ms)
         for key, rows in groups.items():
-            backoff = max(int(r["next_attempt_ts"] or 0) for r in rows)
+            backoff = max(r.next_attempt_ms or 0 for r in rows)
             ready = backoff if flush or not channel.group_by else max(
-                backoff, min(int(r["created_ts"]) for r in rows) + ms(channel.group_wait),
+                backoff, min(r.created_ms for r in rows) + ms(channel.group_wait),
                 last_sent.get(key, -1 << 62) + ms(channel.group_interval))
             if ready <= now_ms:
                 batches.append(rows)
@@ -118,15 +104,10 @@ class Dispatcher:
         """When each group of the channel last had a message, within its ``group_interval``."""
         if not channel.group_by:
             return {}
-        rows = self.store.query(
-            "SELECT d.sent_ts, a.* FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
-            " WHERE d.channel = ? AND d.status = 'sent' AND d.sent_ts > ?",
-            [name, now_ms - ms(channel.group_interval)])
         out: dict[tuple[Any, ...], int] = {}
-        for r in rows:
-            r["labels"] = json.loads(r["labels"] or "{}")
+        for r in self.store.sent_since(name, now_ms - ms(channel.group_interval)):
             key = group_key(r, channel.group_by)
-            out[key] = max(out.get(key, 0), int(r["sent_ts"]))
+            out[key] = max(out.get(key, 0), r.sent_ms or 0)
         return out
 
     def _done(self, name: str, _task: asyncio.Task[None]) -> None:
@@ -150,126 +131,115 @@ class Dispatcher:
         await self.drain(grace_s)
         return n
 
-    def _sent_last_minute(self, channel: str, now_ms: int) -> int:
-        rows = self.store.query(
-            "SELECT count(*) AS n FROM deliveries WHERE channel = ? AND status = 'sent'"
-            " AND sent_ts > ? AND coalesce(last_error, '') NOT IN (?, ?)",
-            [channel, now_ms - 60_000, FOLDED, GROUPED])
-        return int(rows[0]["n"]) if rows else 0
-
-    async def _channel(self, name: str, batches: list[list[dict[str, Any]]], now_ms: int
-                       ) -> None:
+    async def _channel(self, name: str, batches: list[list[Delivery]], now_ms: int) -> None:
         try:
             await self._send_rows(name, batches, now_ms)
         except Exception as exc:  # a bug or a store error must not stop the outbox
             log.error("%s: sending the outbox failed: %s: %s", name, type(exc).__name__,
                       redact(str(exc)))
 
-    async def _send_rows(self, name: str, batches: list[list[dict[str, Any]]], now_ms: int
-                         ) -> None:
+    async def _send_rows(self, name: str, batches: list[list[Delivery]], now_ms: int) -> None:
         channel = self.config.settings.channels.get(name)
         if channel is None:
-            self._finish([r for b in batches for r in b], "failed", now_ms,
-                         f'channel "{name}" is no longer configured')
+            self.store.give_up(_ids([r for b in batches for r in b]), now_ms,
+                               f'channel "{name}" is no longer configured')
             return
         max_age = ms(channel.max_age)
+        claimed = set(self.store.claim(_ids([r for b in batches for r in b])))
         fresh = []
-        for rows in batches:
-            if len(rows) == 1 and now_ms - int(rows[0]["created_ts"]) > max_age:
-                self._finish(rows, "failed", now_ms, "gave up after max_age")
+        for rows in ([r for r in b if r.id in claimed] for b in batches):
+            if not rows:
+                continue
+            if len(rows) == 1 and now_ms - rows[0].created_ms > max_age:
+                self.store.give_up(_ids(rows), now_ms, "gave up after max_age")
                 log.error("%s to channel %s: gave up after max_age %s (delivery %d)",
-                          _what(rows), name, format_duration(max_age), rows[0]["delivery_id"])
+                          _what(rows), name, format_duration(max_age), rows[0].id)
             else:
                 fresh.append(rows)
-        room = channel.per_minute - self._sent_last_minute(name, now_ms)
+        room = channel.per_minute - self.store.messages_sent(name, now_ms - 60_000)
         if room <= 0:
             return  # they stay pending and are folded once the minute has passed
         single, folded = (fresh, []) if len(fresh) <= room else (fresh[:room - 1], fresh[room - 1:])
         for rows in single:
-            msg = await self._render(rows[0]) if len(rows) == 1 else render_group(rows)
+            msg = (await self._render(rows[0]) if len(rows) == 1
+                   else render_group([r.as_template_dict() for r in rows]))
             attach = await self._chart(rows[0]) if channel.attach_chart else None
             ok, err = await send(channel.url, channel.timeout.total_seconds(), msg, attach)
             self._outcome(rows, ok, err, self._now_ms(now_ms), name)
         if folded:
             flat = [r for rows in folded for r in rows]
-            msg = render_summary(flat, name, channel.per_minute)
+            msg = render_summary([r.as_template_dict() for r in flat], name, channel.per_minute)
             ok, err = await send(channel.url, channel.timeout.total_seconds(), msg)
             self._outcome(flat, ok, err, self._now_ms(now_ms), name, summary=True)
 
-    async def _render(self, alert: dict[str, Any]) -> Message:
+    async def _render(self, delivery: Delivery) -> Message:
         """The alert's message, rendered off the event loop (a template may take its budget)."""
-        msg = await asyncio.to_thread(render, alert, self.templates.get(alert["rule"]))
-        rule = alert["rule"]
+        rule = delivery.alert.rule
+        msg = await asyncio.to_thread(render, delivery.as_template_dict(), self.templates.get(rule))
         if msg.template_error and rule not in self._template_failed:
             self._template_failed.add(rule)
             log.warning('rule "%s": its template failed (%s); its alerts go out with the default '
                         "message", rule, redact(msg.template_error or ""))
         return msg
 
-    async def _chart(self, alert: dict[str, Any]) -> bytes | None:
+    async def _chart(self, delivery: Delivery) -> bytes | None:
         """The last hour of the alert's series as a PNG, drawn off the event loop."""
-        if not alert.get("venue") or not alert.get("symbol"):
+        alert = delivery.alert
+        if not alert.venue or not alert.symbol:
             return None
         try:
             from wis_monitor.tools import chart
         except ImportError:
             return None
         try:
-            ts = int(alert["ts"])
-            series, alerts = chart.chart_data(self.store, alert["venue"], alert["symbol"],
+            ts = alert.ts_ms
+            series, alerts = chart.chart_data(self.store, alert.venue, alert.symbol,
                                               ts - 3_600_000, ts)
             if not series:
                 return None
-            rule = next((r for r in self.config.rules if r.name == alert["rule"]), None)
+            rule = next((r for r in self.config.rules if r.name == alert.rule), None)
             levels = (rule.z_levels() if rule is not None else ()) or (3.0, -3.0)
             return await asyncio.to_thread(
                 chart.render, series, alerts, ts - 3_600_000, ts,
-                f"{alert['venue']} {alert['symbol']}", levels)
+                f"{alert.venue} {alert.symbol}", levels)
         except Exception as exc:  # a chart is a nicety: send without it
-            log.warning("chart for %s failed: %s", alert["rule"], exc)
+            log.warning("chart for %s failed: %s", alert.rule, exc)
             return None
 
     def _now_ms(self, floor: int) -> int:
         return max(floor, self.clock.now_ms())
 
-    def _outcome(self, rows: Sequence[dict[str, Any]], ok: bool, err: str, now_ms: int,
+    def _outcome(self, rows: Sequence[Delivery], ok: bool, err: str, now_ms: int,
                  channel: str, summary: bool = False) -> None:
         if ok:
             if summary:
-                self._finish(rows[:1], "sent", now_ms, None)
-                self._finish(rows[1:], "sent", now_ms, FOLDED)
+                self.store.fold(_ids(rows), now_ms)
                 log.warning("%s: %d alerts over the flood limit folded into one summary",
                             channel, len(rows))
             else:
-                self._finish(rows[:1], "sent", now_ms, None)
-                self._finish(rows[1:], "sent", now_ms, GROUPED)
+                self.store.mark_sent(_ids(rows), now_ms)
             return
         for r in rows:
-            attempts = int(r["attempts"]) + 1
-            delay = min(BACKOFF_FIRST_MS * 2 ** (attempts - 1), BACKOFF_MAX_MS)
-            self.store.execute(
-                "UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_ts = ?"
-                " WHERE id = ?", [attempts, err[:500], now_ms + delay, r["delivery_id"]])
+            attempts = r.attempts + 1
+            self.store.record_failure(r.id, attempts, err, now_ms + backoff_ms(attempts))
         log.warning("%s to channel %s failed: %s; retrying in %.0fs", _what(rows), channel,
-                    redact(err),
-                    min(BACKOFF_FIRST_MS * 2 ** int(rows[0]["attempts"]), BACKOFF_MAX_MS) / 1000)
-
-    def _finish(self, rows: Sequence[dict[str, Any]], status: str, now_ms: int,
-                note: str | None) -> None:
-        if not rows:
-            return
-        self.store.executemany(
-            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
-            " sent_ts = ? WHERE id = ?",
-            [(status, note, now_ms if status == "sent" else None, r["delivery_id"])
-             for r in rows])
+                    redact(err), backoff_ms(rows[0].attempts + 1) / 1000)
 
 
-def _what(rows: Sequence[dict[str, Any]]) -> str:
+def backoff_ms(attempts: int) -> int:
+    """The wait after the ``attempts``-th failed send: 5 s doubling up to 5 min."""
+    return int(min(BACKOFF_FIRST_MS * 2 ** (attempts - 1), BACKOFF_MAX_MS))
+
+
+def _ids(rows: Sequence[Delivery]) -> list[int]:
+    return [r.id for r in rows]
+
+
+def _what(rows: Sequence[Delivery]) -> str:
     """The alert of a delivery for a log line: ``firing extreme-bid-pressure on okx:BTC/USDT``;
     a grouped or summary message says how many alerts it carries."""
-    r = rows[0]
-    one = f"{r['event']} {r['rule']} on {r['key']}"
+    a = rows[0].alert
+    one = f"{a.event} {a.rule} on {a.key}"
     return one if len(rows) == 1 else f"message of {len(rows)} alerts ({one}, ...)"
 
 
@@ -277,15 +247,14 @@ def _what(rows: Sequence[dict[str, Any]]) -> str:
 ALERT_LABELS = ("rule", "severity", "venue", "symbol", "group")
 
 
-def group_key(alert: dict[str, Any], group_by: Sequence[str]) -> tuple[Any, ...]:
+def group_key(delivery: Delivery, group_by: Sequence[str]) -> tuple[Any, ...]:
     """Which message an alert goes out in: its event and its values of the ``group_by``
     labels (``group`` is the group of a group rule's alert); ``[]`` puts each on its own."""
     if not group_by:
-        return ("delivery", alert.get("delivery_id"))
+        return ("delivery", delivery.id)
+    alert = delivery.alert
+    known = {"rule": alert.rule, "severity": alert.severity, "venue": alert.venue,
+             "symbol": alert.symbol, "group": alert.key if alert.venue is None else None}
     def label(name: str) -> Any:
-        if name == "group":
-            return alert["key"] if alert.get("venue") is None else None
-        if name in ALERT_LABELS:
-            return alert.get(name)
-        return (alert.get("labels") or {}).get(name)
-    return (alert["event"], *(label(n) for n in group_by))
+        return known[name] if name in ALERT_LABELS else alert.labels.get(name)
+    return (alert.event, *(label(n) for n in group_by))

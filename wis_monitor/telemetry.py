@@ -99,12 +99,10 @@ class Telemetry:
             return
         self.deliveries.clear()
         self.backlog.clear()
-        for row in store.query(
-            "SELECT channel, status, count(*) AS n FROM deliveries GROUP BY channel, status"
-        ):
-            self.deliveries.labels(row["channel"], row["status"]).set(row["n"])
-            if row["status"] == "pending":
-                self.backlog.labels(row["channel"]).set(row["n"])
+        for (channel, status), n in store.delivery_counts().items():
+            self.deliveries.labels(channel, status).set(n)
+            if status == "pending":
+                self.backlog.labels(channel).set(n)
 
     def exposition(self) -> bytes:
         return redact_exposition(generate_latest(self.registry))

@@ -32,7 +32,7 @@ from wis_monitor.config import Config, load_config  # noqa: E402
 from wis_monitor.engine import Engine  # noqa: E402
 from wis_monitor.sources import Observation  # noqa: E402
 from wis_monitor.sources.sim import SimVenue  # noqa: E402
-from wis_monitor.store import Batch, Store  # noqa: E402
+from wis_monitor.store import Batch, SampleRow, SqliteStore  # noqa: E402
 
 PIPELINE_CONFIG = """\
 metrics:
@@ -106,7 +106,7 @@ def bench_sqlite(tmp: Path, quick: bool) -> dict[str, float]:
     n = 20_000 if quick else 200_000
     config = pipeline_config(tmp)
     engine = Engine(config)
-    rows: list[tuple[Any, ...]] = []
+    rows: list[SampleRow] = []
     obs = sim_books(2_000, 200)
     for i in range(n):
         o = obs[i % len(obs)]
@@ -117,7 +117,7 @@ def bench_sqlite(tmp: Path, quick: bool) -> dict[str, float]:
 
     def ours() -> float:
         path = tmp / f"ours-{time.monotonic_ns()}.db"
-        store = Store(str(path))
+        store = SqliteStore(str(path))
         t0 = time.perf_counter()
         for chunk in batches:
             store.write(Batch(samples=chunk))
@@ -127,16 +127,18 @@ def bench_sqlite(tmp: Path, quick: bool) -> dict[str, float]:
 
     def raw() -> float:
         path = tmp / f"raw-{time.monotonic_ns()}.db"
-        Store(str(path)).close()  # same schema, indexes and pragmas
+        store = SqliteStore(str(path))  # same schema, indexes and pragmas
+        cols, values = store.columns, store.value_columns
+        store.close()
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        cols = Store(str(path)).columns
         sql = f"INSERT INTO samples ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         t0 = time.perf_counter()
-        for chunk in batches:
+        for chunk in batches:  # the same samples, laid out as the columns' tuples
             conn.execute("BEGIN")
-            conn.executemany(sql, chunk)
+            conn.executemany(sql, [(r.ts_ms, r.venue, r.symbol, r.quality, r.error,
+                                    *map(r.values.get, values)) for r in chunk])
             conn.execute("COMMIT")
         dt = time.perf_counter() - t0
         conn.close()
@@ -395,7 +397,7 @@ async def _deliveries(config: Config, n: int, arrivals: list[float]) -> list[flo
     """Per event: milliseconds from the observation entering the engine to the receiver."""
     from wis_monitor.outbox import Dispatcher
 
-    store = Store(config.db_path())
+    store = SqliteStore(config.db_path())
     engine = Engine(config, store)
     dispatcher = Dispatcher(config, store, clock=SYSTEM)
     lat: list[float] = []

@@ -310,7 +310,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     Example: wis-monitor report -c config.yaml --since 1h --venue binance -o report.png
     """
     from wis_monitor.duration import ms, parse_duration
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
     from wis_monitor.tools.chart import FORMATS, render_report, series_names
 
     try:
@@ -334,7 +334,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
         raise MissingInput(f"no database at {db}")
     fallback = (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
     try:
-        store = Store(path, readonly=True)
+        store = SqliteStore(path, readonly=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -367,7 +367,8 @@ def _window(store: Store, since_ms: int, until_ago: int | None, from_ms: int | N
     of old books), and starts ``--since`` before, or at the first sample if that is later."""
     if to_ms is None:
         now = now_ms()
-        newest = store.query("SELECT max(ts) AS ts FROM samples")[0]["ts"]
+        span = store.sample_span()
+        newest = span[1] if span else None
         if until_ago is not None:
             to_ms = now - until_ago
         elif newest is not None and newest < now - since_ms:
@@ -376,9 +377,8 @@ def _window(store: Store, since_ms: int, until_ago: int | None, from_ms: int | N
             to_ms = now
     if from_ms is None:
         from_ms = to_ms - since_ms
-        first = store.query("SELECT min(ts) AS ts FROM samples WHERE ts >= ? AND ts < ?",
-                            [from_ms, to_ms])[0]["ts"]
-        from_ms = int(first) if first is not None else from_ms
+        within = store.sample_span(from_ms, to_ms)
+        from_ms = within[0] if within else from_ms
     if from_ms >= to_ms:
         raise click.BadParameter("the start must be before the end", param_hint="--from")
     return from_ms, to_ms

@@ -71,20 +71,20 @@ def cli(log_level: str, log_format: str) -> None:
 
 
 def open_store(cfg: Config, *, readonly: bool = False) -> Store:
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
     try:
-        return Store(cfg.db_path(), variants=cfg.column_metrics,
+        return SqliteStore(cfg.db_path(), variants=cfg.column_metrics,
                      readonly=readonly)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 def store_at(path: str) -> Store:
-    from wis_monitor.store import Store
+    from wis_monitor.store import SqliteStore
 
     try:
-        return Store(path, readonly=True)
+        return SqliteStore(path, readonly=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -28,7 +28,7 @@ from wis_monitor.config import Config
 from wis_monitor.errors import StoreError
 
 if TYPE_CHECKING:
-    pass
+    from wis_monitor.store import Silence
 
 @cli.command()
 @config_option
@@ -49,7 +49,7 @@ def status(config: str | None, as_json: bool) -> None:
         report = collect(cfg, store, now_ms())
     finally:
         store.close()
-    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+    click.echo(json.dumps(report.as_json(), indent=2) if as_json else render(report))
 
 
 @cli.command()
@@ -226,9 +226,7 @@ def silence_list(config: str | None, show_all: bool, as_json: bool) -> None:
     store = open_store(cfg)
     now = now_ms()
     try:
-        rows = store.query(
-            "SELECT * FROM silences" + ("" if show_all else " WHERE expires_ts > ?")
-            + " ORDER BY id", [] if show_all else [now])
+        rows = store.silences(None if show_all else now)
     finally:
         store.close()
     if as_json:
@@ -238,21 +236,22 @@ def silence_list(config: str | None, show_all: bool, as_json: bool) -> None:
         click.echo("no active silences" if not show_all else "no silences")
         return
     for r in rows:
-        until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(r["expires_ts"] / 1000))
-        state = "expired" if r["expires_ts"] <= now else "until"
-        click.echo(f"{r['id']:>4}  rule={r['rule']}  {r['matchers']}  {state} {until}  "
-                   f"by {r['created_by'] or '?'}: {r['reason']}")
+        until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(r.expires_ms / 1000))
+        state = "expired" if r.expires_ms <= now else "until"
+        matchers = json.dumps(r.matchers, sort_keys=True)
+        click.echo(f"{r.id:>4}  rule={r.rule}  {matchers}  {state} {until}  "
+                   f"by {r.created_by or '?'}: {r.reason}")
 
 
-def _silence_json(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def _silence_json(row: Silence, now_ms: int) -> dict[str, Any]:
     """One silence for ``silence list --json``: the keys documented in docs/cli.md."""
     def utc(ts: int) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / 1000))
 
-    return {"id": row["id"], "rule": row["rule"], "matchers": json.loads(row["matchers"]),
-            "created": utc(row["created_ts"]), "expires": utc(row["expires_ts"]),
-            "expired": row["expires_ts"] <= now_ms, "by": row["created_by"] or None,
-            "reason": row["reason"]}
+    return {"id": row.id, "rule": row.rule, "matchers": row.matchers,
+            "created": utc(row.created_ms), "expires": utc(row.expires_ms),
+            "expired": row.expires_ms <= now_ms, "by": row.created_by or None,
+            "reason": row.reason}
 
 
 @silence.command("expire")

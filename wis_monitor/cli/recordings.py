@@ -229,8 +229,7 @@ def _check_recorded_books(db: str, venue: str | None, symbol: str | None) -> Non
                            "storage.record_books on")
     store = store_at(db)
     try:
-        have = ", ".join(f"{r['venue']} {r['symbol']}" for r in store.query(
-            "SELECT DISTINCT venue, symbol FROM books ORDER BY venue, symbol"))
+        have = ", ".join(f"{v} {s}" for v, s in store.book_series())
     finally:
         store.close()
     what = " ".join(f"--{k} {x}" for k, x in (("venue", venue), ("symbol", symbol)) if x)

@@ -52,37 +52,23 @@ def _dt(ts_ms: int) -> datetime:
 
 def _series(store: Store, since_ms: int, until_ms: int, venue: str | None, symbol: str | None
             ) -> SeriesRows:
-    where = ["ts >= ?", "ts <= ?", "quality IN ('', 'thin')"]
-    params: list[Any] = [since_ms, until_ms]
-    for col, value in (("venue", venue), ("symbol", symbol)):
-        if value is not None:
-            where.append(f"{col} = ?")
-            params.append(value)
     out: SeriesRows = {}
-    for r in store.query(f"SELECT ts, venue, symbol, mid, wis, wis_z FROM samples WHERE "
-                         f"{' AND '.join(where)} ORDER BY ts", params):
-        out.setdefault((r["venue"], r["symbol"]), []).append(r)
+    for r in store.good_samples(since_ms, until_ms, venue, symbol, ("mid", "wis", "wis_z")):
+        out.setdefault((r.venue, r.symbol), []).append(
+            {"ts": r.ts_ms, "venue": r.venue, "symbol": r.symbol, **r.values})
     return out
 
 
 def _alerts(store: Store, since_ms: int, until_ms: int, venue: str | None, symbol: str | None
             ) -> Rows:
-    where = ["ts >= ?", "ts <= ?"]
-    params: list[Any] = [since_ms, until_ms]
-    for col, value in (("venue", venue), ("symbol", symbol)):
-        if value is not None:
-            where.append(f"({col} = ? OR {col} IS NULL)")
-            params.append(value)
-    return store.query("SELECT ts, rule, key, venue, symbol, event, coalesce(json_extract("
-                       "details, '$.mode'), 'live') AS mode, json_extract(details, '$.when') "
-                       f"AS rule_when FROM alerts WHERE {' AND '.join(where)} ORDER BY ts",
-                       params)
+    return [{"ts": a.ts_ms, "rule": a.rule, "key": a.key, "venue": a.venue, "symbol": a.symbol,
+             "event": a.event, "mode": a.mode, "rule_when": a.details.get("when")}
+            for a in store.alert_events(since_ms, until_ms, venue, symbol)]
 
 
 def series_names(store: Store) -> list[tuple[str, str]]:
     """Every series with samples in the database."""
-    return [(r["venue"], r["symbol"]) for r in store.query(
-        "SELECT DISTINCT venue, symbol FROM samples ORDER BY venue, symbol")]
+    return list(store.series_names())
 
 
 def fired_levels(alerts: Sequence[dict[str, Any]]) -> tuple[float, ...]:

@@ -19,7 +19,7 @@ from wis_monitor.errors import Problem, StoreError
 from wis_monitor.sources import Observation
 from wis_monitor.sources.recordings import ImportOptions, is_json, read_books
 from wis_monitor.sources.replay import book_record
-from wis_monitor.store import AlertRow, Batch, Store, decode_levels
+from wis_monitor.store import AlertRow, Batch, SqliteStore, Store
 
 BATCH = 2_000
 _T = TypeVar("_T")
@@ -119,10 +119,9 @@ def count_books(books: Iterable[str], db: str | None, venue: str | None = None,
     try:
         n = sum(_count_lines(p) for p in books)
         if db:
-            where, params = _where(venue, symbol)
-            store = Store(db, readonly=True)
+            store = SqliteStore(db, readonly=True)
             try:
-                n += int(store.query(f"SELECT count(*) AS n FROM books{where}", params)[0]["n"])
+                n += store.count_books(venue, symbol)
             finally:
                 store.close()
     except (OSError, EOFError, zlib.error, StoreError):
@@ -141,27 +140,14 @@ def _count_lines(path: str) -> int:
     return n + (last != b"\n")
 
 
-def _where(venue: str | None, symbol: str | None) -> tuple[str, list[str]]:
-    where, params = [], []
-    for col, value in (("venue", venue), ("symbol", symbol)):
-        if value is not None:
-            where.append(f"{col} = ?")
-            params.append(value)
-    return (" WHERE " + " AND ".join(where) if where else ""), params
-
-
 def _from_db(path: str, venue: str | None = None, symbol: str | None = None
              ) -> Iterator[Observation]:
-    store = Store(path, readonly=True)
-    where, params = _where(venue, symbol)
-    sql = f"SELECT ts, venue, symbol, bids, asks, contract_size, inverse FROM books{where}"
-    sql += " ORDER BY ts"
+    store = SqliteStore(path, readonly=True)
     try:
-        for row in store.iterate(sql, params):
-            book, flags = make_book(decode_levels(row["bids"]), decode_levels(row["asks"]),
-                                    contract_size=row["contract_size"],
-                                    inverse=bool(row["inverse"]), venue_ts_ms=row["ts"])
-            yield Observation(row["venue"], row["symbol"], row["ts"], book, flags)
+        for row in store.books(venue, symbol):
+            book, flags = make_book(row.bids, row.asks, contract_size=row.contract_size,
+                                    inverse=row.inverse, venue_ts_ms=row.ts_ms)
+            yield Observation(row.venue, row.symbol, row.ts_ms, book, flags)
     finally:
         store.close()
 
@@ -199,7 +185,7 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
 
     With ``notify``, deliveries are queued at the wall-clock time their batch is written, not
     at the recording's (a channel's ``max_age`` counts from queueing)."""
-    store = Store(out, variants=config.column_metrics)
+    store = SqliteStore(out, variants=config.column_metrics)
     engine = Engine(config, store)
     report = ReplayReport(out=out)
     open_firings: dict[tuple[str, str], Firing] = {}

@@ -28,7 +28,6 @@ METRICS = ("mid", "spread_bps", "wis", "wis_z", "ofi", "coverage_bps")
 OPTIONAL_METRICS = ("ofi", "coverage_bps")
 #: A venue is down when its newest sample is older than this (without a config to say).
 DEFAULT_STALE_AFTER_MS = 30_000
-GOOD_QUALITIES = ("", "thin")
 # Alternate screen and hidden cursor while live; home, clear to end of line / of screen.
 ENTER, LEAVE = "\x1b[?1049h\x1b[?25l", "\x1b[?25h\x1b[?1049l"
 HOME, CLEAR_LINE, CLEAR_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"
@@ -82,10 +81,10 @@ def read_view(store: Store, now_ms: int, configured: Sequence[tuple[str, str]] =
     """What the database says now: the ``configured`` series first, then any other with
     samples; a venue is up when one of its series has a sample without a fetch error less
     than its ``stale_after_ms`` (default 30 s) old."""
-    columns = {r["name"] for r in store.query("PRAGMA table_info(samples)")}
+    columns = store.sample_columns()
     metrics = tuple(m for m in METRICS if m in columns)
     firing = _firing(store)
-    seen = list(_series_in(store))
+    seen = list(store.series_names())
     names = list(dict.fromkeys([*configured, *seen]))
     rows = tuple(_series_row(store, venue, symbol, metrics, tuple(
         rule + (" (shadow)" if mode == "shadow" else "")
@@ -99,45 +98,22 @@ def read_view(store: Store, now_ms: int, configured: Sequence[tuple[str, str]] =
     return View(store.path, now_ms, metrics, rows, venues, _outbox(store), other)
 
 
-def _series_in(store: Store) -> Iterator[tuple[str, str]]:
-    """Every (venue, symbol) with samples, by skipping along the series index (one short
-    lookup per series, however many samples there are)."""
-    row = store.query("SELECT venue, symbol FROM samples ORDER BY venue, symbol LIMIT 1")
-    while row:
-        venue, symbol = row[0]["venue"], row[0]["symbol"]
-        yield venue, symbol
-        row = store.query("SELECT venue, symbol FROM samples WHERE venue = ? AND symbol > ?"
-                          " ORDER BY venue, symbol LIMIT 1", [venue, symbol]) or store.query(
-            "SELECT venue, symbol FROM samples WHERE venue > ? ORDER BY venue, symbol LIMIT 1",
-            [venue])
-
-
 def _series_row(store: Store, venue: str, symbol: str, metrics: tuple[str, ...],
                 firing: tuple[str, ...]) -> SeriesRow:
-    last = store.query("SELECT ts, quality, error FROM samples WHERE venue = ? AND symbol = ?"
-                       " ORDER BY ts DESC LIMIT 1", [venue, symbol])
-    if not last:
+    last = store.latest_sample(venue, symbol)
+    if last is None:
         return SeriesRow(venue, symbol, firing=firing)
-    cols = ", ".join(f"[{m}]" for m in ("ts", *metrics))
-    good = store.query(f"SELECT {cols} FROM samples WHERE venue = ? AND symbol = ?"
-                       " AND quality IN ('', 'thin') ORDER BY ts DESC LIMIT 1", [venue, symbol])
-    error = last[0]["error"]
+    good = store.latest_good(venue, symbol, metrics)
     return SeriesRow(
-        venue, symbol, int(last[0]["ts"]), str(last[0]["quality"] or ""),
-        redact(error) if error else None,
-        int(good[0]["ts"]) if good else None,
-        {m: good[0][m] for m in metrics} if good else {}, firing)
+        venue, symbol, last.ts_ms, last.quality, redact(last.error) if last.error else None,
+        good.ts_ms if good else None, dict(good.values) if good else {}, firing)
 
 
 def _firing(store: Store) -> dict[str, list[tuple[str, int | None, str]]]:
     """Firing alerts by key: (rule, since, mode) each."""
-    rows = store.query(
-        "SELECT rule, key, since, (SELECT json_extract(a.details, '$.mode') FROM alerts a"
-        " WHERE a.rule = s.rule AND a.key = s.key AND a.event = 'firing' ORDER BY a.id DESC"
-        " LIMIT 1) AS mode FROM alert_state s WHERE state = 'firing' ORDER BY rule, key")
     out: dict[str, list[tuple[str, int | None, str]]] = {}
-    for r in rows:
-        out.setdefault(r["key"], []).append((r["rule"], r["since"], r["mode"] or "live"))
+    for f in store.firing_states():
+        out.setdefault(f.key, []).append((f.rule, f.since_ms, f.mode))
     return out
 
 
@@ -152,12 +128,8 @@ def _health(venue: str, rows: Sequence[SeriesRow], now_ms: int, stale_after_ms: 
 
 
 def _outbox(store: Store) -> tuple[Backlog, ...]:
-    rows = store.query(
-        "SELECT channel, sum(status = 'pending') AS pending, sum(status = 'failed') AS failed,"
-        " min(CASE WHEN status = 'pending' THEN created_ts END) AS oldest FROM deliveries"
-        " GROUP BY channel ORDER BY channel")
-    return tuple(Backlog(r["channel"], int(r["pending"] or 0), r["oldest"],
-                         int(r["failed"] or 0)) for r in rows)
+    return tuple(Backlog(b.channel, b.pending, b.oldest_pending_ms, b.failed)
+                 for b in store.outbox_backlog())
 
 
 # -- one screen (pure) -------------------------------------------------------------------------
