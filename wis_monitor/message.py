@@ -3,34 +3,20 @@
 Per-rule templates (``template: {title, body}``) render in jinja2's sandbox, within a time,
 output and memory budget (:mod:`wis_monitor.template`); a template that fails or breaks its
 budget falls back to the default message, which says so. ``check`` renders every template
-against sample alerts of its rule (:func:`template_problems`).
+against sample alerts of its rule (:func:`wis_monitor.rulefile.template_problems`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import html
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wis_monitor.duration import format_duration
-from wis_monitor.template import TemplateRenderError, syntax_problem
+from wis_monitor.template import TemplateRenderError
 from wis_monitor.template import render as render_template
-
-if TYPE_CHECKING:
-    from wis_monitor.rulefile import RuleSpec
-    from wis_monitor.settings import Settings
-
-#: The time of the sample alerts ``check`` renders templates with (2026-11-24 12:00 UTC).
-SAMPLE_TS_MS = 1_795_521_600_000
-#: Plausible metric values of a sample alert; other metrics get 3.4 (``*_z``) or 0.61 (WIS).
-SAMPLE_VALUES: dict[str, float] = {
-    "wis": 0.61, "wis_z": 3.4, "imbalance": 0.58, "mid": 61234.5, "spread_bps": 0.3,
-    "microprice": 61235.1, "bid_depth": 2.5e6, "ask_depth": 0.9e6, "depth": 3.4e6,
-    "mid_change_bps": 1.2, "age_s": 0.4, "latency_ms": 85.0, "coverage_bps": 50.0, "ofi": 0.8,
-}
 
 
 @dataclass(frozen=True)
@@ -150,7 +136,7 @@ def render(alert: dict[str, Any], template: dict[str, str | None] | None = None)
     problem = None
     if template and (template.get("title") or template.get("body")):
         try:
-            custom = _render_templates(alert, template)
+            custom = render_templates(alert, template)
         except TemplateRenderError as exc:
             problem = str(exc)
         else:
@@ -172,7 +158,7 @@ def render(alert: dict[str, Any], template: dict[str, str | None] | None = None)
     return Message(title, text, body_html, markdown, problem, level)
 
 
-def _render_templates(alert: dict[str, Any], template: dict[str, str | None]) -> dict[str, str]:
+def render_templates(alert: dict[str, Any], template: dict[str, str | None]) -> dict[str, str]:
     """The rendered title and body (those the template has); TemplateRenderError names which
     one failed."""
     details = alert.get("details") or {}
@@ -187,68 +173,6 @@ def _render_templates(alert: dict[str, Any], template: dict[str, str | None]) ->
         except TemplateRenderError as exc:
             raise TemplateRenderError(f"{key}: {exc}") from None
     return out
-
-
-def template_problems(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
-                      ) -> dict[str, str]:
-    """What is wrong with a rule's templates, by key (``title``, ``body``): the syntax, or how
-    rendering sample alerts of the rule fails or breaks the budget."""
-    problems: dict[str, str] = {}
-    samples = sample_alerts(spec, settings, metrics)
-    for key in ("title", "body"):
-        source = getattr(spec.template, key)
-        if source is None:
-            continue
-        problem = syntax_problem(source)
-        for alert in samples if problem is None else ():
-            try:
-                _render_templates(alert, {key: source})
-            except TemplateRenderError as exc:
-                problem = f"rendering a sample {alert['event']} alert: " + \
-                    str(exc).removeprefix(f"{key}: ")
-                break
-        if problem is not None:
-            problems[key] = problem
-    return problems
-
-
-def sample_alerts(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
-                  ) -> list[dict[str, Any]]:
-    """A firing (and a resolved) event of the rule with plausible values, on the first
-    configured series it matches (or its group), with the fields of the outbox row the
-    dispatcher hands to templates."""
-    values: dict[str, Any] = {
-        m: SAMPLE_VALUES.get(m, 3.4 if m.endswith("_z") else 0.61) for m in sorted(metrics)}
-    details: dict[str, Any] = {"description": spec.description, "runbook": spec.runbook,
-                               "when": spec.when}
-    venue: str | None = None
-    symbol: str | None = None
-    if spec.scope == "group":
-        key = spec.group or "group"
-        details["values"] = {"members": {m: values for m in settings.groups.get(key, [])}}
-    else:
-        venue, symbol = next(
-            ((v.id, sym) for v in settings.venues for sym in v.symbols
-             if fnmatch.fnmatchcase(v.id, spec.match.venue)
-             and fnmatch.fnmatchcase(sym, spec.match.symbol)), ("venue", "BTC/USDT"))
-        key = f"{venue}:{symbol}"
-        details.update(values=values, baseline={"n": 720, "mean": 0.02, "std": 0.17},
-                       top_bids=[[61230.0, 250000.0]], top_asks=[[61240.0, 90000.0]],
-                       group_peers={})
-    value = 3.4 if venue is not None or spec.value is not None else None
-    firing: dict[str, Any] = {
-        "delivery_id": 1, "channel": next(iter(spec.channels), ""), "attempts": 0,
-        "created_ts": SAMPLE_TS_MS, "id": 1, "ts": SAMPLE_TS_MS, "rule": spec.name, "key": key,
-        "venue": venue, "symbol": symbol, "event": "firing", "severity": spec.severity,
-        "value": value, "labels": dict(spec.labels), "details": details}
-    firing["summary"] = title_of(firing)
-    if not spec.notify_resolved:
-        return [firing]
-    resolved = {**firing, "event": "resolved", "ts": SAMPLE_TS_MS + 252_000,
-                "created_ts": SAMPLE_TS_MS + 252_000, "id": 2, "delivery_id": 2,
-                "details": {**details, "fired_for_ms": 252_000}}
-    resolved["summary"] = title_of(resolved)
-    return [firing, resolved]
 
 
 def render_group(alerts: Sequence[dict[str, Any]]) -> Message:

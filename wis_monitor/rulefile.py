@@ -1,6 +1,7 @@
 """Rule files (SPEC §6): the rule schema, loading and compiling rules against the settings.
 
-Every problem is collected with ``PATH:LINE``; a rule is compiled only when all of it is valid.
+Every problem is collected with ``PATH:LINE``; a rule is compiled only when all of it is valid,
+its templates included: they are rendered against sample alerts of the rule.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import fnmatch
 import glob
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from wis_monitor import yamlsource
 from wis_monitor.errors import Problem
 from wis_monitor.expr import Expr, ExprError, compile_expr
-from wis_monitor.message import template_problems
+from wis_monitor.message import render_templates, title_of
 from wis_monitor.settings import NAME, Duration, Settings, unknown_name
+from wis_monitor.template import TemplateRenderError, syntax_problem
 
 _Z_LEVEL = re.compile(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)")
 #: The built-in rule of SPEC §6 that watches every series' feed.
@@ -254,3 +256,77 @@ def _compile_rule(
     if not ok or when is None:
         return None
     return Rule(spec, when, compiled.get("clear"), compiled.get("value"), where)
+
+
+# -- templates: checked by rendering sample alerts of the rule -------------------------------
+
+#: The time of the sample alerts ``check`` renders templates with (2026-11-24 12:00 UTC).
+SAMPLE_TS_MS = 1_795_521_600_000
+#: Plausible metric values of a sample alert; other metrics get 3.4 (``*_z``) or 0.61 (WIS).
+SAMPLE_VALUES: dict[str, float] = {
+    "wis": 0.61, "wis_z": 3.4, "imbalance": 0.58, "mid": 61234.5, "spread_bps": 0.3,
+    "microprice": 61235.1, "bid_depth": 2.5e6, "ask_depth": 0.9e6, "depth": 3.4e6,
+    "mid_change_bps": 1.2, "age_s": 0.4, "latency_ms": 85.0, "coverage_bps": 50.0, "ofi": 0.8,
+}
+
+
+def template_problems(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
+                      ) -> dict[str, str]:
+    """What is wrong with a rule's templates, by key (``title``, ``body``): the syntax, or how
+    rendering sample alerts of the rule fails or breaks the budget."""
+    problems: dict[str, str] = {}
+    samples = sample_alerts(spec, settings, metrics)
+    for key in ("title", "body"):
+        source = getattr(spec.template, key)
+        if source is None:
+            continue
+        problem = syntax_problem(source)
+        for alert in samples if problem is None else ():
+            try:
+                render_templates(alert, {key: source})
+            except TemplateRenderError as exc:
+                problem = f"rendering a sample {alert['event']} alert: " + \
+                    str(exc).removeprefix(f"{key}: ")
+                break
+        if problem is not None:
+            problems[key] = problem
+    return problems
+
+
+def sample_alerts(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
+                  ) -> list[dict[str, Any]]:
+    """A firing (and a resolved) event of the rule with plausible values, on the first
+    configured series it matches (or its group), with the fields of the outbox row the
+    dispatcher hands to templates."""
+    values: dict[str, Any] = {
+        m: SAMPLE_VALUES.get(m, 3.4 if m.endswith("_z") else 0.61) for m in sorted(metrics)}
+    details: dict[str, Any] = {"description": spec.description, "runbook": spec.runbook,
+                               "when": spec.when}
+    venue: str | None = None
+    symbol: str | None = None
+    if spec.scope == "group":
+        key = spec.group or "group"
+        details["values"] = {"members": {m: values for m in settings.groups.get(key, [])}}
+    else:
+        venue, symbol = next(
+            ((v.id, sym) for v in settings.venues for sym in v.symbols
+             if fnmatch.fnmatchcase(v.id, spec.match.venue)
+             and fnmatch.fnmatchcase(sym, spec.match.symbol)), ("venue", "BTC/USDT"))
+        key = f"{venue}:{symbol}"
+        details.update(values=values, baseline={"n": 720, "mean": 0.02, "std": 0.17},
+                       top_bids=[[61230.0, 250000.0]], top_asks=[[61240.0, 90000.0]],
+                       group_peers={})
+    value = 3.4 if venue is not None or spec.value is not None else None
+    firing: dict[str, Any] = {
+        "delivery_id": 1, "channel": next(iter(spec.channels), ""), "attempts": 0,
+        "created_ts": SAMPLE_TS_MS, "id": 1, "ts": SAMPLE_TS_MS, "rule": spec.name, "key": key,
+        "venue": venue, "symbol": symbol, "event": "firing", "severity": spec.severity,
+        "value": value, "labels": dict(spec.labels), "details": details}
+    firing["summary"] = title_of(firing)
+    if not spec.notify_resolved:
+        return [firing]
+    resolved = {**firing, "event": "resolved", "ts": SAMPLE_TS_MS + 252_000,
+                "created_ts": SAMPLE_TS_MS + 252_000, "id": 2, "delivery_id": 2,
+                "details": {**details, "fired_for_ms": 252_000}}
+    resolved["summary"] = title_of(resolved)
+    return [firing, resolved]
