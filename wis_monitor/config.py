@@ -23,7 +23,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from wis_monitor import yamlsource
-from wis_monitor.channel import url_problem
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.errors import ConfigError, Problem
 from wis_monitor.rulefile import Rule, channels_named_in, load_rule_file, load_rules
@@ -148,7 +147,7 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
         yamlsource.report_validation(doc, exc, (), model=Settings)
         settings = salvage(doc.data)
     named = raw_series(doc.data)
-    check_settings(doc, settings, named, url_problem)
+    check_settings(doc, settings, named, _url_problem)
     series_metrics = per_series_metrics(doc, settings, named, env)
     metrics = metric_names(settings)
     rules, files = load_rules(doc, settings, metrics, env)
@@ -157,6 +156,12 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
     config = Config(path, settings, tuple(rules), tuple(files), frozenset(metrics),
                     series_metrics, tuple(doc.unread))
     return dataclasses.replace(config, notes=(*config.notes, *never_notes(doc, config)))
+
+
+def _url_problem(url: str) -> str | None:
+    from wis_monitor.channel import url_problem  # apprise loads only for configs with channels
+
+    return url_problem(url)
 
 
 def with_rule_files(config: Config, patterns: Sequence[str], *, stub_channels: bool) -> Config:
