@@ -23,8 +23,8 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check wis_monitor tests
 	$(BIN)/mypy
 
-test: lint                           ## ruff, mypy and the whole test suite
-	$(BIN)/pytest
+test: lint                           ## ruff, mypy and the whole test suite (two workers)
+	$(BIN)/pytest -n 2
 
 bench: $(VENV)/.test-installed            ## benchmarks against their floors (not part of test)
 	$(BIN)/python tests/benchmarks/run.py $(ARGS)
