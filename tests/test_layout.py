@@ -209,3 +209,19 @@ def test_the_rules_themselves_catch_what_they_forbid(tmp_path: Path) -> None:
                in TIME_READS for n in ast.walk(tree))
     assert SQL.search("SELECT ts FROM samples") and not SQL.search("select the venue")
     assert internal("wis_monitor.store.sqlite", {"store"}) == "store"
+
+
+def test_a_command_starts_without_the_channel_library(tmp_path: Path) -> None:
+    """apprise takes most of a second to import: a config without channels, and every tool
+    that sends nothing, must not pay for it."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("venues:\n  - {id: simex, exchange: sim, symbols: [BTC/USDT]}\n")
+    probe = ("import sys\nfrom wis_monitor.cli import cli\nfrom wis_monitor.config import "
+             f"load_config\nload_config({str(cfg)!r})\nprint(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('apprise', 'ccxt', 'sqlite_utils', 'matplotlib')))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
