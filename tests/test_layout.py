@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "wis_monitor"
 
 #: The pure core: no I/O, no clock, nothing from the edges.
-CORE = {"book", "signals", "stats", "expr", "alerting", "duration", "errors"}
+CORE = {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths"}
 #: What the core may import besides itself.
 CORE_ALLOWED = {"__future__", "collections", "dataclasses", "enum", "functools", "math",
                 "operator", "re", "typing", "numpy", "bisect", "heapq", "itertools",
@@ -29,6 +29,16 @@ OWNERS = {
     "pyarrow": {"sources.recordings_parquet"},
     "matplotlib": {"tools.chart"},
 }
+#: The layers of docs/design.md, top first: a module imports its own layer or lower ones.
+LAYERS = (
+    {"__main__", "cli"},
+    {"daemon", "tools"},
+    {"engine", "series", "enrich", "outbox", "health", "telemetry"},
+    {"sources"},
+    {"config", "rulefile", "settings", "yamlsource"},
+    {"message", "template", "channel", "store", "clock", "sdnotify", "log", "redact"},
+    {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths"},
+)
 MAX_LINES = 600
 SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"
                  r"|CREATE\s+(TABLE|INDEX|VIEW)|ALTER\s+TABLE|PRAGMA\s+\w+|VACUUM\b)",
@@ -121,6 +131,21 @@ def test_no_import_circle() -> None:
     assert circles == [], "import circles: " + "; ".join(" -> ".join(c) for c in circles)
 
 
+def layer(mod: str) -> int:
+    top = mod.split(".")[0]
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def test_every_module_is_in_a_layer_and_imports_only_its_own_or_lower_ones() -> None:
+    unplaced = [m for m, _ in modules() if m and not any(m.split(".")[0] in names
+                                                         for names in LAYERS)]
+    assert unplaced == [], "place new modules in LAYERS (and docs/design.md)"
+    upward = [f"{mod}:{line}: imports {target}"
+              for mod, edges in graph().items() for target, line in edges.items()
+              if layer(target) < layer(mod)]
+    assert upward == []
+
+
 def test_the_core_imports_nothing_from_the_edges() -> None:
     found = []
     for mod, path in modules():
@@ -142,6 +167,16 @@ def test_nothing_imports_the_daemon_or_the_command_line() -> None:
              if (target == "daemon" and not mod.startswith("cli"))
              or (target.split(".")[0] == "cli" and mod not in ("__main__",)
                  and not mod.startswith("cli"))]
+    assert found == []
+
+
+def test_only_the_daemon_and_the_command_line_use_the_tools() -> None:
+    """The tools sit beside the daemon, above the pipeline: the pipeline is given what it
+    needs of them (the email chart) instead of reaching up."""
+    found = [f"{mod}:{line}: imports {target}"
+             for mod, edges in graph().items() for target, line in edges.items()
+             if target.split(".")[0] == "tools" and mod.split(".")[0] not in (
+                 "tools", "cli", "daemon")]
     assert found == []
 
 

@@ -26,6 +26,7 @@ from testclock import NOW, Clock
 from wis_monitor.config import load_config
 from wis_monitor.outbox import Dispatcher
 from wis_monitor.store import AlertRow, Batch, SampleRow, SqliteStore, Store
+from wis_monitor.tools.chart import alert_chart
 
 SLACK_TOKEN = "T1A2B3C4D/B5E6F7G8H/sekretWebhookToken42"
 SMTP_PASSWORD = "hunter2-sekret-pw"
@@ -160,7 +161,8 @@ def test_email_with_chart(tmp_path: Path, smtp: tuple[Mailbox, int]) -> None:
             "coverage_bps": 50.0})
         for i in range(60)]))
     write_alerts(store, config, [alert(now)])
-    assert asyncio.run(Dispatcher(config, store, clock=Clock(now)).run_once(now)) == 1
+    assert asyncio.run(Dispatcher(config, store, clock=Clock(now), chart=alert_chart
+                                  ).run_once(now)) == 1
     assert statuses(store) == [("sent", 1)]
     (rcpts, msg), = box.messages
     assert rcpts == ["risk@example.com"]
@@ -399,3 +401,33 @@ def test_a_looping_template_renders_off_the_loop_and_is_logged_once(
     assert warnings == [f'rule "extreme-bid-pressure": its template failed (body: did not '
                         f"finish within {BUDGET_S:g}s); its alerts go out with the default "
                         "message"]
+
+
+def test_the_daemon_attaches_the_chart_of_the_alerts_series(tmp_path: Path,
+                                                            smtp: tuple[Mailbox, int]) -> None:
+    """The running daemon gives its dispatcher the chart: an email channel with
+    ``attach_chart`` gets the series' PNG with the first alert of a simulated venue."""
+    from daemon_harness import SteppedDaemon
+
+    box, port = smtp
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"storage: {{path: {tmp_path / 'wis.db'}}}\n"
+        "sampling: {interval: 200ms}\n"
+        "venues:\n  - {id: simex, exchange: sim, symbols: [BTC/USDT]}\n"
+        "channels:\n"
+        f"  mail: {{url: 'mailto://127.0.0.1:{port}?from=wis@example.com&to=risk@example.com',"
+        " attach_chart: true, group_by: []}\n"
+        "rules:\n  include: [rules.yaml]\n")
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {name: always, when: mid > 0, for: 1s, channels: [mail]}\n")
+
+    async def main() -> None:
+        async with SteppedDaemon(cfg) as d:
+            assert await d.until(lambda: box.messages, cycles=100)
+
+    asyncio.run(main())
+    (_, msg), = box.messages
+    assert "always" in msg["Subject"]
+    png = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert png and png[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"

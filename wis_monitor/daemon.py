@@ -518,8 +518,9 @@ class Daemon:
         if not config.settings.channels or self.store is None:
             return None
         from wis_monitor.outbox import Dispatcher
+        from wis_monitor.tools.chart import alert_chart
 
-        return Dispatcher(config, self.store, clock=self.clock)
+        return Dispatcher(config, self.store, clock=self.clock, chart=alert_chart)
 
     def _soon(self, delay_s: float) -> Any:
         return utc(self.clock) + timedelta(seconds=delay_s)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from wis_monitor.channel import register_secrets, send
@@ -29,6 +29,8 @@ from wis_monitor.store import Delivery, Store
 log = logging.getLogger("wis_monitor.outbox")
 BACKOFF_FIRST_MS = 5_000
 BACKOFF_MAX_MS = 300_000
+#: Draws the chart attached to an alert's message: PNG bytes, or None for no chart.
+ChartMaker = Callable[[Store, Config, Delivery], Awaitable[bytes | None]]
 
 
 class Dispatcher:
@@ -36,12 +38,15 @@ class Dispatcher:
     nobody else; a channel's rows go out one by one.
 
     ``clock`` is read to stamp a send when it is done (a send can take seconds); the daemon
-    passes its own clock, tests a fake one.
+    passes its own clock, tests a fake one. ``chart`` draws the chart of a channel with
+    ``attach_chart`` (the daemon passes :func:`wis_monitor.tools.chart.alert_chart`).
     """
 
-    def __init__(self, config: Config, store: Store, *, clock: Clock) -> None:
+    def __init__(self, config: Config, store: Store, *, clock: Clock,
+                 chart: ChartMaker | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.chart = chart
         self._busy: dict[str, asyncio.Task[None]] = {}
         self.configure(config)
 
@@ -183,27 +188,14 @@ class Dispatcher:
         return msg
 
     async def _chart(self, delivery: Delivery) -> bytes | None:
-        """The last hour of the alert's series as a PNG, drawn off the event loop."""
-        alert = delivery.alert
-        if not alert.venue or not alert.symbol:
+        """The chart attached to the alert's message (``attach_chart``), if the dispatcher was
+        given a way to draw one; a chart is a nicety: a failure sends the message without."""
+        if self.chart is None:
             return None
         try:
-            from wis_monitor.tools import chart
-        except ImportError:
-            return None
-        try:
-            ts = alert.ts_ms
-            series, alerts = chart.chart_data(self.store, alert.venue, alert.symbol,
-                                              ts - 3_600_000, ts)
-            if not series:
-                return None
-            rule = next((r for r in self.config.rules if r.name == alert.rule), None)
-            levels = (rule.z_levels() if rule is not None else ()) or (3.0, -3.0)
-            return await asyncio.to_thread(
-                chart.render, series, alerts, ts - 3_600_000, ts,
-                f"{alert.venue} {alert.symbol}", levels)
-        except Exception as exc:  # a chart is a nicety: send without it
-            log.warning("chart for %s failed: %s", alert.rule, exc)
+            return await self.chart(self.store, self.config, delivery)
+        except Exception as exc:
+            log.warning("chart for %s failed: %s", delivery.alert.rule, exc)
             return None
 
     def _now_ms(self, floor: int) -> int:

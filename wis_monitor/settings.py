@@ -28,9 +28,9 @@ from pydantic import (
 )
 
 from wis_monitor import yamlsource
+from wis_monitor.depths import depth_problem
 from wis_monitor.duration import format_duration, ms, parse_duration
 from wis_monitor.signals import Kernel
-from wis_monitor.sources.limits import depth_problem
 from wis_monitor.stats import ZScoreSpec
 from wis_monitor.symbols import symbol_problem
 

@@ -26,11 +26,11 @@ import ccxt.async_support as ccxt_async
 
 from wis_monitor.book import Book, make_book
 from wis_monitor.clock import SYSTEM, Clock
+from wis_monitor.depths import request_depth
 from wis_monitor.errors import Remedy, SourceError
 from wis_monitor.redact import redact
 from wis_monitor.settings import Venue
 from wis_monitor.sources import Observation, error_observation
-from wis_monitor.sources.limits import request_depth
 
 log = logging.getLogger("wis_monitor.ccxt")
 

@@ -7,6 +7,7 @@ data drawn (not the period asked for), and the title says how long that is.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 from collections.abc import Sequence
@@ -20,8 +21,9 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from wis_monitor.config import Config
 from wis_monitor.rulefile import z_levels_of
-from wis_monitor.store import Store
+from wis_monitor.store import Delivery, Store
 
 WIDTH_PX, HEIGHT_PX, DPI = 1400, 900, 100
 #: File formats by suffix; anything else is refused.
@@ -255,3 +257,20 @@ def chart_data(store: Store, venue: str, symbol: str, since_ms: int, until_ms: i
     """What the email attachment draws: one series and its alerts between the two times."""
     return (_series(store, since_ms, until_ms, venue, symbol),
             _alerts(store, since_ms, until_ms, venue, symbol))
+
+
+async def alert_chart(store: Store, config: Config, delivery: Delivery) -> bytes | None:
+    """The last hour of an alert's series as a PNG (``attach_chart``), drawn off the event
+    loop, with the levels its rule compares ``wis_z`` with; None for a group alert or a series
+    without samples."""
+    alert = delivery.alert
+    if not alert.venue or not alert.symbol:
+        return None
+    ts = alert.ts_ms
+    series, alerts = chart_data(store, alert.venue, alert.symbol, ts - 3_600_000, ts)
+    if not series:
+        return None
+    rule = next((r for r in config.rules if r.name == alert.rule), None)
+    levels = (rule.z_levels() if rule is not None else ()) or (3.0, -3.0)
+    return await asyncio.to_thread(render, series, alerts, ts - 3_600_000, ts,
+                                   f"{alert.venue} {alert.symbol}", levels)

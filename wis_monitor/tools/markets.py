@@ -99,7 +99,7 @@ async def load_all(venues: Sequence[Venue], timeout_ms: int) -> list[Markets | S
 def online_problems(cfg: Config, line: Any) -> tuple[list[Problem], list[str]]:
     """Problems of every ccxt venue's symbols against the markets it lists, and one summary
     line per venue; ``line(loc)`` is the line of a location in the main file. (Depths are
-    checked offline, against sources/limits.py, with the rest of the config.)"""
+    checked offline, against depths.py, with the rest of the config.)"""
     venues = ccxt_venues(cfg)
     loaded = asyncio.run(load_all([v for _, v in venues], 30_000))
     problems: list[Problem] = []

@@ -220,8 +220,9 @@ def replay_observations(config: Config, observations: Iterable[Observation], out
         import asyncio
 
         from wis_monitor.outbox import Dispatcher
+        from wis_monitor.tools.chart import alert_chart
 
-        asyncio.run(Dispatcher(config, store, clock=clock).run_once(
+        asyncio.run(Dispatcher(config, store, clock=clock, chart=alert_chart).run_once(
             clock.now_ms(), grace_s=30.0, flush=True))
     store.close()
     return report
