@@ -311,7 +311,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     """
     from wis_monitor.duration import ms, parse_duration
     from wis_monitor.store import SqliteStore
-    from wis_monitor.tools.chart import FORMATS, render_report, series_names
+    from wis_monitor.tools.chart import FORMATS, render_report
 
     try:
         since_ms = ms(parse_duration(since))
@@ -338,7 +338,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        _check_series(series_names(store), venue, symbol)
+        _check_series(list(store.series_names()), venue, symbol)
         from_ms, to_ms = _window(store, since_ms, until_ago, from_ms, to_ms)
         chart = render_report(store, from_ms, to_ms, venue, symbol, _both_signs(thresholds),
                               fallback, fmt)

@@ -68,11 +68,6 @@ def _alerts(store: Store, since_ms: int, until_ms: int, venue: str | None, symbo
             for a in store.alert_events(since_ms, until_ms, venue, symbol)]
 
 
-def series_names(store: Store) -> list[tuple[str, str]]:
-    """Every series with samples in the database."""
-    return list(store.series_names())
-
-
 def fired_levels(alerts: Sequence[dict[str, Any]]) -> tuple[float, ...]:
     """The z levels of the rules that fired, from the ``when`` stored with each alert."""
     levels = {z for a in alerts if a.get("rule_when") for z in z_levels_of(a["rule_when"])}
