@@ -243,7 +243,8 @@ def sides_clean(offsets: npt.NDArray[np.int64], px: FloatArray, qty: FloatArray,
 
 def all_finite(values: FloatArray) -> bool:
     """True when every value is finite (one reduction: NaN and infinities reach the sum)."""
-    return bool(np.isfinite(values.sum()))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: not finite
+        return bool(np.isfinite(values.sum()))
 
 
 def batch_flags(bid_offsets: npt.NDArray[np.int64], bid_px: FloatArray, bid_qty: FloatArray,
