@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from wis_monitor.book import make_book
+from wis_monitor.book import all_finite, make_book
 
 GOOD_B = [[100.0, 1.0], [99.0, 2.0]]
 GOOD_A = [[101.0, 1.0], [102.0, 2.0]]
@@ -50,3 +51,11 @@ def test_contract_fields_and_levels() -> None:
     assert book.same_levels(same)
     other, _ = make_book(GOOD_B, [[101.0, 1.5], [102.0, 2.0]])
     assert not book.same_levels(other)
+
+
+def test_infinities_of_both_signs_are_not_finite_and_raise_no_warning() -> None:
+    """Their sum is NaN: the batch check must say "not finite", quietly (warnings are errors
+    in the suite)."""
+    assert not all_finite(np.array([np.inf, 99.5, 100.0, -np.inf]))
+    assert not all_finite(np.array([1.0, np.nan]))
+    assert all_finite(np.array([99.5, 100.0]))
