@@ -116,7 +116,7 @@ def test_every_earlier_schema_upgrades_and_keeps_its_data(tmp_path: Path, ddl: s
     store = SqliteStore(str(db), variants=["wis_fast"])
     assert {"coverage_bps", "ofi", "ofi_z", "wis_fast", "wis_fast_z"} <= store.sample_columns()
     assert [m.name for m in migrations.applied(store.db)] == [
-        "0001_tables", "0002_orderflow_columns"]
+        "0001_tables", "0002_orderflow_columns", "0003_instances_leases_claims"]
     last = store.latest_sample("v", "X/Y")
     assert last is not None and (last.ts_ms, last.quality, last.error) == (
         T0 + 1000, "error", "timeout")
@@ -147,7 +147,7 @@ def test_a_new_or_upgraded_database_opens_again_without_running_a_migration_twic
             _old_database(db, V1_FIRST)
         SqliteStore(str(db)).close()
         store = SqliteStore(str(db))
-        assert len(migrations.applied(store.db)) == 2
+        assert len(migrations.applied(store.db)) == 3
         assert not migrations.pending(store.db)
         store.close()
 

@@ -71,5 +71,14 @@ class SourceError(WisMonitorError):
 
 
 class StoreError(WisMonitorError):
-    """SQLite refused a read or a write."""
+    """The database refused a read or a write."""
+
+
+class Fenced(WisMonitorError):
+    """A write carried the fencing token of a lease another instance has taken since: the
+    store refused it, and the writer must step down (its successor owns those series now)."""
+
+    def __init__(self, leases: list[str]) -> None:
+        super().__init__(f"lease(s) taken over by another instance: {', '.join(leases)}")
+        self.leases = leases
 

@@ -43,10 +43,15 @@ class Dispatcher:
     """
 
     def __init__(self, config: Config, store: Store, *, clock: Clock,
-                 chart: ChartMaker | None = None) -> None:
+                 chart: ChartMaker | None = None, owner: str = "") -> None:
         self.store = store
         self.clock = clock
         self.chart = chart
+        #: The instance claiming rows in a shared outbox (one instance: any name will do).
+        self.owner = owner or "local"
+        #: Rows taken over from an instance whose claim ran out unsettled (it may have sent
+        #: them before it died: the one way a message can go out twice).
+        self.reclaimed = 0
         self._busy: dict[str, asyncio.Task[None]] = {}
         self.configure(config)
 
@@ -150,7 +155,8 @@ class Dispatcher:
                                f'channel "{name}" is no longer configured')
             return
         max_age = ms(channel.max_age)
-        claimed = set(self.store.claim(_ids([r for b in batches for r in b])))
+        claimed = self._claim(name, channel, [r for b in batches for r in b], now_ms,
+                              len(batches))
         fresh = []
         for rows in ([r for r in b if r.id in claimed] for b in batches):
             if not rows:
@@ -166,6 +172,8 @@ class Dispatcher:
             return  # they stay pending and are folded once the minute has passed
         single, folded = (fresh, []) if len(fresh) <= room else (fresh[:room - 1], fresh[room - 1:])
         for rows in single:
+            if len(self._claim(name, channel, rows, self._now_ms(now_ms), 1)) < len(rows):
+                continue  # another instance took them over while this one was held up
             msg = (await self._render(rows[0]) if len(rows) == 1
                    else render_group([r.as_template_dict() for r in rows]))
             attach = await self._chart(rows[0]) if channel.attach_chart else None
@@ -176,6 +184,20 @@ class Dispatcher:
             msg = render_summary([r.as_template_dict() for r in flat], name, channel.per_minute)
             ok, err = await send(channel.url, channel.timeout.total_seconds(), msg)
             self._outcome(flat, ok, err, self._now_ms(now_ms), name, summary=True)
+
+    def _claim(self, name: str, channel: Channel, rows: list[Delivery], now_ms: int,
+               messages: int) -> set[int]:
+        """Claim ``rows`` for as long as ``messages`` sends may take (and half a minute);
+        which this instance may send."""
+        ttl = messages * ms(channel.timeout) + 30_000
+        taken = self.store.claim(_ids(rows), self.owner, now_ms, ttl)
+        for i, previous in taken.items():
+            if previous is not None and previous != self.owner:
+                self.reclaimed += 1
+                log.warning("%s: delivery %d was claimed by instance %s, which did not settle it "
+                            "in time: sending it (a duplicate if %s sent it before it stopped)",
+                            name, i, previous, previous)
+        return set(taken)
 
     async def _render(self, delivery: Delivery) -> Message:
         """The alert's message, rendered off the event loop (a template may take its budget)."""

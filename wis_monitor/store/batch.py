@@ -18,6 +18,10 @@ class Batch:
     #: When the deliveries of its alerts were queued (default: each alert's own time); a
     #: replay with --notify queues at the wall clock, not at the recording's.
     queued_ms: int | None = None
+    #: The fencing tokens of the leases the writer holds over what the batch holds (lease
+    #: name -> token): a shared store refuses the batch, raising Fenced, when one of them is
+    #: no longer current. Empty: no lease is checked (one instance).
+    fence: dict[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.samples or self.alerts or self.states or self.books)

@@ -1,13 +1,19 @@
 """The interface of a store: what the monitor and its tools need from a database.
 
-:class:`~wis_monitor.store.sqlite.SqliteStore` implements it; a second backend (PostgreSQL,
-for several instances) would implement the same methods. Rows are the typed ones of
-:mod:`wis_monitor.store.rows`; times are milliseconds since the epoch.
+:class:`~wis_monitor.store.sqlite.SqliteStore` (one instance, the embedded default) and
+:class:`~wis_monitor.store.postgres.PostgresStore` (shared by several instances) implement it.
+Rows are the typed ones of :mod:`wis_monitor.store.rows`; times are milliseconds since the
+epoch.
+
+Several instances on one store coordinate through it: each heartbeats, venues and groups are
+held under leases with fencing tokens (a batch carrying an outdated token is refused with
+:class:`~wis_monitor.errors.Fenced`), and the outbox is claimed row by row with an expiry, so
+one instance sends each delivery.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Protocol
 
 from wis_monitor.store.batch import Batch
@@ -18,6 +24,8 @@ from wis_monitor.store.rows import (
     Delivery,
     Firing,
     FiringState,
+    InstanceRow,
+    LeaseRow,
     RuleFirings,
     SampleRow,
     Silence,
@@ -26,11 +34,15 @@ from wis_monitor.store.rows import (
 
 
 class Store(Protocol):
+    #: What to call the database in messages: a file path, or a URL without its password.
     path: str
+    #: Several instances may share it (PostgreSQL): the daemon then takes leases.
+    shared: bool
 
     def close(self) -> None: ...
 
-    # writes: a cycle's batch in one transaction; the WIS variant columns; silences
+    # writes: a cycle's batch in one transaction (refused with Fenced when one of its
+    # batch.fence tokens is outdated); the WIS variant columns; silences
     def write(self, batch: Batch) -> list[int]: ...
     def use_variants(self, variants: Sequence[str]) -> None: ...
     def add_silence(self, rule: str, matchers: dict[str, str], created_ms: int,
@@ -39,7 +51,8 @@ class Store(Protocol):
 
     # what a (re)start of the engine reads back
     def alert_states(self) -> dict[tuple[str, str], StateData]: ...
-    def history(self, since_ms: int, metrics: Sequence[str]) -> Iterator[dict[str, Any]]: ...
+    def history(self, since_ms: int, metrics: Sequence[str],
+                venues: Collection[str] | None = None) -> Iterator[dict[str, Any]]: ...
     def last_good(self) -> dict[tuple[str, str], int]: ...
     def first_samples(self, series: Sequence[tuple[str, str]]
                       ) -> dict[tuple[str, str], int]: ...
@@ -49,7 +62,8 @@ class Store(Protocol):
 
     # the outbox
     def due(self) -> list[Delivery]: ...
-    def claim(self, ids: Sequence[int]) -> list[int]: ...
+    def claim(self, ids: Sequence[int], owner: str, now_ms: int, ttl_ms: int
+              ) -> dict[int, str | None]: ...
     def sent_since(self, channel: str, since_ms: int) -> list[Delivery]: ...
     def messages_sent(self, channel: str, since_ms: int) -> int: ...
     def mark_sent(self, ids: Sequence[int], now_ms: int) -> None: ...
@@ -57,6 +71,14 @@ class Store(Protocol):
     def give_up(self, ids: Sequence[int], now_ms: int, reason: str) -> None: ...
     def record_failure(self, delivery_id: int, attempts: int, error: str,
                        retry_ms: int) -> None: ...
+
+    # instances and leases
+    def heartbeat(self, instance: InstanceRow) -> None: ...
+    def instances(self) -> list[InstanceRow]: ...
+    def leases(self) -> list[LeaseRow]: ...
+    def acquire(self, name: str, owner: str, now_ms: int, ttl_ms: int,
+                expect: LeaseRow | None = None) -> LeaseRow | None: ...
+    def release(self, names: Sequence[str], owner: str) -> None: ...
 
     # retention
     def prune(self, before_ms: int, limit: int | None = None) -> int: ...

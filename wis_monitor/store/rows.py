@@ -181,3 +181,32 @@ def labels_of(text: str | None) -> dict[str, Any]:
     """A JSON object column (labels, details, matchers) as a dict."""
     value = json.loads(text or "{}")
     return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """A monitor instance sharing the store, as its last heartbeat left it."""
+
+    id: str
+    host: str
+    pid: int
+    started_ms: int
+    heartbeat_ms: int
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    """A lease (``venue:ID`` or ``group:NAME``): who holds it (None: released), its fencing
+    token (raised by one each time the lease changes hands) and the holder's times."""
+
+    name: str
+    owner: str | None
+    token: int
+    acquired_ms: int
+    renewed_ms: int
+    expires_ms: int
+
+    def held_by(self, owner: str) -> bool:
+        return self.owner == owner
+

@@ -88,6 +88,21 @@ def _orderflow_columns(db: sqlite_utils.Database) -> None:
     add_sample_columns(db, ("coverage_bps", "ofi", "ofi_z"))
 
 
+@_migration("0003_instances_leases_claims")
+def _instances_leases_claims(db: sqlite_utils.Database) -> None:
+    """Instances sharing the store, their leases, and who claimed a delivery until when."""
+    db.execute("CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, host TEXT NOT NULL,"
+               " pid INTEGER NOT NULL, started_ts INTEGER NOT NULL,"
+               " heartbeat_ts INTEGER NOT NULL, version TEXT NOT NULL DEFAULT '')")
+    db.execute("CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT,"
+               " token INTEGER NOT NULL, acquired_ts INTEGER NOT NULL,"
+               " renewed_ts INTEGER NOT NULL, expires_ts INTEGER NOT NULL)")
+    existing = {c.name for c in db["deliveries"].columns}
+    for col, kind in (("claimed_by", "TEXT"), ("claim_expires_ts", "INTEGER")):
+        if col not in existing:
+            db.execute(f"ALTER TABLE deliveries ADD COLUMN {col} {kind}")
+
+
 def add_sample_columns(db: sqlite_utils.Database, columns: Sequence[str]) -> None:
     """Add these REAL columns to ``samples`` where missing (WIS variants, later metrics)."""
     existing = {c.name for c in db["samples"].columns}

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 import sqlite_utils
 
-from wis_monitor.errors import StoreError
+from wis_monitor.errors import Fenced, StoreError
 from wis_monitor.redact import redact, redact_values
 from wis_monitor.store.batch import Batch
 from wis_monitor.store.reports import Reports
@@ -32,6 +32,8 @@ from wis_monitor.store.rows import (
     BookRow,
     Delivery,
     Firing,
+    InstanceRow,
+    LeaseRow,
     SampleRow,
     Severity,
     Silence,
@@ -45,6 +47,10 @@ from wis_monitor.store.sql import GOOD, alert_of, series_where
 _DELIVERY = ("SELECT d.id AS delivery_id, d.channel, d.status, d.attempts, d.created_ts,"
              " d.next_attempt_ts, d.sent_ts, d.last_error, a.* FROM deliveries d"
              " JOIN alerts a ON a.id = d.alert_id")
+
+
+#: A lease's columns in the order of LeaseRow's fields.
+_LEASE = "name, owner, token, acquired_ts, renewed_ts, expires_ts"
 
 
 def encode_levels(levels: np.ndarray) -> bytes:
@@ -95,6 +101,8 @@ def _silence_of(r: dict[str, Any]) -> Silence:
 
 class SqliteStore(Reports):
     """The SQLite database of one monitor."""
+
+    shared = False  # one host: no leases are taken (the methods work, for tests and tools)
 
     def __init__(self, path: str, *, variants: Sequence[str] = (), readonly: bool = False,
                  busy_timeout_s: float = 5.0) -> None:
@@ -208,6 +216,8 @@ class SqliteStore(Reports):
         ids: list[int] = []
         with self._errors(), self.db.atomic():
             conn = self.db.conn
+            if batch.fence:
+                self._check_fence(batch.fence)
             if batch.samples:
                 conn.executemany(self._insert_sample, self.sample_params(batch.samples))
             if batch.books:
@@ -225,6 +235,15 @@ class SqliteStore(Reports):
                     [(rule, key, _state_name(d), d.get("active_at_ms"), d.get("last_sent_ms"),
                       json.dumps(d, sort_keys=True)) for (rule, key), d in batch.states.items()])
         return ids
+
+    def _check_fence(self, fence: dict[str, int]) -> None:
+        """Refuse the batch (Fenced) when a lease it was written under changed hands."""
+        marks = ", ".join("?" for _ in fence)
+        current = dict(self.db.conn.execute(
+            f"SELECT name, token FROM leases WHERE name IN ({marks})", list(fence)).fetchall())
+        stale = sorted(n for n, token in fence.items() if current.get(n) != token)
+        if stale:
+            raise Fenced(stale)
 
     def _write_alert(self, a: AlertEvent, queued_ms: int | None) -> int:
         conn = self.db.conn
@@ -273,12 +292,17 @@ class SqliteStore(Reports):
         return {(r["rule"], r["key"]): json.loads(r["data"])
                 for r in self._rows("SELECT rule, key, data FROM alert_state")}
 
-    def history(self, since_ms: int, metrics: Sequence[str]) -> Iterator[dict[str, Any]]:
-        """Good samples since ``since_ms`` (oldest first), to rebuild z-score windows: each
-        a dict of ``ts``, ``venue``, ``symbol``, ``mid`` and the ``metrics``."""
+    def history(self, since_ms: int, metrics: Sequence[str],
+                venues: Collection[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Good samples since ``since_ms`` (of these venues), oldest first, to rebuild z-score
+        windows: each a dict of ``ts``, ``venue``, ``symbol``, ``mid`` and the ``metrics``."""
         cols = ", ".join(f"[{m}]" for m in ("ts", "venue", "symbol", "mid", *metrics))
-        yield from self._iterate(f"SELECT {cols} FROM samples WHERE ts >= ? AND {GOOD}"
-                                 " ORDER BY ts", [since_ms])
+        only, params = "", [cast(Any, since_ms)]
+        if venues is not None:
+            only = f" AND venue IN ({', '.join('?' for _ in venues)})"
+            params.extend(venues)
+        yield from self._iterate(f"SELECT {cols} FROM samples WHERE ts >= ? AND {GOOD}{only}"
+                                 " ORDER BY ts", params)
 
     def _iterate(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """Rows one at a time (large reads), with SQLite errors as StoreError."""
@@ -350,14 +374,29 @@ class SqliteStore(Reports):
             [channel, since_ms, FOLDED, GROUPED])
         return int(rows[0]["n"]) if rows else 0
 
-    def claim(self, ids: Sequence[int]) -> list[int]:
-        """The deliveries of ``ids`` still pending, which this dispatcher may send (one process
-        owns a SQLite outbox; a shared backend would mark them taken here)."""
+    def claim(self, ids: Sequence[int], owner: str, now_ms: int, ttl_ms: int
+              ) -> dict[int, str | None]:
+        """Claim the deliveries of ``ids`` still pending and not claimed by another instance
+        until after ``now_ms``: this one sends them, until ``now_ms + ttl_ms``. Returns the ids
+        taken, each with the instance whose claim expired unsettled (it may have sent it before
+        dying), else None."""
         if not ids:
-            return []
+            return {}
         marks = ", ".join("?" for _ in ids)
-        return [int(r["id"]) for r in self._rows(
-            f"SELECT id FROM deliveries WHERE id IN ({marks}) AND status = 'pending'", ids)]
+        taken: dict[int, str | None] = {}
+        with self._errors(), self.db.atomic():
+            conn = self.db.conn
+            for i, by, until in conn.execute(
+                    f"SELECT id, claimed_by, claim_expires_ts FROM deliveries WHERE id IN ({marks})"
+                    " AND status = 'pending' ORDER BY id", list(ids)).fetchall():
+                live = by is not None and until is not None and until > now_ms
+                if live and by != owner:
+                    continue
+                taken[int(i)] = None if live or by is None else by
+            conn.executemany(
+                "UPDATE deliveries SET claimed_by = ?, claim_expires_ts = ? WHERE id = ?",
+                [(owner, now_ms + ttl_ms, i) for i in taken])
+        return taken
 
     def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
         """Sent in one message: the first carries it, the others went in it (grouped)."""
@@ -375,8 +414,9 @@ class SqliteStore(Reports):
 
     def record_failure(self, delivery_id: int, attempts: int, error: str, retry_ms: int) -> None:
         """A failed attempt: counted, its error kept, retried not before ``retry_ms``."""
-        self.execute("UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_ts = ?"
-                     " WHERE id = ?", [attempts, error[:500], retry_ms, delivery_id])
+        self.execute("UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_ts = ?,"
+                     " claimed_by = NULL, claim_expires_ts = NULL WHERE id = ?",
+                     [attempts, error[:500], retry_ms, delivery_id])
 
     def _settle(self, ids: Sequence[int], status: str, now_ms: int, note: str | None) -> None:
         if ids:
@@ -384,6 +424,55 @@ class SqliteStore(Reports):
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
                 " sent_ts = ? WHERE id = ?",
                 [(status, note, now_ms if status == "sent" else None, i) for i in ids])
+
+    # -- instances and leases ---------------------------------------------------------------
+
+    def heartbeat(self, instance: InstanceRow) -> None:
+        self.execute("INSERT OR REPLACE INTO instances (id, host, pid, started_ts, heartbeat_ts,"
+                     " version) VALUES (?, ?, ?, ?, ?, ?)",
+                     [instance.id, instance.host, instance.pid, instance.started_ms,
+                      instance.heartbeat_ms, instance.version])
+
+    def instances(self) -> list[InstanceRow]:
+        return [InstanceRow(r["id"], r["host"], int(r["pid"]), int(r["started_ts"]),
+                            int(r["heartbeat_ts"]), r["version"])
+                for r in self._rows("SELECT * FROM instances ORDER BY id")]
+
+    def leases(self) -> list[LeaseRow]:
+        return [LeaseRow(*r.values()) for r in self._rows(
+            f"SELECT {_LEASE} FROM leases ORDER BY name")]
+
+    def acquire(self, name: str, owner: str, now_ms: int, ttl_ms: int,
+                expect: LeaseRow | None = None) -> LeaseRow | None:
+        """Renew the lease ``name`` if ``owner`` holds it; take it if it is free (never held,
+        released) or still exactly as ``expect`` (its holder seen to stop renewing), raising
+        its fencing token. Returns the lease as held now, None if another holds it."""
+        with self._errors(), self.db.atomic():
+            conn = self.db.conn
+            row = conn.execute(f"SELECT {_LEASE} FROM leases WHERE name = ?", [name]).fetchone()
+            times = (now_ms, now_ms + ttl_ms)
+            if row is None:
+                conn.execute(f"INSERT INTO leases ({_LEASE}) VALUES (?, ?, 1, ?, ?, ?)",
+                             [name, owner, now_ms, *times])
+            else:
+                held = LeaseRow(*row)
+                if held.owner == owner:
+                    conn.execute("UPDATE leases SET renewed_ts = ?, expires_ts = ? WHERE name = ?",
+                                 [*times, name])
+                elif held.owner is None or held == expect:
+                    conn.execute("UPDATE leases SET owner = ?, token = token + 1, acquired_ts = ?,"
+                                 " renewed_ts = ?, expires_ts = ? WHERE name = ?",
+                                 [owner, now_ms, *times, name])
+                else:
+                    return None
+            got = conn.execute(f"SELECT {_LEASE} FROM leases WHERE name = ?", [name]).fetchone()
+        return LeaseRow(*got)
+
+    def release(self, names: Sequence[str], owner: str) -> None:
+        """Give up these leases (a successor takes them at once, with a new token)."""
+        if names:
+            self.executemany("UPDATE leases SET owner = NULL WHERE name = ? AND owner = ?",
+                             [(n, owner) for n in names])
 
     # -- retention --------------------------------------------------------------------------
 
