@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,12 @@ class Config:
         if state:
             return str(Path(state.split(":")[0]) / "wis.db")
         return "wis.db"
+
+    def instance_id(self) -> str:
+        """This instance's name on a shared store: ``$WIS_INSTANCE_ID``, else ``instance.id``,
+        else the host name."""
+        return (os.environ.get("WIS_INSTANCE_ID") or self.settings.instance.id
+                or socket.gethostname())
 
     def group_members(self, group: str) -> list[tuple[str, str]]:
         return [split_member(m) for m in self.settings.groups.get(group, [])]

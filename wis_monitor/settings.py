@@ -93,6 +93,7 @@ class Model(BaseModel):
 
 class Storage(Model):
     path: str | None = None
+    url: str | None = None  # postgresql://... (a store shared by several instances)
     retention: PositiveDuration = timedelta(days=30)
     record_books: bool = False
     record_levels_bps: float = Field(100.0, gt=0)
@@ -177,6 +178,7 @@ class Venue(Model):
     ccxt: dict[str, Any] = {}
     sim: Sim = Sim()
     books: str | None = None  # exchange: replay
+    prefer: list[Annotated[str, Field(pattern=NAME)]] = []  # instances, on a shared store
 
 
 class Channel(Model):
@@ -206,6 +208,11 @@ class Http(Model):
     listen: str | None = None
 
 
+class Instance(Model):
+    id: Annotated[str, Field(pattern=NAME)] | None = None  # default: the host name
+    lease_ttl: PositiveDuration = timedelta(seconds=15)
+
+
 class Settings(Model):
     storage: Storage = Storage()
     sampling: Sampling = Sampling()
@@ -216,6 +223,7 @@ class Settings(Model):
     rules: RulesBlock = RulesBlock()
     feed_stale: FeedStale = FeedStale()
     http: Http = Http()
+    instance: Instance = Instance()
     series_settings: list[str] = []
 
 
@@ -260,7 +268,8 @@ def salvage(data: dict[str, Any]) -> Settings:
         elif key == "channels" and isinstance(value, dict):
             good[key] = {name: _valid_keys(Channel, c, {"url": "console://"})
                          for name, c in value.items()}
-        elif key in ("storage", "sampling", "metrics", "feed_stale", "http", "rules"):
+        elif key in ("storage", "sampling", "metrics", "feed_stale", "http", "rules",
+                     "instance"):
             model = Settings.model_fields[key].annotation
             if isinstance(model, type) and issubclass(model, BaseModel):
                 good[key] = _valid_keys(model, value, {})
@@ -477,6 +486,7 @@ def check_settings(doc: yamlsource.Document, s: Settings, named_series: set[tupl
             split_listen(s.http.listen)
         except ValueError as exc:
             doc.problem(("http", "listen"), str(exc))
+    _check_shared(doc, s)
     for group, members in s.groups.items():
         if not re.fullmatch(NAME, group):
             doc.problem(("groups", group), f"bad group name {group!r}: letters, digits, _ . -")
@@ -499,6 +509,39 @@ def check_settings(doc: yamlsource.Document, s: Settings, named_series: set[tupl
         for j, ch in enumerate(s.feed_stale.channels):
             if ch not in s.channels:
                 doc.problem(("feed_stale", "channels", j), unknown_name("channel", ch, s.channels))
+
+
+def _check_shared(doc: yamlsource.Document, s: Settings) -> None:
+    """A PostgreSQL store: its URL (not connected to here) and the lease settings."""
+    url = s.storage.url
+    if url is not None:
+        if s.storage.path is not None:
+            doc.problem(("storage", "url"), "give storage.path (SQLite) or storage.url "
+                        "(PostgreSQL), not both")
+        shown = doc.unresolved.get(("storage", "url"), url)
+        bad = postgres_url_problem(shown)
+        if bad:
+            doc.problem(("storage", "url"), bad)
+    if s.instance.lease_ttl < timedelta(seconds=3):
+        doc.problem(("instance", "lease_ttl"), "lease_ttl must be at least 3s (a lease is "
+                    "renewed every second)")
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a PostgreSQL URL wis-monitor can use (None: it looks usable)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        return f"not a PostgreSQL URL: {exc}"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return (f'storage.url must start with postgresql:// (not "{parts.scheme}://"); '
+                "a SQLite file goes in storage.path")
+    if not parts.path.strip("/") and not parts.hostname:
+        return "storage.url names no host and no database (postgresql://USER@HOST/DB)"
+    return None
 
 
 def _check_smooth(doc: yamlsource.Document, m: Metrics, loc: tuple[Any, ...] = ("metrics",),

@@ -34,6 +34,16 @@ DESCRIPTIONS: dict[str, str] = {
     "Settings.rules": "The rule files.",
     "Settings.feed_stale": "The built-in `feed-stale` rule: a series without a good book.",
     "Settings.http": "The HTTP endpoint for `/metrics` and `/healthz`.",
+    "Settings.instance": "This instance, among several sharing a PostgreSQL store "
+                         "(docs/scaling.md).",
+    "Instance.id": "The instance's name in leases and `status`; default: the host name "
+                   "(`run --instance` and `$WIS_INSTANCE_ID` override it).",
+    "Instance.lease_ttl": "A venue or group whose holder stops renewing its lease is taken "
+                          "over after this long (at least 3s).",
+    "Storage.url": "A PostgreSQL store shared by several instances, `postgresql://USER@HOST/DB`"
+                   " (password via `${credential:NAME}`); instead of `path`.",
+    "Venue.prefer": "On a shared store: the instances that sample this venue while one of "
+                    "them is up.",
     "Settings.series_settings": "Files of per-series metric settings (what `calibrate "
                                 "--write` makes), relative to this file.",
     "Storage.path": "The SQLite database; default `$STATE_DIRECTORY/wis.db` under systemd, "
