@@ -33,7 +33,7 @@ OWNERS = {
 LAYERS = (
     {"__main__", "cli"},
     {"daemon", "tools"},
-    {"engine", "series", "enrich", "outbox", "health", "telemetry"},
+    {"engine", "series", "enrich", "outbox", "health", "telemetry", "leases"},
     {"sources"},
     {"config", "rulefile", "settings", "yamlsource"},
     {"message", "template", "channel", "store", "clock", "sdnotify", "log", "redact"},

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from wis_monitor.duration import ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
 from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetch, status_line
+from wis_monitor.leases import Shard
 from wis_monitor.sdnotify import Notifier
 from wis_monitor.sources import Observation, Source, make_source
 from wis_monitor.store import Batch, BufferedWriter, SqliteStore, Store
@@ -79,6 +80,8 @@ class Daemon:
         self._loop_beat = clock.monotonic()
         self._in_flight = 0
         self._out_of_order_warned: set[tuple[str, str]] = set()
+        self.shard: Shard | None = None  # on a shared store: this instance's leases
+        self._reclaimed = 0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -103,11 +106,15 @@ class Daemon:
             log.error("%s", exc)
             return 1
         engine = Engine(config, self.store)
+        if self.store.shared:  # the leases say which venues and groups are this instance's
+            self.shard = Shard(self.store, config, self.clock, self.telemetry,
+                               self._start_sources)
+            engine.owned, engine.held_groups = set(), set()
         retired = Batch()  # alerts of rules no longer in the configuration: resolved
         engine.on_out_of_order = self._out_of_order
         restored = engine.restore(self.clock.now_ms(), retired)
         try:
-            sources = await self._start_sources(config)
+            sources = await self._start_sources(config, only=engine.owned)
         except Exception as exc:  # e.g. a replay venue's recording cannot be read
             log.error("cannot start the sources: %s: %s", type(exc).__name__, exc)
             self.store.close()
@@ -118,6 +125,8 @@ class Daemon:
                  config.path, len(config.settings.venues), len(config.rules), self.store.path,
                  restored)
         self.dispatcher = self._make_dispatcher(config)
+        if self.shard is not None:
+            await self.shard.tick(config, engine, sources)
         return 0
 
     async def sample_all(self) -> None:
@@ -146,9 +155,7 @@ class Daemon:
             except (ValueError, RuntimeError):  # not the main thread (embedded use)
                 log.debug("not handling %s outside the main thread", signal.Signals(sig).name)
         self._start_scheduler()
-        task = asyncio.create_task(self._dispatch_loop())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._dispatch_loop())
         await self.start_http()
         self.notifier.ready(self._status())
         try:
@@ -306,7 +313,7 @@ class Daemon:
         keep = {v.id for v in config.settings.venues
                 if v in rt.config.settings.venues and v.id in old_sources}
         try:
-            new = await self._start_sources(config, skip=keep)
+            new = await self._start_sources(config, skip=keep, only=rt.engine.owned)
         except Exception as exc:  # e.g. a replay venue's file vanished since `check`
             log.error("reload rejected: %s: %s; the previous configuration keeps running",
                       type(exc).__name__, exc)
@@ -319,6 +326,8 @@ class Daemon:
                 log.error("reload: %s", exc)
         engine = Engine(config, self.store)
         engine.on_out_of_order = self._out_of_order
+        if rt.engine.owned is not None and rt.engine.held_groups is not None:  # shared store
+            engine.owned, engine.held_groups = set(rt.engine.owned), set(rt.engine.held_groups)
         for metric in engine.adopt(rt.engine):
             log.info("reload: the z-score window of %s is not carried over (its definition "
                      "changed): rebuilt from the database unless its kernel changed",
@@ -350,11 +359,12 @@ class Daemon:
 
     # -- sources and sampling -----------------------------------------------------------------
 
-    async def _start_sources(self, config: Config, skip: set[str] | None = None
-                             ) -> dict[str, Source]:
+    async def _start_sources(self, config: Config, skip: set[str] | None = None,
+                             only: set[str] | None = None) -> dict[str, Source]:
+        """The sources of the configured venues (``only`` these; not those to ``skip``)."""
         sources: dict[str, Source] = {}
         for venue in config.settings.venues:
-            if skip and venue.id in skip:
+            if (skip and venue.id in skip) or (only is not None and venue.id not in only):
                 continue
             sources[venue.id] = make_source(venue, config, self.clock)
         await asyncio.gather(*(s.start() for s in sources.values()))
@@ -406,15 +416,16 @@ class Daemon:
             observations = await asyncio.gather(
                 *(fetch(source, sym, start, timeout_s, self.clock) for sym in venue.symbols)
             )
-            if self.rt is not rt:  # reloaded meanwhile: the new engine takes over
+            if self.rt is not rt or venue_id not in rt.sources:  # reloaded or lease lost
                 return
             self.health.record(venue_id, observations)
-            self._process(rt, observations)
+            self._process(rt, observations, venue_id)
         finally:
             self._in_flight -= 1
 
-    def _process(self, rt: Runtime, observations: list[Observation]) -> None:
+    def _process(self, rt: Runtime, observations: list[Observation], venue: str) -> None:
         batch, samples = rt.engine.process(observations, self.clock.now_ms())
+        batch.fence = self.shard.fence(venue) if self.shard is not None else {}
         self._write(batch)
         self.telemetry.observe(samples, rt.engine.z_metrics)
         if self.on_sample is not None:
@@ -444,6 +455,12 @@ class Daemon:
             self.notifier.status(self._status())
         if out.recovered:
             log.info("database writable again")
+        if out.fenced:
+            self.telemetry.fenced.inc(len(out.fenced))
+            if self.shard is not None:
+                rt = self._rt()
+                stale = self.shard.step_down_all(out.fenced[0][1], rt.engine, rt.sources)
+                self._spawn(self._close_sources(stale))
         for written in out.batches:
             for a in written.alerts:
                 log.warning("alert %s", a.summary)
@@ -469,7 +486,11 @@ class Daemon:
                 if not ok:
                     log.error("ops alert to %s failed: %s", name, err)
 
-        task = asyncio.create_task(notify_all())
+        self._spawn(notify_all())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of the daemon's (cancelled at the stop)."""
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -477,6 +498,8 @@ class Daemon:
         """Every second: stale feeds, silences that end, retention; beats the watchdog."""
         self._loop_beat = self.clock.monotonic()
         rt = self._rt()
+        if self.shard is not None:
+            await self.shard.tick(rt.config, rt.engine, rt.sources)
         batch = Batch()
         now = self.clock.now_ms()
         rt.engine.check_all_stale(now, batch)
@@ -485,6 +508,9 @@ class Daemon:
         except StoreError as exc:
             log.warning("cannot read silences: %s", exc)
         rt.engine.release_silenced(now, batch)
+        if rt.engine.held_groups:  # members sampled elsewhere: evaluated on this timer
+            rt.engine.evaluate_groups(now, batch)
+        batch.fence = self.shard.fence(None) if self.shard is not None else {}
         self._write(batch)
         if self.store is not None and self.clock.monotonic() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = self.clock.monotonic()
@@ -520,7 +546,8 @@ class Daemon:
         from wis_monitor.outbox import Dispatcher
         from wis_monitor.tools.chart import alert_chart
 
-        return Dispatcher(config, self.store, clock=self.clock, chart=alert_chart)
+        return Dispatcher(config, self.store, clock=self.clock, chart=alert_chart,
+                          owner=self.shard.id if self.shard is not None else "")
 
     def _soon(self, delay_s: float) -> Any:
         return utc(self.clock) + timedelta(seconds=delay_s)

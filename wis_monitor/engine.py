@@ -9,7 +9,6 @@ the source and the clock differ between modes.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -98,6 +97,11 @@ class Engine:
         )
         #: Told of each observation dropped for not being newer than its series' last one.
         self.on_out_of_order: Callable[[Observation, int], None] | None = None
+        #: On a shared store: the venues and groups whose leases this instance holds (None:
+        #: all, one instance). The others' series and alerts are their holders' business.
+        self.owned: set[str] | None = None
+        self.held_groups: set[str] | None = None
+        self._member_columns: list[str] | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -170,14 +174,48 @@ class Engine:
         The alerts the configuration no longer covers are resolved into ``batch``."""
         if self.store is None:
             return 0
+        n = self._restore(now_ms, self.owned, self.held_groups)
+        self.refresh_silences(now_ms)
+        self.retire(now_ms, batch if batch is not None else Batch())
+        return n
+
+    def take_over(self, venues: set[str], groups: set[str], now_ms: int) -> int:
+        """This instance now holds these venues' and groups' leases: carry on from the store
+        (alert state, pending timers, z-score windows) where their previous holder left off."""
+        if self.owned is not None:
+            self.owned |= venues
+        if self.held_groups is not None:
+            self.held_groups |= groups
+        return self._restore(now_ms, venues, groups) if self.store is not None else 0
+
+    def step_down(self, venues: set[str], groups: set[str]) -> None:
+        """Another instance holds these now: forget their series and alert state."""
+        if self.owned is not None:
+            self.owned -= venues
+        if self.held_groups is not None:
+            self.held_groups -= groups
+        for key in [k for k in self.series if k[0] in venues]:
+            del self.series[key]
+            self._rules_for.pop(key, None)
+        for held in [k for k in self.instances if _covers(k[1], venues, groups)]:
+            del self.instances[held]
+
+    def _restore(self, now_ms: int, venues: set[str] | None, groups: set[str] | None) -> int:
+        """Alert state and windows of these venues and groups (None: every one) from the
+        store; returns the samples replayed."""
+        assert self.store is not None
         for (rule, key), data in self.store.alert_states().items():
-            self.instances[(rule, key)] = Instance.from_json(data)
-        configured = {(v.id, sym) for v in self.config.settings.venues for sym in v.symbols}
+            if venues is None or _covers(key, venues, groups or set()):
+                self.instances[(rule, key)] = Instance.from_json(data)
+        configured = {(v.id, sym) for v in self.config.settings.venues for sym in v.symbols
+                      if venues is None or v.id in venues}
+        if not configured:
+            return 0
         since = now_ms - max([self.zspec.history_ms(), *(
             self.config.metrics_for(*key).zscore.spec().history_ms() for key in configured)])
         n = 0
         history: dict[tuple[str, str], int] = {}  # how far back each series' z-scores look
-        for row in self.store.history(since, self._restored_columns()):
+        for row in self.store.history(since, self._restored_columns(), venues):
             series = (row["venue"], row["symbol"])
             if series not in configured:
                 continue
@@ -202,8 +240,6 @@ class Engine:
             if good is not None and (s.stats.last_good_ms is None or s.stats.last_good_ms < good):
                 s.stats.last_good_ms = good
             s.last_ts_ms = s.stats.last_good_ms
-        self.refresh_silences(now_ms)
-        self.retire(now_ms, batch if batch is not None else Batch())
         return n
 
     def retire(self, now_ms: int, batch: Batch, old: Config | None = None) -> None:
@@ -391,6 +427,8 @@ class Engine:
         a member of which was just ``sampled`` (default: all)."""
         for rule in self.group_rules:
             group = rule.spec.group or ""
+            if self.held_groups is not None and group not in self.held_groups:
+                continue  # another instance holds the group's lease
             if sampled is not None and sampled.isdisjoint(self.config.group_members(group)):
                 continue
             members = self._current_members(group, now_ms)
@@ -405,12 +443,41 @@ class Engine:
         recovers)."""
         out = {}
         for venue, symbol in self.config.group_members(group):
+            if self.owned is not None and venue not in self.owned:
+                shared = self._shared_member(venue, symbol, now_ms)
+                if shared is not None:
+                    out[f"{venue}:{symbol}"] = shared
+                continue
             s = self.series.get((venue, symbol))
             if s is None or s.stats.last_good_ms is None or not s.last_values:
                 continue
             if now_ms - s.stats.last_good_ms < s.stale_after_ms:
                 out[s.key] = s.last_values
         return out
+
+    def _shared_member(self, venue: str, symbol: str, now_ms: int
+                       ) -> dict[str, float | None] | None:
+        """A group member sampled by another instance: its latest good sample in the shared
+        store, if younger than its venue's ``stale_after`` (else unknown: left out)."""
+        v = self.venues.get(venue)
+        if self.store is None or v is None:
+            return None
+        if self._member_columns is None:
+            self._member_columns = sorted(self.store.sample_columns() - {
+                "ts", "venue", "symbol", "quality", "error"})
+        try:
+            row = self.store.latest_good(venue, symbol, self._member_columns)
+        except StoreError as exc:
+            log.warning("group member %s:%s: cannot read its latest sample: %s", venue, symbol,
+                        exc)
+            return None
+        if row is None or now_ms - row.ts_ms >= self.config.stale_after_ms(v):
+            return None
+        values = dict(row.values)
+        bid, ask = values.get("bid_depth"), values.get("ask_depth")
+        if bid is not None and ask is not None:
+            values["depth"] = bid + ask
+        return values
 
     def _check_stale(self, s: Series, now_ms: int, batch: Batch) -> None:
         if not self.feed_stale_enabled:
@@ -502,17 +569,13 @@ class Engine:
         return s.last_values if s is not None else None
 
     def _silenced(self, row: AlertRow) -> int | None:
-        for sil in self.silences:
-            if not fnmatch.fnmatchcase(row.rule, sil.rule or "*"):
-                continue
-            if sil.created_ms > row.ts_ms or sil.expires_ms <= row.ts_ms:
-                continue
-            fields = {"venue": row.venue or "", "symbol": row.symbol or "", "key": row.key,
-                      "severity": row.severity, **row.labels}
-            if all(fnmatch.fnmatchcase(fields.get(k, ""), str(v))
-                   for k, v in sil.matchers.items()):
-                return sil.id
-        return None
+        return next((sil.id for sil in self.silences if sil.mutes(row)), None)
+
+
+def _covers(key: str, venues: set[str], groups: set[str]) -> bool:
+    """Whether an alert's key (``venue:symbol``, or a group's name) is one of these."""
+    venue, symbol = split_member(key)
+    return venue in venues if symbol else key in groups
 
 
 def _evaluator(rule: Rule) -> Evaluator[Any]:

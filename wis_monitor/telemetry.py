@@ -73,6 +73,16 @@ class Telemetry:
         self.store_ok = Gauge("wis_store_writable", "1 when the last database write succeeded.",
                               registry=r)
         self.store_ok.set(1)
+        # Several instances on one store (docs/scaling.md).
+        self.leases = Gauge("wis_leases_held", "Leases this instance holds, by kind (venue, "
+                            "group).", ["kind"], registry=r)
+        self.takeovers = Counter("wis_lease_takeovers", "Leases taken over from an instance "
+                                 "that stopped renewing them.", registry=r)
+        self.fenced = Counter("wis_writes_fenced", "Batches the store refused because a lease "
+                              "they were written under had been taken over.", registry=r)
+        self.reclaimed = Counter("wis_deliveries_reclaimed", "Deliveries taken over from an "
+                                 "instance whose claim ran out before it settled them (sent "
+                                 "twice if it had sent them).", registry=r)
 
     def observe(self, samples: Iterable[Sample], metrics: Iterable[str]) -> None:
         names = tuple(metrics)

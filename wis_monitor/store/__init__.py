@@ -23,6 +23,8 @@ from wis_monitor.store.rows import (
     Delivery,
     Firing,
     FiringState,
+    InstanceRow,
+    LeaseRow,
     RuleFirings,
     SampleRow,
     Silence,
@@ -35,6 +37,7 @@ from wis_monitor.store.sqlite import SqliteStore, decode_levels, encode_levels
 __all__ = [
     "FOLDED", "GOOD_QUALITIES", "GROUPED", "SCHEMA_VERSION", "AlertEvent", "AlertRow", "Batch",
     "BookRow", "BufferedWriter", "ChannelBacklog", "Delivery", "Firing", "FiringState",
-    "RuleFirings", "SampleRow", "Silence", "SqliteStore", "StateData", "Store", "Written",
+    "InstanceRow", "LeaseRow", "RuleFirings", "SampleRow", "Silence", "SqliteStore",
+    "StateData", "Store", "Written",
     "decode_levels", "encode_levels", "is_good",
 ]

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from wis_monitor.errors import StoreError
+from wis_monitor.errors import Fenced, StoreError
 from wis_monitor.store.batch import Batch
 
 log = logging.getLogger("wis_monitor.store")
@@ -38,6 +38,9 @@ class Written:
     first_failure: bool = False
     #: Writable again after refusing.
     recovered: bool = False
+    #: Batches refused for good: written under a lease another instance has taken since
+    #: (what they held is its to write now), with the leases.
+    fenced: list[tuple[Batch, Fenced]] = field(default_factory=list)
 
 
 class BufferedWriter:
@@ -71,6 +74,12 @@ class BufferedWriter:
             head = self._held[0]
             try:
                 self.store.write(head)
+            except Fenced as exc:
+                self._held.pop(0)
+                out.fenced.append((head, exc))
+                if self.error is not None:
+                    out.recovered, self.error = True, None
+                continue
             except StoreError as exc:
                 out.failed, out.first_failure = exc, self.error is None
                 self.error = str(exc)

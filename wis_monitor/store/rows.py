@@ -7,6 +7,7 @@ on a column order.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +146,17 @@ class Silence:
     expires_ms: int
     reason: str = ""
     created_by: str = ""
+
+    def mutes(self, alert: AlertEvent) -> bool:
+        """Whether this silence keeps ``alert`` back (at the alert's time)."""
+        if not fnmatch.fnmatchcase(alert.rule, self.rule or "*"):
+            return False
+        if self.created_ms > alert.ts_ms or self.expires_ms <= alert.ts_ms:
+            return False
+        fields = {"venue": alert.venue or "", "symbol": alert.symbol or "", "key": alert.key,
+                  "severity": alert.severity, **alert.labels}
+        return all(fnmatch.fnmatchcase(fields.get(k, ""), str(v))
+                   for k, v in self.matchers.items())
 
 
 @dataclass(frozen=True)
