@@ -1,9 +1,9 @@
 """Venues and groups spread over the instances sharing a store, under leases (docs/scaling.md).
 
 Every instance heartbeats each tick. The owner of a lease — ``venue:ID`` or ``group:NAME`` —
-is picked among the instances alive by rendezvous hashing (among the venue's ``prefer``
-instances while one of them is alive), so every instance computes the same spread and an
-instance joining or leaving moves only its share. An instance:
+is picked among the instances alive by rendezvous hashing with bounded loads (among the
+venue's ``prefer`` instances while one of them is alive), so every instance computes the same
+even spread and an instance joining or leaving moves few leases. An instance:
 
 - renews the leases it holds (each tick);
 - takes a lease it should own when the lease is free, or when its holder has been seen not to
@@ -46,13 +46,26 @@ GROUP = "group:"
 LONG_GONE_TTLS = 3
 
 
-def owner_of(name: str, live: Sequence[str], prefer: Sequence[str] = ()) -> str | None:
-    """The instance that should hold lease ``name``: the highest hash of (instance, name)
-    among the live ``prefer`` instances, else among all live ones (rendezvous hashing)."""
-    pool = [i for i in live if i in prefer] or list(live)
-    if not pool:
-        return None
-    return max(pool, key=lambda i: hashlib.sha256(f"{i}\0{name}".encode()).digest())
+def assign(names: Mapping[str, Sequence[str]], live: Sequence[str]) -> dict[str, str]:
+    """The instance that should hold each lease (name -> its preferred instances), by
+    rendezvous hashing with bounded loads: each lease goes to the live instance ranking
+    highest for it (by the hash of instance and lease name) that holds fewer than its fair
+    share, ceil(leases / instances); a lease whose preferred instances are alive goes to
+    one of them. Every instance computes the same answer from the same live set, and an
+    instance joining or leaving moves few leases."""
+    if not live:
+        return {}
+    cap = -(-len(names) // len(live))
+    load = dict.fromkeys(live, 0)
+    out = {}
+    for name in sorted(names):
+        pool = [i for i in live if i in names[name]] or list(live)
+        ranked = sorted(pool, key=lambda i: hashlib.sha256(f"{i}\0{name}".encode()).digest(),
+                        reverse=True)
+        owner = next((i for i in ranked if load[i] < cap), ranked[0])
+        load[owner] += 1
+        out[name] = owner
+    return out
 
 
 class Watch:
@@ -117,17 +130,18 @@ class LeaseKeeper:
                                              self.me.started_ms, now_ms, self.me.version))
             self.live = self._live(now_ms, now_s)
             self.rows = {r.name: r for r in self.store.leases()}
+            owners = assign(wanted, self.live)
             held = {}
-            for name, prefer in wanted.items():
+            for name in wanted:
                 row = self.rows.get(name)
-                if owner_of(name, self.live, prefer) == self.id:
+                if owners[name] == self.id:
                     got = self._take(name, row, now_ms, now_s)
                     if got is not None:
                         held[name] = got
                 elif row is not None and row.owner == self.id:
                     self.store.release([name], self.id)
                     log.info("lease %s released: instance %s should hold it", name,
-                             owner_of(name, self.live, prefer))
+                             owners[name])
                 elif row is not None:
                     self._watch.unchanged_for(name, _state(row), now_s)
             dropped = sorted(set(self.tokens) - set(wanted))  # no longer configured
