@@ -245,6 +245,10 @@ class Daemon:
         return firing
 
     def _metrics(self) -> bytes:
+        reclaimed = getattr(self.dispatcher, "reclaimed", 0)
+        if reclaimed > self._reclaimed:
+            self.telemetry.reclaimed.inc(reclaimed - self._reclaimed)
+            self._reclaimed = reclaimed
         return self.telemetry.scrape(self._firing(), self.store, self._venues_up(),
                                      self.store_error is None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from importlib import resources
@@ -116,13 +117,18 @@ def _notes(cfg: Config) -> list[str]:
 @cli.command()
 @config_option
 @click.option("--once", is_flag=True, help="One cycle of every venue, deliver, exit.")
-def run(config: str | None, once: bool) -> None:
+@click.option("--instance", metavar="ID", envvar="WIS_INSTANCE_ID",
+              help="This instance's name on a shared store (default: instance.id, else the "
+                   "host name).")
+def run(config: str | None, once: bool, instance: str | None) -> None:
     """Run the monitor until SIGTERM (or one cycle with --once).
 
     Example: wis-monitor run -c /etc/wis-monitor/config.yaml
     """
     from wis_monitor.daemon import Daemon
 
+    if instance:
+        os.environ["WIS_INSTANCE_ID"] = instance
     daemon = Daemon(config_path(config), once=once)
     sys.exit(asyncio.run(daemon.run()))
 

@@ -7,10 +7,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from wis_monitor.config import Config
+from wis_monitor.duration import ms
 from wis_monitor.redact import redact
 from wis_monitor.store import (
     ChannelBacklog,
     FiringState,
+    InstanceRow,
+    LeaseRow,
     RuleFirings,
     SampleRow,
     Store,
@@ -52,6 +55,16 @@ class StatusReport:
     firing: tuple[FiringState, ...]
     fired: tuple[RuleFirings, ...]
     outbox: tuple[ChannelBacklog, ...]
+    #: On a shared store: the instances, and the leases of venues and groups.
+    instances: tuple[InstanceRow, ...] = ()
+    leases: tuple[LeaseRow, ...] = ()
+    lease_ttl_ms: int = 15_000
+
+    def alive(self, instance: InstanceRow) -> bool:
+        return self.now_ms - instance.heartbeat_ms < self.lease_ttl_ms
+
+    def held_by(self, instance: str) -> list[str]:
+        return [lease.name for lease in self.leases if lease.owner == instance]
 
     def as_json(self) -> dict[str, Any]:
         """The ``status --json`` document (docs/cli.md)."""
@@ -66,6 +79,13 @@ class StatusReport:
             "outbox": {b.channel: {"pending": b.pending, "oldest_ts": b.oldest_pending_ms}
                        for b in self.outbox if b.pending},
             "failed": {b.channel: b.failed for b in self.outbox if b.failed},
+            "instances": [{"id": i.id, "host": i.host, "pid": i.pid, "version": i.version,
+                           "started_ts": i.started_ms, "heartbeat_ts": i.heartbeat_ms,
+                           "alive": self.alive(i), "leases": self.held_by(i.id)}
+                          for i in self.instances],
+            "leases": [{"name": lease.name, "owner": lease.owner, "token": lease.token,
+                        "renewed_ts": lease.renewed_ms, "expires_ts": lease.expires_ms}
+                       for lease in self.leases],
         }
 
 
@@ -82,7 +102,8 @@ def collect(config: Config, store: Store, now_ms: int) -> StatusReport:
         series.append(SeriesStatus(venue, symbol, last, store.latest_good(venue, symbol, SHOWN)))
     return StatusReport(store.path, now_ms, tuple(series), tuple(store.firing_states()),
                         tuple(store.firing_counts(now_ms - DAY_MS, now_ms - 7 * DAY_MS)),
-                        tuple(store.outbox_backlog()))
+                        tuple(store.outbox_backlog()), tuple(store.instances()),
+                        tuple(store.leases()), ms(config.settings.instance.lease_ttl))
 
 
 def _age(seconds: float | None) -> str:
@@ -145,4 +166,21 @@ def render(report: StatusReport) -> str:
     for b in report.outbox:
         if b.failed:
             lines.append(f"  {b.channel}: {b.failed} failed deliveries (see the deliveries table)")
+    lines.extend(_instances(report))
     return "\n".join(lines)
+
+
+def _instances(report: StatusReport) -> list[str]:
+    """The instances sharing the store, their last heartbeat and the leases each holds."""
+    if not report.instances:
+        return []
+    lines = ["", "instances (heartbeat age; leases held):"]
+    for i in report.instances:
+        state = "up" if report.alive(i) else "DOWN"
+        held = ", ".join(report.held_by(i.id)) or "none"
+        lines.append(f"  {i.id:<16} {state:<4} {_age((report.now_ms - i.heartbeat_ms) / 1000):>7}"
+                     f"  {i.host} pid {i.pid} {i.version}".rstrip() + f"; {held}")
+    unheld = [lease.name for lease in report.leases if lease.owner is None]
+    if unheld:
+        lines.append(f"  not held (being handed over): {', '.join(unheld)}")
+    return lines
