@@ -231,7 +231,8 @@ class Daemon:
         """``/healthz`` and the exit status of ``run --once`` (see ``VenueHealthBoard.report``)."""
         stalled = self.scheduler is not None and not self._healthy()  # not with --once
         return self.health.report(self._venues_up(), stalled=stalled,
-                                  store_error=self.store_error, status=self._status())
+                                  store_error=self.store_error, status=self._status(),
+                                  standby=self.shard is not None and not self._rt().sources)
 
     def _venues_up(self) -> dict[str, bool]:
         config = self._rt().config
@@ -256,9 +257,12 @@ class Daemon:
         if self.rt is None:
             return "starting"
         up = self._venues_up()
+        if self.shard is not None and not self.rt.sources:
+            return f"standby: instance {self.shard.id} holds no venue"
         if not up:
             return f"starting: {len(self.rt.config.settings.venues)} venue(s), no sample yet"
-        return status_line(up, sum(self._firing().values()), self.store_error)
+        line = status_line(up, sum(self._firing().values()), self.store_error)
+        return line if self.shard is None else f"{line}; instance {self.shard.id}"
 
     async def shutdown(self) -> None:
         """Stop as at SIGTERM: cycles in flight finish, the outbox gets its grace period."""
@@ -504,6 +508,7 @@ class Daemon:
         rt = self._rt()
         if self.shard is not None:
             await self.shard.tick(rt.config, rt.engine, rt.sources)
+            self.health.retain(rt.sources)  # the venues sampled here
         batch = Batch()
         now = self.clock.now_ms()
         rt.engine.check_all_stale(now, batch)

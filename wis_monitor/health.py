@@ -66,15 +66,16 @@ class VenueHealthBoard:
                 for v, h in self.venues.items()}
 
     def report(self, up: dict[str, bool], *, stalled: bool, store_error: str | None,
-               status: str) -> tuple[bool, dict[str, Any]]:
+               status: str, standby: bool = False) -> tuple[bool, dict[str, Any]]:
         """Healthy (``/healthz`` 200, ``run --once`` exit 0): the loop runs, the database
-        accepts writes, and at least one venue is up; with the details, secrets masked."""
+        accepts writes, and at least one venue is up — or, ``standby``, this instance of
+        several holds no venue; with the details, secrets masked."""
         problems = []
         if stalled:
             problems.append("the event loop or the scheduler is stalled")
         if store_error is not None:
             problems.append("the database refuses writes")
-        if not any(up.values()):
+        if not any(up.values()) and not (standby and not up):
             problems.append("no venue up")
         venues = {v: {"up": up[v], "last_error": _redacted(h.last_error)}
                   for v, h in self.venues.items()}
