@@ -113,9 +113,18 @@ class PostgresStore(PgReports):
         self.variants = tuple(variants)
         self._conn: Connection | None = None
         self._cursors = itertools.count()
+        try:
+            self._open()
+        except StoreError:
+            self.close()
+            raise
+        self._set_columns()
+
+    def _open(self) -> None:
+        """Check the schema (read-only) or bring it up to date."""
         with self._errors():
             conn = self._connection()
-            if readonly:
+            if self.readonly:
                 done = pgschema.applied(conn)
                 if not done:
                     raise StoreError(f"{self.path}: no wis-monitor tables in this database "
@@ -123,7 +132,6 @@ class PostgresStore(PgReports):
                 pgschema.refuse_newer(done, self.path)
             else:
                 pgschema.migrate(conn, self.path, self._variant_columns())
-        self._set_columns()
 
     # -- the connection ---------------------------------------------------------------------
 
