@@ -4,9 +4,14 @@ restart, and messages that never show the password."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,8 +21,9 @@ from pgserver import PASSWORD, Server
 from wis_monitor.errors import Fenced, StoreError
 from wis_monitor.store import Batch, SampleRow
 from wis_monitor.store.open import open_store
+from wis_monitor.store.pgconnect import masked_url
 from wis_monitor.store.pgschema import NAMES
-from wis_monitor.store.postgres import PostgresStore, masked_url
+from wis_monitor.store.postgres import PostgresStore
 
 T0 = 1_700_000_000_000
 TTL = 15_000
@@ -161,3 +167,42 @@ def test_large_reads_stream_while_the_connection_serves_other_calls(pg_url: str)
         seen += 1
     assert seen == 12_000 and store.sample_span() == (T0 - 1, T0 + 11_999)
     store.close()
+
+
+def _cli(tmp: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("STATE_DIRECTORY",
+                                                            "WIS_MONITOR_CONFIG")}
+    r = subprocess.run([sys.executable, "-m", "wis_monitor", *argv], capture_output=True,
+                       text=True, timeout=60, cwd=tmp,
+                       env={**env, "CREDENTIALS_DIRECTORY": str(tmp / "creds")})
+    assert "Traceback" not in r.stderr + r.stdout and PASSWORD not in r.stderr + r.stdout
+    return r
+
+
+def test_check_online_connects_to_the_store_and_the_tools_read_it(
+        tmp_path: Path, pg_url: str) -> None:
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "pg").write_text(PASSWORD)
+    url = pg_url.replace(PASSWORD, "${credential:pg}")
+    (tmp_path / "c.yaml").write_text(
+        "venues:\n  - {id: simx, exchange: sim, symbols: [BTC/USDT]}\n"
+        f"storage:\n  url: {url}\n")
+    r = _cli(tmp_path, "check", "--online", "-c", "c.yaml")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"storage.url: postgresql://wis:\*\*\*@127.0.0.1:\d+/\w+: PostgreSQL \d+",
+                     r.stderr) and "no tables yet" in r.stderr
+    r = _cli(tmp_path, "status", "-c", "c.yaml")  # before the daemon has run
+    assert r.returncode == 1 and "no wis-monitor tables" in r.stderr
+    store = PostgresStore(pg_url)
+    store.write(Batch(samples=[SampleRow(T0, "simx", "BTC/USDT", {"mid": 1.0})]))
+    store.close()
+    r = _cli(tmp_path, "check", "--online", "-c", "c.yaml")
+    assert r.returncode == 0 and "schema with 3 of 3 migration(s)" in r.stderr
+    r = _cli(tmp_path, "status", "-c", "c.yaml")
+    assert r.returncode == 0 and "simx" in r.stdout and "BTC/USDT" in r.stdout, r.stderr
+    (tmp_path / "creds" / "pg").write_text("wrong-password")
+    r = _cli(tmp_path, "check", "--online", "-c", "c.yaml")
+    assert r.returncode == 2
+    assert re.search(r"c.yaml:4: storage.url: .*cannot connect.*password authentication",
+                     r.stderr), r.stderr
+    assert "wrong-password" not in r.stderr

@@ -14,7 +14,7 @@ import click
 
 from wis_monitor.cli.app import EXIT_INVALID, cli, config_option, fail_config, load_config_or_exit
 from wis_monitor.config import Config, config_path, load_config
-from wis_monitor.errors import ConfigError, Problem
+from wis_monitor.errors import ConfigError, Problem, StoreError
 
 if TYPE_CHECKING:
     pass
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 @cli.command()
 @config_option
 @click.option("--online", is_flag=True,
-              help="Also load each ccxt venue's markets and check its symbols and their types.")
+              help="Also load each ccxt venue's markets and check its symbols and their types, "
+              "and connect to storage.url (credentials are then needed).")
 @click.option("--strict", is_flag=True,
               help="A credential or environment variable that cannot be read is a problem "
               "(default: a note; `run` needs them).")
@@ -35,7 +36,7 @@ def check(config: str | None, online: bool, strict: bool, as_json: bool) -> None
     """
     if as_json:
         _check_json(config, strict)
-    cfg = load_config_or_exit(config, secrets=strict)
+    cfg = load_config_or_exit(config, secrets=strict or online)
     if online:
         _check_online(cfg)
     for note in [*map(str, cfg.notes), *_notes(cfg)]:
@@ -53,6 +54,14 @@ def _check_online(cfg: Config) -> None:
 
     doc = yamlsource.load(cfg.path, secrets=False)
     problems, notes = online_problems(cfg, doc.line)
+    if cfg.settings.storage.url:
+        from wis_monitor.store.open import probe
+
+        try:
+            notes.append(f"storage.url: {probe(cfg.settings.storage.url)}")
+        except StoreError as exc:
+            problems.append(Problem(cfg.path, doc.line(("storage", "url")),
+                                    f"storage.url: {exc}"))
     for note in notes:
         click.echo(note, err=True)
     if problems:

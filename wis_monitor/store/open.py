@@ -37,3 +37,13 @@ def open_store(location: str, *, variants: Sequence[str] = (), readonly: bool = 
 
     return SqliteStore(location, variants=variants, readonly=readonly,
                        busy_timeout_s=busy_timeout_s)
+
+
+def probe(location: str) -> str:
+    """Connect to the PostgreSQL database at ``location`` and describe it, changing nothing
+    (``check --online``); StoreError when it cannot be used."""
+    try:
+        from wis_monitor.store.pgconnect import probe as probe_postgres
+    except ImportError:
+        raise StoreError(NO_DRIVER) from None
+    return probe_postgres(location)

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from operator import itemgetter
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import TupleRow, dict_row
@@ -32,6 +30,7 @@ from wis_monitor.redact import redact, redact_values
 from wis_monitor.redact import register as register_secret
 from wis_monitor.store import pgschema
 from wis_monitor.store.batch import Batch
+from wis_monitor.store.pgconnect import error_text, masked_url, password_of
 from wis_monitor.store.pgreports import PgReports, columns
 from wis_monitor.store.rows import (
     FOLDED,
@@ -58,27 +57,6 @@ _DELIVERY = ("SELECT d.id AS delivery_id, d.channel, d.status, d.attempts, d.cre
              " d.next_attempt_ts, d.sent_ts, d.last_error, a.* FROM deliveries d"
              " JOIN alerts a ON a.id = d.alert_id")
 _LEASE = "name, owner, token, acquired_ts, renewed_ts, expires_ts"
-_PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
-
-
-def masked_url(url: str) -> str:
-    """The URL without its password (in the user part or a ``password=`` parameter)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            userinfo, _, hostport = parts.netloc.rpartition("@")
-            parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostport}")
-        return _PASSWORD_PARAM.sub(r"\1***", urlunsplit(parts))
-    except ValueError:
-        return "postgresql://***"
-
-
-def _password(url: str) -> str | None:
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return None
-    return unquote(password) if password else None
 
 
 def _delivery_of(r: dict[str, Any]) -> Delivery:
@@ -105,7 +83,7 @@ class PostgresStore(PgReports):
                  connect_timeout_s: float = 10.0) -> None:
         self.url = url
         self.path = masked_url(url)
-        self._password = _password(url)
+        self._password = password_of(url)
         if self._password:
             register_secret(self._password)
         self.readonly = readonly
@@ -162,9 +140,7 @@ class PostgresStore(PgReports):
             raise self._explain(exc) from exc
 
     def _explain(self, exc: psycopg.Error) -> StoreError:
-        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        text = redact(text.replace(self._password, "***") if self._password else text)
-        text = text or type(exc).__name__
+        text = error_text(exc, self._password)
         conn = self._conn
         if conn is None:
             return StoreError(f"{self.path}: cannot connect to PostgreSQL: {text}")
@@ -179,9 +155,8 @@ class PostgresStore(PgReports):
         return StoreError(f"{self.path}: {text}")
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._errors():
-            with self._connection().cursor(row_factory=dict_row) as cur:
-                return cur.execute(sql, params).fetchall()
+        with self._errors(), self._connection().cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params).fetchall()
 
     def _iterate(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """Rows a slice at a time through a server-side cursor (large reads); the connection
@@ -207,9 +182,8 @@ class PostgresStore(PgReports):
                 cur.executemany(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        with self._errors():
-            with self._connection().cursor(row_factory=dict_row) as cur:
-                return cur.execute(sql, params).fetchall()
+        with self._errors(), self._connection().cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params).fetchall()
 
     # -- columns ----------------------------------------------------------------------------
 
@@ -281,7 +255,7 @@ class PostgresStore(PgReports):
     def _check_fence(cur: psycopg.Cursor[TupleRow], fence: dict[str, int]) -> None:
         """Refuse the batch (Fenced) when a lease it was written under changed hands; the
         rows stay locked until the batch commits, so a takeover waits for it."""
-        current = dict(cur.execute(
+        current: dict[str, int] = dict(cur.execute(
             "SELECT name, token FROM leases WHERE name = ANY(%s) ORDER BY name FOR SHARE",
             [sorted(fence)]).fetchall())
         stale = sorted(n for n, token in fence.items() if current.get(n) != token)
@@ -577,3 +551,5 @@ class PostgresStore(PgReports):
     def server_version(self) -> str:
         """The server's version (``check --online``)."""
         return str(self._rows("SHOW server_version")[0]["server_version"])
+
+
