@@ -49,12 +49,13 @@ def _measure(server: pgserver.Server, rows: list[SampleRow], best_of: Callable[.
             store.close()
             names = ", ".join(cols)
             insert = f"INSERT INTO samples ({names}) VALUES ({', '.join(['%s'] * len(cols))})"
+            # the same samples, laid out as the columns' tuples before the clock starts
+            tuples: list[list[tuple[Any, ...]]] = [
+                [(r.ts_ms, r.venue, r.symbol, r.quality, r.error, *map(r.values.get, values))
+                 for r in chunk] for chunk in batches]
             with psycopg.connect(url, autocommit=True) as conn:
                 t0 = time.perf_counter()
-                for chunk in batches:  # the same samples, laid out as the columns' tuples
-                    params: list[tuple[Any, ...]] = [
-                        (r.ts_ms, r.venue, r.symbol, r.quality, r.error,
-                         *map(r.values.get, values)) for r in chunk]
+                for params in tuples:
                     with conn.transaction(), conn.cursor() as cur:
                         if how == "copy":
                             with cur.copy(f"COPY samples ({names}) FROM STDIN") as copy:
