@@ -67,7 +67,7 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def open_store(store_location: str) -> Iterator[Callable[..., Store]]:
+def store_opener(store_location: str) -> Iterator[Callable[..., Store]]:
     """Opens the store at ``store_location`` (as often as asked: several instances), and
     closes every one at the end."""
     from wis_monitor.store.open import open_store as opener
@@ -84,6 +84,6 @@ def open_store(store_location: str) -> Iterator[Callable[..., Store]]:
 
 
 @pytest.fixture
-def any_store(open_store: Callable[..., Store]) -> Store:
+def any_store(store_opener: Callable[..., Store]) -> Store:
     """A store of each backend."""
-    return open_store()
+    return store_opener()

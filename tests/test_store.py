@@ -5,6 +5,7 @@ the database refuses are held and written later (SQL only in the store: tests/te
 from __future__ import annotations
 
 import sqlite3
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from wis_monitor.store import (
     SqliteStore,
     Store,
     is_good,
+    open_store,
 )
 from wis_monitor.store.rows import InstanceRow, LeaseRow
 from wis_monitor.store.schema import migrations
@@ -179,10 +181,10 @@ def test_a_database_of_a_newer_release_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_store_lays_out_sample_rows_in_its_own_columns(
-        open_store: Callable[..., Store]) -> None:
+        store_opener: Callable[..., Store]) -> None:
     """A caller names values; their order and any value the store has no column for do not
     matter."""
-    store = open_store(variants=["wis_fast"])
+    store = store_opener(variants=["wis_fast"])
     store.write(Batch(samples=[SampleRow(T0, "v", "X/Y", {
         "wis_fast_z": -1.0, "ofi": 2.0, "mid": 10.0, "not_a_column": 7.0}, "thin", None)],
         books=[BookRow(T0, "v", "X/Y", _LEVELS, _LEVELS[::-1], 0.01, True)]))
@@ -301,8 +303,8 @@ def test_a_batch_written_under_an_outdated_token_is_refused_whole(any_store: Sto
 
 
 def test_a_delivery_is_claimed_by_one_instance_until_its_claim_expires(
-        open_store: Callable[..., Store]) -> None:
-    one, other = open_store(), open_store()  # two instances on one store
+        store_opener: Callable[..., Store]) -> None:
+    one, other = store_opener(), store_opener()  # two instances on one store
     one.write(Batch(alerts=[_alert(T0), _alert(T0 + 1)]))
     ids = [d.id for d in one.due()]
     assert one.claim(ids, "i1", T0, 30_000) == {ids[0]: None, ids[1]: None}
@@ -388,3 +390,12 @@ def test_the_outbox_and_the_reports_read_the_same_on_every_backend(any_store: St
     assert store.prune(T0 + day + 1, limit=100) == 1 + 5 + 7 + 1
     assert store.sample_span() is None and store.due() == [] and store.silences(None) == []
     store.maintain()
+
+
+def test_a_url_without_the_postgresql_driver_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    for name in [m for m in sys.modules if m.startswith("wis_monitor.store.p")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(StoreError, match=r"pip install 'wis-monitor\[postgres\]'"):
+        open_store("postgresql://wis@db.example/wis")

@@ -484,15 +484,15 @@ class PostgresStore(PgReports):
                     assert row is not None
                 held = LeaseRow(*row)
                 if held.owner == owner:
-                    sql = "renewed_ts = %s, expires_ts = %s"
+                    sql, params = "renewed_ts = %s, expires_ts = %s", list[Any]([*times])
                 elif held.owner is None or held == expect:
                     sql = ("owner = %s, token = token + 1, acquired_ts = %s, renewed_ts = %s,"
                            " expires_ts = %s")
-                    times = (owner, now_ms, *times)  # type: ignore[assignment]
+                    params = [owner, now_ms, *times]
                 else:
                     return None
                 got = cur.execute(f"UPDATE leases SET {sql} WHERE name = %s RETURNING {_LEASE}",
-                                  [*times, name]).fetchone()
+                                  [*params, name]).fetchone()
         return LeaseRow(*got) if got else None
 
     def release(self, names: Sequence[str], owner: str) -> None:
