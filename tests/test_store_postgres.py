@@ -206,3 +206,7 @@ def test_check_online_connects_to_the_store_and_the_tools_read_it(
     assert re.search(r"c.yaml:4: storage.url: .*cannot connect.*password authentication",
                      r.stderr), r.stderr
     assert "wrong-password" not in r.stderr
+    (tmp_path / "creds" / "pg").unlink()
+    r = _cli(tmp_path, "check", "--online", "-c", "c.yaml")
+    assert r.returncode == 2
+    assert "c.yaml:4: storage.url: not connected: ${credential:pg} could not be read" in r.stderr

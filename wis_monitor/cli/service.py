@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from importlib import resources
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 @config_option
 @click.option("--online", is_flag=True,
               help="Also load each ccxt venue's markets and check its symbols and their types, "
-              "and connect to storage.url (credentials are then needed).")
+              "and connect to storage.url.")
 @click.option("--strict", is_flag=True,
               help="A credential or environment variable that cannot be read is a problem "
               "(default: a note; `run` needs them).")
@@ -36,7 +37,7 @@ def check(config: str | None, online: bool, strict: bool, as_json: bool) -> None
     """
     if as_json:
         _check_json(config, strict)
-    cfg = load_config_or_exit(config, secrets=strict or online)
+    cfg = load_config_or_exit(config, secrets=strict)
     if online:
         _check_online(cfg)
     for note in [*map(str, cfg.notes), *_notes(cfg)]:
@@ -54,11 +55,15 @@ def _check_online(cfg: Config) -> None:
 
     doc = yamlsource.load(cfg.path, secrets=False)
     problems, notes = online_problems(cfg, doc.line)
-    if cfg.settings.storage.url:
+    url = cfg.settings.storage.url
+    if url:
         from wis_monitor.store.open import probe
 
         try:
-            notes.append(f"storage.url: {probe(cfg.settings.storage.url)}")
+            unread = re.findall(r"\$\{[^}]*\}", url)  # left as written: not readable
+            if unread:
+                raise StoreError(f"not connected: {', '.join(unread)} could not be read")
+            notes.append(f"storage.url: {probe(url)}")
         except StoreError as exc:
             problems.append(Problem(cfg.path, doc.line(("storage", "url")),
                                     f"storage.url: {exc}"))
