@@ -23,6 +23,7 @@ OWNERS = {
     "apprise": {"channel"},
     "sqlite3": {"store"},
     "sqlite_utils": {"store"},
+    "psycopg": {"store"},
     "apscheduler": {"daemon"},
     "jinja2": {"template"},
     "prometheus_client": {"telemetry"},

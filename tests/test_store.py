@@ -5,23 +5,32 @@ the database refuses are held and written later (SQL only in the store: tests/te
 from __future__ import annotations
 
 import sqlite3
+import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from wis_monitor.errors import StoreError
+from wis_monitor.errors import Fenced, StoreError
 from wis_monitor.store import (
     GOOD_QUALITIES,
     AlertEvent,
     Batch,
     BookRow,
     BufferedWriter,
+    ChannelBacklog,
+    Firing,
+    FiringState,
+    RuleFirings,
     SampleRow,
     SqliteStore,
+    Store,
     is_good,
+    open_store,
 )
+from wis_monitor.store.rows import InstanceRow, LeaseRow
 from wis_monitor.store.schema import migrations
 
 T0 = 1_700_000_000_000
@@ -171,10 +180,11 @@ def test_a_database_of_a_newer_release_is_refused(tmp_path: Path) -> None:
         SqliteStore(str(db))
 
 
-def test_the_store_lays_out_sample_rows_in_its_own_columns(tmp_path: Path) -> None:
+def test_the_store_lays_out_sample_rows_in_its_own_columns(
+        store_opener: Callable[..., Store]) -> None:
     """A caller names values; their order and any value the store has no column for do not
     matter."""
-    store = SqliteStore(str(tmp_path / "s.db"), variants=["wis_fast"])
+    store = store_opener(variants=["wis_fast"])
     store.write(Batch(samples=[SampleRow(T0, "v", "X/Y", {
         "wis_fast_z": -1.0, "ofi": 2.0, "mid": 10.0, "not_a_column": 7.0}, "thin", None)],
         books=[BookRow(T0, "v", "X/Y", _LEVELS, _LEVELS[::-1], 0.01, True)]))
@@ -184,7 +194,7 @@ def test_the_store_lays_out_sample_rows_in_its_own_columns(tmp_path: Path) -> No
     assert np.array_equal(book.asks, _LEVELS[::-1]) and (book.contract_size, book.inverse) == (
         0.01, True)
     assert store.count_books("v") == 1 and store.count_books("w") == 0
-    store.close()
+    assert store.book_series() == [("v", "X/Y")]
 
 
 def test_a_good_sample_is_one_whose_flags_only_warn() -> None:
@@ -229,10 +239,10 @@ def test_batches_the_database_refuses_are_held_and_written_in_order_later(
     store.close()
 
 
-def test_a_delivery_gives_templates_the_fields_they_always_had(tmp_path: Path) -> None:
+def test_a_delivery_gives_templates_the_fields_they_always_had(any_store: Store) -> None:
     """docs/channels.md: rule, key, venue, symbol, event, severity, value, ts, labels, details
     (``values`` is taken from the details by the renderer)."""
-    store = SqliteStore(str(tmp_path / "d.db"))
+    store = any_store
     event = AlertEvent(T0, "r", "v:X/Y", "v", "X/Y", "firing", "critical", 2.5, "s",
                        {"desk": "a"}, {"values": {"wis_z": 3.1}}, channels=["hook"])
     (alert_id,) = store.write(Batch(alerts=[event]))
@@ -242,4 +252,150 @@ def test_a_delivery_gives_templates_the_fields_they_always_had(tmp_path: Path) -
         "next_attempt_ts": T0, "id": alert_id, "ts": T0, "rule": "r", "key": "v:X/Y",
         "venue": "v", "symbol": "X/Y", "event": "firing", "severity": "critical", "value": 2.5,
         "summary": "s", "labels": {"desk": "a"}, "details": {"values": {"wis_z": 3.1}}}
-    store.close()
+
+
+# -- both backends: what several instances sharing a store rely on -------------------------
+
+TTL = 15_000
+
+
+def test_a_lease_is_renewed_by_its_holder_and_taken_over_only_as_it_was_seen(
+        any_store: Store) -> None:
+    store = any_store
+    first = store.acquire("venue:a", "i1", T0, TTL)
+    assert first == LeaseRow("venue:a", "i1", 1, T0, T0, T0 + TTL)
+    # The holder renews it: same token, later expiry; another instance does not get it.
+    renewed = store.acquire("venue:a", "i1", T0 + 1000, TTL)
+    assert renewed == LeaseRow("venue:a", "i1", 1, T0, T0 + 1000, T0 + 1000 + TTL)
+    assert store.acquire("venue:a", "i2", T0 + 2000, TTL) is None
+    # A takeover names the lease as it saw it stop being renewed: an outdated view fails.
+    assert store.acquire("venue:a", "i2", T0 + 20_000, TTL, expect=first) is None
+    taken = store.acquire("venue:a", "i2", T0 + 20_000, TTL, expect=renewed)
+    assert taken == LeaseRow("venue:a", "i2", 2, T0 + 20_000, T0 + 20_000, T0 + 35_000)
+    # Released, it goes to the next taker at once, with a higher token still.
+    store.release(["venue:a"], "i1")  # not the holder: nothing changes
+    assert store.leases() == [taken]
+    store.release(["venue:a"], "i2")
+    (released,) = store.leases()
+    assert released.owner is None and released.token == 2
+    again = store.acquire("venue:a", "i1", T0 + 21_000, TTL)
+    assert again is not None and (again.owner, again.token) == ("i1", 3)
+    store.acquire("group:g", "i1", T0, TTL)
+    assert [lease.name for lease in store.leases()] == ["group:g", "venue:a"]
+
+
+def test_a_batch_written_under_an_outdated_token_is_refused_whole(any_store: Store) -> None:
+    store = any_store
+    held = store.acquire("venue:a", "i1", T0, TTL)
+    assert held is not None
+    accepted = Batch(samples=[SampleRow(T0, "a", "X/Y", {"mid": 1.0})], alerts=[_alert(T0)],
+                     fence={"venue:a": held.token})
+    assert len(store.write(accepted)) == 1
+    store.acquire("venue:a", "i2", T0 + 20_000, TTL, expect=held)
+    late = Batch(samples=[SampleRow(T0 + 1000, "a", "X/Y", {"mid": 2.0})],
+                 alerts=[_alert(T0 + 1000)], states={("r", "a:X/Y"): {"state": 2}},
+                 fence={"venue:a": held.token, "venue:b": 7})
+    with pytest.raises(Fenced) as refused:
+        store.write(late)
+    assert refused.value.leases == ["venue:a", "venue:b"]
+    assert store.sample_span() == (T0, T0) and len(store.due()) == 1
+    assert store.alert_states() == {}
+
+
+def test_a_delivery_is_claimed_by_one_instance_until_its_claim_expires(
+        store_opener: Callable[..., Store]) -> None:
+    one, other = store_opener(), store_opener()  # two instances on one store
+    one.write(Batch(alerts=[_alert(T0), _alert(T0 + 1)]))
+    ids = [d.id for d in one.due()]
+    assert one.claim(ids, "i1", T0, 30_000) == {ids[0]: None, ids[1]: None}
+    assert other.claim(ids, "i2", T0 + 29_999, 30_000) == {}
+    assert one.claim(ids[:1], "i1", T0 + 1000, 30_000) == {ids[0]: None}  # its own: renewed
+    # i1 died mid-send: once its claim lapses i2 takes the rows, told who had them.
+    assert other.claim(ids, "i2", T0 + 31_000, 30_000) == {ids[0]: "i1", ids[1]: "i1"}
+    # A failed attempt clears the claim: any instance retries it; settled rows are not claimed.
+    other.record_failure(ids[0], 1, "HTTP 500", T0 + 40_000)
+    other.mark_sent(ids[1:], T0 + 32_000)
+    assert one.claim(ids, "i1", T0 + 33_000, 30_000) == {ids[0]: None}
+    assert one.claim([], "i1", T0, 1) == {}
+
+
+def test_history_reads_the_good_samples_of_the_venues_asked_for(any_store: Store) -> None:
+    store = any_store
+    store.write(Batch(samples=[
+        SampleRow(T0 + 2, "b", "X/Y", {"mid": 2.0, "wis_z": 0.2}),
+        SampleRow(T0 + 1, "a", "X/Y", {"mid": 1.0, "wis_z": 0.1}, "thin"),
+        SampleRow(T0 + 3, "a", "X/Y", {}, "error", "timeout"),
+        SampleRow(T0 + 4, "c", "X/Y", {"mid": 4.0})]))
+    rows = list(store.history(T0, ["wis_z"]))
+    assert [(r["ts"], r["venue"], r["mid"], r["wis_z"]) for r in rows] == [
+        (T0 + 1, "a", 1.0, 0.1), (T0 + 2, "b", 2.0, 0.2), (T0 + 4, "c", 4.0, None)]
+    assert [r["venue"] for r in store.history(T0, [], venues=["a", "c"])] == ["a", "c"]
+    assert list(store.history(T0, [], venues=[])) == []
+    assert [r["ts"] for r in store.history(T0 + 2, ["wis_z"])] == [T0 + 2, T0 + 4]
+
+
+def test_instances_heartbeat_into_the_store(any_store: Store) -> None:
+    store = any_store
+    store.heartbeat(InstanceRow("i2", "h2", 20, T0, T0 + 5, "0.1"))
+    store.heartbeat(InstanceRow("i1", "h1", 10, T0, T0))
+    store.heartbeat(InstanceRow("i1", "h1", 11, T0 + 1, T0 + 9))
+    assert store.instances() == [InstanceRow("i1", "h1", 11, T0 + 1, T0 + 9, ""),
+                                 InstanceRow("i2", "h2", 20, T0, T0 + 5, "0.1")]
+
+
+def test_the_outbox_and_the_reports_read_the_same_on_every_backend(any_store: Store) -> None:
+    """Sending, folding, giving up, silences, alert state, the reports of status and top,
+    retention."""
+    store = any_store
+    day = 86_400_000
+    resolved = AlertEvent(T0 + 5, "r", "v:X/Y", "v", "X/Y", "resolved", "critical", 0.0, "ok",
+                          channels=["hook", "mail"])
+    shadow = AlertEvent(T0 + 6, "s", "v:X/Y", "v", "X/Y", "firing", "info", 1.0, "s",
+                        details={"mode": "shadow"}, channels=[])
+    store.write(Batch(alerts=[_alert(T0), _alert(T0 + 1), _alert(T0 + 2)],
+                      states={("r", "v:X/Y"): {"state": 2, "active_at_ms": T0}},
+                      samples=[SampleRow(T0, "v", "X/Y", {"mid": 1.0, "wis": 0.5})]))
+    ids = [d.id for d in store.due()]
+    assert store.last_firing("r", "v:X/Y") == Firing("critical", {}, ["hook"], "live")
+    store.mark_sent(ids[:2], T0 + 10)
+    store.give_up(ids[2:], T0 + 11, "channel gone")
+    assert store.messages_sent("hook", T0) == 1
+    assert [d.id for d in store.sent_since("hook", T0)] == ids[:2]
+    assert store.last_firing("r", "v:X/Y") == Firing("critical", {}, [], "live")
+    (resolved_id, _) = store.write(Batch(alerts=[resolved, shadow]))
+    assert store.due() == []  # its firing reached no channel: the resolved goes nowhere
+    store.write(Batch(alerts=[_alert(T0 + 20), _alert(T0 + 21)]))
+    folded = [d.id for d in store.due()]
+    store.fold(folded, T0 + 30)
+    assert store.messages_sent("hook", T0 + 12) == 1
+    assert store.delivery_counts() == {("hook", "sent"): 4, ("hook", "failed"): 1}
+    assert store.outbox_backlog() == [ChannelBacklog("hook", 0, None, 1)]
+    assert store.firing_counts(T0 + 2, T0) == [RuleFirings("r", "live", 3, 5),
+                                               RuleFirings("s", "shadow", 1, 1)]
+    assert store.firing_states() == [FiringState("r", "v:X/Y", T0, "live")]
+    assert store.alert_states() == {("r", "v:X/Y"): {"state": 2, "active_at_ms": T0}}
+    assert [e.event for e in store.alert_events(T0, T0 + 5, "v")] == ["firing"] * 3 + [
+        "resolved"]
+    assert store.alert_events(T0 + 5, T0 + 5)[0].id == resolved_id
+    sid = store.add_silence("r", {"venue": "v"}, T0, T0 + day, "maint", "ops")
+    assert [s.id for s in store.active_silences(T0 + 1)] == [sid]
+    assert store.expire_silence(sid, T0 + 2) and not store.expire_silence(sid, T0 + 3)
+    assert store.active_silences(T0 + 3) == [] and len(store.silences(None)) == 1
+    good = store.latest_good("v", "X/Y", ["wis"])
+    assert good is not None and dict(good.values) == {"wis": 0.5}
+    assert store.good_samples(T0, T0, "v", metrics=["mid"])[0].values == {"mid": 1.0}
+    assert store.last_good() == {("v", "X/Y"): T0}
+    assert store.first_samples([("v", "X/Y"), ("w", "X/Y")]) == {("v", "X/Y"): T0}
+    # Retention: old samples, settled deliveries and their alerts, lapsed silences.
+    assert store.prune(T0 + day + 1, limit=100) == 1 + 5 + 7 + 1
+    assert store.sample_span() is None and store.due() == [] and store.silences(None) == []
+    store.maintain()
+
+
+def test_a_url_without_the_postgresql_driver_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    for name in [m for m in sys.modules if m.startswith("wis_monitor.store.p")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(StoreError, match=r"pip install 'wis-monitor\[postgres\]'"):
+        open_store("postgresql://wis@db.example/wis")

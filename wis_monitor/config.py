@@ -98,6 +98,10 @@ class Config:
             return str(Path(state.split(":")[0]) / "wis.db")
         return "wis.db"
 
+    def store_location(self) -> str:
+        """Where the store is: ``storage.url`` (PostgreSQL), else the SQLite file."""
+        return self.settings.storage.url or self.db_path()
+
     def instance_id(self) -> str:
         """This instance's name on a shared store: ``$WIS_INSTANCE_ID``, else ``instance.id``,
         else the host name."""

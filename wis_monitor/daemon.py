@@ -33,7 +33,7 @@ from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetc
 from wis_monitor.leases import Shard
 from wis_monitor.sdnotify import Notifier
 from wis_monitor.sources import Observation, Source, make_source
-from wis_monitor.store import Batch, BufferedWriter, SqliteStore, Store
+from wis_monitor.store import Batch, BufferedWriter, Store, open_store
 from wis_monitor.telemetry import HttpEndpoint, Telemetry, start_endpoint
 
 log = logging.getLogger("wis_monitor")
@@ -99,8 +99,8 @@ class Daemon:
                       self.config_path, type(exc).__name__)
             return 2
         try:
-            self.store = SqliteStore(config.db_path(), variants=config.column_metrics,
-                                     busy_timeout_s=STORE_BUSY_S)
+            self.store = open_store(config.store_location(), variants=config.column_metrics,
+                                    busy_timeout_s=STORE_BUSY_S)
             self.writer = BufferedWriter(self.store)
         except StoreError as exc:
             log.error("%s", exc)
@@ -344,7 +344,7 @@ class Daemon:
         engine.retire(self.clock.now_ms(), retired, rt.config)
         self._write(retired)
         for what, old_v, new_v in (
-                ("storage.path", rt.config.db_path(), config.db_path()),
+                ("storage", rt.config.store_location(), config.store_location()),
                 ("http.listen", rt.config.settings.http.listen, config.settings.http.listen)):
             if old_v != new_v:
                 log.warning("reload: %s changed; it takes effect at the next restart", what)

@@ -150,6 +150,19 @@ def bench_sqlite(tmp: Path, quick: bool) -> dict[str, float]:
             "sqlite_vs_raw": t_ours / t_raw}
 
 
+def bench_postgres(tmp: Path, quick: bool) -> dict[str, float]:
+    """PostgresStore.write against raw psycopg executemany and COPY (pgwrites.py);
+    needs psycopg and the PostgreSQL server binaries."""
+    from pgwrites import bench_postgres_writes
+
+    n = 20_000 if quick else 100_000
+    engine = Engine(pipeline_config(tmp))
+    made = [s for o in sim_books(1_000, 200) for s in engine.process((o,), o.ts_ms)[0].samples]
+    rows = [SampleRow(t.ts_ms + i, t.venue, f"S{i % 50}/USDT", t.values, t.quality, t.error)
+            for i, t in ((i, made[i % len(made)]) for i in range(n))]
+    return bench_postgres_writes(rows, best_of)
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -422,6 +435,7 @@ SECTIONS: dict[str, Callable[[Path, bool], dict[str, float]]] = {
     "cycle": bench_cycle,
     "latency": bench_latency,
     "sqlite": bench_sqlite,
+    "postgres": bench_postgres,
 }
 
 
@@ -471,6 +485,7 @@ def main() -> None:
 
 
 KEYS = ("pipeline_books_per_s", "pipeline_vs_kernel", "cycle_vs_bare_ccxt", "sqlite_vs_raw",
+        "postgres_vs_raw",
         "latency_p99_ms_smtp", "latency_p99_ms_webhook", "replay_books_per_s",
         "replay_rss_growth_pct", "parquet_read_books_per_s", "parquet_read_vs_decode",
         "parquet_vs_json_read",

@@ -18,6 +18,7 @@ from wis_monitor.cli.app import (
     existing_db,
     load_config_or_exit,
     now_ms,
+    store_at,
 )
 from wis_monitor.cli.recordings import (
     default_replay_config,
@@ -310,7 +311,6 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     Example: wis-monitor report -c config.yaml --since 1h --venue binance -o report.png
     """
     from wis_monitor.duration import ms, parse_duration
-    from wis_monitor.store import SqliteStore
     from wis_monitor.tools.chart import FORMATS, render_report
 
     try:
@@ -333,10 +333,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     else:
         raise MissingInput(f"no database at {db}")
     fallback = (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
-    try:
-        store = SqliteStore(path, readonly=True)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    store = store_at(path)
     try:
         _check_series(list(store.series_names()), venue, symbol)
         from_ms, to_ms = _window(store, since_ms, until_ago, from_ms, to_ms)

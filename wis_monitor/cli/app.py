@@ -4,6 +4,7 @@ exit codes, opening the database."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -45,12 +46,15 @@ def load_config_or_exit(path: str | None, *, secrets: bool = True) -> Config:
 
 def existing_db(cfg: Config) -> str:
     """The config's database, which must exist: only the daemon creates it (a tool that
-    did would leave a stray database the daemon never reads, e.g. after a wrong -c)."""
-    path = cfg.db_path()
-    if not Path(path).exists():
+    did would leave a stray database the daemon never reads, e.g. after a wrong -c). A
+    PostgreSQL URL is returned as it is (opening it says whether the daemon has run)."""
+    from wis_monitor.store.open import is_url
+
+    location = cfg.store_location()
+    if not is_url(location) and not Path(location).exists():
         raise MissingInput(
-            f"no database at {path} (is storage.path right? has the daemon run yet?)")
-    return path
+            f"no database at {location} (is storage.path right? has the daemon run yet?)")
+    return location
 
 
 config_option = click.option(
@@ -71,20 +75,16 @@ def cli(log_level: str, log_format: str) -> None:
 
 
 def open_store(cfg: Config, *, readonly: bool = False) -> Store:
-    from wis_monitor.store import SqliteStore
+    """The config's store (storage.url or storage.path)."""
+    return store_at(cfg.store_location(), variants=cfg.column_metrics, readonly=readonly)
+
+
+def store_at(location: str, *, variants: Sequence[str] = (), readonly: bool = True) -> Store:
+    """The store at a SQLite path or a PostgreSQL URL (read-only unless asked)."""
+    from wis_monitor.store.open import open_store as opener
 
     try:
-        return SqliteStore(cfg.db_path(), variants=cfg.column_metrics,
-                     readonly=readonly)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def store_at(path: str) -> Store:
-    from wis_monitor.store import SqliteStore
-
-    try:
-        return SqliteStore(path, readonly=True)
+        return opener(location, variants=variants, readonly=readonly)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from importlib import resources
@@ -15,7 +16,7 @@ import click
 
 from wis_monitor.cli.app import EXIT_INVALID, cli, config_option, fail_config, load_config_or_exit
 from wis_monitor.config import Config, config_path, load_config
-from wis_monitor.errors import ConfigError, Problem
+from wis_monitor.errors import ConfigError, Problem, StoreError
 
 if TYPE_CHECKING:
     pass
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 @cli.command()
 @config_option
 @click.option("--online", is_flag=True,
-              help="Also load each ccxt venue's markets and check its symbols and their types.")
+              help="Also load each ccxt venue's markets and check its symbols and their types, "
+              "and connect to storage.url.")
 @click.option("--strict", is_flag=True,
               help="A credential or environment variable that cannot be read is a problem "
               "(default: a note; `run` needs them).")
@@ -54,6 +56,18 @@ def _check_online(cfg: Config) -> None:
 
     doc = yamlsource.load(cfg.path, secrets=False)
     problems, notes = online_problems(cfg, doc.line)
+    url = cfg.settings.storage.url
+    if url:
+        from wis_monitor.store.open import probe
+
+        try:
+            unread = re.findall(r"\$\{[^}]*\}", url)  # left as written: not readable
+            if unread:
+                raise StoreError(f"not connected: {', '.join(unread)} could not be read")
+            notes.append(f"storage.url: {probe(url)}")
+        except StoreError as exc:
+            problems.append(Problem(cfg.path, doc.line(("storage", "url")),
+                                    f"storage.url: {exc}"))
     for note in notes:
         click.echo(note, err=True)
     if problems:

@@ -6,11 +6,15 @@
 - :mod:`.batch` — what one cycle writes in one transaction;
 - :mod:`.sqlite` (+ :mod:`.reports`, :mod:`.sql`) — the SQLite backend;
 - :mod:`.schema` — its tables as a list of migrations;
+- :mod:`.postgres` (+ :mod:`.pgreports`, :mod:`.pgschema`, :mod:`.pgconnect`) — the
+  PostgreSQL backend shared by several instances (psycopg, an optional extra);
+- :mod:`.open` — :func:`open_store`, the backend a location names (a URL or a file);
 - :mod:`.buffer` — write-behind while the database refuses writes.
 """
 
 from wis_monitor.store.batch import Batch
 from wis_monitor.store.buffer import BufferedWriter, Written
+from wis_monitor.store.open import open_store
 from wis_monitor.store.protocol import Store
 from wis_monitor.store.rows import (
     FOLDED,
@@ -38,6 +42,5 @@ __all__ = [
     "FOLDED", "GOOD_QUALITIES", "GROUPED", "SCHEMA_VERSION", "AlertEvent", "AlertRow", "Batch",
     "BookRow", "BufferedWriter", "ChannelBacklog", "Delivery", "Firing", "FiringState",
     "InstanceRow", "LeaseRow", "RuleFirings", "SampleRow", "Silence", "SqliteStore",
-    "StateData", "Store", "Written",
-    "decode_levels", "encode_levels", "is_good",
+    "StateData", "Store", "Written", "decode_levels", "encode_levels", "is_good", "open_store",
 ]
