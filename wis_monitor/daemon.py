@@ -367,8 +367,8 @@ class Daemon:
 
     # -- sources and sampling -----------------------------------------------------------------
 
-    async def _start_sources(self, config: Config, skip: set[str] | None = None,
-                             only: set[str] | None = None) -> dict[str, Source]:
+    async def _start_sources(self, config: Config, only: set[str] | None = None,
+                             skip: set[str] | None = None) -> dict[str, Source]:
         """The sources of the configured venues (``only`` these; not those to ``skip``)."""
         sources: dict[str, Source] = {}
         for venue in config.settings.venues:
