@@ -162,3 +162,17 @@ def test_leases_of_venues_no_longer_configured_are_released(store: SqliteStore) 
     changes = a.tick(fewer)
     assert changes.lost == ["venue:v5"]
     assert holders(store)["venue:v5"] is None
+
+
+def test_an_instance_stopping_cleanly_hands_its_leases_over_at_once(store: SqliteStore) -> None:
+    clock = FakeClock(NOW)
+    a, b = keeper(store, "a", clock), keeper(store, "b", clock)
+    run([a, b], clock, 3)
+    assert a.tokens and b.tokens
+    a.leave()
+    run([b], clock, 2)  # well within the TTL
+    assert set(b.tokens) == set(VENUES)
+    assert b.takeovers == 0  # handed over, not taken over
+    a_again = keeper(store, "a", clock)  # a restarts: it is back in the spread
+    run([a_again, b], clock, 3)
+    assert len(a_again.tokens) == 3 and len(b.tokens) == 3

@@ -283,6 +283,8 @@ class Daemon:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.dispatcher is not None:  # sends in flight get a bounded grace period
             await self._flush_outbox()
+        if self.shard is not None:
+            self.shard.leave()
         await self.close()
         log.info("stopped")
 

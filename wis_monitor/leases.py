@@ -44,6 +44,8 @@ VENUE = "venue:"
 GROUP = "group:"
 #: An instance whose heartbeat, at first sight, is older than this many TTLs is taken as gone.
 LONG_GONE_TTLS = 3
+#: The heartbeat of an instance that stopped cleanly (and released its leases).
+STOPPED = 0
 
 
 def assign(names: Mapping[str, Sequence[str]], live: Sequence[str]) -> dict[str, str]:
@@ -179,6 +181,8 @@ class LeaseKeeper:
             if inst.id == self.id:
                 live.append(inst.id)
                 continue
+            if inst.heartbeat_ms == STOPPED:
+                continue
             key = ("instance", inst.id)
             if self._watch.first_sight(key) and \
                     now_ms - inst.heartbeat_ms > LONG_GONE_TTLS * self.ttl_ms:
@@ -188,13 +192,15 @@ class LeaseKeeper:
                 live.append(inst.id)
         return live
 
-    def release_all(self) -> list[str]:
-        """Give up every lease held (stepping down, stopping); returns their names."""
+    def leave(self) -> None:
+        """Stopping: release every lease and say so in the heartbeat, so that the others take
+        this instance's share at their next tick instead of after the TTL."""
         names = sorted(self.tokens)
         self.tokens = {}
         if names:
             self.store.release(names, self.id)
-        return names
+        self.store.heartbeat(InstanceRow(self.me.id, self.me.host, self.me.pid,
+                                         self.me.started_ms, STOPPED, self.me.version))
 
 
 def _state(row: LeaseRow) -> tuple[str | None, int, int]:
@@ -298,6 +304,18 @@ class Shard:
         engine.step_down(venues, groups)
         self.release(names)
         return {v: sources.pop(v) for v in venues if v in sources}
+
+    def leave(self) -> None:
+        """At a clean stop: hand every lease over at once."""
+        held = sorted(self.keeper.tokens)
+        try:
+            self.keeper.leave()
+        except StoreError as exc:
+            log.warning("leases: cannot hand over %s at the stop (taken over after "
+                        "lease_ttl): %s", ", ".join(held) or "nothing", exc)
+            return
+        if held:
+            log.info("leases released for the other instances: %s", ", ".join(held))
 
     def _count(self) -> None:
         venues, groups = split(list(self.keeper.tokens))

@@ -61,7 +61,8 @@ class StatusReport:
     lease_ttl_ms: int = 15_000
 
     def alive(self, instance: InstanceRow) -> bool:
-        return self.now_ms - instance.heartbeat_ms < self.lease_ttl_ms
+        return instance.heartbeat_ms > 0 and \
+            self.now_ms - instance.heartbeat_ms < self.lease_ttl_ms
 
     def held_by(self, instance: str) -> list[str]:
         return [lease.name for lease in self.leases if lease.owner == instance]
@@ -176,9 +177,10 @@ def _instances(report: StatusReport) -> list[str]:
         return []
     lines = ["", "instances (heartbeat age; leases held):"]
     for i in report.instances:
-        state = "up" if report.alive(i) else "DOWN"
+        state = "up" if report.alive(i) else "stopped" if not i.heartbeat_ms else "DOWN"
         held = ", ".join(report.held_by(i.id)) or "none"
-        lines.append(f"  {i.id:<16} {state:<4} {_age((report.now_ms - i.heartbeat_ms) / 1000):>7}"
+        age = _age((report.now_ms - i.heartbeat_ms) / 1000) if i.heartbeat_ms else "-"
+        lines.append(f"  {i.id:<16} {state:<7} {age:>7}"
                      f"  {i.host} pid {i.pid} {i.version}".rstrip() + f"; {held}")
     unheld = [lease.name for lease in report.leases if lease.owner is None]
     if unheld:
