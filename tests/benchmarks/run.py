@@ -150,6 +150,14 @@ def bench_sqlite(tmp: Path, quick: bool) -> dict[str, float]:
             "sqlite_vs_raw": t_ours / t_raw}
 
 
+def bench_instances(tmp: Path, quick: bool) -> dict[str, float]:
+    """Several instances on PostgreSQL (scaling.py): failover time after kill -9, and one
+    instance's CPU per series sampled at 1 s; needs psycopg and the server binaries."""
+    from scaling import bench_scaling
+
+    return bench_scaling(quick)
+
+
 def bench_postgres(tmp: Path, quick: bool) -> dict[str, float]:
     """PostgresStore.write against raw psycopg executemany and COPY (pgwrites.py);
     needs psycopg and the PostgreSQL server binaries."""
@@ -436,6 +444,7 @@ SECTIONS: dict[str, Callable[[Path, bool], dict[str, float]]] = {
     "latency": bench_latency,
     "sqlite": bench_sqlite,
     "postgres": bench_postgres,
+    "instances": bench_instances,
 }
 
 
@@ -485,7 +494,7 @@ def main() -> None:
 
 
 KEYS = ("pipeline_books_per_s", "pipeline_vs_kernel", "cycle_vs_bare_ccxt", "sqlite_vs_raw",
-        "postgres_vs_raw",
+        "postgres_vs_raw", "failover_s_ttl_3s", "failover_s_ttl_15s",
         "latency_p99_ms_smtp", "latency_p99_ms_webhook", "replay_books_per_s",
         "replay_rss_growth_pct", "parquet_read_books_per_s", "parquet_read_vs_decode",
         "parquet_vs_json_read",
