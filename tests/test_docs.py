@@ -54,6 +54,16 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     assert len(cfg.rules) >= 9
 
 
+def test_shared_example_config_is_valid(tmp_path: Path) -> None:
+    for name in ("pg-password", "slack-webhook", "smtp-password"):
+        (tmp_path / name).write_text("slack://T000/B000/XXXXXXXX\n" if "slack" in name else "pw\n")
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(tmp_path)}
+    cfg = load_config(str(ROOT / "docs" / "examples" / "shared.yaml"), env=env)
+    assert (cfg.settings.storage.url or "").startswith("postgresql://wis@db.internal")
+    assert cfg.settings.storage.path is None
+    assert [v.prefer for v in cfg.settings.venues if v.prefer] == [["risk-2"]]
+
+
 def test_demo_config_is_valid() -> None:
     cfg = load_config(str(ROOT / "wis_monitor" / "default" / "demo.yaml"))
     assert all(v.exchange == "sim" for v in cfg.settings.venues)
