@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ from testclock import NOW
 from webhook import Receiver
 
 from wis_monitor.clock import FakeClock
+from wis_monitor.config import load_config
+from wis_monitor.outbox import CLAIM_SLACK_MS, Dispatcher
+from wis_monitor.store import AlertEvent, Batch
 from wis_monitor.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.slow
@@ -276,3 +280,89 @@ def test_an_owner_resuming_after_its_lease_was_taken_has_its_batch_refused_and_s
 
 def holders_of(store: PostgresStore, instance: str) -> list[str]:
     return [v for v, o in holders(store).items() if o == instance]
+
+
+def test_a_delivery_whose_sender_died_mid_send_is_sent_by_another_instance_and_counted(
+        tmp_path: Path, pg_url: str, store: PostgresStore, receiver: Receiver) -> None:
+    """``a`` claims a delivery and its send hangs (its channel does not answer): ``b`` leaves
+    it alone while the claim holds, then sends it, and counts it as possibly sent twice."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen()  # accepts connections, never answers
+    configs = {}
+    for name, port in (("a", hung.getsockname()[1]), ("b", receiver.port)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f'storage: {{url: "{pg_url}"}}\n'
+                        "venues: [{id: v0, exchange: sim, symbols: [BTC/USDT]}]\n"
+                        f'channels: {{hook: {{url: "json://127.0.0.1:{port}/hook", '
+                        "timeout: 2s, group_by: []}}\n")
+        configs[name] = load_config(str(path))
+    store.write(Batch(alerts=[AlertEvent(NOW, "lopsided", "v0:BTC/USDT", "v0", "BTC/USDT",
+                                         "firing", "warning", 1.0, "lopsided v0 BTC/USDT",
+                                         channels=["hook"])]))
+    clock = FakeClock(NOW)
+
+    async def main() -> None:
+        a = Dispatcher(configs["a"], store, clock=clock, owner="a")
+        b = Dispatcher(configs["b"], store, clock=clock, owner="b")
+        a.start_due(clock.now_ms())
+        for _ in range(50):  # a's send is under way
+            await asyncio.sleep(0.1)
+            if store.query("SELECT claimed_by FROM deliveries") == [{"claimed_by": "a"}]:
+                break
+        await b.run_once(clock.now_ms())
+        assert receiver.posts == [] and b.reclaimed == 0  # a's claim holds
+        clock.advance(2 + CLAIM_SLACK_MS / 1000 + 0.1)  # a never settled it: its claim ran out
+        await b.run_once(clock.now_ms())
+        assert [p["title"] for p in receiver.posts] == ["[WARNING] lopsided v0 BTC/USDT"]
+        assert b.reclaimed == 1
+        await a.drain(10.0)  # a's send times out; the row b settled stays settled
+
+    try:
+        asyncio.run(main())
+    finally:
+        hung.close()
+    (row,) = store.query("SELECT status, claimed_by FROM deliveries")
+    assert row == {"status": "sent", "claimed_by": "b"}
+
+
+def test_a_group_rule_is_evaluated_by_its_holder_over_members_sampled_elsewhere(
+        tmp_path: Path, pg_url: str, store: PostgresStore, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six venues on two instances, one group of all six: the group's holder fires once on
+    members half of which the other instance samples; when that instance dies its members
+    go stale (unknown) and the alert resolves, until their new holder samples them."""
+    cfg = config(tmp_path, pg_url, receiver)
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - name: all-six\n    scope: group\n    group: all\n"
+        "    when: count(mid > 0) >= 6\n    channels: [hook]\n")
+    members = ", ".join(f"{v}:BTC/USDT" for v in VENUES)
+    cfg.write_text(cfg.read_text().replace("sampling: {interval: 1000ms}",
+                                           "sampling: {interval: 1000ms, stale_after: 2s}")
+                   + f"groups: {{all: [{members}]}}\n")
+    clock_a, clock_b = FakeClock(NOW), FakeClock(NOW)
+
+    def group_events() -> list[str]:
+        return [e["event"] for e in alert_events(store)]
+
+    async def main() -> None:
+        monkeypatch.setenv("WIS_INSTANCE_ID", "a")
+        async with SteppedDaemon(cfg, clock_a, interval_s=INTERVAL_S) as a:
+            monkeypatch.setenv("WIS_INSTANCE_ID", "b")
+            b = SteppedDaemon(cfg, clock_b, interval_s=INTERVAL_S)
+            await b.__aenter__()
+            for _ in range(8):
+                await a.cycle()
+                await b.cycle()
+            held = holders(store)
+            assert Counter(held.values()) == {"a": 4, "b": 3} or \
+                Counter(held.values()) == {"a": 3, "b": 4}
+            assert group_events() == ["firing"]
+            await b.crash()  # b dies: its venues go stale, then a takes them over
+            for _ in range(12):
+                await a.cycle()
+            assert set(holders(store).values()) == {"a"}
+
+    asyncio.run(main())
+    assert group_events() == ["firing", "resolved", "firing"]
+    assert [p["title"].endswith("(resolved)") for p in receiver.posts] == [False, True, False]

@@ -29,6 +29,7 @@ from wis_monitor.store import Delivery, Store
 log = logging.getLogger("wis_monitor.outbox")
 BACKOFF_FIRST_MS = 5_000
 BACKOFF_MAX_MS = 300_000
+CLAIM_SLACK_MS = 10_000  # per message claimed, on top of the channel's timeout
 #: Draws the chart attached to an alert's message: PNG bytes, or None for no chart.
 ChartMaker = Callable[[Store, Config, Delivery], Awaitable[bytes | None]]
 
@@ -187,9 +188,9 @@ class Dispatcher:
 
     def _claim(self, name: str, channel: Channel, rows: list[Delivery], now_ms: int,
                messages: int) -> set[int]:
-        """Claim ``rows`` for as long as ``messages`` sends may take (and half a minute);
-        which this instance may send."""
-        ttl = messages * ms(channel.timeout) + 30_000
+        """Claim ``rows`` for as long as ``messages`` sends may take (each its timeout, and
+        ten seconds to render and record it); which this instance may send."""
+        ttl = messages * (ms(channel.timeout) + CLAIM_SLACK_MS)
         taken = self.store.claim(_ids(rows), self.owner, now_ms, ttl)
         for i, previous in taken.items():
             if previous is not None and previous != self.owner:

@@ -428,10 +428,12 @@ class PostgresStore(PgReports):
 
     def record_failure(self, delivery_id: int, attempts: int, error: str, retry_ms: int) -> None:
         """A failed attempt: counted, its error kept, retried not before ``retry_ms``; the
-        claim is cleared (any instance may retry it)."""
+        claim is cleared (any instance may retry it). A row another instance settled since
+        (it took the claim over) stays as it is."""
         self.execute("UPDATE deliveries SET attempts = %s, last_error = %s,"
                      " next_attempt_ts = %s, claimed_by = NULL, claim_expires_ts = NULL"
-                     " WHERE id = %s", [attempts, error[:500], retry_ms, delivery_id])
+                     " WHERE id = %s AND status = 'pending'",
+                     [attempts, error[:500], retry_ms, delivery_id])
 
     def _settle(self, ids: Sequence[int], status: str, now_ms: int, note: str | None) -> None:
         if ids:

@@ -415,7 +415,8 @@ class SqliteStore(Reports):
     def record_failure(self, delivery_id: int, attempts: int, error: str, retry_ms: int) -> None:
         """A failed attempt: counted, its error kept, retried not before ``retry_ms``."""
         self.execute("UPDATE deliveries SET attempts = ?, last_error = ?, next_attempt_ts = ?,"
-                     " claimed_by = NULL, claim_expires_ts = NULL WHERE id = ?",
+                     " claimed_by = NULL, claim_expires_ts = NULL"
+                     " WHERE id = ? AND status = 'pending'",
                      [attempts, error[:500], retry_ms, delivery_id])
 
     def _settle(self, ids: Sequence[int], status: str, now_ms: int, note: str | None) -> None:
