@@ -5,8 +5,11 @@ paused owner fenced off, and a server restart under load (docs/scaling.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -114,6 +117,14 @@ def test_three_daemons_share_six_venues_and_a_kill9_moves_them_without_a_lost_or
         assert wait_until(lambda: spread(store, ["a", "b", "c"]), 30), logs(daemons)
         # one alert per venue, each delivered once
         assert wait_until(lambda: len(receiver.posts) >= 6, 30), logs(daemons)
+        # `status` on any host lists the instances and what each holds
+        out = subprocess.run([sys.executable, "-m", "wis_monitor", "status", "-c", str(cfg),
+                              "--json"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        shown = json.loads(out.stdout)
+        assert [(i["id"], i["alive"], len(i["leases"])) for i in shown["instances"]] == [
+            ("a", True, 2), ("b", True, 2), ("c", True, 2)]
+        assert "pg-test-secret" not in out.stdout
         # each venue is sampled by one instance: one sample per interval, not two or three
         t0 = int(time.time() * 1000)
         time.sleep(5.0)
@@ -162,8 +173,12 @@ def test_three_daemons_share_six_venues_and_a_kill9_moves_them_without_a_lost_or
     assert {r["status"]: int(r["n"]) for r in sent} == {"sent": 12}
 
 
-def test_a_paused_owner_is_fenced_off_and_steps_down_and_nothing_doubles(
+def test_a_paused_owner_steps_down_when_resumed_and_nothing_doubles(
         tmp_path: Path, pg_url: str, store: PostgresStore, receiver: Receiver) -> None:
+    """SIGSTOP past the lease, SIGCONT: whichever comes first after the resume — its next
+    write, refused by the fencing token, or its next lease tick, which finds the leases taken
+    — it steps down, then gets its share back under new tokens (the refused write on its own
+    is the next test's, made deterministic in one process)."""
     cfg = config(tmp_path, pg_url, receiver)
     daemons = start(cfg, "a", "b")
     try:
@@ -255,6 +270,10 @@ def test_an_owner_resuming_after_its_lease_was_taken_has_its_batch_refused_and_s
                 # a is paused: b sees its heartbeat and leases stand still, and takes over
                 assert await b.until(lambda: len(holders_of(store, "b")) == 6, cycles=30)
                 assert b.daemon.shard is not None and b.daemon.shard.keeper.takeovers == 6
+                await b.cycle()
+                metrics = b.daemon.telemetry.registry
+                assert metrics.get_sample_value("wis_lease_takeovers_total") == 6
+                assert metrics.get_sample_value("wis_leases_held", {"kind": "venue"}) == 6
                 clock_a.advance((clock_b.now_ms() - clock_a.now_ms()) / 1000)
                 resumed_ms = clock_a.now_ms()
                 await a.daemon.sample_all()  # a's next cycle, before its lease tick
