@@ -184,3 +184,23 @@ def ema_series(series: Sequence[tuple[int, float | None]], half_life_ms: float,
         total = math.fsum(wi * v for wi, (_, _, v) in zip(w, seen, strict=True))
         out.append(total / math.fsum(w))
     return out
+
+
+def impact_bps(bids: Sequence[Level], asks: Sequence[Level], size: float, buy: bool,
+               contract_size: float = 1.0, inverse: bool = False) -> float | None:
+    """Walk the asks (a buy) or bids (a sell) level by level, taking what each holds until
+    ``size`` of quote notional is bought or sold; the impact of the average price against the
+    mid, in bps (positive: a cost). None when the levels cannot fill ``size``."""
+    m = mid(bids, asks)
+    left, paid_base = size, 0.0
+    for p, q, *_ in asks if buy else bids:
+        take = min(left, notional(p, q, contract_size, inverse))
+        paid_base += take / p  # the base amount this much notional buys at p
+        left -= take
+        if left <= size * 1e-12:
+            break
+    else:
+        if left > size * 1e-12:
+            return None
+    avg = size / paid_base
+    return (avg - m) / m * 10_000 if buy else (m - avg) / m * 10_000

@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from wis_monitor.clock import SYSTEM, Clock, utc
@@ -509,8 +510,12 @@ class Daemon:
         self._loop_beat = self.clock.monotonic()
         rt = self._rt()
         if self.shard is not None:
-            await self.shard.tick(rt.config, rt.engine, rt.sources)
+            taken = await self.shard.tick(rt.config, rt.engine, rt.sources)
             self.health.retain(rt.sources)  # the venues sampled here
+            for venue in taken:  # sampled now, not at their next turn
+                with contextlib.suppress(JobLookupError):
+                    if self.scheduler is not None:
+                        self.scheduler.modify_job(VENUE_JOB + venue, next_run_time=self._soon(0))
         batch = Batch()
         now = self.clock.now_ms()
         rt.engine.check_all_stale(now, batch)

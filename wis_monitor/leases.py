@@ -235,8 +235,10 @@ class Shard:
     def id(self) -> str:
         return self.keeper.id
 
-    async def tick(self, config: Config, engine: Engine, sources: dict[str, Source]) -> None:
-        """Renew, take and release leases; start sampling the venues taken, stop the lost."""
+    async def tick(self, config: Config, engine: Engine, sources: dict[str, Source]
+                   ) -> set[str]:
+        """Renew, take and release leases; start sampling the venues taken, stop the lost.
+        Returns the venues taken (to be sampled at once)."""
         try:
             changes = self.keeper.tick(lease_names(config))
         except StoreError as exc:
@@ -244,7 +246,7 @@ class Shard:
                 log.error("leases: %s; sampling what this instance holds until another is seen "
                           "to take it over", exc)
             self.error = str(exc)
-            return
+            return set()
         if self.error is not None:
             log.info("leases: the store answers again")
             self.error = None
@@ -258,11 +260,11 @@ class Shard:
                         ", ".join(changes.lost))
             engine.step_down(lost_v, lost_g)
             await _close([sources.pop(v) for v in lost_v if v in sources])
-        if changes.gained:
-            await self._take(changes.gained, config, engine, sources)
+        return await self._take(changes.gained, config, engine, sources) \
+            if changes.gained else set()
 
     async def _take(self, names: list[str], config: Config, engine: Engine,
-                    sources: dict[str, Source]) -> None:
+                    sources: dict[str, Source]) -> set[str]:
         venues, groups = split(names)
         try:
             n = engine.take_over(venues, groups, self.clock.now_ms())
@@ -270,9 +272,10 @@ class Shard:
             log.error("leases %s: cannot read their state: %s; released", ", ".join(names), exc)
             engine.step_down(venues, groups)
             self.release(names)
-            return
+            return set()
         sources.update(await self.start_sources(config, venues - set(sources)))
         log.info("leases taken: %s (%d samples of history restored)", ", ".join(names), n)
+        return venues
 
     def fence(self, venue: str | None) -> dict[str, int]:
         """The tokens a batch carries: its venue's, else (housekeeping) every one held."""

@@ -1,0 +1,62 @@
+"""Price impact of an order of a given size: walk one side of the book until it is filled.
+
+The book's levels hold amounts in venue units; a level's notional in the quote currency is
+``price * amount * contract_size`` (linear, spot) or ``amount * contract_size`` (inverse
+contracts: their USD value), as for WIS (SPEC §3, docs/metrics.md). An order of notional
+``size`` takes the levels from the touch outwards, the last one in part. Its volume-weighted
+price is the notional paid over the base amount got,
+
+    vwap = size / sum(filled_i / price_i)
+
+and its impact, in basis points of the mid, is what it pays (a buy) or gives up (a sell)
+against the mid:
+
+    buy_impact  = (vwap - mid) / mid * 1e4        (asks)
+    sell_impact = (mid - vwap) / mid * 1e4        (bids)
+
+None when the levels returned cannot fill ``size`` (the book is ``short``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wis_monitor.book import Book, FloatArray
+
+BPS = 1e4
+
+
+def level_notionals(book: Book, px: FloatArray, qty: FloatArray) -> FloatArray:
+    """Each level's notional in the quote currency (USD for inverse contracts)."""
+    cs = book.contract_size
+    notional = qty * cs if book.inverse else px * qty * cs
+    return np.asarray(notional, dtype=np.float64)
+
+
+def vwap(px: FloatArray, notional: FloatArray, size: float) -> float | None:
+    """The volume-weighted price of filling ``size`` (quote notional) from these levels,
+    touch first; None when they hold less than ``size``."""
+    if size <= 0:
+        raise ValueError("the size of an order must be positive")
+    cum = np.cumsum(notional)
+    k = int(cum.searchsorted(size, side="left"))  # the level that completes the order
+    if k >= cum.size:
+        return None
+    filled = notional[: k + 1].copy()
+    filled[k] = size - (cum[k - 1] if k else 0.0)  # what is left for the last level
+    base = float(np.sum(filled / px[: k + 1]))
+    return size / base if base > 0 else None
+
+
+def impact_bps(book: Book, size: float, *, buy: bool) -> float | None:
+    """The impact of a market order of ``size`` (quote notional) on ``book``, in bps of the
+    mid: a buy walks the asks, a sell the bids. None when the book has no mid or cannot fill
+    the order."""
+    mid = book.mid
+    if mid is None:
+        return None
+    px, qty = (book.ask_px, book.ask_qty) if buy else (book.bid_px, book.bid_qty)
+    price = vwap(px, level_notionals(book, px, qty), size)
+    if price is None:
+        return None
+    return (price - mid) / mid * BPS if buy else (mid - price) / mid * BPS
