@@ -97,6 +97,8 @@ class Changes:
 
     gained: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
+    #: Of the lost: those released to the instance that should hold them (a hand-over).
+    released: list[str] = field(default_factory=list)
 
 
 class LeaseKeeper:
@@ -133,7 +135,7 @@ class LeaseKeeper:
             self.live = self._live(now_ms, now_s)
             self.rows = {r.name: r for r in self.store.leases()}
             owners = assign(wanted, self.live)
-            held = {}
+            held, released = {}, []
             for name in wanted:
                 row = self.rows.get(name)
                 if owners[name] == self.id:
@@ -142,8 +144,8 @@ class LeaseKeeper:
                         held[name] = got
                 elif row is not None and row.owner == self.id:
                     self.store.release([name], self.id)
-                    log.info("lease %s released: instance %s should hold it", name,
-                             owners[name])
+                    released.append(name)
+                    log.info("lease %s handed over to instance %s", name, owners[name])
                 elif row is not None:
                     self._watch.unchanged_for(name, _state(row), now_s)
             dropped = sorted(set(self.tokens) - set(wanted))  # no longer configured
@@ -153,7 +155,7 @@ class LeaseKeeper:
             self._watch.forget()
             raise
         changes = Changes(sorted(set(held) - set(self.tokens)),
-                          sorted(set(self.tokens) - set(held)))
+                          sorted(set(self.tokens) - set(held)), sorted(released))
         self.tokens = {n: r.token for n, r in held.items()}
         return changes
 
@@ -255,9 +257,11 @@ class Shard:
             self._takeovers = self.keeper.takeovers
         self._count()
         lost_v, lost_g = split(changes.lost)
+        taken = sorted(set(changes.lost) - set(changes.released))
+        if taken:
+            log.warning("leases lost: %s: held by another instance now; no longer sampled or "
+                        "evaluated here", ", ".join(taken))
         if changes.lost:
-            log.warning("leases lost: %s: no longer sampled or evaluated here",
-                        ", ".join(changes.lost))
             engine.step_down(lost_v, lost_g)
             await _close([sources.pop(v) for v in lost_v if v in sources])
         return await self._take(changes.gained, config, engine, sources) \

@@ -184,5 +184,7 @@ def _instances(report: StatusReport) -> list[str]:
                      f"  {i.host} pid {i.pid} {i.version}".rstrip() + f"; {held}")
     unheld = [lease.name for lease in report.leases if lease.owner is None]
     if unheld:
-        lines.append(f"  not held (being handed over): {', '.join(unheld)}")
+        why = "being handed over" if any(report.alive(i) for i in report.instances) else \
+            "no instance is up"
+        lines.append(f"  not held ({why}): {', '.join(unheld)}")
     return lines
