@@ -1,5 +1,5 @@
 """The desk's positions: a file of (venue, symbol, signed size) that ``unwind_bps`` and the
-alert messages read (docs/metrics.md#unwind_bps).
+alert messages read (docs/metrics.md, "The cost of unwinding a position").
 
 The file is YAML (a list of ``{venue, symbol, size}``) or, when its name ends in ``.csv``, CSV
 with the header ``venue,symbol,size``. A size is signed (long > 0, short < 0) and counted in

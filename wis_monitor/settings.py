@@ -226,7 +226,7 @@ class Settings(Model):
     http: Http = Http()
     instance: Instance = Instance()
     series_settings: list[str] = []
-    positions: str | None = None  # the desk's positions file (docs/metrics.md#unwind_bps)
+    positions: str | None = None  # the desk's positions file (docs/metrics.md)
 
 
 class SeriesEntry(Model):
