@@ -52,6 +52,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     cfg = load_config(str(ROOT / "docs" / "examples" / "config.yaml"), env=env)
     assert {v.id for v in cfg.settings.venues} == {"binance", "okx", "deribit"}
     assert len(cfg.rules) >= 9
+    assert cfg.positions.size("deribit", "BTC/USD:BTC") == -30_000.0
 
 
 def test_shared_example_config_is_valid(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from wis_monitor import yamlsource
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.errors import ConfigError, Problem
+from wis_monitor.positions import Positions, load_positions
 from wis_monitor.rulefile import Rule, channels_named_in, load_rule_file, load_rules
 from wis_monitor.settings import (
     Channel,
@@ -58,6 +59,8 @@ class Config:
     #: What is valid but worth a look (``PATH:LINE: note: ...``): secrets not read, settings
     #: under which a metric or a rule can never have a value.
     notes: tuple[Problem, ...] = ()
+    #: The desk's positions (``positions:``), read with the config.
+    positions: Positions = field(default_factory=Positions)
 
     @property
     def kernels(self) -> dict[str, Kernel]:
@@ -162,11 +165,27 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
     series_metrics = per_series_metrics(doc, settings, named, env)
     metrics = metric_names(settings)
     rules, files = load_rules(doc, settings, metrics, env)
+    positions = _positions(doc, settings, named)
     if doc.problems:
         raise ConfigError(doc.problems)
     config = Config(path, settings, tuple(rules), tuple(files), frozenset(metrics),
-                    series_metrics, tuple(doc.unread))
+                    series_metrics, tuple(doc.unread), positions)
     return dataclasses.replace(config, notes=(*config.notes, *never_notes(doc, config)))
+
+
+def _positions(doc: yamlsource.Document, settings: Settings, named: set[tuple[str, str]]
+               ) -> Positions:
+    """The positions of the file ``positions:`` names (relative to the main file); its
+    problems go with the config's. ``named``: the series the main file names, valid or not."""
+    if settings.positions is None:
+        return Positions()
+    path = os.path.normpath(Path(doc.path).parent / settings.positions)
+    sampled = {(v.id, s) for v in settings.venues for s in v.symbols} | named
+    try:
+        return load_positions(path, sampled)
+    except ConfigError as exc:
+        doc.problems.extend(exc.problems)
+        return Positions()
 
 
 def _url_problem(url: str) -> str | None:

@@ -32,6 +32,7 @@ from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
 from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetch, status_line
 from wis_monitor.leases import Shard
+from wis_monitor.positions import Stamp, load_positions
 from wis_monitor.sdnotify import Notifier
 from wis_monitor.sources import Observation, Source, make_source
 from wis_monitor.store import Batch, BufferedWriter, Store, open_store
@@ -83,6 +84,7 @@ class Daemon:
         self._out_of_order_warned: set[tuple[str, str]] = set()
         self.shard: Shard | None = None  # on a shared store: this instance's leases
         self._reclaimed = 0
+        self._positions_refused: Stamp | None = None  # a bad positions file, reported once
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -516,6 +518,7 @@ class Daemon:
                 with contextlib.suppress(JobLookupError):
                     if self.scheduler is not None:
                         self.scheduler.modify_job(VENUE_JOB + venue, next_run_time=self._soon(0))
+        self._watch_positions(rt)
         batch = Batch()
         now = self.clock.now_ms()
         rt.engine.check_all_stale(now, batch)
@@ -542,6 +545,26 @@ class Daemon:
                 return
             if n:
                 log.info("housekeeping: removed %d rows older than the retention", n)
+
+    def _watch_positions(self, rt: Runtime) -> None:
+        """Take the positions file's new version when it changed; keep the last good
+        positions while it is refused (saying why once per version)."""
+        held = rt.engine.positions
+        stamp = held.changed()
+        if held.path is None or stamp in (None, self._positions_refused):
+            return
+        series = {(v.id, s) for v in rt.config.settings.venues for s in v.symbols}
+        try:
+            rt.engine.positions = load_positions(held.path, series)
+        except ConfigError as exc:
+            self._positions_refused = stamp
+            for p in exc.problems:
+                log.error("positions rejected: %s", p)
+            log.error("positions rejected: %d problem(s); the last good positions are kept",
+                      len(exc.problems))
+            return
+        log.info("positions %s reloaded: %d position(s)", held.path,
+                 len(rt.engine.positions.sizes))
 
     async def _dispatch_loop(self) -> None:
         """Send the outbox as soon as an alert is written, and every second for retries."""

@@ -102,6 +102,7 @@ class Engine:
         self.owned: set[str] | None = None
         self.held_groups: set[str] | None = None
         self._member_columns: list[str] | None = None
+        self.positions = config.positions  # replaced when the positions file changes
 
     # -- state ------------------------------------------------------------------------------
 
@@ -385,7 +386,8 @@ class Engine:
     def sample(self, obs: Observation) -> Sample:
         """Signals and z-scores of one observation (updates the series' windows)."""
         s = self.series_for(obs.venue, obs.symbol, obs.ts_ms)
-        values, flags = s.measure(obs, self._z_first, self._z_smooth)
+        values, flags = s.measure(obs, self._z_first, self._z_smooth,
+                                  self.positions.size(obs.venue, obs.symbol))
         return Sample(obs.ts_ms, obs.venue, obs.symbol, values, flags, obs.error)
 
     def _row(self, sample: Sample) -> SampleRow:
@@ -559,7 +561,7 @@ class Engine:
                           self.config.metrics_for(venue, symbol).wis.band_bps,
                           peers(row.key, self.config.settings.groups.values(), self._last_values),
                           wis.baseline() if wis is not None else None,
-                          s.last_book if s is not None else None)
+                          *((s.last_book, s.position) if s is not None else ()))
         row.summary, row.details = describe(event, row.severity, row.rule,
                                             where(venue, symbol, row.key),
                                             rule.spec if rule is not None else None, ctx)

@@ -1,7 +1,8 @@
 """What an alert event tells beyond its rule's verdict: its summary line and the details its
 message shows (:func:`wis_monitor.message.lines_of` reads them) — the sample's values, the
 rule's description and runbook, the z-score's baseline, the best levels of the book, the
-group peers. Computed once for each event the engine emits; no I/O, no clock.
+group peers, the desk's position on the series and what unwinding it would cost. Computed
+once for each event the engine emits; no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from wis_monitor.alerting import Event
 from wis_monitor.book import Book, FloatArray
+from wis_monitor.impact import position_notional
 from wis_monitor.stats import Baseline
 
 if TYPE_CHECKING:
@@ -32,7 +34,8 @@ class Context:
     ``values``: the sample's numbers (a series rule), the members' (a group rule) or the
     feed's age, quality and error (feed-stale). The rest only for a series rule: the metric its
     value is (without a ``value`` expression), the depth band, the other members of its groups,
-    the WIS z-score's baseline and the latest good book.
+    the WIS z-score's baseline, the latest good book and the desk's position (signed, in the
+    book's amount unit).
     """
 
     values: Mapping[str, Any]
@@ -41,6 +44,7 @@ class Context:
     peers: dict[str, dict[str, float | None]] | None = None
     baseline: Baseline | None = None
     book: Book | None = None
+    position: float | None = None
 
 
 def where(venue: str | None, symbol: str | None, key: str) -> str:
@@ -68,9 +72,33 @@ def describe(event: Event, severity: str, name: str, at: str, spec: RuleSpec | N
         d["top_asks"] = _levels(ctx.book.ask_px, ctx.book.ask_qty)
     if event.kind == "resolved" and event.fired_at_ms is not None:
         d["fired_for_ms"] = event.ts_ms - event.fired_at_ms
+    if spec is not None and ctx.position and ctx.book is not None:
+        d["position"] = exposure(ctx.position, ctx.book, ctx.values.get("unwind_bps"), at)
+        summary += " " + exposure_text(d["position"])
     if spec is not None and spec.mode == "shadow":
         summary, d["mode"] = summary + SHADOW_MARK, "shadow"
     return summary, d
+
+
+def exposure(size: float, book: Book, unwind: float | None, at: str) -> dict[str, Any]:
+    """The desk's position on the series at ``at``: its size, its notional in the quote
+    currency (USD for inverse contracts) and the cost of unwinding it now (None: the book
+    cannot fill it)."""
+    symbol = at.rpartition(" ")[2]
+    currency = symbol.partition("/")[2].partition(":")[0] or None
+    return {"size": size, "notional": position_notional(book, size), "currency": currency,
+            "unwind_bps": unwind}
+
+
+def exposure_text(p: Mapping[str, Any]) -> str:
+    """``position -500 (50,000 USD), unwind 3.10 bps``."""
+    notional = p.get("notional")
+    worth = f" ({notional:,.0f}{' ' + p['currency'] if p.get('currency') else ''})" \
+        if notional is not None else ""
+    unwind = p.get("unwind_bps")
+    cost = f"unwind {unwind:.2f} bps" if unwind is not None else \
+        "unwind: the book cannot fill it"
+    return f"position {p['size']:+,g}{worth}, {cost}"
 
 
 def retired(severity: str, name: str, at: str, reason: str, fired_for_ms: int | None,

@@ -60,3 +60,24 @@ def impact_bps(book: Book, size: float, *, buy: bool) -> float | None:
     if price is None:
         return None
     return (price - mid) / mid * BPS if buy else (mid - price) / mid * BPS
+
+
+def position_notional(book: Book, size: float) -> float | None:
+    """What a position of ``size`` (signed, in the book's amount unit: base currency, or
+    contracts of ``contract_size``) is worth in the quote currency: valued at the mid
+    (linear, spot), or its USD value (inverse contracts). None when the book has no mid."""
+    mid = book.mid
+    if mid is None:
+        return None
+    amount = abs(size) * book.contract_size
+    return amount if book.inverse else amount * mid
+
+
+def unwind_bps(book: Book, size: float) -> float | None:
+    """The impact of closing a position of ``size`` now: a long (``size > 0``) sells its
+    notional into the bids, a short buys it from the asks. None for no position, a book with
+    no mid, or one that cannot fill it."""
+    notional = position_notional(book, size) if size else None
+    if not notional:
+        return None
+    return impact_bps(book, notional, buy=size < 0)

@@ -65,6 +65,15 @@ def _depth_label(symbol: str | None, band_bps: Any) -> str:
     return f"Depth ({quote + ' ' if quote else ''}{band})"
 
 
+def _position(p: dict[str, Any]) -> str:
+    """``-500 (50,000 USD); unwinding it now costs 3.10 bps``."""
+    worth = f" ({_num(p.get('notional'), ',.0f')} {p.get('currency') or ''}".rstrip() + ")"
+    unwind = p.get("unwind_bps")
+    cost = (f"unwinding it now costs {_num(unwind, '.2f')} bps" if unwind is not None
+            else "the book cannot fill its unwinding")
+    return f"{_num(p.get('size'), '+,g')}{worth}; {cost}"
+
+
 def title_of(alert: dict[str, Any]) -> str:
     where = " ".join(x for x in (alert.get("venue"), alert.get("symbol")) if x) or alert["key"]
     suffix = "" if alert["event"] == "firing" else f" ({alert['event']})"
@@ -104,6 +113,8 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
                                  if v.get("coverage_bps") is not None else d.get("depth_band_bps")),
                     f"bids {_num(v.get('bid_depth'), ',.0f')} / asks "
                     f"{_num(v.get('ask_depth'), ',.0f')}"))
+    if d.get("position"):
+        out.append(("Position", _position(d["position"])))
     if v.get("ofi") is not None:
         out.append(("OFI", f"{_num(v.get('ofi'), '.3f')}, z {_num(v.get('ofi_z'), '.2f')}"))
     for side in ("bids", "asks"):
@@ -162,7 +173,8 @@ def render_templates(alert: dict[str, Any], template: dict[str, str | None]) -> 
     """The rendered title and body (those the template has); TemplateRenderError names which
     one failed."""
     details = alert.get("details") or {}
-    context = {**alert, "details": details, "values": details.get("values") or {}}
+    context = {**alert, "details": details, "values": details.get("values") or {},
+               "position": details.get("position")}
     out = {}
     for key in ("title", "body"):
         source = template.get(key)

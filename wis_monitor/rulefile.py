@@ -267,6 +267,7 @@ SAMPLE_VALUES: dict[str, float] = {
     "wis": 0.61, "wis_z": 3.4, "imbalance": 0.58, "mid": 61234.5, "spread_bps": 0.3,
     "microprice": 61235.1, "bid_depth": 2.5e6, "ask_depth": 0.9e6, "depth": 3.4e6,
     "mid_change_bps": 1.2, "age_s": 0.4, "latency_ms": 85.0, "coverage_bps": 50.0, "ofi": 0.8,
+    "unwind_bps": 4.2,
 }
 
 
@@ -315,7 +316,8 @@ def sample_alerts(spec: RuleSpec, settings: Settings, metrics: Iterable[str]
         key = f"{venue}:{symbol}"
         details.update(values=values, baseline={"n": 720, "mean": 0.02, "std": 0.17},
                        top_bids=[[61230.0, 250000.0]], top_asks=[[61240.0, 90000.0]],
-                       group_peers={})
+                       group_peers={}, position={"size": -25.0, "notional": 1_530_862.5,
+                                                 "currency": "USDT", "unwind_bps": 4.2})
     value = 3.4 if venue is not None or spec.value is not None else None
     firing: dict[str, Any] = {
         "delivery_id": 1, "channel": next(iter(spec.channels), ""), "attempts": 0,

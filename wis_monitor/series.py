@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from wis_monitor.alerting import Feed
 from wis_monitor.book import BLOCKING_FLAGS, Book
 from wis_monitor.duration import ms
+from wis_monitor.impact import unwind_bps
 from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
 from wis_monitor.sources import Observation
 from wis_monitor.stats import Ema, OfiWindow, SeriesStats
@@ -42,6 +43,7 @@ class Series:
     last_quality: str = ""
     last_error: str | None = None
     last_ts_ms: int | None = None  # of the latest observation taken in: time only moves on
+    position: float | None = None  # the desk's, when the latest observation was measured
     key: str = ""  # venue:symbol, the alert key
 
     def __post_init__(self) -> None:
@@ -99,7 +101,7 @@ class Series:
         self.last_values, self.last_book = old.last_values, old.last_book
         self.book_since_ms, self.first_seen_ms = old.book_since_ms, old.first_seen_ms
         self.last_quality, self.last_error = old.last_quality, old.last_error
-        self.last_ts_ms = old.last_ts_ms
+        self.last_ts_ms, self.position = old.last_ts_ms, old.position
         return fresh, rewarm
 
     def feed(self, now_ms: int) -> Feed:
@@ -126,10 +128,12 @@ class Series:
             return m.wis.band_bps, m.wis.symmetric
         return self.kernels.get(metric)  # a WIS kernel; None for the other companions
 
-    def measure(self, obs: Observation, z_first: tuple[str, ...], z_smooth: tuple[str, ...]
-                ) -> tuple[dict[str, float | None], frozenset[str]]:
+    def measure(self, obs: Observation, z_first: tuple[str, ...], z_smooth: tuple[str, ...],
+                position: float | None = None) -> tuple[dict[str, float | None], frozenset[str]]:
         """The signals and z-scores of an observation of this series, and its quality flags
-        (updates the windows): ``z_first`` are scored before smoothing, ``z_smooth`` after."""
+        (updates the windows): ``z_first`` are scored before smoothing, ``z_smooth`` after;
+        ``position``: the desk's (signed, in the book's amount unit), for ``unwind_bps``."""
+        self.position = position
         flags = set(obs.flags)
         book = obs.book
         values: dict[str, float | None] = {"latency_ms": obs.latency_ms}
@@ -154,6 +158,7 @@ class Series:
                 microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
                 depth=snap.depth, mid_change_bps=change_bps(self.stats.last_mid, snap.mid),
                 coverage_bps=snap.coverage_bps, **snap.wis,
+                unwind_bps=unwind_bps(book, position) if position else None,
             )
             top = top_levels(book, self.metrics.ofi.levels)
             if not (all(v is None or math.isfinite(v) for v in metrics.values())

@@ -84,6 +84,7 @@ METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 BASE_METRICS = (
     "wis", "wis_z", "imbalance", "mid", "spread_bps", "microprice", "bid_depth", "ask_depth",
     "depth", "mid_change_bps", "age_s", "latency_ms", "coverage_bps", "ofi", "ofi_z",
+    "unwind_bps",
 )
 
 
@@ -225,6 +226,7 @@ class Settings(Model):
     http: Http = Http()
     instance: Instance = Instance()
     series_settings: list[str] = []
+    positions: str | None = None  # the desk's positions file (docs/metrics.md)
 
 
 class SeriesEntry(Model):

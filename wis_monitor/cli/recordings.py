@@ -113,9 +113,12 @@ def recorded(books: tuple[str, ...], db: str | None, problems: list[Problem],
 @click.option("--rules", "rule_globs", multiple=True, metavar="GLOB",
               help="Evaluate the rules of these files instead of the config's; repeatable.")
 @click.option("--notify", is_flag=True, help="Actually send the alerts (default: send nothing).")
+@click.option("--positions", "positions", default=None, metavar="FILE",
+              help="The desk's positions (YAML or CSV) instead of the config's, for unwind_bps.")
 @recording_options
 def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: str | None,
-           rule_globs: tuple[str, ...], notify: bool, reading: ImportOptions) -> None:
+           rule_globs: tuple[str, ...], notify: bool, positions: str | None,
+           reading: ImportOptions) -> None:
     """Run the pipeline over recorded books on their own clock, as fast as possible.
 
     Example: wis-monitor replay -c config.yaml --books btc.jsonl.gz --out replay.db
@@ -135,6 +138,8 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
             cfg = with_rule_files(cfg, rule_globs, stub_channels=not notify)
         except ConfigError as exc:
             fail_config(exc)
+    if positions:
+        cfg = _with_positions(cfg, positions, checked=config is not None)
     problems: list[Problem] = []
     try:
         report: ReplayReport = replay_observations(
@@ -144,6 +149,20 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
         raise click.ClickException(str(exc)) from None
     report_bad_lines(problems)
     click.echo(report.render())
+
+
+def _with_positions(cfg: Config, path: str, *, checked: bool) -> Config:
+    """``cfg`` with the positions of ``path``; ``checked``: only on the config's series
+    (without a config, a position may name any series of the recordings)."""
+    import dataclasses
+
+    from wis_monitor.positions import load_positions
+
+    series = {(v.id, s) for v in cfg.settings.venues for s in v.symbols} if checked else None
+    try:
+        return dataclasses.replace(cfg, positions=load_positions(path, series))
+    except ConfigError as exc:
+        fail_config(exc)
 
 
 def _no_group_rules(rule_globs: tuple[str, ...]) -> None:

@@ -23,7 +23,7 @@ MIGRATION_SET = "wis-monitor"
 #: The samples table's columns besides its series and time (and the variants' own).
 SAMPLE_VALUE_COLUMNS: tuple[str, ...] = (
     "mid", "spread_bps", "wis", "wis_z", "imbalance", "microprice", "bid_depth", "ask_depth",
-    "mid_change_bps", "age_s", "latency_ms", "coverage_bps", "ofi", "ofi_z",
+    "mid_change_bps", "age_s", "latency_ms", "coverage_bps", "ofi", "ofi_z", "unwind_bps",
 )
 
 _TABLES = """
@@ -101,6 +101,12 @@ def _instances_leases_claims(db: sqlite_utils.Database) -> None:
     for col, kind in (("claimed_by", "TEXT"), ("claim_expires_ts", "INTEGER")):
         if col not in existing:
             db.execute(f"ALTER TABLE deliveries ADD COLUMN {col} {kind}")
+
+
+@_migration("0004_unwind_column")
+def _unwind_column(db: sqlite_utils.Database) -> None:
+    """The cost of unwinding the desk's position on the series (``unwind_bps``)."""
+    add_sample_columns(db, ("unwind_bps",))
 
 
 def add_sample_columns(db: sqlite_utils.Database, columns: Sequence[str]) -> None:

@@ -46,6 +46,9 @@ DESCRIPTIONS: dict[str, str] = {
                     "them is up.",
     "Settings.series_settings": "Files of per-series metric settings (what `calibrate "
                                 "--write` makes), relative to this file.",
+    "Settings.positions": "The desk's positions (YAML or CSV: venue, symbol, signed size), "
+                          "relative to this file: `unwind_bps` and alert messages; re-read "
+                          "when it changes.",
     "Storage.path": "The SQLite database; default `$STATE_DIRECTORY/wis.db` under systemd, "
                     "else `wis.db` in the working directory.",
     "Storage.retention": "Samples, alerts and books older than this are deleted.",

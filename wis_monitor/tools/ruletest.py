@@ -7,7 +7,9 @@ the expectation exactly, else an ``expected:`` / ``got:`` diff is printed.
 
 Value notation (space separated): ``1.5`` a value; ``AxN`` A repeated N times; ``A+BxN`` or
 ``A-BxN`` N values from A in steps of B; ``null`` a good sample where this metric is null;
-``_`` no good sample at that step (a failed fetch), ``_xN`` N of them.
+``_`` no good sample at that step (a failed fetch), ``_xN`` N of them. The desk's position
+on a series of books is its ``position`` (``unwind_bps`` is computed from the books); a series
+of values gives ``unwind_bps`` itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from wis_monitor.config import Config
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, Problem
+from wis_monitor.positions import Positions
 from wis_monitor.rulefile import FEED_STALE, channels_named_in, load_rule_file
 from wis_monitor.settings import (
     Channel,
@@ -51,6 +54,7 @@ class InputSeries(Model):
     series: str
     values: dict[str, str] = {}
     books: str | None = None
+    position: float | None = None  # with books: the desk's, for unwind_bps
 
 
 class Expected(Model):
@@ -193,11 +197,17 @@ def _run_case(config: Config, case: Case, spec: TestFile, base: Path, where: str
     errors: list[str] = []
     steps: dict[int, list[Sample]] = {}
     book_series = []
+    positions: dict[tuple[str, str], float] = {}
     for inp in case.input_series:
         venue, symbol = split_member(inp.series)
         if not symbol:
             errors.append(f'series "{inp.series}" must be venue:symbol')
             continue
+        if inp.position is not None and not inp.books:
+            errors.append(f'series "{inp.series}": position goes with books (a series of '
+                          "values gives unwind_bps itself)")
+        elif inp.position is not None:
+            positions[(venue, symbol)] = inp.position
         if inp.books:
             book_series.append((venue, symbol, base / inp.books))
             continue
@@ -227,6 +237,7 @@ def _run_case(config: Config, case: Case, spec: TestFile, base: Path, where: str
                     values["depth"] = b + a if b is not None and a is not None else None
                 sample = Sample(ts, venue, symbol, values, frozenset(), None)
             steps.setdefault(ts, []).append(sample)
+    engine.positions = Positions(None, positions)
     for venue, symbol, path in book_series:
         problems: list[Problem] = []
         first: int | None = None
