@@ -37,7 +37,7 @@ LAYERS = (
     {"daemon", "tools"},
     {"engine", "series", "enrich", "outbox", "health", "telemetry", "leases"},
     {"sources"},
-    {"config", "rulefile", "settings", "yamlsource"},
+    {"config", "rulefile", "settings", "selection", "yamlsource"},
     {"message", "template", "channel", "store", "clock", "sdnotify", "log", "redact"},
     {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths",
      "impact"},

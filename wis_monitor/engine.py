@@ -139,8 +139,8 @@ class Engine:
         fresh: set[str] = set()
         rewarm: dict[tuple[str, str], list[str]] = {}
         for key, s in old.series.items():
-            if s.venue not in self.venues:
-                continue  # the venue was removed
+            if s.venue not in self.venues or s.symbol not in self.venues[s.venue].symbols:
+                continue  # the venue or the symbol was removed
             new = self.series_for(s.venue, s.symbol, s.first_seen_ms)
             afresh, same = new.adopt(s, self.z_metrics)
             fresh.update(afresh)
@@ -262,6 +262,10 @@ class Engine:
     def _uncovered(self, name: str, key: str) -> str | None:
         """Why the configuration no longer evaluates (name, key), or None."""
         venue, symbol = split_member(key)
+        selecting = self.venues.get(venue)
+        if symbol and selecting is not None and selecting.select is not None and \
+                symbol not in selecting.symbols:
+            return "series left the venue's selection (expired, or no longer within it)"
         if name == FEED_STALE:
             if not self.feed_stale_enabled:
                 return "feed-stale turned off in the configuration"
