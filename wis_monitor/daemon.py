@@ -309,7 +309,7 @@ class Daemon:
 
     async def reload(self) -> bool:
         self.notifier.reloading()
-        rt = self._rt()
+        self._rt()  # started
         try:  # off the loop: rendering the rules' templates may take their budget
             config = runnable(await asyncio.to_thread(load_config, self.config_path))
         except ConfigError as exc:

@@ -262,9 +262,7 @@ class Engine:
     def _uncovered(self, name: str, key: str) -> str | None:
         """Why the configuration no longer evaluates (name, key), or None."""
         venue, symbol = split_member(key)
-        selecting = self.venues.get(venue)
-        if symbol and selecting is not None and selecting.select is not None and \
-                symbol not in selecting.symbols:
+        if symbol and (v := self.venues.get(venue)) and v.select and symbol not in v.symbols:
             return "series left the venue's selection (expired, or no longer within it)"
         if name == FEED_STALE:
             if not self.feed_stale_enabled:

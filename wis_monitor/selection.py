@@ -187,7 +187,8 @@ def choose(markets: Mapping[str, Market], select: Selection, now_ms: int,
     first, at most ``max``; ValueError if options are to be ranked or filtered by moneyness
     and there is no price of the underlying."""
     found = matching(markets, select, now_ms)
-    if select.type == "option" and (select.moneyness_within is not None or select.max):
+    ranked = price is not None or select.moneyness_within is not None or select.max
+    if select.type == "option" and ranked:
         if price is None or price <= 0:
             raise ValueError("no price of the underlying to measure moneyness against")
         found = [m for m in found if isinstance(m.get("strike"), int | float)]
