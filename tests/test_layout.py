@@ -35,7 +35,7 @@ OWNERS = {
 LAYERS = (
     {"__main__", "cli"},
     {"daemon", "tools"},
-    {"engine", "series", "enrich", "outbox", "health", "telemetry", "leases"},
+    {"engine", "series", "enrich", "outbox", "health", "telemetry", "leases", "selector"},
     {"sources"},
     {"config", "rulefile", "settings", "selection", "yamlsource"},
     {"message", "template", "channel", "store", "clock", "sdnotify", "log", "redact"},
