@@ -70,6 +70,24 @@ class _Fault:
     symbol: str | None
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A dated market the venue lists from ``listed_ms`` until its expiry (by its clock)."""
+
+    exchange_id: str  # deribit or okx
+    symbol: str  # unified, as ccxt names it
+    id: str  # the venue's instrument name
+    kind: str  # option or future
+    base: str
+    expiry_ms: int
+    listed_ms: int
+    strike: float | None = None
+    option_type: str | None = None  # call or put
+
+    def live(self, now_ms: int) -> bool:
+        return self.listed_ms <= now_ms < self.expiry_ms
+
+
 @dataclass
 class _Series:
     queue: deque[tuple[Levels, Levels]] = field(default_factory=deque)
@@ -102,6 +120,7 @@ class FakeVenue:
         self._faults: dict[str, list[_Fault]] = {}
         self._log: list[Request] = []
         self.served: dict[tuple[str, str], list[tuple[Levels, Levels]]] = {}
+        self.listings: list[Listing] = []
         self._runner: web.AppRunner | None = None
         self._hang = asyncio.Event()
         self.port = port
@@ -119,6 +138,32 @@ class FakeVenue:
             s.queue.clear()
             s.current = (bids, asks)
             s.ts_ms = ts_ms
+
+    def list_chain(self, exchange_id: str, base: str, expiry_ms: int, strikes: Iterable[float],
+                   *, listed_ms: int | None = None, index: float = 60_000.0) -> list[Listing]:
+        """List an expiry of ``base`` on deribit or okx: its future and a call and a put per
+        strike, from ``listed_ms`` (default: now by the venue's clock) until ``expiry_ms``;
+        their books are priced around ``index`` (options in the base currency, as both venues
+        quote them)."""
+        if exchange_id not in ("deribit", "okx"):
+            raise ValueError(f"dated markets are served for deribit and okx, not {exchange_id}")
+        listed = self.clock.now_ms() if listed_ms is None else listed_ms
+        new = [_listing(exchange_id, base, expiry_ms, listed, None, None)]
+        new += [_listing(exchange_id, base, expiry_ms, listed, float(k), kind)
+                for k in strikes for kind in ("call", "put")]
+        with self._lock:
+            self.listings.extend(new)
+            for m in new:
+                self.ids.setdefault(exchange_id, {})[m.symbol] = m.id
+                self._series.setdefault((exchange_id, m.symbol), _Series()).current = \
+                    _listing_book(m, index)
+        return new
+
+    def live_listings(self, exchange_id: str) -> list[Listing]:
+        """The dated markets the venue lists now, by its clock."""
+        now = self.clock.now_ms()
+        with self._lock:
+            return [m for m in self.listings if m.exchange_id == exchange_id and m.live(now)]
 
     def queue_books(self, exchange_id: str, symbol: str,
                     books: Iterable[tuple[Levels, Levels]]) -> None:
@@ -156,7 +201,11 @@ class FakeVenue:
             options = {"fetchMarkets": {"types": [kind[exchange_id]]}}
         elif exchange_id == "okx":
             urls = {"rest": base}
-            options = {"fetchMarkets": {"types": ["spot"]}}
+            dated = ["swap", "future", "option"] if any(
+                m.exchange_id == "okx" for m in self.listings) else []
+            options = {"fetchMarkets": {"types": ["spot", *dated]},
+                       "defaultUnderlying": sorted({f"{m.base}-USD" for m in self.listings
+                                                    if m.exchange_id == "okx"})}
         elif exchange_id == "bybit":
             urls = {k: base for k in ("spot", "futures", "v2", "public", "private")}
             options = {"fetchMarkets": {"types": ["spot"]}}
@@ -204,6 +253,9 @@ class FakeVenue:
         limit = _int(query.get("limit") or query.get("sz") or query.get("count")
                      or query.get("depth") or query.get("len"))
         unified = self._unified(venue, book_symbol)
+        if self._expired(venue, book_symbol):
+            status, body = _error_body(venue)
+            return web.json_response(body, status=status)
         bids, asks = self._next_book(venue, unified, fault.kind if fault else None)
         if limit:
             bids, asks = bids[:limit], asks[:limit]
@@ -224,6 +276,13 @@ class FakeVenue:
         if path == "/api/v3/brokerage/market/product_book":
             return query.get("product_id", "")
         return None
+
+    def _expired(self, venue: str, market_id: str) -> bool:
+        """A dated market not listed now: the venue answers as for an unknown instrument."""
+        now = self.clock.now_ms()
+        with self._lock:
+            dated = [m for m in self.listings if m.exchange_id == venue and m.id == market_id]
+        return bool(dated) and not any(m.live(now) for m in dated)
 
     def _unified(self, venue: str, market_id: str) -> str:
         for unified, mid in self.ids.get(venue, {}).items():
@@ -298,7 +357,19 @@ class FakeVenue:
             body = {"code": "0", "msg": "", "data": []}
         if body is None:
             return web.json_response({"error": f"no route {key}"}, status=404)
-        return web.json_response(self._with_generated(venue, path, copy.deepcopy(body)))
+        body = self._with_listings(venue, path, query_string, copy.deepcopy(body))
+        return web.json_response(self._with_generated(venue, path, body))
+
+    def _with_listings(self, venue: str, path: str, query_string: str, body: Any) -> Any:
+        """Add the dated markets listed now to the instruments of deribit and okx."""
+        live = self.live_listings(venue)
+        if venue == "deribit" and path == "/api/v2/public/get_instruments":
+            body["result"] += [_deribit_instrument(m) for m in live]
+        elif venue == "okx" and path == "/api/v5/public/instruments":
+            kind = {"instType=OPTION": "option", "instType=FUTURES": "future"}
+            wanted = next((k for q, k in kind.items() if q in query_string), None)
+            body["data"] += [_okx_instrument(m) for m in live if m.kind == wanted]
+        return body
 
     def _with_generated(self, venue: str, path: str, body: Any) -> Any:
         """Add the generated markets (benchmarks) and the COIN-M market to exchangeInfo."""
@@ -330,6 +401,75 @@ class FakeVenue:
                 entry["pair"] = mid
             body["symbols"].append(entry)
         return body
+
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def _listing(exchange_id: str, base: str, expiry_ms: int, listed_ms: int,
+             strike: float | None, option_type: str | None) -> Listing:
+    """A dated market named as the venue and as ccxt name it."""
+    t = time.gmtime(expiry_ms / 1000)
+    yymmdd = time.strftime("%y%m%d", t)
+    k = f"{strike:g}" if strike is not None else ""
+    letter = (option_type or "")[:1].upper()
+    if exchange_id == "deribit":  # BTC-3JAN25, BTC-3JAN25-60000-C; inverse, settled in base
+        day = f"{t.tm_mday}{_MONTHS[t.tm_mon - 1]}{t.tm_year % 100:02d}"
+        mid = f"{base}-{day}" + (f"-{k}-{letter}" if strike is not None else "")
+    else:  # okx: BTC-USD-250103, BTC-USD-250103-60000-C (coin-margined)
+        mid = f"{base}-USD-{yymmdd}" + (f"-{k}-{letter}" if strike is not None else "")
+    symbol = f"{base}/USD:{base}-{yymmdd}" + (f"-{k}-{letter}" if strike is not None else "")
+    return Listing(exchange_id, symbol, mid, "option" if strike is not None else "future", base,
+                   expiry_ms, listed_ms, strike, option_type)
+
+
+def _listing_book(m: Listing, index: float) -> tuple[Levels, Levels]:
+    """A plausible book: a future near the index (in USD), an option's premium in the base
+    (intrinsic value plus some time value, at least 0.0005)."""
+    if m.strike is None:
+        return default_book(index, levels=50, tick=0.5)
+    intrinsic = max(index - m.strike, 0.0) if m.option_type == "call" else \
+        max(m.strike - index, 0.0)
+    premium = intrinsic / index + 0.01
+    return default_book(round(premium, 4), levels=10, tick=0.0005)
+
+
+def _deribit_instrument(m: Listing) -> dict[str, Any]:
+    """``public/get_instruments`` as deribit sends it (options quoted in the base currency)."""
+    out: dict[str, Any] = {
+        "tick_size": 0.0005 if m.kind == "option" else 2.5, "tick_size_steps": [],
+        "taker_commission": 0.0003 if m.kind == "option" else 0.0005,
+        "settlement_period": "week", "settlement_currency": m.base, "rfq": False,
+        "quote_currency": m.base if m.kind == "option" else "USD",
+        "price_index": f"{m.base.lower()}_usd", "min_trade_amount": 0.1 if m.kind == "option"
+        else 10, "max_liquidation_commission": 0.0075, "max_leverage": 50,
+        "maker_commission": 0.0003 if m.kind == "option" else 0.0, "kind": m.kind,
+        "is_active": True, "instrument_name": m.id, "instrument_id": abs(hash(m.id)) % 10**6,
+        "expiration_timestamp": m.expiry_ms, "creation_timestamp": m.listed_ms,
+        "counter_currency": "USD", "contract_size": 1.0 if m.kind == "option" else 10.0,
+        "base_currency": m.base, "block_trade_commission": 0.0003,
+        "block_trade_min_trade_amount": 25, "block_trade_tick_size": 0.0001,
+    }
+    if m.kind == "option":
+        out.update(strike=m.strike, option_type=m.option_type)
+    return out
+
+
+def _okx_instrument(m: Listing) -> dict[str, str]:
+    """``/api/v5/public/instruments`` as okx sends a coin-margined future or option."""
+    option = m.kind == "option"
+    return {
+        "alias": "" if option else "this_week", "baseCcy": "", "category": "1",
+        "ctMult": "1", "ctType": "" if option else "inverse",
+        "ctVal": "0.01" if option else "100", "ctValCcy": m.base if option else "USD",
+        "expTime": str(m.expiry_ms), "instFamily": f"{m.base}-USD", "instId": m.id,
+        "instType": "OPTION" if option else "FUTURES", "lever": "" if option else "100",
+        "listTime": str(m.listed_ms), "lotSz": "1", "maxLmtSz": "10000", "maxMktSz": "1000",
+        "minSz": "1", "optType": (m.option_type or "")[:1].upper() if option else "",
+        "quoteCcy": "", "settleCcy": m.base, "state": "live",
+        "stk": f"{m.strike:g}" if m.strike is not None else "",
+        "tickSz": "0.0005" if option else "0.1", "uly": f"{m.base}-USD",
+    }
 
 
 def _generated_id(venue: str, symbol: str) -> str:

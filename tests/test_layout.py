@@ -35,9 +35,9 @@ OWNERS = {
 LAYERS = (
     {"__main__", "cli"},
     {"daemon", "tools"},
-    {"engine", "series", "enrich", "outbox", "health", "telemetry", "leases"},
+    {"engine", "series", "enrich", "outbox", "health", "telemetry", "leases", "selector"},
     {"sources"},
-    {"config", "rulefile", "settings", "yamlsource", "positions"},
+    {"config", "rulefile", "settings", "selection", "yamlsource", "positions"},
     {"message", "template", "channel", "store", "clock", "sdnotify", "log", "redact"},
     {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths",
      "impact"},

@@ -155,3 +155,12 @@ def test_new_config_writes_a_commented_config_that_checks_and_runs(tmp_path: Pat
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert once.returncode == 0, once.stderr
     assert (tmp_path / "wis.db").exists()
+
+
+def test_the_offline_rate_limits_are_ccxts() -> None:
+    """The request budget is checked offline against these: they must be ccxt's own."""
+    import ccxt
+
+    from wis_monitor.depths import RATE_LIMIT_MS
+
+    assert {ex: getattr(ccxt, ex)().rateLimit for ex in RATE_LIMIT_MS} == RATE_LIMIT_MS

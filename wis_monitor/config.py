@@ -112,7 +112,22 @@ class Config:
                 or socket.gethostname())
 
     def group_members(self, group: str) -> list[tuple[str, str]]:
-        return [split_member(m) for m in self.settings.groups.get(group, [])]
+        """The group's series; ``VENUE:*`` (``select: VENUE``) is every series of the venue."""
+        out: list[tuple[str, str]] = []
+        for venue, symbol in map(split_member, self.settings.groups.get(group, [])):
+            if symbol == "*":
+                out += [(venue, s) for v in self.settings.venues if v.id == venue
+                        for s in v.symbols]
+            else:
+                out.append((venue, symbol))
+        return out
+
+    def with_symbols(self, venue_id: str, symbols: Sequence[str]) -> Config:
+        """This configuration with a venue sampling ``symbols`` (its selection resolved)."""
+        venues = [v.model_copy(update={"symbols": list(symbols)}) if v.id == venue_id else v
+                  for v in self.settings.venues]
+        return dataclasses.replace(self, settings=self.settings.model_copy(
+            update={"venues": venues}))
 
 
 def config_path(explicit: str | None) -> str:

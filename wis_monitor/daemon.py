@@ -32,8 +32,9 @@ from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
 from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetch, status_line
 from wis_monitor.leases import Shard
-from wis_monitor.positions import Stamp, load_positions
+from wis_monitor.positions import PositionsWatch
 from wis_monitor.sdnotify import Notifier
+from wis_monitor.selector import Selector
 from wis_monitor.sources import Observation, Source, make_source
 from wis_monitor.store import Batch, BufferedWriter, Store, open_store
 from wis_monitor.telemetry import HttpEndpoint, Telemetry, start_endpoint
@@ -84,7 +85,8 @@ class Daemon:
         self._out_of_order_warned: set[tuple[str, str]] = set()
         self.shard: Shard | None = None  # on a shared store: this instance's leases
         self._reclaimed = 0
-        self._positions_refused: Stamp | None = None  # a bad positions file, reported once
+        self._positions = PositionsWatch()  # the file, reread when it changes
+        self.selector: Selector | None = None  # the venues' select: resolved
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -101,6 +103,8 @@ class Daemon:
             log.error("%s: configuration rejected: unexpected %s while loading it",
                       self.config_path, type(exc).__name__)
             return 2
+        self.selector = Selector(config, self.clock)
+        config = await self.selector.resolve_all()
         try:
             self.store = open_store(config.store_location(), variants=config.column_metrics,
                                     busy_timeout_s=STORE_BUSY_S)
@@ -307,7 +311,7 @@ class Daemon:
 
     async def reload(self) -> bool:
         self.notifier.reloading()
-        rt = self._rt()
+        self._rt()  # started
         try:  # off the loop: rendering the rules' templates may take their budget
             config = runnable(await asyncio.to_thread(load_config, self.config_path))
         except ConfigError as exc:
@@ -322,14 +326,33 @@ class Daemon:
                       "configuration keeps running", self.config_path, type(exc).__name__)
             self.notifier.ready(self._status())
             return False
+        selector = Selector(config, self.clock)
+        if self.selector is not None:
+            selector.adopt(self.selector)
+        self.selector = selector
+        return await self._switch(await selector.resolve_all(), "reload")
+
+    async def _reselect(self, venue_id: str) -> None:
+        """Refresh a venue's selection; run on what it resolves to when that changed."""
+        if self.selector is None or self.rt is None:
+            return
+        selector = self.selector
+        symbols = await selector.refresh(venue_id, self.clock.now_ms())
+        if symbols is not None and self.selector is selector and self.rt is not None:
+            await self._switch(self.rt.config.with_symbols(venue_id, symbols), "selection")
+
+    async def _switch(self, config: Config, why: str) -> bool:
+        """Run on ``config`` from now on (a reload, a refreshed selection): windows and alert
+        state carried over, alerts no longer covered resolved, changed venues restarted."""
+        rt = self._rt()
         old_sources = rt.sources
         keep = {v.id for v in config.settings.venues
                 if v in rt.config.settings.venues and v.id in old_sources}
         try:
             new = await self._start_sources(config, skip=keep, only=rt.engine.owned)
         except Exception as exc:  # e.g. a replay venue's file vanished since `check`
-            log.error("reload rejected: %s: %s; the previous configuration keeps running",
-                      type(exc).__name__, exc)
+            log.error("%s rejected: %s: %s; the previous configuration keeps running",
+                      why, type(exc).__name__, exc)
             self.notifier.ready(self._status())
             return False
         if self.store is not None:
@@ -365,8 +388,9 @@ class Daemon:
         if self.scheduler is not None:
             self.scheduler.remove_all_jobs()
             self._add_jobs()
-        log.info("reloaded %s: %d venue(s), %d rule(s)", config.path,
-                 len(config.settings.venues), len(config.rules))
+        if why == "reload":
+            log.info("reloaded %s: %d venue(s), %d rule(s)", config.path,
+                     len(config.settings.venues), len(config.rules))
         self.notifier.ready(self._status())
         return True
 
@@ -518,9 +542,12 @@ class Daemon:
                 with contextlib.suppress(JobLookupError):
                     if self.scheduler is not None:
                         self.scheduler.modify_job(VENUE_JOB + venue, next_run_time=self._soon(0))
-        self._watch_positions(rt)
+        rt.engine.positions = self._positions.poll(rt.engine.positions, [
+            (v.id, sym) for v in rt.config.settings.venues for sym in v.symbols])
         batch = Batch()
         now = self.clock.now_ms()
+        for venue_id in self.selector.due(now) if self.selector is not None else ():
+            self._spawn(self._reselect(venue_id))
         rt.engine.check_all_stale(now, batch)
         try:
             rt.engine.refresh_silences(now)
@@ -545,26 +572,6 @@ class Daemon:
                 return
             if n:
                 log.info("housekeeping: removed %d rows older than the retention", n)
-
-    def _watch_positions(self, rt: Runtime) -> None:
-        """Take the positions file's new version when it changed; keep the last good
-        positions while it is refused (saying why once per version)."""
-        held = rt.engine.positions
-        stamp = held.changed()
-        if held.path is None or stamp in (None, self._positions_refused):
-            return
-        series = {(v.id, s) for v in rt.config.settings.venues for s in v.symbols}
-        try:
-            rt.engine.positions = load_positions(held.path, series)
-        except ConfigError as exc:
-            self._positions_refused = stamp
-            for p in exc.problems:
-                log.error("positions rejected: %s", p)
-            log.error("positions rejected: %d problem(s); the last good positions are kept",
-                      len(exc.problems))
-            return
-        log.info("positions %s reloaded: %d position(s)", held.path,
-                 len(rt.engine.positions.sizes))
 
     async def _dispatch_loop(self) -> None:
         """Send the outbox as soon as an alert is written, and every second for retries."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
+#: Levels requested first when a venue's config sets no depth; doubled while the book the venue
+#: returns is truncated short of the band (up to what the venue allows).
+DEFAULT_DEPTH = 100
 #: Exchanges that accept only these depth values.
 ALLOWED_DEPTHS: dict[str, tuple[int, ...]] = {
     "binanceusdm": (5, 10, 20, 50, 100, 500, 1000),
@@ -59,3 +62,27 @@ def request_depth(exchange: str, wanted: int, symbols: Sequence[str] = ()) -> in
         return allowed[min(i, len(allowed) - 1)]
     top = _max_depth(exchange, symbols)
     return min(wanted, top) if top is not None else wanted
+
+
+#: Milliseconds ccxt waits between two requests of weight 1 (its ``rateLimit``), for checking
+#: a request budget offline; a test keeps these equal to ccxt's.
+RATE_LIMIT_MS: dict[str, float] = {
+    "binance": 50, "binanceusdm": 50, "binancecoinm": 50, "okx": 110, "bybit": 20,
+    "kraken": 1000, "deribit": 50, "coinbase": 34, "bitfinex": 250, "kucoin": 7.5, "htx": 100,
+}
+#: Request weight of an order book by depth: (largest depth, weight), ascending.
+_WEIGHTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "binance": ((100, 5), (500, 25), (1000, 50), (5000, 250)),
+    "binanceusdm": ((50, 2), (100, 5), (500, 10), (1000, 20)),
+    "binancecoinm": ((50, 2), (100, 5), (500, 10), (1000, 20)),
+}
+
+
+def request_weight(exchange: str, depth: int) -> int:
+    """The weight (in units of the rate limit) of one order-book request of ``depth`` levels:
+    binance's grow with depth; 1 elsewhere."""
+    for top, weight in _WEIGHTS.get(exchange, ()):
+        if depth <= top:
+            return weight
+    steps = _WEIGHTS.get(exchange)
+    return steps[-1][1] if steps else 1

@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from operator import methodcaller
 from typing import Any
 
-import numpy as np
-
 from wis_monitor.alerting import (
     Evaluator,
     Event,
@@ -140,8 +138,8 @@ class Engine:
         fresh: set[str] = set()
         rewarm: dict[tuple[str, str], list[str]] = {}
         for key, s in old.series.items():
-            if s.venue not in self.venues:
-                continue  # the venue was removed
+            if s.venue not in self.venues or s.symbol not in self.venues[s.venue].symbols:
+                continue  # the venue or the symbol was removed
             new = self.series_for(s.venue, s.symbol, s.first_seen_ms)
             afresh, same = new.adopt(s, self.z_metrics)
             fresh.update(afresh)
@@ -263,6 +261,8 @@ class Engine:
     def _uncovered(self, name: str, key: str) -> str | None:
         """Why the configuration no longer evaluates (name, key), or None."""
         venue, symbol = split_member(key)
+        if symbol and (v := self.venues.get(venue)) and v.select and symbol not in v.symbols:
+            return "series left the venue's selection (expired, or no longer within it)"
         if name == FEED_STALE:
             if not self.feed_stale_enabled:
                 return "feed-stale turned off in the configuration"
@@ -344,7 +344,8 @@ class Engine:
             sample = self.sample(obs)
             samples.append(sample)
             if sample.good and self.record_books and obs.book is not None:
-                batch.books.append(self._book_row(obs))
+                batch.books.append(BookRow.within(obs.book, obs.ts_ms, obs.venue, obs.symbol,
+                                                  self.record_bps))
             self.ingest(sample, batch, now_ms if now_ms is not None else obs.ts_ms)
         if self.group_rules and samples:
             self.evaluate_groups(now_ms if now_ms is not None else samples[-1].ts_ms, batch,
@@ -393,19 +394,6 @@ class Engine:
     def _row(self, sample: Sample) -> SampleRow:
         return SampleRow(sample.ts_ms, sample.venue, sample.symbol, sample.values,
                          format_flags(sample.flags) if sample.flags else "", sample.error)
-
-    def _book_row(self, obs: Observation) -> BookRow:
-        book = obs.book
-        if book is None:
-            raise ValueError("no book to record")
-        mid = book.mid or 0.0
-        reach = mid * self.record_bps / 1e4
-        nb = int((book.bid_px >= mid - reach).sum())
-        na = int((book.ask_px <= mid + reach).sum())
-        bids = np.column_stack((book.bid_px[:nb], book.bid_qty[:nb]))
-        asks = np.column_stack((book.ask_px[:na], book.ask_qty[:na]))
-        return BookRow(obs.ts_ms, obs.venue, obs.symbol, bids, asks, book.contract_size,
-                       bool(book.inverse))
 
     # -- rules ------------------------------------------------------------------------------
 

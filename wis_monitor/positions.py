@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import stat
@@ -22,6 +23,7 @@ from typing import Any
 from wis_monitor import yamlsource
 from wis_monitor.errors import ConfigError, Problem
 
+log = logging.getLogger("wis_monitor.positions")
 #: What identifies a version of the file: its modification time (ns) and size.
 Stamp = tuple[int, int]
 Series = tuple[str, str]
@@ -48,6 +50,31 @@ class Positions:
             return None
         now = file_stamp(self.path)
         return now if now != self.stamp else None
+
+
+class PositionsWatch:
+    """Takes a positions file's new version when it changes, and keeps the last good positions
+    while a new version is refused (saying why once per version)."""
+
+    def __init__(self) -> None:
+        self.refused: Stamp | None = None
+
+    def poll(self, held: Positions, series: Collection[Series]) -> Positions:
+        """The positions to use now: ``held``, or the file's new version."""
+        stamp = held.changed()
+        if held.path is None or stamp in (None, self.refused):
+            return held
+        try:
+            new = load_positions(held.path, series)
+        except ConfigError as exc:
+            self.refused = stamp
+            for p in exc.problems:
+                log.error("positions rejected: %s", p)
+            log.error("positions rejected: %d problem(s); the last good positions are kept",
+                      len(exc.problems))
+            return held
+        log.info("positions %s reloaded: %d position(s)", held.path, len(new.sizes))
+        return new
 
 
 def file_stamp(path: str) -> Stamp:

@@ -25,9 +25,10 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
-from wis_monitor import yamlsource
+from wis_monitor import selection, yamlsource
 from wis_monitor.depths import depth_problem
 from wis_monitor.duration import format_duration, ms, parse_duration
 from wis_monitor.signals import Kernel
@@ -170,7 +171,8 @@ class Sim(Model):
 class Venue(Model):
     id: Annotated[str, Field(pattern=NAME)]
     exchange: str
-    symbols: list[SymbolEntry] = Field(min_length=1)
+    symbols: list[SymbolEntry] = []
+    select: selection.Selection | None = None  # more symbols, from the venue's markets
     metrics: dict[str, Any] = {}  # overrides of the global metrics, checked on their own
     depth: int | None = Field(None, ge=1)
     interval: PositiveDuration | None = None
@@ -180,6 +182,12 @@ class Venue(Model):
     sim: Sim = Sim()
     books: str | None = None  # exchange: replay
     prefer: list[Annotated[str, Field(pattern=NAME)]] = []  # instances, on a shared store
+
+    @model_validator(mode="after")
+    def _samples_something(self) -> Venue:
+        if not self.symbols and self.select is None:
+            raise ValueError('"symbols" should have at least 1 item (or give "select:")')
+        return self
 
 
 class Channel(Model):
@@ -219,7 +227,7 @@ class Settings(Model):
     sampling: Sampling = Sampling()
     metrics: Metrics = Metrics()
     venues: list[Venue] = []
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, Annotated[list[str], BeforeValidator(selection.group_select)]] = {}
     channels: dict[str, Channel] = {}
     rules: RulesBlock = RulesBlock()
     feed_stale: FeedStale = FeedStale()
@@ -470,6 +478,8 @@ def check_settings(doc: yamlsource.Document, s: Settings, named_series: set[tupl
             if bad:
                 doc.problem((*loc, "depth"), f'venue "{venue.id}": {bad}')
         interval = venue.interval or s.sampling.interval
+        if venue.select is not None:
+            selection.check(doc, loc, venue, ms(interval))
         if interval < timedelta(milliseconds=100):
             doc.problem((*loc, "interval"), "interval must be at least 100ms")
         elif s.sampling.jitter >= interval and not jitter_reported:
@@ -494,7 +504,12 @@ def check_settings(doc: yamlsource.Document, s: Settings, named_series: set[tupl
             doc.problem(("groups", group), f"bad group name {group!r}: letters, digits, _ . -")
         for j, member in enumerate(members):
             venue_id, symbol = split_member(member)
-            if not symbol:
+            if symbol == "*" and venue_id not in seen:
+                doc.problem(("groups", group), f'group "{group}": no venue "{venue_id}" to '
+                            "select from")
+            elif symbol == "*":
+                continue
+            elif not symbol:
                 doc.problem(("groups", group, j), f'group member "{member}" must be venue:symbol')
             elif (venue_id, symbol) not in known_series | named_series:
                 doc.problem(

@@ -111,7 +111,9 @@ def _note_problem(note: str) -> Problem:
 def _notes(cfg: Config) -> list[str]:
     """What is valid but probably not meant: alerts sent nowhere, rules that match nothing."""
     series = [(v.id, sym) for v in cfg.settings.venues for sym in v.symbols]
-    notes = [] if series else [f"{cfg.path}: note: no venues: `run` refuses this config"]
+    selecting = any(v.select is not None for v in cfg.settings.venues)
+    notes = [] if series or selecting else [
+        f"{cfg.path}: note: no venues: `run` refuses this config"]
     for rule in cfg.rules:
         if rule.spec.mode == "shadow":
             notes.append(f'{rule.source}: note: rule "{rule.name}" is in shadow mode: its alerts '

@@ -97,6 +97,7 @@ def make_source(venue: Venue, config: Config, clock: Clock) -> Source:
         return RecordingVenue(venue.id, venue.symbols, venue.books or "")
     from wis_monitor.sources.ccxt import CcxtVenue
 
-    band = max(k.band_bps for sym in venue.symbols
-               for k in config.metrics_for(venue.id, sym).kernels().values())
+    band = max((k.band_bps for sym in venue.symbols
+                for k in config.metrics_for(venue.id, sym).kernels().values()),
+               default=config.settings.metrics.wis.band_bps)  # a selection not resolved yet
     return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band, clock=clock)

@@ -26,17 +26,15 @@ import ccxt.async_support as ccxt_async
 
 from wis_monitor.book import Book, make_book
 from wis_monitor.clock import SYSTEM, Clock
-from wis_monitor.depths import request_depth
+from wis_monitor.depths import DEFAULT_DEPTH, request_depth
 from wis_monitor.errors import Remedy, SourceError
 from wis_monitor.redact import redact
+from wis_monitor.selection import Selection, choose, reference_symbol
 from wis_monitor.settings import Venue
 from wis_monitor.sources import Observation, error_observation
 
 log = logging.getLogger("wis_monitor.ccxt")
 
-#: Levels requested first when the config sets no depth; doubled while the book the venue
-#: returns is truncated short of the band (up to what the venue allows).
-DEFAULT_DEPTH = 100
 MARKETS_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 #: Errors only an operator can fix: unknown symbol or bad request, bad credentials or
@@ -245,6 +243,38 @@ async def load_markets(exchange_id: str, options: Mapping[str, Any], *,
     exchange = cls(deep_merge({"enableRateLimit": True, "timeout": timeout_ms}, options))
     try:
         return dict(await exchange.load_markets())
+    except Exception as exc:
+        raise classify(exc, f"{type(exc).__name__}: {redact(str(exc))[:200]}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await exchange.close()
+
+
+async def select_markets(venue: Venue, select: Selection, now_ms: int, *, timeout_ms: int
+                         ) -> tuple[list[str], dict[str, dict[str, Any]], float | None, float]:
+    """Resolve a selection against the venue's markets now: the symbols it takes, the markets,
+    the underlying's price (the mid of the reference market; options only) and the venue's
+    rate limit (ms per request, ccxt's ``rateLimit``); raise SourceError."""
+    cls = exchange_class(venue.exchange)
+    if cls is None:
+        raise SourceError(f"ccxt has no exchange {venue.exchange!r}", Remedy.FIX_CONFIG)
+    exchange = cls(deep_merge({"enableRateLimit": True, "timeout": timeout_ms}, venue.ccxt))
+    try:
+        markets = dict(await exchange.load_markets(reload=True))
+        price = None
+        if select.type == "option":
+            reference = reference_symbol(markets, select)
+            if reference is None:
+                raise SourceError(f"no reference market for the price of {select.base} (set "
+                                  "select.reference)", Remedy.FIX_CONFIG)
+            ob = await exchange.fetch_order_book(reference, request_depth(venue.exchange, 5))
+            book, _ = make_book(ob.get("bids"), ob.get("asks"))
+            price = book.mid
+        return choose(markets, select, now_ms, price), markets, price, float(exchange.rateLimit)
+    except SourceError:
+        raise
+    except ValueError as exc:
+        raise SourceError(str(exc), Remedy.RETRY) from exc
     except Exception as exc:
         raise classify(exc, f"{type(exc).__name__}: {redact(str(exc))[:200]}") from exc
     finally:

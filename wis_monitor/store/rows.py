@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from wis_monitor.book import ALL_FLAGS, BLOCKING_FLAGS, format_flags
+from wis_monitor.book import ALL_FLAGS, BLOCKING_FLAGS, Book, format_flags
 
 #: ``samples.quality`` of a good sample: no flag, or only flags that merely warn (``thin``).
 GOOD_QUALITIES: tuple[str, ...] = tuple(
@@ -68,6 +68,17 @@ class BookRow:
     asks: np.ndarray
     contract_size: float = 1.0
     inverse: bool = False
+
+    @classmethod
+    def within(cls, book: Book, ts_ms: int, venue: str, symbol: str, bps: float) -> BookRow:
+        """The levels of ``book`` within ``bps`` of its mid (``storage.record_levels_bps``)."""
+        mid = book.mid or 0.0
+        reach = mid * bps / 1e4
+        nb = int((book.bid_px >= mid - reach).sum())
+        na = int((book.ask_px <= mid + reach).sum())
+        bids = np.column_stack((book.bid_px[:nb], book.bid_qty[:nb]))
+        asks = np.column_stack((book.ask_px[:na], book.ask_qty[:na]))
+        return cls(ts_ms, venue, symbol, bids, asks, book.contract_size, bool(book.inverse))
 
 
 @dataclass

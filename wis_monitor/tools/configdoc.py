@@ -29,7 +29,8 @@ DESCRIPTIONS: dict[str, str] = {
     "Settings.sampling": "How often and how patiently every venue is sampled.",
     "Settings.metrics": "The metrics computed from each book; venues and series may override.",
     "Settings.venues": "The venues sampled, each with its symbols (the series).",
-    "Settings.groups": "Named lists of `venue:symbol` members, for rules with `scope: group`.",
+    "Settings.groups": "Named lists of `venue:symbol` members, for rules with `scope: group`; "
+                       "or `{select: VENUE}`: every series the venue samples now.",
     "Settings.channels": "Where alerts are sent, by channel name (rules name them).",
     "Settings.rules": "The rule files.",
     "Settings.feed_stale": "The built-in `feed-stale` rule: a series without a good book.",
@@ -91,7 +92,22 @@ DESCRIPTIONS: dict[str, str] = {
                       "`replay` (a recording).",
     "Venue.symbols": "ccxt unified symbols (`BTC/USDT`, `BTC/USDT:USDT`), or `{symbol: S, "
                      "metrics: {...}}` with the series' own metric settings.",
+    "Venue.select": "More symbols, chosen from the venue's markets and refreshed as they "
+                    "expire (docs/deployment.md, option chains); with or instead of `symbols`.",
     "Venue.metrics": "Overrides of `metrics` for this venue's series.",
+    "Selection.type": "The markets' type.",
+    "Selection.base": "The base currency (`BTC`).",
+    "Selection.quote": "Only markets quoted in this currency.",
+    "Selection.settle": "Only markets settled in this currency.",
+    "Selection.expiry_within": "Options and futures that expire within this time from now.",
+    "Selection.moneyness_within": "Options whose strike is within this percentage (`10%`) of "
+                                  "the underlying's price (the mid of `reference`).",
+    "Selection.max": "At most this many: the options nearest the money, the nearest expiries; "
+                     "refused if more than the rate limit allows at the interval.",
+    "Selection.reference": "The market whose mid is the underlying's price; default: the "
+                           "venue's perpetual swap of the base quoted in USD, USDT or USDC.",
+    "Selection.refresh": "How often the selection is resolved again (and at the latest when "
+                         "one of its markets expires).",
     "Venue.depth": "Levels requested per book; default: 100, doubled while the book stops "
                    "short of the band. Checked against the exchange's limits.",
     "Venue.interval": "Overrides `sampling.interval` for this venue.",

@@ -115,4 +115,24 @@ def online_problems(cfg: Config, line: Any) -> tuple[list[Problem], list[str]]:
         kinds = ", ".join(f"{s} {_type(s, markets[s])}" for s in venue.symbols if s in markets)
         notes.append(f"venue {venue.id}: {venue.exchange} lists {len(markets)} market(s); "
                      f"sampled: {kinds or 'none'}")
+        if venue.select is not None:
+            try:
+                notes.append(selection_note(venue, cfg.timeout_ms(venue)))
+            except SourceError as exc:
+                problems.append(Problem(cfg.path, line(("venues", i, "select")),
+                                        f'venue "{venue.id}": cannot resolve its selection: '
+                                        f"{exc}"))
     return problems, notes
+
+
+def selection_note(venue: Venue, timeout_ms: int) -> str:
+    """What a venue's selection resolves to now; raise SourceError."""
+    from wis_monitor.clock import SYSTEM
+    from wis_monitor.sources.ccxt import select_markets
+
+    assert venue.select is not None
+    chosen, _, price, _ = asyncio.run(select_markets(venue, venue.select, SYSTEM.now_ms(),
+                                                     timeout_ms=timeout_ms))
+    at = f" (underlying at {price:g})" if price is not None else ""
+    return (f"venue {venue.id}: select resolves to {len(chosen)} series{at}: "
+            f"{', '.join(chosen) or 'none'}")
