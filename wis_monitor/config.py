@@ -72,7 +72,7 @@ class Config:
     def column_metrics(self) -> tuple[str, ...]:
         """The configured metrics with their own sample columns (and ``<name>_z`` columns)."""
         m = self.settings.metrics
-        return (*m.wis_variants, *m.smooth)
+        return (*m.wis_variants, *m.impact_metrics(), *m.smooth)
 
     def metrics_for(self, venue: str, symbol: str) -> Metrics:
         """The metric settings of one series: the global ones with its overrides merged in."""

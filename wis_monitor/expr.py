@@ -16,7 +16,8 @@ Grammar (loosest first)::
     unary   := "-" unary | atom
     atom    := NUMBER | METRIC | FUNCTION "(" or ("," or)* ")" | "(" or ")"
 
-Functions: ``abs(x)``, ``min(a, b, ...)``, ``max(a, b, ...)``; in group scope also the
+Functions: ``abs(x)``, ``min(a, b, ...)``, ``max(a, b, ...)``, ``missing(x)`` (true when ``x``
+is null: the one test that is never unknown); in group scope also the
 aggregates ``count(cond)``, ``any(cond)``, ``all(cond)``, ``mean(x)``, ``max(x)``, ``min(x)``
 over the group's members.
 """
@@ -46,7 +47,7 @@ _TOKEN = re.compile(
 _COMPARE = {"<", "<=", ">", ">=", "==", "!="}
 _KEYWORDS = {"and", "or", "not"}
 _AGGREGATES = {"count", "any", "all", "mean"}
-_FUNCTIONS = {"abs", "min", "max"}
+_FUNCTIONS = {"abs", "min", "max", "missing"}
 
 
 class ExprError(ValueError):
@@ -343,10 +344,12 @@ class _Parser:
             self._need(node, "number", c, f"{name}()")
         fns = [n.fn for n, _ in args]
         metrics = set().union(*(n.metrics for n, _ in args))
-        if name == "abs":
+        if name in ("abs", "missing"):
             if len(args) != 1:
-                raise ExprError("abs() takes one argument", t.col)
+                raise ExprError(f"{name}() takes one argument", t.col)
             f = fns[0]
+            if name == "missing":
+                return _Node("bool", lambda v: f(v) is None, metrics=metrics)
             return _Node("number", lambda v: None if (x := f(v)) is None else abs(x),
                          metrics=metrics)
         if len(args) < 2:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from wis_monitor.alerting import Feed
 from wis_monitor.book import BLOCKING_FLAGS, Book
 from wis_monitor.duration import ms
+from wis_monitor.impact import impacts
 from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
 from wis_monitor.sources import Observation
 from wis_monitor.stats import Ema, OfiWindow, SeriesStats
@@ -124,6 +125,8 @@ class Series:
             return m.zscore, self.definition(metric.removesuffix("_z"))
         if metric in ("bid_depth", "ask_depth", "depth", "coverage_bps"):
             return m.wis.band_bps, m.wis.symmetric
+        if metric in m.impact_metrics():
+            return "impact", m.impact.sizes[metric.split("_impact_", 1)[1]]
         return self.kernels.get(metric)  # a WIS kernel; None for the other companions
 
     def measure(self, obs: Observation, z_first: tuple[str, ...], z_smooth: tuple[str, ...]
@@ -154,6 +157,7 @@ class Series:
                 microprice=snap.microprice, bid_depth=snap.bid_depth, ask_depth=snap.ask_depth,
                 depth=snap.depth, mid_change_bps=change_bps(self.stats.last_mid, snap.mid),
                 coverage_bps=snap.coverage_bps, **snap.wis,
+                **impacts(book, self.metrics.impact.sizes),
             )
             top = top_levels(book, self.metrics.ofi.levels)
             if not (all(v is None or math.isfinite(v) for v in metrics.values())
@@ -164,6 +168,8 @@ class Series:
         if snap is not None:
             if snap.thin:
                 flags.add("thin")
+            if any(metrics[m] is None for m in self.metrics.impact_metrics()):
+                flags.add("short")  # the returned levels cannot fill a size
             values.update(metrics, ofi=ofi)
             self._score(obs.ts_ms, values, z_first)
             if self.smooth:

@@ -30,6 +30,7 @@ from pydantic import (
 from wis_monitor import yamlsource
 from wis_monitor.depths import depth_problem
 from wis_monitor.duration import format_duration, ms, parse_duration
+from wis_monitor.impact import impact_metrics, parse_amount, size_label
 from wis_monitor.signals import Kernel
 from wis_monitor.stats import ZScoreSpec
 from wis_monitor.symbols import symbol_problem
@@ -141,12 +142,18 @@ class Smooth(Model):
     half_life: PositiveDuration
 
 
+class Impact(Model):
+    sizes: dict[Annotated[str, AfterValidator(size_label)],
+                Annotated[float, BeforeValidator(parse_amount)]] = {}
+
+
 class Metrics(Model):
     wis: WisKernel = WisKernel()
     wis_variants: dict[str, WisKernel] = {}
     zscore: ZScore = ZScore()
     ofi: Ofi = Ofi()
     smooth: dict[str, Smooth] = {}
+    impact: Impact = Impact()
 
     def kernels(self) -> dict[str, Kernel]:
         out = {"wis": self.wis.to_kernel()}
@@ -155,7 +162,10 @@ class Metrics(Model):
 
     def scored(self) -> tuple[str, ...]:
         """The metrics that have a z-score (``<name>_z``), in their column order."""
-        return ("wis", *self.wis_variants, "ofi", *self.smooth)
+        return ("wis", *self.wis_variants, "ofi", *self.impact_metrics(), *self.smooth)
+
+    def impact_metrics(self) -> tuple[str, ...]:
+        return impact_metrics(self.impact.sizes)
 
 
 class Sim(Model):
@@ -297,7 +307,8 @@ def _valid_keys(model: type[BaseModel], item: Any, base: dict[str, Any]) -> dict
 
 def metric_names(settings: Settings) -> set[str]:
     names = set(BASE_METRICS)
-    for name in (*settings.metrics.wis_variants, *settings.metrics.smooth):
+    m = settings.metrics
+    for name in (*m.wis_variants, *m.impact_metrics(), *m.smooth):
         names.update((name, f"{name}_z"))
     return names
 
@@ -400,12 +411,16 @@ def _override_ok(doc: yamlsource.Document, loc: tuple[Any, ...], override: Any,
                     f"{yamlsource.kind_of(override)}")
         return False
     ok = True
-    for kind, known in (("wis_variants", base.wis_variants), ("smooth", base.smooth)):
-        named = override.get(kind)
+    impact = override.get("impact")
+    sizes = impact.get("sizes") if isinstance(impact, dict) else None
+    for kind, named, known in (("wis_variants", override.get("wis_variants"), base.wis_variants),
+                               ("smooth", override.get("smooth"), base.smooth),
+                               ("impact.sizes", sizes, base.impact.sizes)):
         for name in named if isinstance(named, dict) else ():
             if name not in known:
-                doc.problem((*loc, kind, name), f'"{name}" is not under metrics.{kind}: a '
-                            "per-series override changes parameters, it adds no metric")
+                doc.problem((*loc, *kind.split("."), name), f'"{name}" is not under '
+                            f"metrics.{kind}: a per-series override changes parameters, it "
+                            "adds no metric")
                 ok = False
     if not ok:
         return False
@@ -435,7 +450,7 @@ def check_settings(doc: yamlsource.Document, s: Settings, named_series: set[tupl
         where = ("metrics", "wis_variants", name)
         if not METRIC_NAME.fullmatch(name):
             doc.problem(where, f'variant name "{name}" must be lower-case letters, digits and _')
-        elif name in BASE_METRICS or name.endswith("_z"):
+        elif name in (*BASE_METRICS, *s.metrics.impact_metrics()) or name.endswith("_z"):
             doc.problem(where, f'variant name "{name}" clashes with a built-in metric')
     _check_smooth(doc, s.metrics)
     seen: dict[str, int] = {}
@@ -546,7 +561,8 @@ def postgres_url_problem(url: str) -> str | None:
 
 def _check_smooth(doc: yamlsource.Document, m: Metrics, loc: tuple[Any, ...] = ("metrics",),
                   names: set[str] | None = None) -> None:
-    sources = set(BASE_METRICS) | {n for v in m.wis_variants for n in (v, f"{v}_z")}
+    sources = set(BASE_METRICS) | {n for v in (*m.wis_variants, *m.impact_metrics())
+                                   for n in (v, f"{v}_z")}
     for name, spec in m.smooth.items():
         if names is not None and name not in names:
             continue
