@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pytest
 import reference as ref
+from daemon_harness import rows
+from fakevenue import FakeVenueThread
+from test_live import config as live_config
+from test_live import random_book, run_until
+from testclock import NOW
 
 from wis_monitor.book import make_book
+from wis_monitor.clock import FakeClock
 from wis_monitor.config import load_config
 from wis_monitor.engine import Engine
 from wis_monitor.errors import ConfigError
@@ -204,3 +211,39 @@ def test_a_changed_size_restarts_its_z_score_window_on_reload(tmp_path: Path) ->
     fresh = new.adopt(old)
     assert "buy_impact_m" in fresh and "buy_impact_s" not in fresh
 
+
+
+@pytest.mark.slow
+def test_impact_is_exact_on_books_served_through_ccxt(tmp_path: Path) -> None:
+    """The daemon sampling the fake venue with real ccxt: spot, and the inverse contracts of
+    binancecoinm (100 USD) and deribit (amounts as deribit reports them, contract size 10)."""
+    venues = {"binance": ("BTC/USDT", 1.0, False), "binancecoinm": ("BTC/USD:BTC", 100.0, True),
+              "deribit": ("BTC/USD:BTC", 10.0, True)}
+    sizes = {"xs": 1_000.0, "s": 10_000.0, "m": 1_000_000.0}
+    rng = random.Random(11)
+    clock = FakeClock(NOW)
+    with FakeVenueThread(clock=clock) as fv:
+        for ex, (sym, _, _) in venues.items():
+            fv.queue_books(ex, sym, [random_book(rng, 60_000.0 * rng.uniform(0.99, 1.01))
+                                     for _ in range(6)])
+        cfg = live_config(tmp_path, fv, {ex: sym for ex, (sym, _, _) in venues.items()},
+                          extra={"metrics": {"impact": {"sizes": {"xs": "1k", "s": "10k",
+                                                                  "m": "1M"}}}})
+        db = tmp_path / "wis.db"
+        run_until(cfg, clock, 0.5, lambda: all(len(rows(
+            db, "SELECT 1 FROM samples WHERE venue = ?", (ex,))) >= 4 for ex in venues))
+        served = dict(fv.served)
+    short = 0
+    for ex, (sym, cs, inverse) in venues.items():
+        got = rows(db, "SELECT * FROM samples WHERE venue = ? ORDER BY ts", (ex,))
+        for r, (bids, asks) in zip(got, served[(ex, sym)], strict=True):
+            for label, size in sizes.items():
+                for side in ("buy", "sell"):
+                    want = ref.impact_bps(bids, asks, size, side == "buy", cs, inverse)
+                    value = r[f"{side}_impact_{label}"]
+                    assert (value is None) == (want is None), (ex, label, side, value)
+                    assert want is None or ref.close(value, want, rel=1e-9, abs_=1e-9)
+                    short += want is None
+            assert ("short" in r["quality"].split(",")) == any(
+                r[f"{side}_impact_{label}"] is None for side in ("buy", "sell") for label in sizes)
+    assert short  # the 1M order cannot be filled on the inverse books served
