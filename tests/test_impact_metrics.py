@@ -247,3 +247,24 @@ def test_impact_is_exact_on_books_served_through_ccxt(tmp_path: Path) -> None:
             assert ("short" in r["quality"].split(",")) == any(
                 r[f"{side}_impact_{label}"] is None for side in ("buy", "sell") for label in sizes)
     assert short  # the 1M order cannot be filled on the inverse books served
+
+
+def test_a_group_rule_takes_the_cheapest_venue_s_impact(tmp_path: Path) -> None:
+    """``min(sell_impact_m)`` over a group: selling there costs at least this much anywhere."""
+    e = Engine(load_config(str(write(
+        tmp_path, "  impact: {sizes: {m: 1M}}\n",
+        rules="rules:\n  - {name: dear, scope: group, group: g, for: 0s,\n"
+              "     when: 'min(sell_impact_m) > 40 or count(missing(sell_impact_m)) >= 2',\n"
+              "     value: min(sell_impact_m)}\n",
+        venues="venues:\n  - {id: a, exchange: sim, symbols: [X/Y]}\n"
+               "  - {id: b, exchange: sim, symbols: [X/Y]}\n"
+               "groups: {g: ['a:X/Y', 'b:X/Y']}\n"))))
+    deep = [[100.0, 20_000.0], [99.0, 1.0]]  # 1M at 100: 49.75 bps from a mid of 100.5
+    a, _ = make_book(deep, ASKS)
+    b, _ = make_book([[100.4, 20_000.0], [99.0, 1.0]], ASKS)  # 29.8 bps from 100.7
+    batch, _ = e.process([Observation("a", "X/Y", 1000, a, frozenset(), 1.0),
+                          Observation("b", "X/Y", 1000, b, frozenset(), 1.0)])
+    assert batch.alerts == []
+    batch, _ = e.process([Observation("b", "X/Y", 2000, a, frozenset(), 1.0)])
+    (fired,) = batch.alerts
+    assert fired.rule == "dear" and fired.value == pytest.approx(0.5 / 100.5 * 1e4)
