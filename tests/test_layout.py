@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wis_monitor"
 
 #: The pure core: no I/O, no clock, nothing from the edges.
 CORE = {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths",
-        "impact"}
+        "impact", "across"}
 #: What the core may import besides itself.
 CORE_ALLOWED = {"__future__", "collections", "dataclasses", "enum", "functools", "math",
                 "operator", "re", "typing", "numpy", "bisect", "heapq", "itertools",
@@ -40,7 +40,7 @@ LAYERS = (
     {"config", "rulefile", "settings", "yamlsource"},
     {"message", "template", "channel", "store", "clock", "sdnotify", "log", "redact"},
     {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths",
-     "impact"},
+     "impact", "across"},
 )
 MAX_LINES = 600
 SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"

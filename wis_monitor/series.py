@@ -22,6 +22,22 @@ if TYPE_CHECKING:
     from wis_monitor.settings import Metrics
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One processed observation: its numbers and quality flags."""
+
+    ts_ms: int
+    venue: str
+    symbol: str
+    values: dict[str, float | None]
+    flags: frozenset[str]
+    error: str | None
+
+    @property
+    def good(self) -> bool:
+        return not (self.flags & BLOCKING_FLAGS)
+
+
 @dataclass
 class Series:
     """What the engine remembers of one (venue, symbol)."""

@@ -145,6 +145,7 @@ class Smooth(Model):
 class Impact(Model):
     sizes: dict[Annotated[str, AfterValidator(size_label)],
                 Annotated[float, BeforeValidator(parse_amount)]] = {}
+    equal_quotes: list[list[str]] = [["USD", "USDT", "USDC"]]  # merged in a group's split
 
 
 class Metrics(Model):
@@ -310,7 +311,7 @@ def metric_names(settings: Settings) -> set[str]:
     m = settings.metrics
     for name in (*m.wis_variants, *m.impact_metrics(), *m.smooth):
         names.update((name, f"{name}_z"))
-    return names
+    return names | {f"split_{n}" for n in m.impact_metrics()}  # of groups (across.py)
 
 
 def raw_series(data: dict[str, Any]) -> set[tuple[str, str]]:

@@ -67,6 +67,8 @@ DESCRIPTIONS: dict[str, str] = {
     "Impact.sizes": "Order sizes by label, in quote-currency notional (`100k`, `1M`, `2B` or a "
                     "number > 0): each gives `buy_impact_<label>`, `sell_impact_<label>` and "
                     "their `_z`; a venue or series may change an amount, not add a label.",
+    "Impact.equal_quotes": "Quote currencies counted as one when a group's books are merged "
+                           "for `split_<side>_impact_<label>` (the global setting is used).",
     "WisKernel.kernel": "How a level's weight falls with its distance from the mid.",
     "WisKernel.half_life_bps": "Distance at which an exponential kernel weighs half.",
     "WisKernel.band_bps": "Levels farther than this from the mid weigh nothing.",
