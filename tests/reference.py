@@ -204,3 +204,23 @@ def impact_bps(bids: Sequence[Level], asks: Sequence[Level], size: float, buy: b
             return None
     avg = size / paid_base
     return (avg - m) / m * 10_000 if buy else (m - avg) / m * 10_000
+
+
+def split_impact_bps(books: Sequence[tuple[Sequence[Level], Sequence[Level], float, bool]],
+                     size: float, buy: bool) -> float | None:
+    """An order of ``size`` split over several books (bids, asks, contract size, inverse): all
+    their levels of that side in one list, best price first, walked as one book against the
+    mid of the best bid and best ask of them all."""
+    levels = sorted(((p, notional(p, q, cs, inv)) for bids, asks, cs, inv in books
+                     for p, q, *_ in (asks if buy else bids)), key=lambda lv: lv[0],
+                    reverse=not buy)
+    m = (max(b[0][0] for b, _, _, _ in books) + min(a[0][0] for _, a, _, _ in books)) / 2
+    left, base = size, 0.0
+    for p, n in levels:
+        take = min(left, n)
+        base += take / p
+        left -= take
+        if left <= size * 1e-12:
+            avg = size / base
+            return (avg - m) / m * 10_000 if buy else (m - avg) / m * 10_000
+    return None

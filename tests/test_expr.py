@@ -157,3 +157,17 @@ def test_evaluator_agrees_with_python(left: tuple[str, float], right: tuple[str,
     assert compile_expr(text, METRICS).evaluate({"a": 1.5, "b": -2.25}) is want
     num = compile_expr(left[0], METRICS, want="number").evaluate({"a": 1.5, "b": -2.25})
     assert num == pytest.approx(left[1])
+
+
+def test_missing_is_the_one_test_of_a_null_and_is_never_unknown() -> None:
+    e = compile_expr("missing(sell_impact_m) or sell_impact_m > 25", {"sell_impact_m"})
+    assert e.evaluate({"sell_impact_m": None}) is True
+    assert e.evaluate({"sell_impact_m": 30.0}) is True
+    assert e.evaluate({"sell_impact_m": 3.0}) is False
+    assert compile_expr("not missing(wis)", {"wis"}).evaluate({"wis": None}) is False
+    g = compile_expr("count(missing(wis)) >= 2", {"wis"}, group=True)
+    assert g.evaluate_group([{"wis": None}, {}, {"wis": 0.1}]) is True
+    with pytest.raises(ExprError, match="missing\\(\\) takes one argument"):
+        compile_expr("missing(wis, wis)", {"wis"})
+    with pytest.raises(ExprError, match="needs a number, got a condition"):
+        compile_expr("missing(wis > 1)", {"wis"})

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wis_monitor"
 
 #: The pure core: no I/O, no clock, nothing from the edges.
 CORE = {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths",
-        "impact"}
+        "impact", "across"}
 #: What the core may import besides itself.
 CORE_ALLOWED = {"__future__", "collections", "dataclasses", "enum", "functools", "math",
                 "operator", "re", "typing", "numpy", "bisect", "heapq", "itertools",
@@ -37,10 +37,11 @@ LAYERS = (
     {"daemon", "tools"},
     {"engine", "series", "enrich", "outbox", "health", "telemetry", "leases", "selector"},
     {"sources"},
-    {"config", "rulefile", "settings", "selection", "yamlsource", "positions"},
+    {"config", "rulefile", "settings", "seriessettings", "selection", "yamlsource",
+     "positions"},
     {"message", "template", "channel", "store", "clock", "sdnotify", "log", "redact"},
     {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths",
-     "impact"},
+     "impact", "across"},
 )
 MAX_LINES = 600
 SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"

@@ -201,7 +201,7 @@ def test_the_store_lays_out_sample_rows_in_its_own_columns(
 
 
 def test_a_good_sample_is_one_whose_flags_only_warn() -> None:
-    assert GOOD_QUALITIES == ("", "thin")
+    assert GOOD_QUALITIES == ("", "short", "thin", "short,thin")
     assert is_good("") and is_good("thin") and is_good(None)
     assert not is_good("crossed") and not is_good("stale,thin")
 

@@ -12,9 +12,9 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
-#: Flags that make the imbalance metrics of a sample null (``thin`` only warns).
+#: Flags that make the imbalance metrics of a sample null (``thin`` and ``short`` only warn).
 BLOCKING_FLAGS = frozenset({"crossed", "one_sided", "empty", "stale", "invalid", "error"})
-ALL_FLAGS = (*sorted(BLOCKING_FLAGS), "thin")
+ALL_FLAGS = (*sorted(BLOCKING_FLAGS), "short", "thin")
 
 _EMPTY = np.empty(0, dtype=np.float64)
 

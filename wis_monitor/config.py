@@ -28,6 +28,7 @@ from wis_monitor.duration import format_duration, ms
 from wis_monitor.errors import ConfigError, Problem
 from wis_monitor.positions import Positions, load_positions
 from wis_monitor.rulefile import Rule, channels_named_in, load_rule_file, load_rules
+from wis_monitor.seriessettings import per_series_metrics
 from wis_monitor.settings import (
     Channel,
     Metrics,
@@ -35,7 +36,6 @@ from wis_monitor.settings import (
     Venue,
     check_settings,
     metric_names,
-    per_series_metrics,
     raw_series,
     salvage,
     split_member,
@@ -75,7 +75,7 @@ class Config:
     def column_metrics(self) -> tuple[str, ...]:
         """The configured metrics with their own sample columns (and ``<name>_z`` columns)."""
         m = self.settings.metrics
-        return (*m.wis_variants, *m.smooth)
+        return (*m.wis_variants, *m.impact_metrics(), *m.smooth)
 
     def metrics_for(self, venue: str, symbol: str) -> Metrics:
         """The metric settings of one series: the global ones with its overrides merged in."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from operator import methodcaller
 from typing import Any
 
+from wis_monitor.across import Across, across_venues
 from wis_monitor.alerting import (
     Evaluator,
     Event,
@@ -25,13 +26,14 @@ from wis_monitor.alerting import (
     Timing,
     Transition,
 )
-from wis_monitor.book import BLOCKING_FLAGS, format_flags
+from wis_monitor.book import format_flags
 from wis_monitor.config import Config
 from wis_monitor.duration import ms
 from wis_monitor.enrich import Context, describe, peers, public, retired, where
 from wis_monitor.errors import StoreError
-from wis_monitor.expr import Expr
+from wis_monitor.expr import Expr, Members
 from wis_monitor.rulefile import FEED_STALE, Rule
+from wis_monitor.series import Sample as Sample  # what the engine makes of an observation
 from wis_monitor.series import Series
 from wis_monitor.settings import Venue, split_member
 from wis_monitor.sources import Observation
@@ -40,22 +42,6 @@ from wis_monitor.store import AlertRow, Batch, BookRow, Firing, SampleRow, Silen
 
 log = logging.getLogger("wis_monitor.engine")
 _FIRST_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One processed observation: its numbers and quality flags."""
-
-    ts_ms: int
-    venue: str
-    symbol: str
-    values: dict[str, float | None]
-    flags: frozenset[str]
-    error: str | None
-
-    @property
-    def good(self) -> bool:
-        return not (self.flags & BLOCKING_FLAGS)
 
 
 def _value_metric(rule: Rule) -> str | None:
@@ -422,10 +408,21 @@ class Engine:
             if sampled is not None and sampled.isdisjoint(self.config.group_members(group)):
                 continue
             members = self._current_members(group, now_ms)
-            inputs = {group: list(members.values()) or None}
+            across = self._across(rule, members)
+            inputs = {group: Members(members.values(), across.values) if members else None}
             for t in self._evaluators[rule.name].evaluate(now_ms, inputs, self.instances):
                 detail = {"members": {n: public(m) for n, m in members.items()}}
-                self._commit(rule.name, rule, t, batch, None, None, detail)
+                self._commit(rule.name, rule, t, batch, None, None, detail | across.detail)
+
+    def _across(self, rule: Rule, members: dict[str, dict[str, float | None]]) -> Across:
+        """Where a group rule on impacts finds each size cheapest, and its split impacts."""
+        impact = self.config.settings.metrics.impact
+        used = rule.when.metrics | (rule.value.metrics if rule.value is not None else set())
+        if not any("_impact_" in m for m in used):
+            return Across()
+        books = {k: s.last_book for k in members if (s := self.series.get(split_member(k)))
+                 is not None and s.last_book is not None}
+        return across_venues(books, members, impact.sizes, impact.equal_quotes)
 
     def _current_members(self, group: str, now_ms: int) -> dict[str, dict[str, float | None]]:
         """The latest good values of the members of ``group`` that have a current one (a

@@ -16,9 +16,11 @@ Grammar (loosest first)::
     unary   := "-" unary | atom
     atom    := NUMBER | METRIC | FUNCTION "(" or ("," or)* ")" | "(" or ")"
 
-Functions: ``abs(x)``, ``min(a, b, ...)``, ``max(a, b, ...)``; in group scope also the
+Functions: ``abs(x)``, ``min(a, b, ...)``, ``max(a, b, ...)``, ``missing(x)`` (true when ``x``
+is null: the one test that is never unknown); in group scope also the
 aggregates ``count(cond)``, ``any(cond)``, ``all(cond)``, ``mean(x)``, ``max(x)``, ``min(x)``
-over the group's members.
+over the group's members. A group's own metrics (``split_buy_impact_<label>``, one value for
+the whole group) stand outside aggregates, in group scope only.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import difflib
 import math
 import operator
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,7 +48,16 @@ _TOKEN = re.compile(
 _COMPARE = {"<", "<=", ">", ">=", "==", "!="}
 _KEYWORDS = {"and", "or", "not"}
 _AGGREGATES = {"count", "any", "all", "mean"}
-_FUNCTIONS = {"abs", "min", "max"}
+_FUNCTIONS = {"abs", "min", "max", "missing"}
+_GROUP_METRIC = re.compile(r"split_(buy|sell)_impact_\w+")
+
+
+class Members(list[Values]):
+    """A group's members' values, and the group's own (``group``)."""
+
+    def __init__(self, members: Iterable[Values], group: Values | None = None) -> None:
+        super().__init__(members)
+        self.group: Values = group or {}
 
 
 class ExprError(ValueError):
@@ -300,6 +311,12 @@ class _Parser:
             hint = difflib.get_close_matches(name, sorted(self.metrics), n=1)
             raise ExprError(f'unknown metric "{name}"'
                             + (f' (did you mean "{hint[0]}"?)' if hint else ""), t.col)
+        if _GROUP_METRIC.fullmatch(name):
+            if not self.group or self.in_aggregate:
+                raise ExprError(f'"{name}" is a metric of a group, not of its members: use it '
+                                "in a group rule, outside aggregates", t.col)
+            return _Node("number", lambda ms: getattr(ms, "group", {}).get(name),
+                         metrics={name})
         if self.group and not self.in_aggregate:
             raise ExprError(f'metric "{name}" must be inside an aggregate in group scope '
                             "(count, any, all, mean, max, min)", t.col)
@@ -343,10 +360,12 @@ class _Parser:
             self._need(node, "number", c, f"{name}()")
         fns = [n.fn for n, _ in args]
         metrics = set().union(*(n.metrics for n, _ in args))
-        if name == "abs":
+        if name in ("abs", "missing"):
             if len(args) != 1:
-                raise ExprError("abs() takes one argument", t.col)
+                raise ExprError(f"{name}() takes one argument", t.col)
             f = fns[0]
+            if name == "missing":
+                return _Node("bool", lambda v: f(v) is None, metrics=metrics)
             return _Node("number", lambda v: None if (x := f(v)) is None else abs(x),
                          metrics=metrics)
         if len(args) < 2:

@@ -19,6 +19,10 @@ None when the levels returned cannot fill ``size`` (the book is ``short``).
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 
 from wis_monitor.book import Book, FloatArray
@@ -81,3 +85,46 @@ def unwind_bps(book: Book, size: float) -> float | None:
     if not notional:
         return None
     return impact_bps(book, notional, buy=size < 0)
+
+
+_SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9}
+
+
+def parse_amount(x: object) -> float:
+    """A notional written as a number or with a suffix: ``250000``, ``100k``, ``1M``,
+    ``2.5B``; ValueError unless it is finite and above 0."""
+    if isinstance(x, bool) or not isinstance(x, int | float | str):
+        raise ValueError(f"an amount is a number or a text like 100k, 1M, 2B, not {x!r}")
+    text = str(x).strip().replace("_", "")
+    scale = _SUFFIX.get(text[-1:], 1.0) if isinstance(x, str) else 1.0
+    try:
+        value = float(text[:-1] if scale != 1.0 else text) * scale
+    except ValueError:
+        raise ValueError(f'"{x}" is not an amount: a number, optionally followed by k, M or '
+                         "B (thousand, million, billion)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"an amount must be a finite number above 0, not {x!r}")
+    return value
+
+
+def size_label(label: str) -> str:
+    """A size's label, checked: it makes metric names."""
+    if not re.fullmatch(r"[a-z0-9_]+", label) or label.endswith("_z"):
+        raise ValueError(f'size label "{label}" must be lower-case letters, digits and _, not '
+                         f"ending in _z: it names the metrics buy_impact_{label} and "
+                         f"sell_impact_{label}")
+    return label
+
+
+def impact_metrics(labels: Iterable[str]) -> tuple[str, ...]:
+    """The metric names of these sizes: ``buy_impact_<label>``, ``sell_impact_<label>``."""
+    return tuple(f"{side}_impact_{label}" for label in labels for side in ("buy", "sell"))
+
+
+def impacts(book: Book, sizes: Mapping[str, float]) -> dict[str, float | None]:
+    """Every impact metric of ``book`` at these sizes (label -> quote notional)."""
+    out: dict[str, float | None] = {}
+    for label, size in sizes.items():
+        out[f"buy_impact_{label}"] = impact_bps(book, size, buy=True)
+        out[f"sell_impact_{label}"] = impact_bps(book, size, buy=False)
+    return out

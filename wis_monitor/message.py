@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wis_monitor.across import amount_text
 from wis_monitor.duration import format_duration
 from wis_monitor.template import TemplateRenderError
 from wis_monitor.template import render as render_template
@@ -126,6 +127,7 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
     members = d.get("members") or v.get("members") or {}
     for name, mv in members.items():
         out.append((name, f"wis {_num(mv.get('wis'), '.3f')}, z {_num(mv.get('wis_z'), '.2f')}"))
+    out.extend(_across(metric, a) for metric, a in (v.get("across") or {}).items())
     peers = d.get("group_peers") or {}
     for name, pv in peers.items():
         out.append((f"Also {name}",
@@ -138,6 +140,17 @@ def lines_of(alert: dict[str, Any]) -> list[tuple[str, str]]:
     if d.get("runbook"):
         out.append(("Runbook", str(d["runbook"])))
     return out
+
+
+def _across(metric: str, a: dict[str, Any]) -> tuple[str, str]:
+    """``Sell 1M``: ``cheapest okx BTC/USDT, 4.1 bps; split across 3 venues: 2.7 bps``."""
+    cheapest = (f"cheapest {str(a['cheapest']).replace(':', ' ', 1)}, "
+                f"{_num(a.get('cheapest_bps'), '.1f')} bps" if a.get("cheapest")
+                else "no venue can fill it alone")
+    split = (f"{_num(a['split_bps'], '.1f')} bps" if a.get("split_bps") is not None
+             else "cannot be filled")
+    return (f"{metric.partition('_')[0].capitalize()} {amount_text(float(a['size']))}",
+            f"{cheapest}; split across {len(a.get('split_over') or [])} venues: {split}")
 
 
 def render(alert: dict[str, Any], template: dict[str, str | None] | None = None) -> Message:

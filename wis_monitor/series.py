@@ -13,13 +13,29 @@ from typing import TYPE_CHECKING, Any
 from wis_monitor.alerting import Feed
 from wis_monitor.book import BLOCKING_FLAGS, Book
 from wis_monitor.duration import ms
-from wis_monitor.impact import unwind_bps
+from wis_monitor.impact import impacts, unwind_bps
 from wis_monitor.signals import Kernel, TopLevels, change_bps, ofi_event, snapshot, top_levels
 from wis_monitor.sources import Observation
 from wis_monitor.stats import Ema, OfiWindow, SeriesStats
 
 if TYPE_CHECKING:
     from wis_monitor.settings import Metrics
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One processed observation: its numbers and quality flags."""
+
+    ts_ms: int
+    venue: str
+    symbol: str
+    values: dict[str, float | None]
+    flags: frozenset[str]
+    error: str | None
+
+    @property
+    def good(self) -> bool:
+        return not (self.flags & BLOCKING_FLAGS)
 
 
 @dataclass
@@ -126,6 +142,8 @@ class Series:
             return m.zscore, self.definition(metric.removesuffix("_z"))
         if metric in ("bid_depth", "ask_depth", "depth", "coverage_bps"):
             return m.wis.band_bps, m.wis.symmetric
+        if metric in m.impact_metrics():
+            return "impact", m.impact.sizes[metric.split("_impact_", 1)[1]]
         return self.kernels.get(metric)  # a WIS kernel; None for the other companions
 
     def measure(self, obs: Observation, z_first: tuple[str, ...], z_smooth: tuple[str, ...],
@@ -159,6 +177,7 @@ class Series:
                 depth=snap.depth, mid_change_bps=change_bps(self.stats.last_mid, snap.mid),
                 coverage_bps=snap.coverage_bps, **snap.wis,
                 unwind_bps=unwind_bps(book, position) if position else None,
+                **impacts(book, self.metrics.impact.sizes),
             )
             top = top_levels(book, self.metrics.ofi.levels)
             if not (all(v is None or math.isfinite(v) for v in metrics.values())
@@ -169,6 +188,8 @@ class Series:
         if snap is not None:
             if snap.thin:
                 flags.add("thin")
+            if any(metrics[m] is None for m in self.metrics.impact_metrics()):
+                flags.add("short")  # the returned levels cannot fill a size
             values.update(metrics, ofi=ofi)
             self._score(obs.ts_ms, values, z_first)
             if self.smooth:

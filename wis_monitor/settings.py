@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import glob
 import importlib.util
 import os
 import re
@@ -31,6 +30,7 @@ from pydantic import (
 from wis_monitor import selection, yamlsource
 from wis_monitor.depths import depth_problem
 from wis_monitor.duration import format_duration, ms, parse_duration
+from wis_monitor.impact import impact_metrics, parse_amount, size_label
 from wis_monitor.signals import Kernel
 from wis_monitor.stats import ZScoreSpec
 from wis_monitor.symbols import symbol_problem
@@ -143,12 +143,19 @@ class Smooth(Model):
     half_life: PositiveDuration
 
 
+class Impact(Model):
+    sizes: dict[Annotated[str, AfterValidator(size_label)],
+                Annotated[float, BeforeValidator(parse_amount)]] = {}
+    equal_quotes: list[list[str]] = [["USD", "USDT", "USDC"]]  # merged in a group's split
+
+
 class Metrics(Model):
     wis: WisKernel = WisKernel()
     wis_variants: dict[str, WisKernel] = {}
     zscore: ZScore = ZScore()
     ofi: Ofi = Ofi()
     smooth: dict[str, Smooth] = {}
+    impact: Impact = Impact()
 
     def kernels(self) -> dict[str, Kernel]:
         out = {"wis": self.wis.to_kernel()}
@@ -157,7 +164,10 @@ class Metrics(Model):
 
     def scored(self) -> tuple[str, ...]:
         """The metrics that have a z-score (``<name>_z``), in their column order."""
-        return ("wis", *self.wis_variants, "ofi", *self.smooth)
+        return ("wis", *self.wis_variants, "ofi", *self.impact_metrics(), *self.smooth)
+
+    def impact_metrics(self) -> tuple[str, ...]:
+        return impact_metrics(self.impact.sizes)
 
 
 class Sim(Model):
@@ -237,18 +247,6 @@ class Settings(Model):
     positions: str | None = None  # the desk's positions file (docs/metrics.md)
 
 
-class SeriesEntry(Model):
-    venue: str
-    symbol: str
-    metrics: dict[str, Any] = {}
-
-
-class SeriesFile(Model):
-    """A series-settings file: per-series metric overrides (what ``calibrate --write`` makes)."""
-
-    series: list[SeriesEntry] = []
-
-
 def split_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (127.0.0.1); ValueError if malformed."""
     host, sep, port = listen.rpartition(":")
@@ -307,9 +305,10 @@ def _valid_keys(model: type[BaseModel], item: Any, base: dict[str, Any]) -> dict
 
 def metric_names(settings: Settings) -> set[str]:
     names = set(BASE_METRICS)
-    for name in (*settings.metrics.wis_variants, *settings.metrics.smooth):
+    m = settings.metrics
+    for name in (*m.wis_variants, *m.impact_metrics(), *m.smooth):
         names.update((name, f"{name}_z"))
-    return names
+    return names | {f"split_{n}" for n in m.impact_metrics()}  # of groups (across.py)
 
 
 def raw_series(data: dict[str, Any]) -> set[tuple[str, str]]:
@@ -324,120 +323,6 @@ def raw_series(data: dict[str, Any]) -> set[tuple[str, str]]:
     return out
 
 
-Override = tuple[yamlsource.Document, tuple[Any, ...], dict[str, Any]]
-
-
-def per_series_metrics(main: yamlsource.Document, s: Settings, named: set[tuple[str, str]],
-                       env: Mapping[str, str] | None) -> dict[tuple[str, str], Metrics]:
-    """The merged metric settings of every series that has overrides (docs/metrics.md):
-    global < venue < series-settings files < the symbol's own, each checked where it is
-    written; ``named``: the series a file may name besides the venues' (test-rules)."""
-    layers: dict[tuple[str, str], list[Override]] = {}
-    raw_venues = main.data.get("venues") if isinstance(main.data, dict) else None
-    for i, venue in enumerate(s.venues):
-        raw = raw_venues[i] if isinstance(raw_venues, list) and i < len(raw_venues) else {}
-        raw_symbols = raw.get("symbols") if isinstance(raw, dict) else None
-        for sym in venue.symbols:
-            if venue.metrics:
-                layers.setdefault((venue.id, sym), []).append(
-                    (main, ("venues", i, "metrics"), venue.metrics))
-        for j, entry in enumerate(raw_symbols if isinstance(raw_symbols, list) else []):
-            if isinstance(entry, dict) and "metrics" in entry:
-                late = (main, ("venues", i, "symbols", j, "metrics"), entry["metrics"])
-                layers.setdefault((venue.id, str(entry.get("symbol"))), []).append(late)
-    files = _series_files(main, s, named, env)
-    for key, found in files.items():  # between the venue's and the symbol's own
-        own = [o for o in layers.get(key, []) if "symbols" in o[1]]
-        venue_wide = [o for o in layers.get(key, []) if "symbols" not in o[1]]
-        layers[key] = [*venue_wide, *found, *own]
-    base = s.metrics.model_dump()
-    checked: dict[tuple[str, tuple[Any, ...]], bool] = {}  # a venue's is shared by its symbols
-    out: dict[tuple[str, str], Metrics] = {}
-    for key, overrides in layers.items():
-        merged = base
-        for doc, loc, override in overrides:
-            where = (doc.path, loc)
-            if where not in checked:
-                checked[where] = _override_ok(doc, loc, override, s.metrics)
-            if checked[where]:
-                merged = _deep_merge(merged, override)
-        if merged is not base:
-            out[key] = Metrics.model_validate(merged)
-    return out
-
-
-def _series_files(main: yamlsource.Document, s: Settings, named: set[tuple[str, str]],
-                  env: Mapping[str, str] | None) -> dict[tuple[str, str], list[Override]]:
-    """The overrides of the files named by ``series_settings:``, in file order; ``named``:
-    every series the main file names, valid or not (one bad venue is one problem)."""
-    base = Path(main.path).parent
-    sampled = {(v.id, sym) for v in s.venues for sym in v.symbols} | named
-    out: dict[tuple[str, str], list[Override]] = {}
-    for i, pattern in enumerate(s.series_settings):
-        loc = ("series_settings", i)
-        full = pattern if os.path.isabs(pattern) else os.path.normpath(base / pattern)
-        found = sorted(f for f in glob.glob(full) if not os.path.isdir(f))
-        if not found:
-            main.problem(loc, f'no series-settings file matches "{pattern}"')
-        for path in found:
-            doc = yamlsource.load(path, env, origin=f"{main.path}:{main.line(loc)}")
-            main.problems.extend(doc.problems)
-            doc.problems = main.problems
-            if doc.data is None:
-                continue
-            try:
-                parsed = SeriesFile.model_validate(doc.data if isinstance(doc.data, dict) else {})
-            except ValidationError as exc:
-                yamlsource.report_validation(doc, exc, ())
-                continue
-            if not isinstance(doc.data, dict) or "series" not in doc.data:
-                doc.problem((), 'a series-settings file needs a top-level "series:" list')
-            for j, entry in enumerate(parsed.series):
-                key = (entry.venue, entry.symbol)
-                if key not in sampled:
-                    doc.problem(("series", j), f'"{entry.venue}:{entry.symbol}" is not a series '
-                                "the configuration samples")
-                    continue
-                out.setdefault(key, []).append((doc, ("series", j, "metrics"), entry.metrics))
-    return out
-
-
-def _override_ok(doc: yamlsource.Document, loc: tuple[Any, ...], override: Any,
-                 base: Metrics) -> bool:
-    """Report what is wrong with one override (over the global settings); True when valid."""
-    if not isinstance(override, dict):
-        doc.problem(loc, f"metrics: should be a mapping of keys (key: value), not "
-                    f"{yamlsource.kind_of(override)}")
-        return False
-    ok = True
-    for kind, known in (("wis_variants", base.wis_variants), ("smooth", base.smooth)):
-        named = override.get(kind)
-        for name in named if isinstance(named, dict) else ():
-            if name not in known:
-                doc.problem((*loc, kind, name), f'"{name}" is not under metrics.{kind}: a '
-                            "per-series override changes parameters, it adds no metric")
-                ok = False
-    if not ok:
-        return False
-    problems = len(doc.problems)
-    try:
-        merged = Metrics.model_validate(_deep_merge(base.model_dump(), override))
-    except ValidationError as exc:
-        yamlsource.report_validation(doc, exc, loc)
-        return False
-    _check_smooth(doc, merged, loc, names=set(override.get("smooth") or ()))
-    return len(doc.problems) == problems
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        old = out.get(key)
-        out[key] = _deep_merge(old, value) if isinstance(old, dict) and isinstance(
-            value, dict) else value
-    return out
-
-
 def check_settings(doc: yamlsource.Document, s: Settings, named_series: set[tuple[str, str]],
                    url_problem: Callable[[str], str | None]) -> None:
     """The checks across sections; ``url_problem`` says why a channel URL is unusable."""
@@ -445,9 +330,9 @@ def check_settings(doc: yamlsource.Document, s: Settings, named_series: set[tupl
         where = ("metrics", "wis_variants", name)
         if not METRIC_NAME.fullmatch(name):
             doc.problem(where, f'variant name "{name}" must be lower-case letters, digits and _')
-        elif name in BASE_METRICS or name.endswith("_z"):
+        elif name in (*BASE_METRICS, *s.metrics.impact_metrics()) or name.endswith("_z"):
             doc.problem(where, f'variant name "{name}" clashes with a built-in metric')
-    _check_smooth(doc, s.metrics)
+    check_smooth(doc, s.metrics)
     seen: dict[str, int] = {}
     known_series: set[tuple[str, str]] = set()
     jitter_reported = False
@@ -561,9 +446,10 @@ def postgres_url_problem(url: str) -> str | None:
     return None
 
 
-def _check_smooth(doc: yamlsource.Document, m: Metrics, loc: tuple[Any, ...] = ("metrics",),
+def check_smooth(doc: yamlsource.Document, m: Metrics, loc: tuple[Any, ...] = ("metrics",),
                   names: set[str] | None = None) -> None:
-    sources = set(BASE_METRICS) | {n for v in m.wis_variants for n in (v, f"{v}_z")}
+    sources = set(BASE_METRICS) | {n for v in (*m.wis_variants, *m.impact_metrics())
+                                   for n in (v, f"{v}_z")}
     for name, spec in m.smooth.items():
         if names is not None and name not in names:
             continue

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from wis_monitor import rulefile, settings
+from wis_monitor import rulefile, seriessettings, settings
 from wis_monitor.duration import format_duration, ms
 
 #: One line per model field: what the key does.
@@ -67,6 +67,12 @@ DESCRIPTIONS: dict[str, str] = {
     "Metrics.zscore": "How `wis_z`, `ofi_z` and every `<name>_z` are computed.",
     "Metrics.ofi": "Order-flow imbalance (`ofi`, `ofi_z`).",
     "Metrics.smooth": "Exponentially smoothed metrics, by name, each with its `<name>_z`.",
+    "Metrics.impact": "The price impact of orders of the desk's sizes (docs/metrics.md).",
+    "Impact.sizes": "Order sizes by label, in quote-currency notional (`100k`, `1M`, `2B` or a "
+                    "number > 0): each gives `buy_impact_<label>`, `sell_impact_<label>` and "
+                    "their `_z`; a venue or series may change an amount, not add a label.",
+    "Impact.equal_quotes": "Quote currencies counted as one when a group's books are merged "
+                           "for `split_<side>_impact_<label>` (the global setting is used).",
     "WisKernel.kernel": "How a level's weight falls with its distance from the mid.",
     "WisKernel.half_life_bps": "Distance at which an exponential kernel weighs half.",
     "WisKernel.band_bps": "Levels farther than this from the mid weigh nothing.",
@@ -80,7 +86,7 @@ DESCRIPTIONS: dict[str, str] = {
                           "reported; default half the window, at most the window.",
     "Ofi.levels": "Book levels per side the order flow is measured over.",
     "Ofi.window": "The order flow is summed over this window.",
-    "Smooth.of": "The metric smoothed (a built-in metric or a WIS variant).",
+    "Smooth.of": "The metric smoothed (a built-in metric, a WIS variant or an impact metric).",
     "Smooth.half_life": "The half-life of the exponential smoothing.",
     "Sim.seed": "Seed of the simulation; none: a different run each time.",
     "Sim.price": "Starting mid price (other bases are scaled from it).",
@@ -166,7 +172,7 @@ DESCRIPTIONS: dict[str, str] = {
 FILES: tuple[tuple[str, str, type[BaseModel], str], ...] = (
     ("The main file", "", settings.Settings,
      "`/etc/wis-monitor/config.yaml` (or `-c PATH`, or `$WIS_MONITOR_CONFIG`)."),
-    ("Series-settings files", "", settings.SeriesFile,
+    ("Series-settings files", "", seriessettings.SeriesFile,
      "Named by `series_settings:`; `calibrate --write` makes them."),
     ("Rule files", "rules[].", rulefile.RuleSpec,
      "Named by `rules.include`; the expressions are described in [rules.md](rules.md)."),

@@ -30,13 +30,13 @@ from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, Problem
 from wis_monitor.positions import Positions
 from wis_monitor.rulefile import FEED_STALE, channels_named_in, load_rule_file
+from wis_monitor.seriessettings import per_series_metrics
 from wis_monitor.settings import (
     Channel,
     Duration,
     Metrics,
     Settings,
     metric_names,
-    per_series_metrics,
     split_member,
 )
 from wis_monitor.sources.replay import read_recording
