@@ -267,3 +267,44 @@ def test_a_series_without_a_position_has_a_null_unwind_bps_and_plain_alerts(
     assert "unwind_bps" in sample.values and sample.values["unwind_bps"] is None
     (alert,) = batch.alerts
     assert "position" not in alert.details and "position" not in alert.summary
+
+
+def test_the_alert_of_a_position_says_where_it_is_cheapest_to_hedge(tmp_path: Path) -> None:
+    """A long of 2 BTC on venue a, grouped with venue b: selling 200 USDT costs 150.7 bps on
+    a's thin bids, 50 bps on b's, and 50 bps split over both (b's touch fills it all)."""
+    (tmp_path / "pos.yaml").write_text("- {venue: a, symbol: BTC/USDT, size: 2}\n")
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {name: unwind-cost, when: unwind_bps > 100, severity: critical}\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("venues:\n  - {id: a, exchange: sim, symbols: [BTC/USDT]}\n"
+                   "  - {id: b, exchange: sim, symbols: [BTC/USDT]}\n"
+                   'groups: {btc: ["a:BTC/USDT", "b:BTC/USDT"]}\n'
+                   "positions: pos.yaml\nrules: {include: [rules.yaml]}\n")
+    engine = Engine(load_config(str(cfg)))
+    a_bids, a_asks = [[99.0, 1.0], [98.0, 5.0]], [[101.0, 10.0]]
+    b_bids, b_asks = [[99.5, 10.0]], [[100.5, 10.0]]
+
+    def book(bids: list[list[float]], asks: list[list[float]]) -> Book:
+        b, a = np.array(bids), np.array(asks)
+        return Book(b[:, 0].copy(), b[:, 1].copy(), a[:, 0].copy(), a[:, 1].copy())
+
+    engine.process([Observation("b", "BTC/USDT", 1000, book(b_bids, b_asks))])
+    batch, _ = engine.process([Observation("a", "BTC/USDT", 1000, book(a_bids, a_asks))])
+    (alert,) = batch.alerts
+    own = ref.impact_bps(a_bids, a_asks, 200.0, buy=False)
+    there = ref.impact_bps(b_bids, b_asks, 200.0, buy=False)
+    assert own == pytest.approx(150.75, abs=0.01) and there == pytest.approx(50.0)
+    assert alert.value == pytest.approx(own)
+    hedge = alert.details["position"]["hedge"]
+    assert hedge["cheapest"] == "b:BTC/USDT" and hedge["cheapest_bps"] == pytest.approx(there)
+    assert hedge["split_bps"] == pytest.approx(50.0)  # b's touch fills the whole order
+    assert hedge["split_over"] == ["a:BTC/USDT", "b:BTC/USDT"]
+    assert alert.summary.endswith(
+        f"position +2 (200 USDT), unwind {own:.2f} bps; cheapest to hedge b:BTC/USDT "
+        "50.00 bps, split across 2 venues 50.00 bps")
+    text = render({"rule": alert.rule, "key": alert.key, "venue": "a", "symbol": "BTC/USDT",
+                   "event": "firing", "severity": "critical", "value": alert.value,
+                   "ts": 1000, "labels": {},
+                   "details": json.loads(json.dumps(alert.details))}).text
+    assert ("Position: +2 (200 USDT); unwinding it now costs 150.75 bps; cheapest to hedge: "
+            "b:BTC/USDT, 50.00 bps; split across 2 venues: 50.00 bps") in text

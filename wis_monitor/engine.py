@@ -16,7 +16,7 @@ from dataclasses import replace
 from operator import methodcaller
 from typing import Any
 
-from wis_monitor.across import Across, across_venues
+from wis_monitor.across import Across, across_venues, quote_of, same_quote
 from wis_monitor.alerting import (
     Evaluator,
     Event,
@@ -26,7 +26,7 @@ from wis_monitor.alerting import (
     Timing,
     Transition,
 )
-from wis_monitor.book import format_flags
+from wis_monitor.book import Book, format_flags
 from wis_monitor.config import Config
 from wis_monitor.duration import ms
 from wis_monitor.enrich import Context, describe, peers, public, retired, where
@@ -546,10 +546,21 @@ class Engine:
                           self.config.metrics_for(venue, symbol).wis.band_bps,
                           peers(row.key, self.config.settings.groups.values(), self._last_values),
                           wis.baseline() if wis is not None else None,
-                          *((s.last_book, s.position) if s is not None else ()))
+                          *((s.last_book, s.position, self._hedges(s)) if s is not None
+                            else ()))
         row.summary, row.details = describe(event, row.severity, row.rule,
                                             where(venue, symbol, row.key),
                                             rule.spec if rule is not None else None, ctx)
+
+    def _hedges(self, s: Series) -> dict[str, Book] | None:
+        """The latest good books of the other members of the groups of ``s`` quoted alike."""
+        if not s.position:
+            return None
+        equal = self.config.settings.metrics.impact.equal_quotes
+        return {m: o.last_book for g in self.config.settings.groups.values() if s.key in g
+                for m in g if m != s.key and (o := self.series.get(split_member(m))) is not None
+                and o.last_book is not None
+                and same_quote(quote_of(o.symbol), quote_of(s.symbol), equal)} or None
 
     def _last_values(self, member: str) -> dict[str, float | None] | None:
         s = self.series.get(split_member(member))

@@ -11,9 +11,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wis_monitor.across import split_impact_bps
 from wis_monitor.alerting import Event
 from wis_monitor.book import Book, FloatArray
-from wis_monitor.impact import position_notional
+from wis_monitor.impact import impact_bps, position_notional
 from wis_monitor.stats import Baseline
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ class Context:
     baseline: Baseline | None = None
     book: Book | None = None
     position: float | None = None
+    #: The latest good books of the other members of the series' groups quoted alike, where
+    #: the position could be hedged instead (by ``venue:symbol``).
+    hedges: Mapping[str, Book] | None = None
 
 
 def where(venue: str | None, symbol: str | None, key: str) -> str:
@@ -74,6 +78,8 @@ def describe(event: Event, severity: str, name: str, at: str, spec: RuleSpec | N
         d["fired_for_ms"] = event.ts_ms - event.fired_at_ms
     if spec is not None and ctx.position and ctx.book is not None:
         d["position"] = exposure(ctx.position, ctx.book, ctx.values.get("unwind_bps"), at)
+        if ctx.hedges:
+            d["position"]["hedge"] = hedge(d["position"], ctx.book, ctx.hedges, at)
         summary += " " + exposure_text(d["position"])
     if spec is not None and spec.mode == "shadow":
         summary, d["mode"] = summary + SHADOW_MARK, "shadow"
@@ -90,15 +96,43 @@ def exposure(size: float, book: Book, unwind: float | None, at: str) -> dict[str
             "unwind_bps": unwind}
 
 
+def hedge(p: Mapping[str, Any], own: Book, others: Mapping[str, Book], at: str
+          ) -> dict[str, Any] | None:
+    """Where unwinding the position's notional costs least: this series' book or one of
+    ``others`` (the venue and its impact), and what splitting it over all of them costs."""
+    notional = p.get("notional")
+    if not notional:
+        return None
+    buy = p["size"] < 0  # a short is closed by buying
+    books = {at.replace(" ", ":", 1): own, **others}
+    costs = {m: impact_bps(b, notional, buy=buy) for m, b in books.items()}
+    priced = {m: c for m, c in costs.items() if c is not None}
+    cheapest = min(priced, key=priced.__getitem__) if priced else None
+    return {"cheapest": cheapest, "cheapest_bps": priced.get(cheapest or ""),
+            "split_bps": split_impact_bps(list(books.values()), notional, buy=buy),
+            "split_over": sorted(books)}
+
+
 def exposure_text(p: Mapping[str, Any]) -> str:
-    """``position -500 (50,000 USD), unwind 3.10 bps``."""
+    """``position -500 (50,000 USD), unwind 3.10 bps; cheapest to hedge okx:BTC/USDT 1.20 bps,
+    split across 3 venues 0.80 bps``."""
     notional = p.get("notional")
     worth = f" ({notional:,.0f}{' ' + p['currency'] if p.get('currency') else ''})" \
         if notional is not None else ""
     unwind = p.get("unwind_bps")
     cost = f"unwind {unwind:.2f} bps" if unwind is not None else \
         "unwind: the book cannot fill it"
-    return f"position {p['size']:+,g}{worth}, {cost}"
+    return f"position {p['size']:+,g}{worth}, {cost}{hedge_text(p.get('hedge'))}"
+
+
+def hedge_text(h: Mapping[str, Any] | None) -> str:
+    """``; cheapest to hedge okx:BTC/USDT 1.20 bps, split across 3 venues 0.80 bps``."""
+    if not h or h.get("cheapest") is None:
+        return ""
+    split = h.get("split_bps")
+    spread = f", split across {len(h['split_over'])} venues {split:.2f} bps" \
+        if split is not None else ""
+    return f"; cheapest to hedge {h['cheapest']} {h['cheapest_bps']:.2f} bps{spread}"
 
 
 def retired(severity: str, name: str, at: str, reason: str, fired_for_ms: int | None,

@@ -72,7 +72,12 @@ def _position(p: dict[str, Any]) -> str:
     unwind = p.get("unwind_bps")
     cost = (f"unwinding it now costs {_num(unwind, '.2f')} bps" if unwind is not None
             else "the book cannot fill its unwinding")
-    return f"{_num(p.get('size'), '+,g')}{worth}; {cost}"
+    h = p.get("hedge") or {}
+    where = "" if h.get("cheapest") is None else (
+        f"; cheapest to hedge: {h['cheapest']}, {_num(h.get('cheapest_bps'), '.2f')} bps"
+        + (f"; split across {len(h['split_over'])} venues: {_num(h['split_bps'], '.2f')} bps"
+           if h.get("split_bps") is not None else ""))
+    return f"{_num(p.get('size'), '+,g')}{worth}; {cost}{where}"
 
 
 def title_of(alert: dict[str, Any]) -> str:
