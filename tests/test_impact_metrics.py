@@ -216,9 +216,10 @@ def test_a_changed_size_restarts_its_z_score_window_on_reload(tmp_path: Path) ->
 @pytest.mark.slow
 def test_impact_is_exact_on_books_served_through_ccxt(tmp_path: Path) -> None:
     """The daemon sampling the fake venue with real ccxt: spot, and the inverse contracts of
-    binancecoinm (100 USD) and deribit (amounts as deribit reports them, contract size 10)."""
+    binancecoinm (contracts of 100 USD) and deribit (whose amounts are USD already, though its
+    market says a contract is 10 USD)."""
     venues = {"binance": ("BTC/USDT", 1.0, False), "binancecoinm": ("BTC/USD:BTC", 100.0, True),
-              "deribit": ("BTC/USD:BTC", 10.0, True)}
+              "deribit": ("BTC/USD:BTC", 1.0, True)}
     sizes = {"xs": 1_000.0, "s": 10_000.0, "m": 1_000_000.0}
     rng = random.Random(11)
     clock = FakeClock(NOW)

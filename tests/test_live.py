@@ -26,7 +26,7 @@ LIVE = {  # ccxt exchange id -> the symbol sampled there
     "okx": "BTC/USDT", "bybit": "BTC/USDT", "kraken": "BTC/USDT", "deribit": "BTC/USD:BTC",
     "coinbase": "BTC/USD",
 }
-CONTRACT = {"binancecoinm": (100.0, True), "deribit": (10.0, True)}
+CONTRACT = {"binancecoinm": (100.0, True), "deribit": (1.0, True)}  # deribit: amounts in USD
 
 
 def config(tmp_path: Path, fv: FakeVenue, venues: dict[str, str], *, interval: str = "500ms",

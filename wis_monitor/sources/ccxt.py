@@ -96,6 +96,21 @@ def _retry_after(headers: Mapping[str, Any] | None, clock: Clock) -> float | Non
     return None
 
 
+#: Venues whose books give the amounts of inverse futures and swaps in USD already, while
+#: ccxt's market says what one contract is worth: deribit (BTC-PERPETUAL: amounts in USD,
+#: ``contractSize`` 10). Their notional is the amount itself.
+USD_AMOUNTS = frozenset({"deribit"})
+
+
+def notional_contract_size(exchange_id: str, market: dict[str, Any]) -> float:
+    """What an amount of this market's book is multiplied by for its notional: the market's
+    ``contractSize``, or 1 where the venue gives inverse amounts in USD already."""
+    if exchange_id in USD_AMOUNTS and market.get("inverse") is True and \
+            market.get("type") in ("swap", "future"):
+        return 1.0
+    return float(market.get("contractSize") or 1.0)
+
+
 def exchange_class(exchange_id: str) -> Any:
     """The ccxt async class for an exchange id, or None if ccxt has no such exchange."""
     if exchange_id not in ccxt.exchanges:
@@ -189,7 +204,7 @@ class CcxtVenue:
         book, flags = make_book(
             ob.get("bids") if isinstance(ob, dict) else None,
             ob.get("asks") if isinstance(ob, dict) else None,
-            contract_size=market.get("contractSize") or 1.0,
+            contract_size=notional_contract_size(self.exchange_id, market),
             inverse=market.get("inverse") is True,
             venue_ts_ms=int(ts) if isinstance(ts, int | float) else None,
         )
