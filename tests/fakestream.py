@@ -25,9 +25,11 @@ snapshot (a burst of 429s with ``Retry-After``) are fakevenue's ``set_fault``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import random
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,6 +235,7 @@ class _Conn:
     ws: web.WebSocketResponse
     exchange_id: str
     outbox: asyncio.Queue[tuple[float, str]]
+    transport: asyncio.BaseTransport | None
     symbols: set[str] = field(default_factory=set)  # unified
 
 
@@ -432,21 +435,19 @@ class FakeStreamVenue(FakeVenue):
                     if stream.exchange_id == "binancecoinm":
                         event["ps"] = stream.market_id.split("_")[0]
             stream.events.append(event)
-            out = self._faulted(stream, event)
-            faults = dict(stream.faults)
+            drop = "drop" in stream.faults
+            self._consume(stream, "drop")
+            out = None if drop else self._faulted(stream, event)
             if out is not None:
                 stream.sent.append(out)
+            delay = stream.faults.get("delay", 0.0)
         conns = [c for c in self._conns if stream.symbol in c.symbols
                  and c.exchange_id == stream.exchange_id]
-        if faults.pop("drop", None) is not None:
-            self._consume(stream, "drop")
-            for conn in conns:
-                _abort(conn)
-            return
-        if out is None or "silent" in faults:
-            return
         for conn in conns:
-            self._post(conn, out, faults.get("delay", 0.0))
+            if drop:
+                _abort(conn)
+            elif out is not None:
+                self._post(conn, out, delay)
 
     def _faulted(self, stream: _Stream, event: dict[str, Any]) -> dict[str, Any] | None:
         """The event as the venue sends it under the stream's faults (None: not sent)."""
@@ -491,7 +492,7 @@ class FakeStreamVenue(FakeVenue):
     async def _serve_ws(self, request: web.Request, venue: str) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=False, max_msg_size=0)
         await ws.prepare(request)
-        conn = _Conn(ws, venue, asyncio.Queue())
+        conn = _Conn(ws, venue, asyncio.Queue(), request.transport)
         self._conns.append(conn)
         sender = asyncio.get_running_loop().create_task(self._sender(conn))
         try:
@@ -580,9 +581,8 @@ def _okx_message(inst_id: str, action: str, bids: Pairs, asks: Pairs, ts: int, p
 
 def _abort(conn: _Conn) -> None:
     """Cut the TCP connection without a close frame: the client sees 1006."""
-    transport = conn.ws._req.transport if conn.ws._req is not None else None
-    if transport is not None:
-        transport.abort()
+    if isinstance(conn.transport, asyncio.Transport):
+        conn.transport.abort()
 
 
 class FakeStreamVenueThread(FakeVenueThread):
@@ -597,3 +597,28 @@ class FakeStreamVenueThread(FakeVenueThread):
         super().__enter__()
         return cast(FakeStreamVenue, self.venue)
 
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="a local fake streaming venue for ccxt.pro")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--symbols", type=int, default=0,
+                        help="stream S0/USDT..S{N-1}/USDT on binance instead of the defaults")
+    parser.add_argument("--tick-ms", type=float, default=100.0, help="time between events")
+    parser.add_argument("--seed", type=int, default=17)
+    args = parser.parse_args()
+    markets = {"binance": [f"S{i}/USDT" for i in range(args.symbols)]} if args.symbols else None
+    with FakeStreamVenueThread(markets, port=args.port, seed=args.seed,
+                               tick_s=args.tick_ms / 1000) as fv:
+        print(json.dumps({v: fv.ccxt_config(v) for v in fv.markets if v in STREAM_VENUES},
+                         indent=2), flush=True)
+        print(f"streaming on {fv.base_url} (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
