@@ -48,6 +48,10 @@ DEPTH_PATHS = {"binance": "/api/v3/depth", "binanceusdm": "/fapi/v1/depth",
 WS_PREFIXES = {"binance": "ws/", "binanceusdm": "public/ws/", "binancecoinm": "ws/",
                "okx": "ws/v5/public"}
 OKX_CHECKSUM_DEPTH = 25
+PHANTOM_SIZE = "9.999"  # the size of the level ``bad_levels`` adds (the walk never makes it)
+STREAM_MARKETS: dict[str, list[str]] = {
+    "binance": ["BTC/USDT", "ETH/BTC"], "binanceusdm": ["BTC/USDT:USDT"],
+    "binancecoinm": ["BTC/USD:BTC"], "okx": ["BTC/USDT", "ETH/BTC"]}
 Side = dict[str, str]  # price -> size, both as the venue writes them
 Pairs = list[list[str]]
 
@@ -244,10 +248,7 @@ class FakeStreamVenue(FakeVenue):
 
     def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0,
                  clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05) -> None:
-        super().__init__(markets or {"binance": ["BTC/USDT", "ETH/BTC"],
-                                     "binanceusdm": ["BTC/USDT:USDT"], "okx": ["BTC/USDT",
-                                                                               "ETH/BTC"]},
-                         port, clock)
+        super().__init__(markets or STREAM_MARKETS, port, clock)
         self.tick_s = tick_s
         self.streams: dict[tuple[str, str], _Stream] = {}
         for venue, symbols in self.markets.items():
@@ -285,9 +286,10 @@ class FakeStreamVenue(FakeVenue):
             else:
                 stream.faults[fault] = value
 
-    def clear_stream_fault(self, exchange_id: str, symbol: str, fault: str) -> None:
+    def stream_faults(self, exchange_id: str, symbol: str) -> dict[str, float]:
+        """The symbol's stream faults still pending (one-shot ones leave once sent)."""
         with self._lock:
-            self.streams[exchange_id, symbol].faults.pop(fault, None)
+            return dict(self.streams[exchange_id, symbol].faults)
 
     def nonce(self, exchange_id: str, symbol: str) -> int:
         """The update id (binance ``u``, okx ``seqId``) of the venue's latest event."""
@@ -467,8 +469,8 @@ class FakeStreamVenue(FakeVenue):
             else:
                 self._consume(stream, "bad_levels")
                 best = max(stream.script.bids)  # a phantom level off the grid, never touched
-                data["bids"] = [*data["bids"], [stream.script.price(best - 0.5), "9.999",
-                                                "0", "1"]]
+                data["bids"] = [*data["bids"], [stream.script.price(best - 0.5),
+                                                PHANTOM_SIZE, "0", "1"]]
         return out
 
     @staticmethod
