@@ -31,6 +31,7 @@ import json
 import random
 import time
 import zlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -228,9 +229,31 @@ class _Stream:
     rng: random.Random  # update-id increments
     first: dict[str, Any]  # the book before the first event, as a snapshot message
     nonce: int
+    history: int | None  # events kept (None: all)
     events: list[dict[str, Any]] = field(default_factory=list)  # as generated
-    sent: list[dict[str, Any]] = field(default_factory=list)  # as sent (after faults)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)  # as served
+    sent: deque[dict[str, Any]] = field(default_factory=deque)  # as sent (after faults)
+    snapshots: deque[dict[str, Any]] = field(default_factory=deque)  # as served
+
+    def __post_init__(self) -> None:
+        self.sent = deque(maxlen=self.history)
+        self.snapshots = deque(maxlen=self.history)
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Keep a generated event; past twice the history, the oldest are folded into
+        ``first`` so that memory stays bounded on long runs."""
+        self.events.append(event)
+        if self.history is None or len(self.events) <= 2 * self.history:
+            return
+        old, self.events = self.events[:-self.history], self.events[-self.history:]
+        if self.exchange_id == "okx":
+            book = rebuild_okx([self.first, *old], verify=False)
+            bids, asks = book.pairs()
+            self.first = _okx_message(self.market_id, "snapshot", bids, asks, 0, -1,
+                                      cast(int, book.nonce))
+        else:
+            book = rebuild_binance(self.first, old)
+            bids, asks = book.pairs()
+            self.first = {"lastUpdateId": book.nonce, "bids": bids, "asks": asks}
     faults: dict[str, float] = field(default_factory=dict)  # kind -> remaining count / seconds
 
 
@@ -247,9 +270,11 @@ class FakeStreamVenue(FakeVenue):
     """The REST venue plus its streams; the control methods may be called from any thread."""
 
     def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0,
-                 clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05) -> None:
+                 clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05,
+                 history: int | None = None) -> None:
         super().__init__(markets or STREAM_MARKETS, port, clock)
         self.tick_s = tick_s
+        self.history = history  # events, sent messages and snapshots kept per symbol
         self.streams: dict[tuple[str, str], _Stream] = {}
         for venue, symbols in self.markets.items():
             if venue in STREAM_VENUES:
@@ -267,7 +292,7 @@ class FakeStreamVenue(FakeVenue):
         first = ({"lastUpdateId": nonce, "bids": bids, "asks": asks} if venue != "okx" else
                  _okx_message(self.ids[venue][symbol], "snapshot", bids, asks, 0, -1, nonce))
         return _Stream(venue, symbol, self.ids[venue][symbol], script, random.Random(key),
-                       first, nonce)
+                       first, nonce, self.history)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -299,7 +324,8 @@ class FakeStreamVenue(FakeVenue):
     def reference(self, exchange_id: str, symbol: str, nonce: int | None = None
                   ) -> tuple[Levels, Levels]:
         """The correct book after update id ``nonce`` (default: the latest), rebuilt from the
-        messages the venue generated; ValueError if no event ends at ``nonce``."""
+        messages the venue generated; ValueError if no event ends at ``nonce`` (or it is older
+        than the history kept)."""
         with self._lock:
             stream = self.streams[exchange_id, symbol]
             events = list(stream.events)
@@ -436,7 +462,7 @@ class FakeStreamVenue(FakeVenue):
                              "U": prev + 1, "u": stream.nonce, "pu": prev, "b": bids, "a": asks}
                     if stream.exchange_id == "binancecoinm":
                         event["ps"] = stream.market_id.split("_")[0]
-            stream.events.append(event)
+            stream.record(event)
             drop = "drop" in stream.faults
             self._consume(stream, "drop")
             out = None if drop else self._faulted(stream, event)
@@ -591,9 +617,11 @@ class FakeStreamVenueThread(FakeVenueThread):
     """Run a FakeStreamVenue in a background thread with its own loop."""
 
     def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0,
-                 clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05) -> None:
+                 clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05,
+                 history: int | None = None) -> None:
         super().__init__(markets, port, clock)
-        self.venue = FakeStreamVenue(markets, clock=clock, seed=seed, tick_s=tick_s)
+        self.venue = FakeStreamVenue(markets, clock=clock, seed=seed, tick_s=tick_s,
+                                     history=history)
 
     def __enter__(self) -> FakeStreamVenue:
         super().__enter__()
@@ -608,10 +636,12 @@ def main() -> None:
                         help="stream S0/USDT..S{N-1}/USDT on binance instead of the defaults")
     parser.add_argument("--tick-ms", type=float, default=100.0, help="time between events")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--history", type=int, default=10_000,
+                        help="events kept per symbol for reference()")
     args = parser.parse_args()
     markets = {"binance": [f"S{i}/USDT" for i in range(args.symbols)]} if args.symbols else None
     with FakeStreamVenueThread(markets, port=args.port, seed=args.seed,
-                               tick_s=args.tick_ms / 1000) as fv:
+                               tick_s=args.tick_ms / 1000, history=args.history) as fv:
         print(json.dumps({v: fv.ccxt_config(v) for v in fv.markets if v in STREAM_VENUES},
                          indent=2), flush=True)
         print(f"streaming on {fv.base_url} (Ctrl-C to stop)", flush=True)

@@ -38,8 +38,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @asynccontextmanager
-async def streaming() -> AsyncIterator[FakeStreamVenue]:
-    venue = FakeStreamVenue(tick_s=0.02)
+async def streaming(history: int | None = None, tick_s: float = 0.02
+                    ) -> AsyncIterator[FakeStreamVenue]:
+    venue = FakeStreamVenue(tick_s=tick_s, history=history)
     await venue.start()
     try:
         yield venue
@@ -367,4 +368,16 @@ def test_the_reference_rebuild_detects_gaps() -> None:
             with pytest.raises(GapError):
                 rebuild_binance(venue.snapshots("binance", "BTC/USDT")[-1],
                                 venue.sent("binance", "BTC/USDT"))
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("exchange_id", "symbol"), [("binanceusdm", "BTC/USDT:USDT"),
+                                                     ("okx", "BTC/USDT")])
+def test_the_venue_keeps_a_bounded_history(exchange_id: str, symbol: str) -> None:
+    """For long runs: the oldest events fold into the reference's starting book."""
+    async def main() -> None:
+        async with streaming(history=25, tick_s=0.01) as venue, pro(venue, exchange_id) as ex:
+            await assert_correct(venue, ex, exchange_id, symbol, 80)
+            assert len(venue.streams[exchange_id, symbol].events) <= 50
+            assert len(venue.sent(exchange_id, symbol)) <= 25
     asyncio.run(main())
