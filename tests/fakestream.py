@@ -341,7 +341,8 @@ class FakeStreamVenue(FakeVenue):
         return book.levels()
 
     def sent(self, exchange_id: str, symbol: str) -> list[dict[str, Any]]:
-        """The stream messages sent for the symbol (all connections), after faults."""
+        """The messages the venue put on the symbol's stream (each went to every subscriber
+        then), after faults, okx snapshots included."""
         with self._lock:
             return list(self.streams[exchange_id, symbol].sent)
 
@@ -599,12 +600,17 @@ class FakeStreamVenue(FakeVenue):
 
 def _okx_message(inst_id: str, action: str, bids: Pairs, asks: Pairs, ts: int, prev: int,
                  seq: int, checksum: int | None = None) -> dict[str, Any]:
-    four = [[*row, "0", "1"] for row in bids], [[*row, "0", "1"] for row in asks]
+    four = [_okx_row(row) for row in bids], [_okx_row(row) for row in asks]
     if checksum is None:
         checksum = okx_checksum(bids, asks)
     return {"arg": {"channel": "books", "instId": inst_id}, "action": action,
             "data": [{"asks": four[1], "bids": four[0], "ts": str(ts), "checksum": checksum,
                       "prevSeqId": prev, "seqId": seq}]}
+
+
+def _okx_row(row: list[str]) -> list[str]:
+    """price, size, "0" (deprecated), number of orders ("0" for a removed level)."""
+    return [*row, "0", "0" if float(row[1]) == 0 else "1"]
 
 
 def _abort(conn: _Conn) -> None:
