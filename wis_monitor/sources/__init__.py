@@ -31,10 +31,13 @@ class Observation:
     latency_ms: float | None = None
     error: str | None = None  # "ErrorClass: message" of a failed fetch
     fault: SourceError | None = None  # the failure itself, with its remedy
+    book_age_ms: float | None = None  # since the last update applied to a streamed book
+    drift_bps: float | None = None  # a streamed book's difference from a REST snapshot
 
 
 _set_venue, _set_symbol, _set_ts_ms, _set_book, _set_flags, _set_latency_ms, _set_error, \
-    _set_fault = (getattr(Observation, f.name).__set__ for f in fields(Observation))
+    _set_fault, _set_book_age_ms, _set_drift_bps = (
+        getattr(Observation, f.name).__set__ for f in fields(Observation))
 
 
 def recorded(venue: str, symbol: str, ts_ms: int, book: Book, flags: frozenset[str],
@@ -50,6 +53,8 @@ def recorded(venue: str, symbol: str, ts_ms: int, book: Book, flags: frozenset[s
     _set_latency_ms(obs, latency_ms)
     _set_error(obs, None)
     _set_fault(obs, None)
+    _set_book_age_ms(obs, None)
+    _set_drift_bps(obs, None)
     return obs
 
 
