@@ -1,7 +1,8 @@
 """Where books come from: live venues (ccxt), the simulator and recordings, behind one protocol.
 
 A source turns one fetch into an :class:`Observation` — a validated book with its structural
-flags, or the error that prevented it. Only :mod:`wis_monitor.sources.ccxt` imports ccxt.
+flags, or the error that prevented it. Only :mod:`wis_monitor.sources.ccxt` and
+:mod:`wis_monitor.sources.stream` (ccxt.pro) import ccxt.
 """
 
 from __future__ import annotations

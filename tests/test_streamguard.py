@@ -1,0 +1,83 @@
+"""The pure decisions about streamed books: okx's checksum, staleness, drift, the fallback to
+polling and the logging of resync bursts, on explicit times."""
+
+from __future__ import annotations
+
+import pytest
+
+from wis_monitor.streamguard import (
+    Burst,
+    Fallback,
+    drift_bps,
+    number_text,
+    okx_checksum,
+    okx_checksum_text,
+    staleness,
+)
+
+# okx's documented examples (API v5, "Checksum" of the order book channel).
+BIDS = [["3366.1", "7", "0", "3"], ["3366", "6", "3", "4"]]
+ASKS = [["3366.8", "9", "10", "3"], ["3368", "8", "3", "4"]]
+
+
+def test_the_checksum_text_alternates_bids_and_asks_as_okx_documents() -> None:
+    assert okx_checksum_text(BIDS, ASKS) == "3366.1:7:3366.8:9:3366:6:3368:8"
+
+
+def test_a_side_that_runs_out_is_left_out_of_the_text() -> None:
+    asks = [*ASKS, ["3372", "8", "3", "4"]]
+    assert okx_checksum_text(BIDS[:1], asks) == "3366.1:7:3366.8:9:3368:8:3372:8"
+
+
+def test_the_checksum_is_the_signed_crc32_of_the_text() -> None:
+    # the same value as ccxt's own crc32(..., signed=True) of the documented text
+    assert okx_checksum(BIDS, ASKS) == -1881014294
+
+
+def test_only_the_top_25_levels_count() -> None:
+    bids = [[str(100 - i), "1"] for i in range(30)]
+    asks = [[str(101 + i), "1"] for i in range(30)]
+    assert okx_checksum(bids, asks) == okx_checksum(bids[:25], asks[:25])
+    assert okx_checksum(bids, asks) != okx_checksum(bids[:24], asks[:25])
+
+
+@pytest.mark.parametrize(("value", "text"), [(3366.1, "3366.1"), (7.0, "7"), (1e-05, "0.00001"),
+                                             (123456789.123, "123456789.123"), (0.0, "0")])
+def test_numbers_are_written_as_okx_writes_them(value: float, text: str) -> None:
+    assert number_text(value) == text
+
+
+def test_a_book_is_stale_when_silent_or_behind_the_clock() -> None:
+    assert staleness(10_000, 9_000, 9_000, 5_000) is None
+    assert staleness(10_000, 5_000, 9_990, 5_000) == "silent"
+    assert staleness(10_000, 9_990, 4_999, 5_000) == "lagging"
+    assert staleness(10_000, None, None, 5_000) is None
+
+
+def test_drift_is_zero_for_equal_books_and_sees_a_wrong_amount() -> None:
+    bids = [[100.0, 1.0], [99.0, 2.0], [98.0, 3.0]]
+    asks = [[101.0, 1.0], [102.0, 2.0], [103.0, 3.0]]
+    assert drift_bps((bids, asks), (bids, asks), 10) == 0.0
+    wrong = [[100.0, 1.0], [99.0, 2.0], [98.0, 30.0]]
+    drift = drift_bps((wrong, asks), (bids, asks), 10)
+    assert drift is not None and drift > 5.0
+    assert drift_bps((wrong, asks), (bids, asks), 2) == 0.0  # beyond the levels compared
+    assert drift_bps(([], asks), (bids, asks), 10) is None
+
+
+def test_fallback_after_repeated_trouble_then_back_after_a_quiet_period() -> None:
+    f = Fallback(after=3, window_ms=60_000, quiet_ms=300_000)
+    assert not f.trouble(0) and not f.trouble(10_000)
+    assert not f.trouble(65_000)  # the first one has left the window
+    assert f.trouble(75_000) and f.polling
+    assert not f.trouble(76_000)  # already polling: not counted
+    assert not f.resume(374_999) and f.polling
+    assert f.resume(375_000) and not f.polling
+    assert not f.trouble(376_000)  # a fresh window after streaming again
+
+
+def test_a_burst_of_resyncs_is_logged_once() -> None:
+    b = Burst(gap_ms=60_000)
+    assert b.note(0)
+    assert not b.note(1_000) and not b.note(30_000) and b.count == 3
+    assert b.note(91_000) and b.count == 1
