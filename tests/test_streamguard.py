@@ -69,10 +69,10 @@ def test_fallback_after_repeated_trouble_then_back_after_a_quiet_period() -> Non
     f = Fallback(after=3, window_ms=60_000, quiet_ms=300_000)
     assert not f.trouble(0) and not f.trouble(10_000)
     assert not f.trouble(65_000)  # the first one has left the window
-    assert f.trouble(75_000) and f.polling
-    assert not f.trouble(76_000)  # already polling: not counted
-    assert not f.resume(374_999) and f.polling
-    assert f.resume(375_000) and not f.polling
+    assert f.trouble(68_000) and f.polling
+    assert not f.trouble(69_000)  # already polling: not counted
+    assert not f.resume(367_999) and f.polling
+    assert f.resume(368_000) and not f.polling
     assert not f.trouble(376_000)  # a fresh window after streaming again
 
 
