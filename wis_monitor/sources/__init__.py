@@ -7,6 +7,7 @@ flags, or the error that prevented it. Only :mod:`wis_monitor.sources.ccxt` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Protocol
 
@@ -89,8 +90,10 @@ def error_observation(venue: str, symbol: str, ts_ms: int, exc: BaseException,
     )
 
 
-def make_source(venue: Venue, config: Config, clock: Clock) -> Source:
-    """The source behind a configured venue (ccxt is imported only for live venues)."""
+def make_source(venue: Venue, config: Config, clock: Clock,
+                alert: Callable[[str, str], None] | None = None) -> Source:
+    """The source behind a configured venue (ccxt is imported only for live venues);
+    ``alert(title, text)`` tells the operators when a streamed venue falls back to polling."""
     if venue.exchange == "sim":
         from wis_monitor.sources.sim import SimVenue
 
@@ -106,4 +109,10 @@ def make_source(venue: Venue, config: Config, clock: Clock) -> Source:
     band = max((k.band_bps for sym in venue.symbols
                 for k in config.metrics_for(venue.id, sym).kernels().values()),
                default=config.settings.metrics.wis.band_bps)  # a selection not resolved yet
-    return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band, clock=clock)
+    rest = CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band, clock=clock)
+    if venue.mode == "poll":
+        return rest
+    from wis_monitor.sources.stream import StreamVenue
+
+    return StreamVenue(venue, rest=rest, clock=clock, timeout_ms=config.timeout_ms(venue),
+                       alert=alert)
