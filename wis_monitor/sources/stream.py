@@ -56,9 +56,12 @@ log = logging.getLogger("wis_monitor.stream")
 RECONNECT_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BURST_GAP_MS = 60_000  # resyncs closer than this are one burst: logged once
 VERIFY_TICK_S = 1.0
+CATCH_UP_POLLS, CATCH_UP_POLL_S = 50, 0.02  # for the stream to reach a snapshot's update id
 #: Errors after which ccxt resyncs the book itself at the next watch (a new snapshot).
 _RESYNCED_BY_CCXT: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 Alert = Callable[[str, str], None]  # (title, text)
+#: A book's top levels (bids, asks) and its update id.
+State = tuple[tuple[list[list[float]], list[list[float]]] | None, Any]
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Watched:
     broken_ms: int | None = None
     drift: float | None = None  # of the latest cross-check, for the next sample
     next_verify_ms: int = 0
+    states: list[State] | None = None  # the book's states while a cross-check is out
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Connection:
     symbols: list[str]
     task: asyncio.Task[None] | None = None
     failures: int = 0  # in a row, for the reconnect backoff
+    restarted_ms: int | None = None  # when it was last resubscribed
 
 
 @dataclass
@@ -119,6 +124,7 @@ class StreamVenue:
         self._verifier: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._closing = False
+        self._nonces = False  # the venue's books carry update ids
 
     @property
     def mode(self) -> str:
@@ -207,25 +213,34 @@ class StreamVenue:
         return await exchange.watch_order_book_for_symbols(symbols, self.limit)
 
     def _took(self, ob: Any) -> None:
+        """Keep the book ccxt returned (the latest object: never one from before an error)."""
         symbol = ob.get("symbol") if isinstance(ob, dict) else None
         w = self.books.get(symbol) if isinstance(symbol, str) else None
         if w is None:
             return
+        self._nonces = self._nonces or ob.get("nonce") is not None
         w.book, w.updated_ms = ob, self.clock.now_ms()
+        if w.states is not None:
+            w.states.append(_state(ob, self.settings.verify_levels))
         if w.broken is not None:
             w.broken = w.broken_ms = None
 
     def _resynced(self, conn: Connection, symbol: str | None, reason: str, *, restart: bool,
                   detail: str = "") -> None:
         """Discard the books of ``symbol`` (None: the whole connection), count and log the
-        resync, and with ``restart`` resubscribe the connection (a new one: fresh
-        snapshots). Too many of them switch the venue to polling."""
+        resync, and with ``restart`` resubscribe the connection (a new one: fresh snapshots)
+        unless that was done less than ``stale_after`` ago. Too many of them switch the venue
+        to polling."""
         now = self.clock.now_ms()
         for s in conn.symbols if symbol is None or restart else [symbol]:
             w = self.books[s]
             w.book = None
             if w.broken is None:
                 w.broken, w.broken_ms = reason, now
+        if restart:
+            if conn.restarted_ms is not None and now - conn.restarted_ms < self.stale_after_ms:
+                return  # being resubscribed already
+            conn.restarted_ms = now
         self.stats.resyncs[(symbol or "*", reason)] += 1
         if self._burst.note(now):
             log.warning("venue %s %s: resyncing the stream (%s%s); further resyncs within a "
@@ -246,6 +261,8 @@ class StreamVenue:
         def checked(client: Any, message: Any, orderbook: Any, message_hash: Any,
                     market: Any = None) -> Any:
             result = handle(client, message, orderbook, message_hash, market)
+            if message_hash not in client.subscriptions:
+                return result  # ccxt found a sequence gap: it raises InvalidNonce
             expected = message.get("checksum") if isinstance(message, dict) else None
             symbol = orderbook.get("symbol") if isinstance(orderbook, dict) else None
             if expected and symbol in self._by_symbol and _okx_sum(orderbook) != int(expected):
@@ -263,8 +280,8 @@ class StreamVenue:
                 return await self.rest.fetch(symbol, now_ms)
             self._resume()
         w = self.books[symbol]
-        if w.book is None:
-            return self._no_book(symbol, w, now)
+        if w.book is None or (self._nonces and w.book.get("nonce") is None):
+            return self._no_book(symbol, w, now)  # none, or one waiting for its snapshot
         ts = w.book.get("timestamp")
         book_ts = int(ts) if isinstance(ts, int | float) else None
         why = staleness(now, w.updated_ms, book_ts, self.stale_after_ms)
@@ -305,19 +322,27 @@ class StreamVenue:
                     await self._verify(symbol)
 
     async def _verify(self, symbol: str) -> None:
-        """Compare the streamed book with a REST snapshot of the same moment (the streamed
-        book just before the request and just after the answer: the nearer counts)."""
-        before = _levels(self.books[symbol].book, self.settings.verify_levels)
+        """Compare the streamed book with a REST snapshot of the same moment: with the state
+        of the same update id when the snapshot has one (binance), else with the nearest of
+        the states the stream went through while the request was out."""
+        w = self.books[symbol]
+        w.states = [_state(w.book, self.settings.verify_levels)]
         try:
             snap = await self.rest.exchange.fetch_order_book(symbol, self.rest.depth)
+            for _ in range(CATCH_UP_POLLS):  # the stream may deliver that update a bit later
+                if not _behind(w.book, snap.get("nonce")):
+                    break
+                await asyncio.sleep(CATCH_UP_POLL_S)
+            w.states.append(_state(w.book, self.settings.verify_levels))
         except Exception as exc:
             log.debug("venue %s %s: cross-check skipped: %s", self.venue, symbol, exc)
             return
-        w = self.books[symbol]
-        after = _levels(w.book, self.settings.verify_levels)
+        finally:
+            states, w.states = w.states or [], None
         theirs = (snap.get("bids") or [], snap.get("asks") or [])
-        drifts = [d for mine in (before, after) if mine is not None
-                  if (d := drift_bps(mine, theirs, self.settings.verify_levels)) is not None]
+        same = [st for st in states if st[1] is not None and st[1] == snap.get("nonce")]
+        drifts = [d for levels, _ in same or states if levels is not None
+                  if (d := drift_bps(levels, theirs, self.settings.verify_levels)) is not None]
         if not drifts:
             return
         w.drift = self.stats.drift[symbol] = min(drifts)
@@ -353,10 +378,18 @@ def _symbol_of(exc: BaseException, symbols: list[str]) -> str | None:
     return next((s for s in symbols if s in text), None)
 
 
-def _levels(ob: Any, n: int) -> tuple[list[list[float]], list[list[float]]] | None:
+def _behind(ob: Any, nonce: Any) -> bool:
+    """Whether a streamed book has not yet reached a snapshot's update id."""
+    have = ob.get("nonce") if ob is not None else None
+    return isinstance(nonce, int) and isinstance(have, int) and have < nonce
+
+
+def _state(ob: Any, n: int) -> State:
+    """The top ``n`` levels of a ccxt book (copied) and its update id."""
     if ob is None:
-        return None
-    return ([list(lv[:2]) for lv in ob["bids"][:n]], [list(lv[:2]) for lv in ob["asks"][:n]])
+        return None, None
+    return ([list(lv[:2]) for lv in ob["bids"][:n]],
+            [list(lv[:2]) for lv in ob["asks"][:n]]), ob.get("nonce")
 
 
 def _okx_sum(orderbook: Any) -> int:
