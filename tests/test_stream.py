@@ -275,3 +275,28 @@ async def test_repeated_resyncs_fall_back_to_polling_and_streaming_resumes(
     assert any("falls back to polling" in t for t in titles), titles
     assert any("streams again" in t for t in titles), titles
     run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+@in_loop
+async def test_a_corrupted_book_without_a_checksum_is_caught_by_the_rest_cross_check(
+        tmp_path: Path, fv: FakeStreamVenue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """okx without its checksum (okx sends 0 since it deprecated the field): a phantom level
+    stays in the book until the REST cross-check sees the drift and resyncs it."""
+    monkeypatch.setattr(StreamVenue, "_verify_okx_checksums", lambda self, exchange: None)
+    path = config(tmp_path, fv, ["okx"], stream={"verify_every": "1s"})
+    symbol = SYMBOLS["okx"][0]
+    async with Run(path, fv) as run:
+        await run.until(lambda: len(run.trusted()) >= 10)
+        clean, start = run.check_books(), len(run.seen)
+        fv.set_stream_fault("okx", symbol, "bad_levels")
+        source = run.source("okx")
+        assert await run.until(lambda: resyncs(run, "okx", "drift") >= 1, 5.0), \
+            source.stats.resyncs
+        count = len(run.seen)
+        assert await run.until(lambda: sum(o.symbol == symbol for _, o, _
+                                           in run.trusted()[count:]) >= 3)
+        run.seen = run.seen[:start] + run.seen[count:]  # the books in between were wrong
+        assert run.check_books() >= clean
+    conn = sqlite3.connect(tmp_path / "wis.db")
+    assert conn.execute("SELECT max(drift_bps) FROM samples").fetchone()[0] > 5.0
+    conn.close()

@@ -54,15 +54,20 @@ def test_a_book_is_stale_when_silent_or_behind_the_clock() -> None:
     assert staleness(10_000, None, None, 5_000) is None
 
 
-def test_drift_is_zero_for_equal_books_and_sees_a_wrong_amount() -> None:
+def test_drift_is_zero_for_equal_books_and_counts_the_notional_that_differs() -> None:
     bids = [[100.0, 1.0], [99.0, 2.0], [98.0, 3.0]]
     asks = [[101.0, 1.0], [102.0, 2.0], [103.0, 3.0]]
+    total = 100 + 198 + 294 + 101 + 204 + 309
     assert drift_bps((bids, asks), (bids, asks), 10) == 0.0
-    wrong = [[100.0, 1.0], [99.0, 2.0], [98.0, 30.0]]
-    drift = drift_bps((wrong, asks), (bids, asks), 10)
-    assert drift is not None and drift > 5.0
+    wrong = [[100.0, 1.0], [99.0, 2.0], [98.0, 4.0]]  # one amount off by 1
+    assert drift_bps((wrong, asks), (bids, asks), 10) == pytest.approx(98 / total * 1e4)
+    phantom = [[100.0, 1.0], [99.5, 5.0], [99.0, 2.0]]  # a level the venue does not have
+    drift = drift_bps((phantom, asks), (bids, asks), 3)
+    assert drift == pytest.approx((99.5 * 5 + 294) / total * 1e4)  # and 98 is missing
+    frozen = ([[90.0, 1.0]], [[91.0, 1.0]])  # far from the venue's book
+    assert drift_bps(frozen, (bids, asks), 10) == 1e4
     assert drift_bps((wrong, asks), (bids, asks), 2) == 0.0  # beyond the levels compared
-    assert drift_bps(([], asks), (bids, asks), 10) is None
+    assert drift_bps((bids, asks), ([], asks), 10) is None
 
 
 def test_fallback_after_repeated_trouble_then_back_after_a_quiet_period() -> None:

@@ -61,32 +61,27 @@ def staleness(now_ms: int, updated_ms: int | None, book_ts_ms: int | None,
     return None
 
 
-def _vwap(levels: Sequence[Level], n: int) -> float | None:
-    top = levels[:n]
-    amount = sum(float(lv[1]) for lv in top)
-    if amount <= 0:
-        return None
-    return sum(float(lv[0]) * float(lv[1]) for lv in top) / amount
+def _notional(side: Sequence[Level], n: int) -> dict[float, float]:
+    return {float(lv[0]): float(lv[0]) * float(lv[1]) for lv in side[:n]}
 
 
 def drift_bps(streamed: tuple[Sequence[Level], Sequence[Level]],
               snapshot: tuple[Sequence[Level], Sequence[Level]], levels: int) -> float | None:
-    """How far a streamed book (bids, asks) is from a REST snapshot, in bps of the snapshot's
-    mid: the larger difference of the two sides' volume-weighted prices over the top
-    ``levels`` levels (a wrong price or a wrong amount both move it); None when either book
-    has an empty side."""
-    (s_bids, s_asks), (r_bids, r_asks) = streamed, snapshot
-    if not (s_bids and s_asks and r_bids and r_asks):
+    """How far a streamed book (bids, asks) is from a REST snapshot over the top ``levels``
+    levels of each side: the notional that differs (a level missing, extra, or with another
+    amount), in bps of the snapshot's notional there; 0 for the same levels, None when the
+    snapshot has an empty side."""
+    if not (snapshot[0] and snapshot[1]):
         return None
-    mid = (float(r_bids[0][0]) + float(r_asks[0][0])) / 2.0
-    worst = 0.0
-    for mine, theirs in ((s_bids, r_bids), (s_asks, r_asks)):
-        n = min(levels, len(mine), len(theirs))
-        a, b = _vwap(mine, n), _vwap(theirs, n)
-        if a is None or b is None:
-            return None
-        worst = max(worst, abs(a - b) / mid * 1e4)
-    return worst
+    differ = total = 0.0
+    for mine, theirs in zip(streamed, snapshot, strict=True):
+        a, b = _notional(mine, levels), _notional(theirs, levels)
+        bound = min(b), max(b)  # the price range of the snapshot's levels
+        for price in a.keys() | b.keys():
+            if bound[0] <= price <= bound[1]:
+                differ += abs(a.get(price, 0.0) - b.get(price, 0.0))
+        total += sum(b.values())
+    return differ / total * 1e4 if total > 0 else None
 
 
 @dataclass

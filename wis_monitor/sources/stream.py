@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +57,7 @@ RECONNECT_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BURST_GAP_MS = 60_000  # resyncs closer than this are one burst: logged once
 VERIFY_TICK_S = 1.0
 CATCH_UP_POLLS, CATCH_UP_POLL_S = 50, 0.02  # for the stream to reach a snapshot's update id
+RECENT_STATES = 64  # top levels of each book's latest updates, for the cross-check
 #: Errors after which ccxt resyncs the book itself at the next watch (a new snapshot).
 _RESYNCED_BY_CCXT: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 Alert = Callable[[str, str], None]  # (title, text)
@@ -74,7 +75,7 @@ class Watched:
     broken_ms: int | None = None
     drift: float | None = None  # of the latest cross-check, for the next sample
     next_verify_ms: int = 0
-    states: list[State] | None = None  # the book's states while a cross-check is out
+    states: deque[State] = field(default_factory=lambda: deque(maxlen=RECENT_STATES))
 
 
 @dataclass
@@ -220,8 +221,7 @@ class StreamVenue:
             return
         self._nonces = self._nonces or ob.get("nonce") is not None
         w.book, w.updated_ms = ob, self.clock.now_ms()
-        if w.states is not None:
-            w.states.append(_state(ob, self.settings.verify_levels))
+        w.states.append(_state(ob, self.settings.verify_levels))
         if w.broken is not None:
             w.broken = w.broken_ms = None
 
@@ -324,21 +324,18 @@ class StreamVenue:
     async def _verify(self, symbol: str) -> None:
         """Compare the streamed book with a REST snapshot of the same moment: with the state
         of the same update id when the snapshot has one (binance), else with the nearest of
-        the states the stream went through while the request was out."""
+        the book's recent states (a REST answer may be a little behind the stream)."""
         w = self.books[symbol]
-        w.states = [_state(w.book, self.settings.verify_levels)]
         try:
             snap = await self.rest.exchange.fetch_order_book(symbol, self.rest.depth)
-            for _ in range(CATCH_UP_POLLS):  # the stream may deliver that update a bit later
-                if not _behind(w.book, snap.get("nonce")):
-                    break
-                await asyncio.sleep(CATCH_UP_POLL_S)
-            w.states.append(_state(w.book, self.settings.verify_levels))
         except Exception as exc:
             log.debug("venue %s %s: cross-check skipped: %s", self.venue, symbol, exc)
             return
-        finally:
-            states, w.states = w.states or [], None
+        for _ in range(CATCH_UP_POLLS):  # the stream may deliver that update a bit later
+            if not _behind(w.book, snap.get("nonce")):
+                break
+            await asyncio.sleep(CATCH_UP_POLL_S)
+        states = list(w.states)
         theirs = (snap.get("bids") or [], snap.get("asks") or [])
         same = [st for st in states if st[1] is not None and st[1] == snap.get("nonce")]
         drifts = [d for levels, _ in same or states if levels is not None
