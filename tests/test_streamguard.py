@@ -3,8 +3,14 @@ polling and the logging of resync bursts, on explicit times."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import pytest
+from testclock import NOW, Clock
+
+from wis_monitor.settings import Venue
+from wis_monitor.sources.ccxt import CcxtVenue
+from wis_monitor.sources.stream import StreamVenue
 from wis_monitor.streamguard import (
     Burst,
     Fallback,
@@ -86,3 +92,59 @@ def test_a_burst_of_resyncs_is_logged_once() -> None:
     assert b.note(0)
     assert not b.note(1_000) and not b.note(30_000) and b.count == 3
     assert b.note(91_000) and b.count == 1
+
+
+def _venue(clock: Clock) -> StreamVenue:
+    """A streamed venue whose books the test sets by hand (nothing is connected)."""
+    v = Venue.model_validate({"id": "v", "exchange": "binance", "mode": "stream",
+                              "symbols": ["BTC/USDT", "ETH/USDT"],
+                              "stream": {"stale_after": "5s", "fallback_after": 3}})
+    return StreamVenue(v, rest=CcxtVenue(v, timeout_ms=1000, clock=clock), clock=clock,
+                       timeout_ms=1000)
+
+
+def _book(ts: int, nonce: int = 7) -> dict[str, object]:
+    return {"symbol": "BTC/USDT", "bids": [[100.0, 1.0]], "asks": [[101.0, 1.0]],
+            "timestamp": ts, "nonce": nonce}
+
+
+def test_the_watchdog_flags_a_silent_or_lagging_book_stale_and_discards_it() -> None:
+    clock = Clock(NOW)
+    source = _venue(clock)
+    source._took(_book(NOW))
+    obs = asyncio.run(source.fetch("BTC/USDT", NOW))
+    assert obs.book is not None and not obs.flags and obs.book_age_ms == 0.0
+    clock.advance(4.9)
+    assert asyncio.run(source.fetch("BTC/USDT", clock.ms)).flags == frozenset()
+    clock.advance(0.1)  # 5 s without an update: silent
+    obs = asyncio.run(source.fetch("BTC/USDT", clock.ms))
+    assert obs.flags == {"stale"} and obs.book_age_ms == 5000.0
+    assert source.stats.resyncs == {("BTC/USDT", "silent"): 1}
+    assert source.books["BTC/USDT"].book is None  # resubscribed: no book until a fresh one
+    obs = asyncio.run(source.fetch("BTC/USDT", clock.ms))
+    assert obs.book is None and obs.flags == {"stale"} and obs.error is None
+    source._took(_book(clock.ms - 5000, nonce=8))  # updates arrive, but 5 s old: lagging
+    obs = asyncio.run(source.fetch("BTC/USDT", clock.ms))
+    assert obs.flags == {"stale"} and obs.book_age_ms == 0.0
+    assert source.stats.resyncs[("BTC/USDT", "lagging")] == 0  # resubscribed < 5 s ago
+    assert source.books["BTC/USDT"].book is None
+
+
+def test_no_book_for_stale_after_is_an_error_and_another_resubscription() -> None:
+    clock = Clock(NOW)
+    source = _venue(clock)
+    obs = asyncio.run(source.fetch("ETH/USDT", NOW))
+    assert obs.book is None and obs.flags == {"stale"} and obs.error is None
+    clock.advance(5.0)
+    obs = asyncio.run(source.fetch("ETH/USDT", clock.ms))
+    assert obs.error is not None and obs.error.startswith("StreamStale: no streamed book for 5.0s")
+    assert source.stats.resyncs == {("ETH/USDT", "no snapshot"): 1}
+
+
+def test_a_book_waiting_for_its_snapshot_is_not_sampled() -> None:
+    clock = Clock(NOW)
+    source = _venue(clock)
+    source._took(_book(NOW))
+    source._took({**_book(NOW), "nonce": None})  # ccxt returns a book before its snapshot
+    obs = asyncio.run(source.fetch("BTC/USDT", NOW))
+    assert obs.book is None and obs.flags == {"stale"}
