@@ -24,6 +24,7 @@ from wis_monitor.book import BLOCKING_FLAGS
 from wis_monitor.daemon import Daemon
 from wis_monitor.sources import Observation
 from wis_monitor.sources.stream import StreamVenue
+from wis_monitor.tools.status import collect, render
 
 SYMBOLS = {"okx": ["BTC/USDT", "ETH/BTC"], "binance": ["BTC/USDT", "ETH/BTC"]}
 
@@ -140,6 +141,14 @@ class Run:
         """No WIS was logged but from a book that equals the rebuild."""
         good = {(o.venue, o.symbol, o.ts_ms) for _, o, _ in self.trusted()}
         assert set(self.wis_rows(db)) <= good
+
+
+def modes(run: Run) -> set[str]:
+    """The modes ``wis-monitor status`` shows, read from the database."""
+    assert run.daemon.rt is not None and run.daemon.store is not None
+    report = collect(run.daemon.rt.config, run.daemon.store, 0)
+    assert "okx" in render(report)
+    return {s.mode for s in report.series if s.good is not None}
 
 
 def resyncs(run: Run, venue: str, reason: str | None = None) -> int:
@@ -263,9 +272,11 @@ async def test_repeated_resyncs_fall_back_to_polling_and_streaming_resumes(
         await run.cycles(0.5)
         assert all(o.book_age_ms is None for _, o, _ in run.seen[polled:])  # REST books
         assert any(o.book is not None for _, o, _ in run.seen[polled:])
+        assert modes(run) == {"poll (fallback)"}
         assert await run.until(lambda: source.mode == "stream", 10.0)
         streamed = len(run.trusted())
         assert await run.until(lambda: len(run.trusted()) > streamed + 5)
+        assert modes(run) == {"stream"}
         assert 'wis_stream_fallbacks_total{venue="okx"} 1.0' in run.daemon._metrics().decode()
         for _ in range(50):
             if len(receiver.posts) >= 2:
