@@ -159,9 +159,10 @@ def resyncs(run: Run, venue: str, reason: str | None = None) -> int:
 @in_loop
 async def test_streamed_books_equal_the_rebuild_at_every_sample(
         tmp_path: Path, fv: FakeStreamVenue) -> None:
-    path = config(tmp_path, fv, ["okx", "binance"])
+    path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
     async with Run(path, fv) as run:
         await run.until(lambda: len(run.trusted()) >= 40)
+        assert (fv.connections("okx"), fv.connections("binance")) == (2, 2)
         await run.cycles(1.5)  # past a REST cross-check of each symbol
         assert run.check_books() >= 40
         for venue in ("okx", "binance"):
@@ -257,7 +258,7 @@ async def test_a_burst_of_429s_on_the_resync_snapshot_is_waited_out(
 async def test_repeated_resyncs_fall_back_to_polling_and_streaming_resumes(
         tmp_path: Path, fv: FakeStreamVenue, receiver: Receiver) -> None:
     path = config(tmp_path, fv, ["okx"], hook=receiver,
-                  stream={"fallback_after": 3, "fallback_window": "1m", "quiet": "2s"})
+                  stream={"fallback_after": 3, "fallback_window": "1m", "quiet": "1500ms"})
     symbol = SYMBOLS["okx"][0]
     async with Run(path, fv) as run:
         await run.until(lambda: len(run.trusted()) >= 10)

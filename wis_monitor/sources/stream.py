@@ -57,6 +57,7 @@ RECONNECT_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BURST_GAP_MS = 60_000  # resyncs closer than this are one burst: logged once
 VERIFY_TICK_S = 1.0
 CATCH_UP_POLLS, CATCH_UP_POLL_S = 50, 0.02  # for the stream to reach a snapshot's update id
+CATCH_UP_WINDOW_S = 0.25  # after a snapshot without an update id
 RECENT_STATES = 64  # top levels of each book's latest updates, for the cross-check
 #: Errors after which ccxt resyncs the book itself at the next watch (a new snapshot).
 _RESYNCED_BY_CCXT: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
@@ -317,9 +318,17 @@ class StreamVenue:
             await asyncio.sleep(VERIFY_TICK_S)
             now = self.clock.now_ms()
             for symbol, w in self.books.items():
-                if now >= w.next_verify_ms and w.book is not None:
+                if now >= w.next_verify_ms and self._fresh(w, now):
                     w.next_verify_ms = now + ms(self.settings.verify_every)
                     await self._verify(symbol)
+
+    def _fresh(self, w: Watched, now: int) -> bool:
+        """Whether a book is worth cross-checking (a stale one is resubscribed anyway)."""
+        if w.book is None or w.updated_ms is None:
+            return False
+        ts = w.book.get("timestamp")
+        return staleness(now, w.updated_ms, ts if isinstance(ts, int) else None,
+                         self.stale_after_ms) is None
 
     async def _verify(self, symbol: str) -> None:
         """Compare the streamed book with a REST snapshot of the same moment: with the state
@@ -331,6 +340,8 @@ class StreamVenue:
         except Exception as exc:
             log.debug("venue %s %s: cross-check skipped: %s", self.venue, symbol, exc)
             return
+        if snap.get("nonce") is None:  # the states just after the answer are candidates too
+            await asyncio.sleep(CATCH_UP_WINDOW_S)
         for _ in range(CATCH_UP_POLLS):  # the stream may deliver that update a bit later
             if not _behind(w.book, snap.get("nonce")):
                 break
