@@ -287,7 +287,8 @@ class StreamVenue:
         book_ts = int(ts) if isinstance(ts, int | float) else None
         why = staleness(now, w.updated_ms, book_ts, self.stale_after_ms)
         market = self.rest.exchange.markets.get(symbol, {}) if self.rest.exchange.markets else {}
-        book, flags = make_book(w.book["bids"], w.book["asks"],
+        depth = self.rest.depth  # the levels a poll would get
+        book, flags = make_book(w.book["bids"][:depth], w.book["asks"][:depth],
                                 contract_size=market.get("contractSize") or 1.0,
                                 inverse=market.get("inverse") is True, venue_ts_ms=book_ts)
         age = float(now - w.updated_ms) if w.updated_ms is not None else None
