@@ -25,10 +25,13 @@ snapshot (a burst of 429s with ``Retry-After``) are fakevenue's ``set_fault``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import random
+import time
 import zlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -46,6 +49,10 @@ DEPTH_PATHS = {"binance": "/api/v3/depth", "binanceusdm": "/fapi/v1/depth",
 WS_PREFIXES = {"binance": "ws/", "binanceusdm": "public/ws/", "binancecoinm": "ws/",
                "okx": "ws/v5/public"}
 OKX_CHECKSUM_DEPTH = 25
+PHANTOM_SIZE = "9.999"  # the size of the level ``bad_levels`` adds (the walk never makes it)
+STREAM_MARKETS: dict[str, list[str]] = {
+    "binance": ["BTC/USDT", "ETH/BTC"], "binanceusdm": ["BTC/USDT:USDT"],
+    "binancecoinm": ["BTC/USD:BTC"], "okx": ["BTC/USDT", "ETH/BTC"]}
 Side = dict[str, str]  # price -> size, both as the venue writes them
 Pairs = list[list[str]]
 
@@ -222,9 +229,31 @@ class _Stream:
     rng: random.Random  # update-id increments
     first: dict[str, Any]  # the book before the first event, as a snapshot message
     nonce: int
+    history: int | None  # events kept (None: all)
     events: list[dict[str, Any]] = field(default_factory=list)  # as generated
-    sent: list[dict[str, Any]] = field(default_factory=list)  # as sent (after faults)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)  # as served
+    sent: deque[dict[str, Any]] = field(default_factory=deque)  # as sent (after faults)
+    snapshots: deque[dict[str, Any]] = field(default_factory=deque)  # as served
+
+    def __post_init__(self) -> None:
+        self.sent = deque(maxlen=self.history)
+        self.snapshots = deque(maxlen=self.history)
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Keep a generated event; past twice the history, the oldest are folded into
+        ``first`` so that memory stays bounded on long runs."""
+        self.events.append(event)
+        if self.history is None or len(self.events) <= 2 * self.history:
+            return
+        old, self.events = self.events[:-self.history], self.events[-self.history:]
+        if self.exchange_id == "okx":
+            book = rebuild_okx([self.first, *old], verify=False)
+            bids, asks = book.pairs()
+            self.first = _okx_message(self.market_id, "snapshot", bids, asks, 0, -1,
+                                      cast(int, book.nonce))
+        else:
+            book = rebuild_binance(self.first, old)
+            bids, asks = book.pairs()
+            self.first = {"lastUpdateId": book.nonce, "bids": bids, "asks": asks}
     faults: dict[str, float] = field(default_factory=dict)  # kind -> remaining count / seconds
 
 
@@ -233,6 +262,7 @@ class _Conn:
     ws: web.WebSocketResponse
     exchange_id: str
     outbox: asyncio.Queue[tuple[float, str]]
+    transport: asyncio.BaseTransport | None
     symbols: set[str] = field(default_factory=set)  # unified
 
 
@@ -240,12 +270,11 @@ class FakeStreamVenue(FakeVenue):
     """The REST venue plus its streams; the control methods may be called from any thread."""
 
     def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0,
-                 clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05) -> None:
-        super().__init__(markets or {"binance": ["BTC/USDT", "ETH/BTC"],
-                                     "binanceusdm": ["BTC/USDT:USDT"], "okx": ["BTC/USDT",
-                                                                               "ETH/BTC"]},
-                         port, clock)
+                 clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05,
+                 history: int | None = None) -> None:
+        super().__init__(markets or STREAM_MARKETS, port, clock)
         self.tick_s = tick_s
+        self.history = history  # events, sent messages and snapshots kept per symbol
         self.streams: dict[tuple[str, str], _Stream] = {}
         for venue, symbols in self.markets.items():
             if venue in STREAM_VENUES:
@@ -263,7 +292,7 @@ class FakeStreamVenue(FakeVenue):
         first = ({"lastUpdateId": nonce, "bids": bids, "asks": asks} if venue != "okx" else
                  _okx_message(self.ids[venue][symbol], "snapshot", bids, asks, 0, -1, nonce))
         return _Stream(venue, symbol, self.ids[venue][symbol], script, random.Random(key),
-                       first, nonce)
+                       first, nonce, self.history)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -282,9 +311,10 @@ class FakeStreamVenue(FakeVenue):
             else:
                 stream.faults[fault] = value
 
-    def clear_stream_fault(self, exchange_id: str, symbol: str, fault: str) -> None:
+    def stream_faults(self, exchange_id: str, symbol: str) -> dict[str, float]:
+        """The symbol's stream faults still pending (one-shot ones leave once sent)."""
         with self._lock:
-            self.streams[exchange_id, symbol].faults.pop(fault, None)
+            return dict(self.streams[exchange_id, symbol].faults)
 
     def nonce(self, exchange_id: str, symbol: str) -> int:
         """The update id (binance ``u``, okx ``seqId``) of the venue's latest event."""
@@ -294,7 +324,8 @@ class FakeStreamVenue(FakeVenue):
     def reference(self, exchange_id: str, symbol: str, nonce: int | None = None
                   ) -> tuple[Levels, Levels]:
         """The correct book after update id ``nonce`` (default: the latest), rebuilt from the
-        messages the venue generated; ValueError if no event ends at ``nonce``."""
+        messages the venue generated; ValueError if no event ends at ``nonce`` (or it is older
+        than the history kept)."""
         with self._lock:
             stream = self.streams[exchange_id, symbol]
             events = list(stream.events)
@@ -310,7 +341,8 @@ class FakeStreamVenue(FakeVenue):
         return book.levels()
 
     def sent(self, exchange_id: str, symbol: str) -> list[dict[str, Any]]:
-        """The stream messages sent for the symbol (all connections), after faults."""
+        """The messages the venue put on the symbol's stream (each went to every subscriber
+        then), after faults, okx snapshots included."""
         with self._lock:
             return list(self.streams[exchange_id, symbol].sent)
 
@@ -431,22 +463,20 @@ class FakeStreamVenue(FakeVenue):
                              "U": prev + 1, "u": stream.nonce, "pu": prev, "b": bids, "a": asks}
                     if stream.exchange_id == "binancecoinm":
                         event["ps"] = stream.market_id.split("_")[0]
-            stream.events.append(event)
-            out = self._faulted(stream, event)
-            faults = dict(stream.faults)
+            stream.record(event)
+            drop = "drop" in stream.faults
+            self._consume(stream, "drop")
+            out = None if drop else self._faulted(stream, event)
             if out is not None:
                 stream.sent.append(out)
+            delay = stream.faults.get("delay", 0.0)
         conns = [c for c in self._conns if stream.symbol in c.symbols
                  and c.exchange_id == stream.exchange_id]
-        if faults.pop("drop", None) is not None:
-            self._consume(stream, "drop")
-            for conn in conns:
-                _abort(conn)
-            return
-        if out is None or "silent" in faults:
-            return
         for conn in conns:
-            self._post(conn, out, faults.get("delay", 0.0))
+            if drop:
+                _abort(conn)
+            elif out is not None:
+                self._post(conn, out, delay)
 
     def _faulted(self, stream: _Stream, event: dict[str, Any]) -> dict[str, Any] | None:
         """The event as the venue sends it under the stream's faults (None: not sent)."""
@@ -466,8 +496,8 @@ class FakeStreamVenue(FakeVenue):
             else:
                 self._consume(stream, "bad_levels")
                 best = max(stream.script.bids)  # a phantom level off the grid, never touched
-                data["bids"] = [*data["bids"], [stream.script.price(best - 0.5), "9.999",
-                                                "0", "1"]]
+                data["bids"] = [*data["bids"], [stream.script.price(best - 0.5),
+                                                PHANTOM_SIZE, "0", "1"]]
         return out
 
     @staticmethod
@@ -491,7 +521,7 @@ class FakeStreamVenue(FakeVenue):
     async def _serve_ws(self, request: web.Request, venue: str) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=False, max_msg_size=0)
         await ws.prepare(request)
-        conn = _Conn(ws, venue, asyncio.Queue())
+        conn = _Conn(ws, venue, asyncio.Queue(), request.transport)
         self._conns.append(conn)
         sender = asyncio.get_running_loop().create_task(self._sender(conn))
         try:
@@ -570,7 +600,7 @@ class FakeStreamVenue(FakeVenue):
 
 def _okx_message(inst_id: str, action: str, bids: Pairs, asks: Pairs, ts: int, prev: int,
                  seq: int, checksum: int | None = None) -> dict[str, Any]:
-    four = [[*row, "0", "1"] for row in bids], [[*row, "0", "1"] for row in asks]
+    four = [_okx_row(row) for row in bids], [_okx_row(row) for row in asks]
     if checksum is None:
         checksum = okx_checksum(bids, asks)
     return {"arg": {"channel": "books", "instId": inst_id}, "action": action,
@@ -578,22 +608,55 @@ def _okx_message(inst_id: str, action: str, bids: Pairs, asks: Pairs, ts: int, p
                       "prevSeqId": prev, "seqId": seq}]}
 
 
+def _okx_row(row: list[str]) -> list[str]:
+    """price, size, "0" (deprecated), number of orders ("0" for a removed level)."""
+    return [*row, "0", "0" if float(row[1]) == 0 else "1"]
+
+
 def _abort(conn: _Conn) -> None:
     """Cut the TCP connection without a close frame: the client sees 1006."""
-    transport = conn.ws._req.transport if conn.ws._req is not None else None
-    if transport is not None:
-        transport.abort()
+    if isinstance(conn.transport, asyncio.Transport):
+        conn.transport.abort()
 
 
 class FakeStreamVenueThread(FakeVenueThread):
     """Run a FakeStreamVenue in a background thread with its own loop."""
 
     def __init__(self, markets: Mapping[str, Sequence[str]] | None = None, port: int = 0,
-                 clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05) -> None:
+                 clock: Clock = SYSTEM, *, seed: int = 17, tick_s: float = 0.05,
+                 history: int | None = None) -> None:
         super().__init__(markets, port, clock)
-        self.venue = FakeStreamVenue(markets, clock=clock, seed=seed, tick_s=tick_s)
+        self.venue = FakeStreamVenue(markets, clock=clock, seed=seed, tick_s=tick_s,
+                                     history=history)
 
     def __enter__(self) -> FakeStreamVenue:
         super().__enter__()
         return cast(FakeStreamVenue, self.venue)
 
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="a local fake streaming venue for ccxt.pro")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--symbols", type=int, default=0,
+                        help="stream S0/USDT..S{N-1}/USDT on binance instead of the defaults")
+    parser.add_argument("--tick-ms", type=float, default=100.0, help="time between events")
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--history", type=int, default=10_000,
+                        help="events kept per symbol for reference()")
+    args = parser.parse_args()
+    markets = {"binance": [f"S{i}/USDT" for i in range(args.symbols)]} if args.symbols else None
+    with FakeStreamVenueThread(markets, port=args.port, seed=args.seed,
+                               tick_s=args.tick_ms / 1000, history=args.history) as fv:
+        print(json.dumps({v: fv.ccxt_config(v) for v in fv.markets if v in STREAM_VENUES},
+                         indent=2), flush=True)
+        print(f"streaming on {fv.base_url} (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
