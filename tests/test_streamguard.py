@@ -130,7 +130,7 @@ def test_the_watchdog_flags_a_silent_or_lagging_book_stale_and_discards_it() -> 
     assert source.books["BTC/USDT"].book is None
 
 
-def test_no_book_for_stale_after_is_an_error_and_another_resubscription() -> None:
+def test_no_book_for_stale_after_is_an_error_and_resubscribed_after_a_grace() -> None:
     clock = Clock(NOW)
     source = _venue(clock)
     obs = asyncio.run(source.fetch("ETH/USDT", NOW))
@@ -138,7 +138,15 @@ def test_no_book_for_stale_after_is_an_error_and_another_resubscription() -> Non
     clock.advance(5.0)
     obs = asyncio.run(source.fetch("ETH/USDT", clock.ms))
     assert obs.error is not None and obs.error.startswith("StreamStale: no streamed book for 5.0s")
-    assert source.stats.resyncs == {("ETH/USDT", "no snapshot"): 1}
+    assert not source.stats.resyncs  # the first snapshot may take a while
+    clock.advance(25.0)
+    obs = asyncio.run(source.fetch("ETH/USDT", clock.ms))
+    assert obs.error is not None and source.stats.resyncs == {("ETH/USDT", "no snapshot"): 1}
+    source._took({**_book(clock.ms), "symbol": "ETH/USDT"})
+    source._resynced(source.connections[0], "ETH/USDT", "silent", restart=False)
+    clock.advance(5.0)  # lost after it had one: resubscribed after stale_after
+    assert asyncio.run(source.fetch("ETH/USDT", clock.ms)).error is not None
+    assert source.stats.resyncs[("ETH/USDT", "no snapshot")] == 2
 
 
 def test_a_book_waiting_for_its_snapshot_is_not_sampled() -> None:

@@ -9,8 +9,9 @@ another venue's. :meth:`StreamVenue.fetch` answers at once with the latest book 
 
 What is checked, and what happens (the decisions are the pure :mod:`wis_monitor.streamguard`):
 
-- a book without an update for ``stream.stale_after``, or whose own time lags the clock that
-  much, is flagged ``stale`` and its connection resubscribed;
+- a book without an update for ``stream.stale_after`` (every message ccxt applies counts), or
+  on a connection whose newest message is that far behind the clock, is flagged ``stale``
+  and its connection resubscribed;
 - a sequence or nonce error (ccxt raises it), okx's checksum (verified here after every
   message, since ccxt does not) or a drift from the REST snapshot above ``stream.drift_bps``
   discards the book: the symbol has no book until a fresh snapshot arrives;
@@ -56,8 +57,11 @@ log = logging.getLogger("wis_monitor.stream")
 RECONNECT_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BURST_GAP_MS = 60_000  # resyncs closer than this are one burst: logged once
 VERIFY_TICK_S = 1.0
+NO_BOOK_YET = "no snapshot yet"
+SYNC_GRACE = 6  # x stale_after: how long a symbol may wait for its first book
 CATCH_UP_POLLS, CATCH_UP_POLL_S = 50, 0.02  # for the stream to reach a snapshot's update id
 CATCH_UP_WINDOW_S = 0.25  # after a snapshot without an update id
+CONFIRM_AFTER_S = 0.5  # a drift over the threshold is checked again this much later
 RECENT_STATES = 64  # top levels of each book's latest updates, for the cross-check
 #: Errors after which ccxt resyncs the book itself at the next watch (a new snapshot).
 _RESYNCED_BY_CCXT: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
@@ -87,6 +91,7 @@ class Connection:
     task: asyncio.Task[None] | None = None
     failures: int = 0  # in a row, for the reconnect backoff
     restarted_ms: int | None = None  # when it was last resubscribed
+    latest_ts_ms: int | None = None  # the newest venue time of its books' updates
 
 
 @dataclass
@@ -111,7 +116,10 @@ class StreamVenue:
         self.alert = alert
         self.settings = venue.stream
         self.stale_after_ms = ms(venue.stream.stale_after)
-        self.limit = venue.depth
+        # binance's limit is the size of its REST snapshots (their weight); okx's and most
+        # others' choose a channel: left to ccxt unless configured
+        self.limit = venue.depth or (rest.depth if venue.exchange.startswith("binance")
+                                     else None)
         self._cls = getattr(ccxt.pro, venue.exchange)
         self._options = deep_merge({"enableRateLimit": True, "timeout": timeout_ms}, venue.ccxt)
         self.books = {s: Watched() for s in self.symbols}
@@ -172,9 +180,27 @@ class StreamVenue:
         markets = self.rest.exchange.markets
         if markets:
             exchange.set_markets(markets, self.rest.exchange.currencies)
+        self._stamp_updates(exchange)
         if self.exchange_id == "okx":
             self._verify_okx_checksums(exchange)
         return exchange
+
+    def _stamp_updates(self, exchange: Any) -> None:
+        """Note the time of every message ccxt applies to a book (``book_age_ms``): a watch
+        over several symbols returns one book at a time, and may skip some updates."""
+        handle = getattr(exchange, "handle_order_book_message", None)
+        if handle is None:
+            return
+
+        def stamped(*args: Any, **kwargs: Any) -> Any:
+            result = handle(*args, **kwargs)
+            book = args[2] if len(args) > 2 else None
+            symbol = book.get("symbol") if isinstance(book, dict) else None
+            if symbol in self.books and self.books[symbol].book is book:
+                self._stamp(symbol, book)
+            return result
+
+        exchange.handle_order_book_message = stamped
 
     async def _run(self, conn: Connection) -> None:
         """Watch the connection's symbols until cancelled: reconnect after a failure, resync
@@ -217,14 +243,24 @@ class StreamVenue:
     def _took(self, ob: Any) -> None:
         """Keep the book ccxt returned (the latest object: never one from before an error)."""
         symbol = ob.get("symbol") if isinstance(ob, dict) else None
-        w = self.books.get(symbol) if isinstance(symbol, str) else None
-        if w is None:
+        if not isinstance(symbol, str) or symbol not in self.books:
             return
+        w = self.books[symbol]
         self._nonces = self._nonces or ob.get("nonce") is not None
-        w.book, w.updated_ms = ob, self.clock.now_ms()
-        w.states.append(_state(ob, self.settings.verify_levels))
+        w.book = ob
+        self._stamp(symbol, ob)
         if w.broken is not None:
             w.broken = w.broken_ms = None
+
+    def _stamp(self, symbol: str, ob: Any) -> None:
+        """An update was applied to the symbol's book now."""
+        w = self.books[symbol]
+        w.updated_ms = self.clock.now_ms()
+        conn = self._by_symbol[symbol]
+        ts = ob.get("timestamp")
+        if isinstance(ts, int) and (conn.latest_ts_ms is None or ts > conn.latest_ts_ms):
+            conn.latest_ts_ms = ts
+        w.states.append(_state(ob, self.settings.verify_levels))
 
     def _resynced(self, conn: Connection, symbol: str | None, reason: str, *, restart: bool,
                   detail: str = "") -> None:
@@ -283,9 +319,10 @@ class StreamVenue:
         w = self.books[symbol]
         if w.book is None or (self._nonces and w.book.get("nonce") is None):
             return self._no_book(symbol, w, now)  # none, or one waiting for its snapshot
-        ts = w.book.get("timestamp")
-        book_ts = int(ts) if isinstance(ts, int | float) else None
-        why = staleness(now, w.updated_ms, book_ts, self.stale_after_ms)
+        conn = self._by_symbol[symbol]
+        why = staleness(now, w.updated_ms, conn.latest_ts_ms, self.stale_after_ms)
+        ts = w.book.get("timestamp")  # a quiet book is current as of its connection's news
+        book_ts = max(int(ts), conn.latest_ts_ms or 0) if isinstance(ts, int | float) else None
         market = self.rest.exchange.markets.get(symbol, {}) if self.rest.exchange.markets else {}
         depth = self.rest.depth  # the levels a poll would get
         book, flags = make_book(w.book["bids"][:depth], w.book["asks"][:depth],
@@ -300,17 +337,22 @@ class StreamVenue:
 
     def _no_book(self, symbol: str, w: Watched, now: int) -> Observation:
         """No book to trust (starting, or resyncing): flagged ``stale``; an error once it has
-        lasted ``stale_after`` (the venue is down), and a resubscription."""
+        lasted ``stale_after`` (the venue is down), and a resubscription — before the first
+        book of the symbol only after SYNC_GRACE times as long (many symbols take a while to
+        get their snapshots, and a resubscription would start them all over)."""
         since = w.broken_ms if w.broken_ms is not None else now
         if w.broken is None:
-            w.broken, w.broken_ms = "no snapshot yet", now
+            w.broken, w.broken_ms = NO_BOOK_YET, now
         if now - since < self.stale_after_ms:
             return Observation(self.venue, symbol, now, None, frozenset({"stale"}))
         reason = w.broken
+        error = error_observation(self.venue, symbol, now, SourceError(
+            f"no streamed book for {(now - since) / 1000:.1f}s ({reason})", kind="StreamStale"))
+        if reason == NO_BOOK_YET and now - since < SYNC_GRACE * self.stale_after_ms:
+            return error
         self._resynced(self._by_symbol[symbol], symbol, "no snapshot", restart=True)
         w.broken, w.broken_ms = reason, now  # the next resubscription after as long again
-        return error_observation(self.venue, symbol, now, SourceError(
-            f"no streamed book for {(now - since) / 1000:.1f}s ({reason})", kind="StreamStale"))
+        return error
 
     # -- the REST cross-check and the fallback ------------------------------------------------
 
@@ -319,47 +361,57 @@ class StreamVenue:
             await asyncio.sleep(VERIFY_TICK_S)
             now = self.clock.now_ms()
             for symbol, w in self.books.items():
-                if now >= w.next_verify_ms and self._fresh(w, now):
+                if now >= w.next_verify_ms and self._fresh(symbol, w, now):
                     w.next_verify_ms = now + ms(self.settings.verify_every)
                     await self._verify(symbol)
 
-    def _fresh(self, w: Watched, now: int) -> bool:
+    def _fresh(self, symbol: str, w: Watched, now: int) -> bool:
         """Whether a book is worth cross-checking (a stale one is resubscribed anyway)."""
-        if w.book is None or w.updated_ms is None:
-            return False
-        ts = w.book.get("timestamp")
-        return staleness(now, w.updated_ms, ts if isinstance(ts, int) else None,
-                         self.stale_after_ms) is None
+        conn = self._by_symbol[symbol]
+        return w.book is not None and staleness(now, w.updated_ms, conn.latest_ts_ms,
+                                                self.stale_after_ms) is None
 
     async def _verify(self, symbol: str) -> None:
-        """Compare the streamed book with a REST snapshot of the same moment: with the state
-        of the same update id when the snapshot has one (binance), else with the nearest of
-        the book's recent states (a REST answer may be a little behind the stream)."""
+        """Cross-check a streamed book with a REST snapshot; a drift over the threshold
+        twice in a row (the second check right after the first) resyncs the book."""
+        w = self.books[symbol]
+        for attempt in range(2):
+            drift = await self._drift(symbol)
+            if drift is None:
+                return
+            w.drift = self.stats.drift[symbol] = drift
+            if drift <= self.settings.drift_bps:
+                return
+            if not attempt:
+                await asyncio.sleep(CONFIRM_AFTER_S)
+        log.warning("venue %s %s: the streamed book is %.2f bps from a REST snapshot (over "
+                    "%.2f): resyncing", self.venue, symbol, w.drift, self.settings.drift_bps)
+        self._resynced(self._by_symbol[symbol], symbol, "drift", restart=True)
+
+    async def _drift(self, symbol: str) -> float | None:
+        """The drift from a REST snapshot of the same moment: against the streamed state of
+        the snapshot's update id when it has one (binance; None if the stream did not go
+        through it: inconclusive), else the nearest of the book's recent states, up to
+        CATCH_UP_WINDOW_S after the answer (okx)."""
         w = self.books[symbol]
         try:
             snap = await self.rest.exchange.fetch_order_book(symbol, self.rest.depth)
         except Exception as exc:
             log.debug("venue %s %s: cross-check skipped: %s", self.venue, symbol, exc)
-            return
-        if snap.get("nonce") is None:  # the states just after the answer are candidates too
+            return None
+        nonce = snap.get("nonce")
+        if nonce is None:
             await asyncio.sleep(CATCH_UP_WINDOW_S)
         for _ in range(CATCH_UP_POLLS):  # the stream may deliver that update a bit later
-            if not _behind(w.book, snap.get("nonce")):
+            if not _behind(w.book, nonce):
                 break
             await asyncio.sleep(CATCH_UP_POLL_S)
-        states = list(w.states)
+        states = [levels for levels, n in w.states if levels is not None
+                  and (nonce is None or n == nonce)]
         theirs = (snap.get("bids") or [], snap.get("asks") or [])
-        same = [st for st in states if st[1] is not None and st[1] == snap.get("nonce")]
-        drifts = [d for levels, _ in same or states if levels is not None
+        drifts = [d for levels in states
                   if (d := drift_bps(levels, theirs, self.settings.verify_levels)) is not None]
-        if not drifts:
-            return
-        w.drift = self.stats.drift[symbol] = min(drifts)
-        if w.drift > self.settings.drift_bps:
-            log.warning("venue %s %s: the streamed book is %.2f bps from a REST snapshot "
-                        "(over %.2f): resyncing", self.venue, symbol, w.drift,
-                        self.settings.drift_bps)
-            self._resynced(self._by_symbol[symbol], symbol, "drift", restart=True)
+        return min(drifts) if drifts else None
 
     def _fall_back(self, reason: str) -> None:
         self.stats.fallbacks += 1
