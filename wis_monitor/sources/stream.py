@@ -75,7 +75,7 @@ class Watched:
     """One symbol's streamed book and what is known of it."""
 
     book: Any = None  # the latest order book object ccxt returned; None: none to trust
-    updated_ms: int | None = None  # when ccxt last returned it
+    updated_ms: int | None = None  # when ccxt last applied an update to it
     broken: str | None = None  # why there is no book to trust (until a fresh one arrives)
     broken_ms: int | None = None
     drift: float | None = None  # of the latest cross-check, for the next sample
