@@ -111,6 +111,12 @@ def test_five_mistakes_five_lines(tmp_path: Path) -> None:
         ("metrics: {zscore: {window: 0s}}\n", "window must be longer than 0s"),
         ("venues:\n  - {id: r, exchange: replay, books: /no/such.jsonl, symbols: [X/Y]}\n",
          'no recording at "/no/such.jsonl"'),
+        ("venues:\n  - {id: s, exchange: sim, mode: stream, symbols: [X/Y]}\n",
+         ':2: venue "s": exchange "sim" has no order-book stream in ccxt.pro'),
+        ("venues:\n  - {id: b, exchange: binance, mode: websocket, symbols: [X/Y]}\n",
+         "'poll' or 'stream'"),
+        ("venues:\n  - {id: b, exchange: binance, mode: stream, symbols: [X/Y],\n"
+         "     stream: {stale_after: 0s, drift_bps: -1}}\n", "must be longer than 0s"),
     ],
 )
 def test_single_mistakes(tmp_path: Path, main: str, message: str) -> None:

@@ -13,14 +13,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wis_monitor"
 
 #: The pure core: no I/O, no clock, nothing from the edges.
 CORE = {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths",
-        "impact", "across"}
+        "impact", "across", "streamguard"}
 #: What the core may import besides itself.
 CORE_ALLOWED = {"__future__", "collections", "dataclasses", "enum", "functools", "math",
                 "operator", "re", "typing", "numpy", "bisect", "heapq", "itertools",
-                "datetime", "abc", "difflib", "time"}
+                "datetime", "abc", "difflib", "time", "zlib"}
 #: Third-party libraries each confined to one owner (module or package).
 OWNERS = {
-    "ccxt": {"sources.ccxt"},
+    "ccxt": {"sources.ccxt", "sources.stream"},
     "apprise": {"channel"},
     "sqlite3": {"store"},
     "sqlite_utils": {"store"},
@@ -41,7 +41,7 @@ LAYERS = (
      "positions"},
     {"message", "template", "channel", "store", "clock", "sdnotify", "log", "redact"},
     {"book", "signals", "stats", "expr", "alerting", "duration", "errors", "symbols", "depths",
-     "impact", "across"},
+     "impact", "across", "streamguard"},
 )
 MAX_LINES = 600
 SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"

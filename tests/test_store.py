@@ -123,11 +123,11 @@ def test_every_earlier_schema_upgrades_and_keeps_its_data(tmp_path: Path, ddl: s
     db = tmp_path / "old.db"
     _old_database(db, ddl)
     store = SqliteStore(str(db), variants=["wis_fast"])
-    assert {"coverage_bps", "ofi", "ofi_z", "wis_fast", "wis_fast_z", "unwind_bps"
-            } <= store.sample_columns()
+    assert {"coverage_bps", "ofi", "ofi_z", "wis_fast", "wis_fast_z", "unwind_bps",
+            "book_age_ms", "drift_bps"} <= store.sample_columns()
     assert [m.name for m in migrations.applied(store.db)] == [
         "0001_tables", "0002_orderflow_columns", "0003_instances_leases_claims",
-        "0004_unwind_column"]
+        "0004_unwind_column", "0005_stream_columns"]
     last = store.latest_sample("v", "X/Y")
     assert last is not None and (last.ts_ms, last.quality, last.error) == (
         T0 + 1000, "error", "timeout")
@@ -158,7 +158,7 @@ def test_a_new_or_upgraded_database_opens_again_without_running_a_migration_twic
             _old_database(db, V1_FIRST)
         SqliteStore(str(db)).close()
         store = SqliteStore(str(db))
-        assert len(migrations.applied(store.db)) == 4
+        assert len(migrations.applied(store.db)) == 5
         assert not migrations.pending(store.db)
         store.close()
 
@@ -188,11 +188,14 @@ def test_the_store_lays_out_sample_rows_in_its_own_columns(
     matter."""
     store = store_opener(variants=["wis_fast"])
     store.write(Batch(samples=[SampleRow(T0, "v", "X/Y", {
-        "wis_fast_z": -1.0, "ofi": 2.0, "mid": 10.0, "not_a_column": 7.0, "unwind_bps": 4.5},
+        "wis_fast_z": -1.0, "ofi": 2.0, "mid": 10.0, "not_a_column": 7.0, "unwind_bps": 4.5,
+        "book_age_ms": 12.0, "drift_bps": 0.5},
         "thin", None)], books=[BookRow(T0, "v", "X/Y", _LEVELS, _LEVELS[::-1], 0.01, True)]))
-    assert store.query("SELECT ts, mid, ofi, wis, wis_fast_z, unwind_bps, quality FROM samples"
+    assert store.query("SELECT ts, mid, ofi, wis, wis_fast_z, unwind_bps, book_age_ms, drift_bps,"
+                       " quality FROM samples"
                        ) == [{"ts": T0, "mid": 10.0, "ofi": 2.0, "wis": None, "wis_fast_z": -1.0,
-                              "unwind_bps": 4.5, "quality": "thin"}]
+                              "unwind_bps": 4.5, "book_age_ms": 12.0, "drift_bps": 0.5,
+                              "quality": "thin"}]
     (book,) = store.books("v", "X/Y")
     assert np.array_equal(book.asks, _LEVELS[::-1]) and (book.contract_size, book.inverse) == (
         0.01, True)

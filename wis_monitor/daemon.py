@@ -30,7 +30,15 @@ from wis_monitor.config import Config, load_config, runnable
 from wis_monitor.duration import ms
 from wis_monitor.engine import Engine, Sample
 from wis_monitor.errors import ConfigError, StoreError
-from wis_monitor.health import VENUE_JOB, NoSkipWarnings, VenueHealthBoard, fetch, status_line
+from wis_monitor.health import (
+    VENUE_JOB,
+    NoSkipWarnings,
+    VenueHealthBoard,
+    fetch,
+    notify_operators,
+    source_modes,
+    status_line,
+)
 from wis_monitor.leases import Shard
 from wis_monitor.positions import PositionsWatch
 from wis_monitor.sdnotify import Notifier
@@ -239,7 +247,8 @@ class Daemon:
         stalled = self.scheduler is not None and not self._healthy()  # not with --once
         return self.health.report(self._venues_up(), stalled=stalled,
                                   store_error=self.store_error, status=self._status(),
-                                  standby=self.shard is not None and not self._rt().sources)
+                                  standby=self.shard is not None and not self._rt().sources,
+                                  modes=source_modes(self._rt().sources))
 
     def _venues_up(self) -> dict[str, bool]:
         config = self._rt().config
@@ -257,6 +266,7 @@ class Daemon:
         if reclaimed > self._reclaimed:
             self.telemetry.reclaimed.inc(reclaimed - self._reclaimed)
             self._reclaimed = reclaimed
+        self.telemetry.streams(self._rt().sources)
         return self.telemetry.scrape(self._firing(), self.store, self._venues_up(),
                                      self.store_error is None)
 
@@ -268,7 +278,8 @@ class Daemon:
             return f"standby: instance {self.shard.id} holds no venue"
         if not up:
             return f"starting: {len(self.rt.config.settings.venues)} venue(s), no sample yet"
-        line = status_line(up, sum(self._firing().values()), self.store_error)
+        line = status_line(up, sum(self._firing().values()), self.store_error,
+                           source_modes(self.rt.sources))
         return line if self.shard is None else f"{line}; instance {self.shard.id}"
 
     async def shutdown(self) -> None:
@@ -403,7 +414,7 @@ class Daemon:
         for venue in config.settings.venues:
             if (skip and venue.id in skip) or (only is not None and venue.id not in only):
                 continue
-            sources[venue.id] = make_source(venue, config, self.clock)
+            sources[venue.id] = make_source(venue, config, self.clock, self._ops_alert_titled)
         await asyncio.gather(*(s.start() for s in sources.values()))
         return sources
 
@@ -504,26 +515,13 @@ class Daemon:
             if written.alerts:
                 self._wake_dispatcher.set()
 
-    def _ops_alert(self, text: str) -> None:
+    def _ops_alert(self, text: str, title: str = "wis-monitor database error") -> None:
         """Tell the operators directly (the outbox lives in the database that just failed)."""
-        rt = self._rt()
-        names = rt.config.settings.feed_stale.channels or list(rt.config.settings.channels)
-        if not names:
-            return
-        from wis_monitor.channel import send
-        from wis_monitor.message import Message
+        if self.rt is not None:
+            self._spawn(notify_operators(self.rt.config, title, text))
 
-        msg = Message("[CRITICAL] wis-monitor database error", text, f"<p>{text}</p>", text,
-                      level="critical")
-
-        async def notify_all() -> None:
-            for name in names:
-                channel = rt.config.settings.channels[name]
-                ok, err = await send(channel.url, channel.timeout.total_seconds(), msg)
-                if not ok:
-                    log.error("ops alert to %s failed: %s", name, err)
-
-        self._spawn(notify_all())
+    def _ops_alert_titled(self, title: str, text: str) -> None:
+        self._ops_alert(text, title)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in a task of the daemon's (cancelled at the stop)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,8 @@ from wis_monitor.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from apscheduler.events import JobSubmissionEvent
+
+    from wis_monitor.config import Config
 
 log = logging.getLogger("wis_monitor")
 VENUE_JOB = "venue:"  # prefix of the id of a venue's sampling job
@@ -66,10 +68,12 @@ class VenueHealthBoard:
                 for v, h in self.venues.items()}
 
     def report(self, up: dict[str, bool], *, stalled: bool, store_error: str | None,
-               status: str, standby: bool = False) -> tuple[bool, dict[str, Any]]:
+               status: str, standby: bool = False, modes: dict[str, str] | None = None
+               ) -> tuple[bool, dict[str, Any]]:
         """Healthy (``/healthz`` 200, ``run --once`` exit 0): the loop runs, the database
         accepts writes, and at least one venue is up — or, ``standby``, this instance of
-        several holds no venue; with the details, secrets masked."""
+        several holds no venue; with the details (each venue's ``mode``: ``poll``,
+        ``stream`` or ``poll (fallback)``), secrets masked."""
         problems = []
         if stalled:
             problems.append("the event loop or the scheduler is stalled")
@@ -77,8 +81,8 @@ class VenueHealthBoard:
             problems.append("the database refuses writes")
         if not any(up.values()) and not (standby and not up):
             problems.append("no venue up")
-        venues = {v: {"up": up[v], "last_error": _redacted(h.last_error)}
-                  for v, h in self.venues.items()}
+        venues = {v: {"up": up[v], "last_error": _redacted(h.last_error),
+                      "mode": (modes or {}).get(v, "poll")} for v, h in self.venues.items()}
         return not problems, {"venues": venues, "store_error": _redacted(store_error),
                               "status": redact(status), "problems": problems}
 
@@ -141,12 +145,16 @@ class VenueHealthBoard:
                         "skipped (rate limit or slow venue; the interval is not met)", venue)
 
 
-def status_line(up: dict[str, bool], firing: int, store_error: str | None) -> str:
+def status_line(up: dict[str, bool], firing: int, store_error: str | None,
+                modes: dict[str, str] | None = None) -> str:
     """The one-line state for ``STATUS=`` and ``/healthz``."""
     down = sorted(v for v, ok in up.items() if not ok)
     parts = [f"{len(up) - len(down)}/{len(up)} venues up"]
     if down:
         parts.append("down: " + ",".join(down))
+    fallback = sorted(v for v, mode in (modes or {}).items() if mode == "poll (fallback)")
+    if fallback:
+        parts.append("poll (fallback): " + ",".join(fallback))
     parts.append(f"{firing} alert(s) firing")
     if store_error:
         parts.append(f"STORE ERROR: {store_error}")
@@ -171,6 +179,26 @@ async def fetch(source: Source, symbol: str, ts: int, timeout_s: float,
     except Exception as exc:  # a source bug must not kill the venue's job
         log.exception("venue %s %s: unexpected error", source.venue, symbol)
         return error_observation(source.venue, symbol, clock.now_ms(), exc)
+
+
+def source_modes(sources: Mapping[str, Source]) -> dict[str, str]:
+    """Each source's mode: ``poll``, or a streamed venue's ``stream`` / ``poll (fallback)``."""
+    return {v: str(getattr(s, "mode", "poll")) for v, s in sources.items()}
+
+
+async def notify_operators(config: Config, title: str, text: str) -> None:
+    """Tell the operators directly, on the feed-stale channels (else all): not through the
+    outbox, which lives in a database that may be what failed."""
+    from wis_monitor.channel import send
+    from wis_monitor.message import Message
+
+    names = config.settings.feed_stale.channels or list(config.settings.channels)
+    msg = Message(f"[CRITICAL] {title}", text, f"<p>{text}</p>", text, level="critical")
+    for name in names:
+        channel = config.settings.channels[name]
+        ok, err = await send(channel.url, channel.timeout.total_seconds(), msg)
+        if not ok:
+            log.error("ops alert to %s failed: %s", name, err)
 
 
 def _redacted(text: str | None) -> str | None:

@@ -267,7 +267,7 @@ SAMPLE_VALUES: dict[str, float] = {
     "wis": 0.61, "wis_z": 3.4, "imbalance": 0.58, "mid": 61234.5, "spread_bps": 0.3,
     "microprice": 61235.1, "bid_depth": 2.5e6, "ask_depth": 0.9e6, "depth": 3.4e6,
     "mid_change_bps": 1.2, "age_s": 0.4, "latency_ms": 85.0, "coverage_bps": 50.0, "ofi": 0.8,
-    "unwind_bps": 4.2,
+    "unwind_bps": 4.2, "book_age_ms": 40.0, "drift_bps": 0.2,
 }
 
 

@@ -154,7 +154,9 @@ class Series:
         self.position = position
         flags = set(obs.flags)
         book = obs.book
-        values: dict[str, float | None] = {"latency_ms": obs.latency_ms}
+        values: dict[str, float | None] = {"latency_ms": obs.latency_ms,
+                                           "book_age_ms": obs.book_age_ms,
+                                           "drift_bps": obs.drift_bps}
         last_good = self.stats.last_good_ms
         values["age_s"] = (obs.ts_ms - last_good) / 1000.0 if last_good is not None else None
         if book is not None and not (flags & BLOCKING_FLAGS):

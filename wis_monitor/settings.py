@@ -85,7 +85,7 @@ METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 BASE_METRICS = (
     "wis", "wis_z", "imbalance", "mid", "spread_bps", "microprice", "bid_depth", "ask_depth",
     "depth", "mid_change_bps", "age_s", "latency_ms", "coverage_bps", "ofi", "ofi_z",
-    "unwind_bps",
+    "unwind_bps", "book_age_ms", "drift_bps",
 )
 
 
@@ -178,9 +178,22 @@ class Sim(Model):
     calm: Duration = timedelta(seconds=90)  # mean time between imbalance episodes
 
 
+class Stream(Model):
+    stale_after: PositiveDuration = timedelta(seconds=5)
+    verify_every: PositiveDuration = timedelta(seconds=60)
+    verify_levels: int = Field(10, ge=1, le=400)
+    drift_bps: float = Field(5.0, gt=0)
+    symbols_per_connection: int = Field(10, ge=1, le=200)
+    fallback_after: int = Field(5, ge=1)  # resyncs or drifts within fallback_window
+    fallback_window: PositiveDuration = timedelta(minutes=10)
+    quiet: PositiveDuration = timedelta(minutes=5)  # polling, before streaming again
+
+
 class Venue(Model):
     id: Annotated[str, Field(pattern=NAME)]
     exchange: str
+    mode: Literal["poll", "stream"] = "poll"
+    stream: Stream = Stream()
     symbols: list[SymbolEntry] = []
     select: selection.Selection | None = None  # more symbols, from the venue's markets
     metrics: dict[str, Any] = {}  # overrides of the global metrics, checked on their own
@@ -362,6 +375,9 @@ def check_settings(doc: yamlsource.Document, s: Settings, named_series: set[tupl
             bad = depth_problem(venue.exchange, venue.depth, venue.symbols)
             if bad:
                 doc.problem((*loc, "depth"), f'venue "{venue.id}": {bad}')
+        if venue.mode == "stream" and not stream_exchange(venue.exchange):
+            doc.problem((*loc, "mode"), f'venue "{venue.id}": exchange "{venue.exchange}" has '
+                        "no order-book stream in ccxt.pro (use mode: poll)")
         interval = venue.interval or s.sampling.interval
         if venue.select is not None:
             selection.check(doc, loc, venue, ms(interval))
@@ -477,6 +493,14 @@ def ccxt_exchanges() -> list[str]:
         return []
     folder = Path(next(iter(spec.submodule_search_locations))) / "async_support"
     return sorted(f.stem for f in folder.glob("*.py") if not f.name.startswith("_"))
+
+
+def stream_exchange(exchange: str) -> bool:
+    """Whether ccxt.pro streams this exchange's order books (read from its package)."""
+    spec = importlib.util.find_spec("ccxt")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    return (Path(next(iter(spec.submodule_search_locations))) / "pro" / f"{exchange}.py").is_file()
 
 
 def unknown_name(kind: str, name: str, known: Mapping[str, Any] | list[str]) -> str:

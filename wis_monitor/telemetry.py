@@ -13,7 +13,7 @@ import json
 import logging
 import resource
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -80,6 +80,18 @@ class Telemetry:
                                  "that stopped renewing them.", registry=r)
         self.fenced = Counter("wis_writes_fenced", "Batches the store refused because a lease "
                               "they were written under had been taken over.", registry=r)
+        # Streamed venues (docs/streaming.md).
+        self.resyncs = Counter("wis_stream_resyncs", "Streamed books discarded and resubscribed, "
+                               "by reason (symbol '*': the whole connection).",
+                               ["venue", "symbol", "reason"], registry=r)
+        self.drift = Gauge("wis_stream_drift_bps", "The latest difference of a streamed book "
+                           "from a REST snapshot of the same moment.", ["venue", "symbol"],
+                           registry=r)
+        self.fallbacks = Counter("wis_stream_fallbacks", "Times a streamed venue fell back to "
+                                 "polling.", ["venue"], registry=r)
+        self.streaming = Gauge("wis_venue_streaming", "1 while a mode: stream venue streams, 0 "
+                               "while it polls (fallback).", ["venue"], registry=r)
+        self._stream_seen: dict[tuple[object, ...], int] = {}
         self.reclaimed = Counter("wis_deliveries_reclaimed", "Deliveries taken over from an "
                                  "instance whose claim ran out before it settled them (sent "
                                  "twice if it had sent them).", registry=r)
@@ -116,6 +128,25 @@ class Telemetry:
 
     def exposition(self) -> bytes:
         return redact_exposition(generate_latest(self.registry))
+
+    def streams(self, sources: Mapping[str, Any]) -> None:
+        """The streamed venues' resyncs, drifts and mode (their ``stats`` and ``mode``)."""
+        for venue, source in sources.items():
+            stats = getattr(source, "stats", None)
+            if stats is None:
+                continue
+            for (symbol, reason), n in stats.resyncs.items():
+                self._add(self.resyncs, (venue, symbol, reason), n)
+            self._add(self.fallbacks, (venue,), stats.fallbacks)
+            for symbol, drift in stats.drift.items():
+                self.drift.labels(venue, symbol).set(drift)
+            self.streaming.labels(venue).set(1 if source.mode == "stream" else 0)
+
+    def _add(self, counter: Counter, labels: tuple[str, ...], total: int) -> None:
+        """Bring ``counter`` up to ``total`` (a count kept by the source)."""
+        key = (counter, *labels)
+        counter.labels(*labels).inc(total - self._stream_seen.get(key, 0))
+        self._stream_seen[key] = total
 
     def scrape(self, firing: dict[str, int], store: Store | None,
                venues_up: dict[str, bool], store_writable: bool) -> bytes:

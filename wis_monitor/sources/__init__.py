@@ -1,11 +1,13 @@
 """Where books come from: live venues (ccxt), the simulator and recordings, behind one protocol.
 
 A source turns one fetch into an :class:`Observation` — a validated book with its structural
-flags, or the error that prevented it. Only :mod:`wis_monitor.sources.ccxt` imports ccxt.
+flags, or the error that prevented it. Only :mod:`wis_monitor.sources.ccxt` and
+:mod:`wis_monitor.sources.stream` (ccxt.pro) import ccxt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,10 +33,13 @@ class Observation:
     latency_ms: float | None = None
     error: str | None = None  # "ErrorClass: message" of a failed fetch
     fault: SourceError | None = None  # the failure itself, with its remedy
+    book_age_ms: float | None = None  # since the last update applied to a streamed book
+    drift_bps: float | None = None  # a streamed book's difference from a REST snapshot
 
 
 _set_venue, _set_symbol, _set_ts_ms, _set_book, _set_flags, _set_latency_ms, _set_error, \
-    _set_fault = (getattr(Observation, f.name).__set__ for f in fields(Observation))
+    _set_fault, _set_book_age_ms, _set_drift_bps = (
+        getattr(Observation, f.name).__set__ for f in fields(Observation))
 
 
 def recorded(venue: str, symbol: str, ts_ms: int, book: Book, flags: frozenset[str],
@@ -50,6 +55,8 @@ def recorded(venue: str, symbol: str, ts_ms: int, book: Book, flags: frozenset[s
     _set_latency_ms(obs, latency_ms)
     _set_error(obs, None)
     _set_fault(obs, None)
+    _set_book_age_ms(obs, None)
+    _set_drift_bps(obs, None)
     return obs
 
 
@@ -83,8 +90,10 @@ def error_observation(venue: str, symbol: str, ts_ms: int, exc: BaseException,
     )
 
 
-def make_source(venue: Venue, config: Config, clock: Clock) -> Source:
-    """The source behind a configured venue (ccxt is imported only for live venues)."""
+def make_source(venue: Venue, config: Config, clock: Clock,
+                alert: Callable[[str, str], None] | None = None) -> Source:
+    """The source behind a configured venue (ccxt is imported only for live venues);
+    ``alert(title, text)`` tells the operators when a streamed venue falls back to polling."""
     if venue.exchange == "sim":
         from wis_monitor.sources.sim import SimVenue
 
@@ -100,4 +109,10 @@ def make_source(venue: Venue, config: Config, clock: Clock) -> Source:
     band = max((k.band_bps for sym in venue.symbols
                 for k in config.metrics_for(venue.id, sym).kernels().values()),
                default=config.settings.metrics.wis.band_bps)  # a selection not resolved yet
-    return CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band, clock=clock)
+    rest = CcxtVenue(venue, timeout_ms=config.timeout_ms(venue), band_bps=band, clock=clock)
+    if venue.mode == "poll":
+        return rest
+    from wis_monitor.sources.stream import StreamVenue
+
+    return StreamVenue(venue, rest=rest, clock=clock, timeout_ms=config.timeout_ms(venue),
+                       alert=alert)

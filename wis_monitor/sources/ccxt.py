@@ -155,6 +155,10 @@ class CcxtVenue:
         except Exception as exc:  # closing must never fail a shutdown
             log.debug("venue %s: close failed: %s", self.venue, exc)
 
+    async def ready(self) -> bool:
+        """Whether the markets are loaded (loading them now if due)."""
+        return await self._load_markets()
+
     async def _load_markets(self) -> bool:
         async with self._markets_lock:
             if self._markets_ok:

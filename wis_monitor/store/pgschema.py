@@ -100,12 +100,17 @@ def _unwind_column(conn: psycopg.Connection[Any]) -> None:
     add_sample_columns(conn, ("unwind_bps",))
 
 
+def _stream_columns(conn: psycopg.Connection[Any]) -> None:
+    add_sample_columns(conn, ("book_age_ms", "drift_bps"))
+
+
 #: The migrations, in order, named as SQLite's (a database with others is from a newer release).
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_tables", _tables),
     ("0002_orderflow_columns", _orderflow_columns),
     ("0003_instances_leases_claims", _instances_leases_claims),
     ("0004_unwind_column", _unwind_column),
+    ("0005_stream_columns", _stream_columns),
 ]
 NAMES = [name for name, _ in MIGRATIONS]
 

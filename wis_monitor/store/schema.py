@@ -24,6 +24,7 @@ MIGRATION_SET = "wis-monitor"
 SAMPLE_VALUE_COLUMNS: tuple[str, ...] = (
     "mid", "spread_bps", "wis", "wis_z", "imbalance", "microprice", "bid_depth", "ask_depth",
     "mid_change_bps", "age_s", "latency_ms", "coverage_bps", "ofi", "ofi_z", "unwind_bps",
+    "book_age_ms", "drift_bps",
 )
 
 _TABLES = """
@@ -107,6 +108,12 @@ def _instances_leases_claims(db: sqlite_utils.Database) -> None:
 def _unwind_column(db: sqlite_utils.Database) -> None:
     """The cost of unwinding the desk's position on the series (``unwind_bps``)."""
     add_sample_columns(db, ("unwind_bps",))
+
+
+@_migration("0005_stream_columns")
+def _stream_columns(db: sqlite_utils.Database) -> None:
+    """A streamed book's age at the sample and its drift from a REST snapshot."""
+    add_sample_columns(db, ("book_age_ms", "drift_bps"))
 
 
 def add_sample_columns(db: sqlite_utils.Database, columns: Sequence[str]) -> None:

@@ -116,6 +116,22 @@ DESCRIPTIONS: dict[str, str] = {
                          "one of its markets expires).",
     "Venue.depth": "Levels requested per book; default: 100, doubled while the book stops "
                    "short of the band. Checked against the exchange's limits.",
+    "Venue.mode": "`poll`: one REST request per book and interval; `stream`: books kept "
+                  "from the venue's websocket (ccxt.pro) and sampled at the interval "
+                  "(docs/streaming.md).",
+    "Venue.stream": "How a `mode: stream` venue's books are watched, verified and replaced "
+                    "by polling when they cannot be trusted (docs/streaming.md).",
+    "Stream.stale_after": "A book without an update this long (or whose own time lags the "
+                          "clock this much) is flagged `stale` and resubscribed.",
+    "Stream.verify_every": "How often each streamed book is compared with a REST snapshot "
+                           "(`drift_bps`).",
+    "Stream.verify_levels": "Levels per side compared with the REST snapshot.",
+    "Stream.drift_bps": "A `drift_bps` above this flags the series `stale` and resyncs it.",
+    "Stream.symbols_per_connection": "Symbols watched over one websocket connection.",
+    "Stream.fallback_after": "This many resyncs or drifts of a venue within "
+                             "`fallback_window` switch it to polling.",
+    "Stream.fallback_window": "The window `fallback_after` counts in.",
+    "Stream.quiet": "A venue switched to polling streams again after this long.",
     "Venue.interval": "Overrides `sampling.interval` for this venue.",
     "Venue.timeout": "Overrides `sampling.timeout` for this venue.",
     "Venue.stale_after": "Overrides `sampling.stale_after` for this venue.",

@@ -33,9 +33,10 @@ class SeriesStatus:
     symbol: str
     last: SampleRow | None
     good: SampleRow | None
+    mode: str = "poll"  # a streamed venue's: "stream", or "poll (fallback)" while it polls
 
     def as_json(self, now_ms: int) -> dict[str, Any]:
-        out: dict[str, Any] = {"venue": self.venue, "symbol": self.symbol}
+        out: dict[str, Any] = {"venue": self.venue, "symbol": self.symbol, "mode": self.mode}
         if self.last is not None:
             out.update(last_ts=self.last.ts_ms, last_quality=self.last.quality,
                        last_error=self.last.error)
@@ -91,16 +92,25 @@ class StatusReport:
 
 
 def collect(config: Config, store: Store, now_ms: int) -> StatusReport:
-    """Per series the latest sample and the last good one, firing alerts (shadow ones marked),
+    """Per series the latest sample and the last good one (a streamed venue's mode read from
+    it: a polled book has no ``book_age_ms``), firing alerts (shadow ones marked),
     firings per rule over the last day and week, outbox backlog."""
     configured = [(v.id, s) for v in config.settings.venues for s in v.symbols]
+    streamed = {v.id for v in config.settings.venues if v.mode == "stream"}
     seen = set(store.series_names())
     series = []
     for venue, symbol in configured + sorted(seen - set(configured)):
         last = store.latest_sample(venue, symbol)
         if last is not None and last.error:  # masked again: rows written by older versions
             last = replace(last, error=redact(last.error))
-        series.append(SeriesStatus(venue, symbol, last, store.latest_good(venue, symbol, SHOWN)))
+        if venue not in streamed:
+            series.append(SeriesStatus(venue, symbol, last,
+                                       store.latest_good(venue, symbol, SHOWN)))
+            continue
+        good = store.latest_good(venue, symbol, (*SHOWN, "book_age_ms"))
+        polled = good is not None and good.values.get("book_age_ms") is None
+        series.append(SeriesStatus(venue, symbol, last, good,
+                                   "poll (fallback)" if polled else "stream"))
     return StatusReport(store.path, now_ms, tuple(series), tuple(store.firing_states()),
                         tuple(store.firing_counts(now_ms - DAY_MS, now_ms - 7 * DAY_MS)),
                         tuple(store.outbox_backlog()), tuple(store.instances()),
@@ -140,6 +150,7 @@ def render(report: StatusReport) -> str:
             f"{s.venue:<12} {s.symbol:<16} {_age(age):>9} "
             f"{_f(good.get('wis'), '.3f'):>7} {_f(good.get('wis_z'), '.2f'):>7} "
             f"{_f(good.get('mid'), '.2f'):>12}  {state.strip()}"
+            + (f" ({s.mode})" if s.mode != "poll" else "")
         )
     lines.append("")
     if report.firing:

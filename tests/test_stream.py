@@ -1,0 +1,314 @@
+"""Streamed venues end to end: the daemon in this process, in real time, samples a fake venue
+that speaks binance's and okx's real stream formats to real ccxt.pro. Every book a sample is
+computed from equals the book rebuilt independently from the venue's messages; each scripted
+fault is flagged, counted and recovered from; repeated trouble falls back to polling and back."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sqlite3
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakestream import FakeStreamVenue, FakeStreamVenueThread
+from webhook import Receiver
+
+from wis_monitor.book import BLOCKING_FLAGS
+from wis_monitor.daemon import Daemon
+from wis_monitor.sources import Observation
+from wis_monitor.sources.stream import StreamVenue
+from wis_monitor.tools.status import collect, render
+
+SYMBOLS = {"okx": ["BTC/USDT", "ETH/BTC"], "binance": ["BTC/USDT", "ETH/BTC"]}
+
+
+@pytest.fixture(scope="module")
+def fv() -> Iterator[FakeStreamVenue]:
+    with FakeStreamVenueThread({"okx": SYMBOLS["okx"], "binance": SYMBOLS["binance"]},
+                               tick_s=0.03) as venue:
+        yield venue
+
+
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in a fresh event loop."""
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
+
+
+def config(tmp_path: Path, fv: FakeStreamVenue, exchanges: list[str], *,
+           stream: dict[str, Any] | None = None, hook: Receiver | None = None) -> Path:
+    venues = [{"id": ex, "exchange": ex, "mode": "stream", "symbols": SYMBOLS[ex],
+               "ccxt": fv.ccxt_config(ex),
+               "stream": {"stale_after": "1s", "verify_every": "1s", **(stream or {})}}
+              for ex in exchanges]
+    doc: dict[str, Any] = {"storage": {"path": str(tmp_path / "wis.db"), "record_books": False},
+                           "sampling": {"interval": "100ms", "stale_after": "30s"},
+                           "venues": venues}
+    if hook is not None:
+        doc["channels"] = {"ops": {"url": f"json://127.0.0.1:{hook.port}/hook",
+                                   "timeout": "2s"}}
+        doc["feed_stale"] = {"enabled": False}
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+class Run:
+    """The daemon sampling every 100 ms of real time; every observation of a streamed book
+    kept with the update id (binance ``u``, okx ``seqId``) it was converted at."""
+
+    def __init__(self, path: Path, fv: FakeStreamVenue) -> None:
+        self.daemon = Daemon(str(path))
+        self.fv = fv
+        self.seen: list[tuple[str, Observation, int | None]] = []
+
+    async def __aenter__(self) -> Run:
+        assert await self.daemon.open() == 0
+        assert self.daemon.rt is not None
+        for source in self.daemon.rt.sources.values():
+            assert isinstance(source, StreamVenue)
+            source.fetch = self._recorded(source)  # type: ignore[method-assign]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.daemon.close()
+
+    def source(self, venue: str) -> StreamVenue:
+        assert self.daemon.rt is not None
+        source = self.daemon.rt.sources[venue]
+        assert isinstance(source, StreamVenue)
+        return source
+
+    def _recorded(self, source: StreamVenue) -> Callable[[str, int], Any]:
+        fetch = source.fetch
+
+        async def recorded(symbol: str, now_ms: int) -> Observation:
+            obs = await fetch(symbol, now_ms)
+            ob = source.books[symbol].book
+            self.seen.append((source.exchange_id, obs, ob["nonce"] if ob is not None else None))
+            return obs
+        return recorded
+
+    async def until(self, check: Callable[[], Any], seconds: float = 15.0) -> Any:
+        """Sample every 100 ms until ``check()`` holds; its last result."""
+        for _ in range(int(seconds / 0.1)):
+            result = check()
+            if result:
+                return result
+            await self.daemon.sample_all()
+            await self.daemon.housekeeping()
+            await asyncio.sleep(0.1)
+        return check()
+
+    async def cycles(self, seconds: float) -> None:
+        await self.until(lambda: False, seconds)
+
+    def trusted(self, venue: str | None = None) -> list[tuple[str, Observation, int | None]]:
+        """The observations metrics are computed from (streamed or, falling back, polled)."""
+        return [(ex, o, n) for ex, o, n in self.seen if o.book is not None
+                and not o.flags & BLOCKING_FLAGS and venue in (None, o.venue)]
+
+    def check_books(self) -> int:
+        """Every book a sample was computed from equals the independent rebuild; how many."""
+        checked = 0
+        for ex, obs, nonce in self.trusted():
+            if obs.book_age_ms is None:
+                continue  # polled while falling back
+            assert nonce is not None and obs.book is not None, (obs.symbol, obs.flags)
+            bids, asks = self.fv.reference(ex, obs.symbol, nonce)
+            assert obs.book.levels() == (bids, asks), f"{ex} {obs.symbol} at {nonce}"
+            checked += 1
+        return checked
+
+    def wis_rows(self, db: Path) -> list[tuple[str, str, int]]:
+        conn = sqlite3.connect(db)
+        try:
+            return conn.execute("SELECT venue, symbol, ts FROM samples WHERE wis IS NOT NULL"
+                                ).fetchall()
+        finally:
+            conn.close()
+
+    def check_no_wrong_wis(self, db: Path) -> None:
+        """No WIS was logged but from a book that equals the rebuild."""
+        good = {(o.venue, o.symbol, o.ts_ms) for _, o, _ in self.trusted()}
+        assert set(self.wis_rows(db)) <= good
+
+
+def modes(run: Run) -> set[str]:
+    """The modes ``wis-monitor status`` shows, read from the database."""
+    assert run.daemon.rt is not None and run.daemon.store is not None
+    report = collect(run.daemon.rt.config, run.daemon.store, 0)
+    assert "okx" in render(report)
+    return {s.mode for s in report.series if s.good is not None}
+
+
+def resyncs(run: Run, venue: str, reason: str | None = None) -> int:
+    return sum(n for (_, r), n in run.source(venue).stats.resyncs.items()
+               if reason in (None, r))
+
+
+@in_loop
+async def test_streamed_books_equal_the_rebuild_at_every_sample(
+        tmp_path: Path, fv: FakeStreamVenue) -> None:
+    path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
+    async with Run(path, fv) as run:
+        await run.until(lambda: len(run.trusted()) >= 40)
+        assert (fv.connections("okx"), fv.connections("binance")) == (2, 2)
+        await run.cycles(1.5)  # past a REST cross-check of each symbol
+        assert run.check_books() >= 40
+        for venue in ("okx", "binance"):
+            assert resyncs(run, venue) == 0, run.source(venue).stats.resyncs
+            assert run.source(venue).mode == "stream"
+            drift = run.source(venue).stats.drift
+            assert set(drift) == set(SYMBOLS[venue]) and max(drift.values()) < 1.0
+        ok, detail = run.daemon._health_detail()
+        assert ok and detail["venues"]["okx"]["mode"] == "stream"
+        metrics = run.daemon._metrics().decode()
+        assert 'wis_venue_streaming{venue="okx"} 1.0' in metrics
+        assert "wis_stream_drift_bps" in metrics
+    run.check_no_wrong_wis(tmp_path / "wis.db")
+    conn = sqlite3.connect(tmp_path / "wis.db")
+    ages = [a for (a,) in conn.execute("SELECT book_age_ms FROM samples WHERE wis IS NOT NULL")]
+    drifts = [d for (d,) in conn.execute("SELECT drift_bps FROM samples WHERE drift_bps IS "
+                                         "NOT NULL")]
+    conn.close()
+    assert ages and all(a is not None and 0 <= a < 1000 for a in ages)
+    assert drifts and max(drifts) < 1.0
+
+
+@pytest.mark.parametrize(("venue", "fault", "reason"), [
+    ("okx", "gap", "InvalidNonce"),
+    ("okx", "bad_checksum", "checksum"),
+    ("okx", "bad_levels", "checksum"),
+    ("binance", "gap", None),
+    ("okx", "drop", None),
+    ("binance", "drop", None),
+])
+@in_loop
+async def test_a_broken_stream_is_flagged_and_resynced_without_a_wrong_sample(
+        tmp_path: Path, fv: FakeStreamVenue, venue: str, fault: str, reason: str | None) -> None:
+    path = config(tmp_path, fv, [venue])
+    symbol = SYMBOLS[venue][0]
+    async with Run(path, fv) as run:
+        await run.until(lambda: len(run.trusted()) >= 10)
+        fv.set_stream_fault(venue, symbol, fault)
+        assert await run.until(lambda: resyncs(run, venue, reason) >= 1), \
+            run.source(venue).stats.resyncs
+        after = len(run.seen)
+        assert await run.until(lambda: any(o.symbol == symbol for _, o, _ in run.trusted()
+                                           [-4:]) and len(run.seen) > after + 4)
+        assert run.source(venue).mode == "stream"
+        assert run.check_books() >= 10
+    run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+@pytest.mark.parametrize(("venue", "fault", "reason"), [
+    ("binance", "silent", "silent"),
+    ("okx", "silent", "silent"),
+    ("okx", "delay", None),  # a late stream goes silent first, then lags
+])
+@in_loop
+async def test_a_silent_or_late_stream_is_flagged_stale_and_resubscribed(
+        tmp_path: Path, fv: FakeStreamVenue, venue: str, fault: str, reason: str | None
+) -> None:
+    path = config(tmp_path, fv, [venue])
+    symbol = SYMBOLS[venue][0]
+    async with Run(path, fv) as run:
+        await run.until(lambda: len(run.trusted()) >= 10)
+        fv.set_stream_fault(venue, symbol, fault, 2.0)
+        assert await run.until(lambda: resyncs(run, venue, reason) >= 1), \
+            run.source(venue).stats.resyncs
+        assert any("stale" in o.flags for _, o, _ in run.seen if o.symbol == symbol)
+        fv.set_stream_fault(venue, symbol, None)
+        count = len(run.trusted())
+        assert await run.until(lambda: sum(o.symbol == symbol for _, o, _
+                                           in run.trusted()[count:]) >= 3)
+        assert run.check_books() >= 10
+    run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+@in_loop
+async def test_a_burst_of_429s_on_the_resync_snapshot_is_waited_out(
+        tmp_path: Path, fv: FakeStreamVenue) -> None:
+    path = config(tmp_path, fv, ["binance"])
+    symbol = SYMBOLS["binance"][0]
+    async with Run(path, fv) as run:
+        await run.until(lambda: len(run.trusted()) >= 10)
+        fv.set_fault("binance", "http429", count=4, retry_after=1.0)
+        fv.set_stream_fault("binance", symbol, "gap")
+        assert await run.until(lambda: resyncs(run, "binance") >= 1)
+        count = len(run.trusted())
+        assert await run.until(lambda: sum(o.symbol == symbol for _, o, _
+                                           in run.trusted()[count:]) >= 3, 20.0)
+        assert run.check_books() >= 10
+    fv.set_fault("binance", None)
+    run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+@in_loop
+async def test_repeated_resyncs_fall_back_to_polling_and_streaming_resumes(
+        tmp_path: Path, fv: FakeStreamVenue, receiver: Receiver) -> None:
+    path = config(tmp_path, fv, ["okx"], hook=receiver,
+                  stream={"fallback_after": 3, "fallback_window": "1m", "quiet": "1500ms"})
+    symbol = SYMBOLS["okx"][0]
+    async with Run(path, fv) as run:
+        await run.until(lambda: len(run.trusted()) >= 10)
+        fv.set_stream_fault("okx", symbol, "bad_checksum", 1000)
+        source = run.source("okx")
+        assert await run.until(lambda: source.mode == "poll (fallback)")
+        fv.set_stream_fault("okx", symbol, None)
+        _, detail = run.daemon._health_detail()
+        assert detail["venues"]["okx"]["mode"] == "poll (fallback)"
+        assert "poll (fallback): okx" in run.daemon._status()
+        polled = len(run.seen)
+        await run.cycles(0.5)
+        assert all(o.book_age_ms is None for _, o, _ in run.seen[polled:])  # REST books
+        assert any(o.book is not None for _, o, _ in run.seen[polled:])
+        assert modes(run) == {"poll (fallback)"}
+        assert await run.until(lambda: source.mode == "stream", 10.0)
+        streamed = len(run.trusted())
+        assert await run.until(lambda: len(run.trusted()) > streamed + 5)
+        assert modes(run) == {"stream"}
+        assert 'wis_stream_fallbacks_total{venue="okx"} 1.0' in run.daemon._metrics().decode()
+        for _ in range(50):
+            if len(receiver.posts) >= 2:
+                break
+            await asyncio.sleep(0.1)
+    titles = [p["title"] for p in receiver.posts]
+    assert any("falls back to polling" in t for t in titles), titles
+    assert any("streams again" in t for t in titles), titles
+    run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+@in_loop
+async def test_a_corrupted_book_without_a_checksum_is_caught_by_the_rest_cross_check(
+        tmp_path: Path, fv: FakeStreamVenue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """okx without its checksum (okx sends 0 since it deprecated the field): a phantom level
+    stays in the book until the REST cross-check sees the drift and resyncs it."""
+    monkeypatch.setattr(StreamVenue, "_verify_okx_checksums", lambda self, exchange: None)
+    path = config(tmp_path, fv, ["okx"], stream={"verify_every": "1s"})
+    symbol = SYMBOLS["okx"][0]
+    async with Run(path, fv) as run:
+        await run.until(lambda: len(run.trusted()) >= 10)
+        clean, start = run.check_books(), len(run.seen)
+        fv.set_stream_fault("okx", symbol, "bad_levels")
+        source = run.source("okx")
+        assert await run.until(lambda: resyncs(run, "okx", "drift") >= 1, 5.0), \
+            source.stats.resyncs
+        count = len(run.seen)
+        assert await run.until(lambda: sum(o.symbol == symbol for _, o, _
+                                           in run.trusted()[count:]) >= 3)
+        run.seen = run.seen[:start] + run.seen[count:]  # the books in between were wrong
+        assert run.check_books() >= clean
+    conn = sqlite3.connect(tmp_path / "wis.db")
+    assert conn.execute("SELECT max(drift_bps) FROM samples").fetchone()[0] > 5.0
+    conn.close()
