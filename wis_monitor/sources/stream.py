@@ -43,7 +43,7 @@ from wis_monitor.errors import SourceError
 from wis_monitor.redact import redact
 from wis_monitor.settings import Venue
 from wis_monitor.sources import Observation, error_observation
-from wis_monitor.sources.ccxt import CcxtVenue, classify, deep_merge
+from wis_monitor.sources.ccxt import CcxtVenue, classify, deep_merge, notional_contract_size
 from wis_monitor.streamguard import (
     Burst,
     Fallback,
@@ -326,7 +326,7 @@ class StreamVenue:
         market = self.rest.exchange.markets.get(symbol, {}) if self.rest.exchange.markets else {}
         depth = self.rest.depth  # the levels a poll would get
         book, flags = make_book(w.book["bids"][:depth], w.book["asks"][:depth],
-                                contract_size=market.get("contractSize") or 1.0,
+                                contract_size=notional_contract_size(self.exchange_id, market),
                                 inverse=market.get("inverse") is True, venue_ts_ms=book_ts)
         age = float(now - w.updated_ms) if w.updated_ms is not None else None
         drift, w.drift = w.drift, None
