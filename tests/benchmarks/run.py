@@ -150,6 +150,14 @@ def bench_sqlite(tmp: Path, quick: bool) -> dict[str, float]:
             "sqlite_vs_raw": t_ours / t_raw}
 
 
+def bench_stream(tmp: Path, quick: bool) -> dict[str, float]:
+    """Streamed against polled books on the fake streaming venue (streaming.py): book age at
+    each sample, CPU per 100 symbols, RSS growth (``WIS_BENCH_STREAM_S=3600`` for an hour)."""
+    from streaming import bench_streaming
+
+    return bench_streaming(quick)
+
+
 def bench_instances(tmp: Path, quick: bool) -> dict[str, float]:
     """Several instances on PostgreSQL (scaling.py): failover time after kill -9, and one
     instance's CPU per series sampled at 1 s; needs psycopg and the server binaries."""
@@ -445,6 +453,7 @@ SECTIONS: dict[str, Callable[[Path, bool], dict[str, float]]] = {
     "sqlite": bench_sqlite,
     "postgres": bench_postgres,
     "instances": bench_instances,
+    "streaming": bench_stream,
 }
 
 
@@ -495,6 +504,8 @@ def main() -> None:
 
 KEYS = ("pipeline_books_per_s", "pipeline_vs_kernel", "cycle_vs_bare_ccxt", "sqlite_vs_raw",
         "postgres_vs_raw", "failover_s_ttl_3s", "failover_s_ttl_15s",
+        "stream_age_p99_ms", "poll_age_p99_ms", "stream_cpu_per_100_symbols",
+        "stream_rss_growth_pct",
         "latency_p99_ms_smtp", "latency_p99_ms_webhook", "replay_books_per_s",
         "replay_rss_growth_pct", "parquet_read_books_per_s", "parquet_read_vs_decode",
         "parquet_vs_json_read",
