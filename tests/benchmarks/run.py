@@ -504,7 +504,7 @@ def main() -> None:
 
 KEYS = ("pipeline_books_per_s", "pipeline_vs_kernel", "cycle_vs_bare_ccxt", "sqlite_vs_raw",
         "postgres_vs_raw", "failover_s_ttl_3s", "failover_s_ttl_15s",
-        "stream_age_p99_ms", "poll_age_p99_ms", "stream_cpu_per_100_symbols",
+        "stream_age_p99_ms", "poll_unthrottled_age_p99_ms", "stream_cpu_per_100_symbols",
         "stream_rss_growth_pct",
         "latency_p99_ms_smtp", "latency_p99_ms_webhook", "replay_books_per_s",
         "replay_rss_growth_pct", "parquet_read_books_per_s", "parquet_read_vs_decode",
