@@ -4,6 +4,7 @@
 - :mod:`.rows` — the typed rows that cross it (samples, books, alert events, deliveries,
   silences) and what a good sample is;
 - :mod:`.batch` — what one cycle writes in one transaction;
+- :mod:`.settling` — how outbox rows are claimed and settled, on every backend;
 - :mod:`.sqlite` (+ :mod:`.reports`, :mod:`.sql`) — the SQLite backend;
 - :mod:`.schema` — its tables as a list of migrations;
 - :mod:`.postgres` (+ :mod:`.pgreports`, :mod:`.pgschema`, :mod:`.pgconnect`) — the

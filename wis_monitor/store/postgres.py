@@ -48,6 +48,7 @@ from wis_monitor.store.rows import (
     labels_of,
 )
 from wis_monitor.store.schema import SAMPLE_VALUE_COLUMNS
+from wis_monitor.store.settling import Settling, claim_of
 from wis_monitor.store.sql import GOOD, alert_of, series_where
 from wis_monitor.store.sqlite import decode_levels, encode_levels
 
@@ -74,7 +75,7 @@ def _state_name(d: StateData) -> str:
     return {0: "inactive", 1: "pending", 2: "firing"}.get(int(d.get("state", 0)), "inactive")
 
 
-class PostgresStore(PgReports):
+class PostgresStore(Settling, PgReports):
     """A PostgreSQL database, shared by the instances configured with its URL."""
 
     shared = True
@@ -403,28 +404,13 @@ class PostgresStore(PgReports):
                         "SELECT id, claimed_by, claim_expires_ts FROM deliveries"
                         " WHERE id = ANY(%s) AND status = 'pending' ORDER BY id"
                         " FOR UPDATE SKIP LOCKED", [list(ids)]).fetchall():
-                    live = by is not None and until is not None and until > now_ms
-                    if live and by != owner:
-                        continue
-                    taken[int(i)] = None if live or by is None else by
+                    ok, previous = claim_of(by, until, owner, now_ms)
+                    if ok:
+                        taken[int(i)] = previous
                 if taken:
                     cur.execute("UPDATE deliveries SET claimed_by = %s, claim_expires_ts = %s"
                                 " WHERE id = ANY(%s)", [owner, now_ms + ttl_ms, list(taken)])
         return taken
-
-    def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
-        """Sent in one message: the first carries it, the others went in it (grouped)."""
-        self._settle(ids[:1], "sent", now_ms, None)
-        self._settle(ids[1:], "sent", now_ms, GROUPED)
-
-    def fold(self, ids: Sequence[int], now_ms: int) -> None:
-        """Sent in one flood summary: the first carries it, the others are folded into it."""
-        self._settle(ids[:1], "sent", now_ms, None)
-        self._settle(ids[1:], "sent", now_ms, FOLDED)
-
-    def give_up(self, ids: Sequence[int], now_ms: int, reason: str) -> None:
-        """Failed for good (past ``max_age``, channel gone)."""
-        self._settle(ids, "failed", now_ms, reason)
 
     def record_failure(self, delivery_id: int, attempts: int, error: str, retry_ms: int) -> None:
         """A failed attempt: counted, its error kept, retried not before ``retry_ms``; the

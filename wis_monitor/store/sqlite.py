@@ -41,6 +41,7 @@ from wis_monitor.store.rows import (
     labels_of,
 )
 from wis_monitor.store.schema import SAMPLE_VALUE_COLUMNS, add_sample_columns, migrate
+from wis_monitor.store.settling import Settling, claim_of
 from wis_monitor.store.sql import GOOD, alert_of, series_where
 
 #: Every pending delivery with its alert (and the sent ones of a channel, for grouping).
@@ -99,7 +100,7 @@ def _silence_of(r: dict[str, Any]) -> Silence:
                    int(r["expires_ts"]), r["reason"], r["created_by"])
 
 
-class SqliteStore(Reports):
+class SqliteStore(Settling, Reports):
     """The SQLite database of one monitor."""
 
     shared = False  # one host: no leases are taken (the methods work, for tests and tools)
@@ -389,28 +390,13 @@ class SqliteStore(Reports):
             for i, by, until in conn.execute(
                     f"SELECT id, claimed_by, claim_expires_ts FROM deliveries WHERE id IN ({marks})"
                     " AND status = 'pending' ORDER BY id", list(ids)).fetchall():
-                live = by is not None and until is not None and until > now_ms
-                if live and by != owner:
-                    continue
-                taken[int(i)] = None if live or by is None else by
+                ok, previous = claim_of(by, until, owner, now_ms)
+                if ok:
+                    taken[int(i)] = previous
             conn.executemany(
                 "UPDATE deliveries SET claimed_by = ?, claim_expires_ts = ? WHERE id = ?",
                 [(owner, now_ms + ttl_ms, i) for i in taken])
         return taken
-
-    def mark_sent(self, ids: Sequence[int], now_ms: int) -> None:
-        """Sent in one message: the first carries it, the others went in it (grouped)."""
-        self._settle(ids[:1], "sent", now_ms, None)
-        self._settle(ids[1:], "sent", now_ms, GROUPED)
-
-    def fold(self, ids: Sequence[int], now_ms: int) -> None:
-        """Sent in one flood summary: the first carries it, the others are folded into it."""
-        self._settle(ids[:1], "sent", now_ms, None)
-        self._settle(ids[1:], "sent", now_ms, FOLDED)
-
-    def give_up(self, ids: Sequence[int], now_ms: int, reason: str) -> None:
-        """Failed for good (past ``max_age``, channel gone)."""
-        self._settle(ids, "failed", now_ms, reason)
 
     def record_failure(self, delivery_id: int, attempts: int, error: str, retry_ms: int) -> None:
         """A failed attempt: counted, its error kept, retried not before ``retry_ms``."""
