@@ -1,127 +1,29 @@
-"""The PostgreSQL store's reads for the operator tools (status, top, report, metrics): the
-queries of :mod:`.reports` in PostgreSQL's dialect, with the same results."""
+"""The PostgreSQL store's reads for the operator tools: :mod:`.reports` with PostgreSQL's
+placeholders, JSON operator and catalogue, and the same results."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from wis_monitor.store.pgschema import quote
-from wis_monitor.store.reports import _span
-from wis_monitor.store.rows import (
-    AlertEvent,
-    ChannelBacklog,
-    FiringState,
-    RuleFirings,
-    SampleRow,
-)
-from wis_monitor.store.sql import GOOD, alert_of, sample_of
-
-#: The ``mode`` of an alert's details (TEXT holding a JSON object, as in SQLite).
-MODE = "(details::jsonb ->> 'mode')"
-#: The mode of the latest firing event of an alert state's (rule, key).
-_MODE_OF_STATE = ("(SELECT a.details::jsonb ->> 'mode' FROM alerts a WHERE a.rule = s.rule"
-                  " AND a.key = s.key AND a.event = 'firing' ORDER BY a.id DESC LIMIT 1)")
-
-
-def columns(names: Sequence[str]) -> str:
-    return ", ".join(quote(n) for n in names)
+from wis_monitor.store.reports import Reports
 
 
 def marks(sql: str) -> str:
-    """SQLite's ``?`` placeholders (of the shared fragments) as psycopg's."""
+    """SQLite's ``?`` placeholders (of the shared queries and fragments) as psycopg's."""
     return sql.replace("?", "%s")
 
 
-class PgReports:
+class PgReports(Reports):
     """Reads that summarise the database (mixed into the PostgreSQL store)."""
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    MODE = "(a.details::jsonb ->> 'mode')"  # details: TEXT holding a JSON object
+
+    def _report(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self._rows(marks(sql), params)
 
     def sample_columns(self) -> set[str]:
         """The columns the samples table has."""
         return {r["column_name"] for r in self._rows(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'samples'"
             " AND table_schema = current_schema()")}
-
-    def series_names(self) -> Iterator[tuple[str, str]]:
-        """Every (venue, symbol) with samples, in order, by skipping along the series index."""
-        row = self._rows("SELECT venue, symbol FROM samples ORDER BY venue, symbol LIMIT 1")
-        while row:
-            venue, symbol = row[0]["venue"], row[0]["symbol"]
-            yield venue, symbol
-            row = self._rows("SELECT venue, symbol FROM samples WHERE venue = %s AND symbol > %s"
-                             " ORDER BY venue, symbol LIMIT 1", [venue, symbol]) or self._rows(
-                "SELECT venue, symbol FROM samples WHERE venue > %s ORDER BY venue, symbol"
-                " LIMIT 1", [venue])
-
-    def latest_sample(self, venue: str, symbol: str) -> SampleRow | None:
-        """The series' newest sample, of any quality (time, quality and error only)."""
-        rows = self._rows("SELECT ts, venue, symbol, quality, error FROM samples"
-                          " WHERE venue = %s AND symbol = %s ORDER BY ts DESC LIMIT 1",
-                          [venue, symbol])
-        return sample_of(rows[0]) if rows else None
-
-    def latest_good(self, venue: str, symbol: str, metrics: Sequence[str]) -> SampleRow | None:
-        """The series' newest good sample with these values."""
-        cols = columns(("ts", "venue", "symbol", "quality", *metrics))
-        rows = self._rows(f"SELECT {cols} FROM samples WHERE venue = %s AND symbol = %s"
-                          f" AND {GOOD} ORDER BY ts DESC LIMIT 1", [venue, symbol])
-        return sample_of(rows[0]) if rows else None
-
-    def good_samples(self, since_ms: int, until_ms: int, venue: str | None = None,
-                     symbol: str | None = None, metrics: Sequence[str] = ("mid", "wis", "wis_z")
-                     ) -> list[SampleRow]:
-        """Good samples in ``[since_ms, until_ms]`` (of a venue, a symbol), oldest first."""
-        where, params = _span(since_ms, until_ms, venue, symbol, nullable=False)
-        cols = columns(("ts", "venue", "symbol", *metrics))
-        return [sample_of(r) for r in self._rows(
-            f"SELECT {cols} FROM samples WHERE {marks(where)} AND {GOOD} ORDER BY ts", params)]
-
-    def alert_events(self, since_ms: int, until_ms: int, venue: str | None = None,
-                     symbol: str | None = None) -> list[AlertEvent]:
-        """Alert events in ``[since_ms, until_ms]`` of a venue, a symbol (and every group
-        rule's), oldest first."""
-        where, params = _span(since_ms, until_ms, venue, symbol, nullable=True)
-        return [alert_of(r) for r in self._rows(
-            f"SELECT * FROM alerts WHERE {marks(where)} ORDER BY ts, id", params)]
-
-    def sample_span(self, since_ms: int | None = None, until_ms: int | None = None
-                    ) -> tuple[int, int] | None:
-        """The first and last sample time (within ``[since_ms, until_ms)``), None if none."""
-        where, params = "", []
-        if since_ms is not None and until_ms is not None:
-            where, params = " WHERE ts >= %s AND ts < %s", [since_ms, until_ms]
-        r = self._rows(f"SELECT min(ts) AS first, max(ts) AS last FROM samples{where}", params)
-        return None if not r or r[0]["first"] is None else (int(r[0]["first"]), int(r[0]["last"]))
-
-    def firing_states(self) -> list[FiringState]:
-        """Alerts firing now, by rule and key."""
-        return [FiringState(r["rule"], r["key"], r["since"], r["mode"] or "live")
-                for r in self._rows(f"SELECT rule, key, since, {_MODE_OF_STATE} AS mode"
-                                    " FROM alert_state s WHERE state = 'firing'"
-                                    " ORDER BY rule, key")]
-
-    def firing_counts(self, day_since_ms: int, week_since_ms: int) -> list[RuleFirings]:
-        """Firing events per rule and mode since each of two times."""
-        return [RuleFirings(r["rule"], r["mode"], int(r["day"]), int(r["week"]))
-                for r in self._rows(
-                    f"SELECT rule, coalesce({MODE}, 'live') AS mode,"
-                    " count(*) FILTER (WHERE ts >= %s) AS day, count(*) AS week FROM alerts"
-                    " WHERE event = 'firing' AND ts >= %s GROUP BY 1, 2 ORDER BY 1, 2",
-                    [day_since_ms, week_since_ms])]
-
-    def outbox_backlog(self) -> list[ChannelBacklog]:
-        """Per channel with deliveries: pending ones, the oldest pending, failed ones."""
-        return [ChannelBacklog(r["channel"], int(r["pending"]), r["oldest"], int(r["failed"]))
-                for r in self._rows(
-            "SELECT channel, count(*) FILTER (WHERE status = 'pending') AS pending,"
-            " count(*) FILTER (WHERE status = 'failed') AS failed,"
-            " min(created_ts) FILTER (WHERE status = 'pending') AS oldest FROM deliveries"
-            " GROUP BY channel ORDER BY channel")]
-
-    def delivery_counts(self) -> dict[tuple[str, str], int]:
-        """Deliveries by (channel, status)."""
-        return {(r["channel"], r["status"]): int(r["n"]) for r in self._rows(
-            "SELECT channel, status, count(*) AS n FROM deliveries GROUP BY channel, status")}

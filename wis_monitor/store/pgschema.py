@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from wis_monitor.errors import StoreError
+from wis_monitor.store.sql import quote
 
 log = logging.getLogger("wis_monitor.store")
 
@@ -113,11 +114,6 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0005_stream_columns", _stream_columns),
 ]
 NAMES = [name for name, _ in MIGRATIONS]
-
-
-def quote(name: str) -> str:
-    """A column name as an SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def sample_columns(conn: psycopg.Connection[Any]) -> set[str]:

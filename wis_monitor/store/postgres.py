@@ -31,7 +31,7 @@ from wis_monitor.redact import register as register_secret
 from wis_monitor.store import pgschema
 from wis_monitor.store.batch import Batch
 from wis_monitor.store.pgconnect import error_text, masked_url, password_of
-from wis_monitor.store.pgreports import PgReports, columns
+from wis_monitor.store.pgreports import PgReports
 from wis_monitor.store.rows import (
     FOLDED,
     GROUPED,
@@ -49,7 +49,7 @@ from wis_monitor.store.rows import (
 )
 from wis_monitor.store.schema import SAMPLE_VALUE_COLUMNS
 from wis_monitor.store.settling import Settling, claim_of
-from wis_monitor.store.sql import GOOD, alert_of, series_where
+from wis_monitor.store.sql import GOOD, alert_of, columns, series_where
 from wis_monitor.store.sqlite import decode_levels, encode_levels
 
 Connection = psycopg.Connection[TupleRow]

@@ -1,13 +1,24 @@
-"""SQL fragments the SQLite store's modules share."""
+"""SQL fragments the stores share (written with ``?`` placeholders)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from wis_monitor.store.rows import GOOD_QUALITIES, AlertEvent, SampleRow, labels_of
 
 #: The condition of a good sample, from the flags that only warn.
 GOOD = f"quality IN ({', '.join(repr(q) for q in GOOD_QUALITIES)})"
+
+
+def quote(name: str) -> str:
+    """A column name as an SQL identifier (SQLite and PostgreSQL)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def columns(names: Sequence[str]) -> str:
+    """Column names as quoted identifiers, comma-separated."""
+    return ", ".join(quote(n) for n in names)
 
 
 def series_where(venue: str | None, symbol: str | None, *, prefix: str = " WHERE "

@@ -42,7 +42,7 @@ from wis_monitor.store.rows import (
 )
 from wis_monitor.store.schema import SAMPLE_VALUE_COLUMNS, add_sample_columns, migrate
 from wis_monitor.store.settling import Settling, claim_of
-from wis_monitor.store.sql import GOOD, alert_of, series_where
+from wis_monitor.store.sql import GOOD, alert_of, columns, series_where
 
 #: Every pending delivery with its alert (and the sent ones of a channel, for grouping).
 _DELIVERY = ("SELECT d.id AS delivery_id, d.channel, d.status, d.attempts, d.created_ts,"
@@ -297,7 +297,7 @@ class SqliteStore(Settling, Reports):
                 venues: Collection[str] | None = None) -> Iterator[dict[str, Any]]:
         """Good samples since ``since_ms`` (of these venues), oldest first, to rebuild z-score
         windows: each a dict of ``ts``, ``venue``, ``symbol``, ``mid`` and the ``metrics``."""
-        cols = ", ".join(f"[{m}]" for m in ("ts", "venue", "symbol", "mid", *metrics))
+        cols = columns(("ts", "venue", "symbol", "mid", *metrics))
         only, params = "", [cast(Any, since_ms)]
         if venues is not None:
             only = f" AND venue IN ({', '.join('?' for _ in venues)})"
