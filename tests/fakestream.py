@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
+import socket
 import time
 import zlib
 from collections import deque
@@ -537,15 +539,31 @@ class FakeStreamVenue(FakeVenue):
         return ws
 
     async def _sender(self, conn: _Conn) -> None:
+        """Send the connection's messages when due; those due together (a tick's updates of
+        every symbol) in one TCP segment, as a busy venue does: the client reads them at once."""
         loop = asyncio.get_running_loop()
+        sock = conn.transport.get_extra_info("socket") if conn.transport else None
+        pending: tuple[float, str] | None = None
         while not conn.ws.closed:
-            due, text = await conn.outbox.get()
+            due, text = pending or await conn.outbox.get()
+            pending = None
             if due > loop.time():
                 await asyncio.sleep(due - loop.time())
+            batch = [text]
+            while not conn.outbox.empty():
+                item = conn.outbox.get_nowait()
+                if item[0] > loop.time():
+                    pending = item
+                    break
+                batch.append(item[1])
             try:
-                await conn.ws.send_str(text)
+                _cork(sock, True)
+                for text in batch:
+                    await conn.ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
+            finally:
+                _cork(sock, False)
 
     def _on_text(self, conn: _Conn, text: str) -> None:
         if text == "ping":  # okx's keepalive
@@ -660,3 +678,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _cork(sock: Any, on: bool) -> None:
+    """Hold back (or let go of) a socket's partial segments (Linux' TCP_CORK)."""
+    if sock is not None and hasattr(socket, "TCP_CORK"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))

@@ -45,8 +45,9 @@ def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Non
 
 
 def config(tmp_path: Path, fv: FakeStreamVenue, exchanges: list[str], *,
-           stream: dict[str, Any] | None = None, hook: Receiver | None = None) -> Path:
-    venues = [{"id": ex, "exchange": ex, "mode": "stream", "symbols": SYMBOLS[ex],
+           stream: dict[str, Any] | None = None, hook: Receiver | None = None,
+           symbols: dict[str, list[str]] | None = None) -> Path:
+    venues = [{"id": ex, "exchange": ex, "mode": "stream", "symbols": (symbols or SYMBOLS)[ex],
                "ccxt": fv.ccxt_config(ex),
                "stream": {"stale_after": "1s", "verify_every": "1s", **(stream or {})}}
               for ex in exchanges]
@@ -183,6 +184,27 @@ async def test_streamed_books_equal_the_rebuild_at_every_sample(
     conn.close()
     assert ages and all(a is not None and 0 <= a < 1000 for a in ages)
     assert drifts and max(drifts) < 1.0
+
+
+@in_loop
+async def test_every_symbol_of_a_busy_connection_gets_its_book(tmp_path: Path) -> None:
+    """Sixteen symbols on one connection, every one updated in the same burst: a watch returns
+    only the first book of a burst, yet each symbol's book is taken up at its first update."""
+    many = {"binance": [f"S{i}/USDT" for i in range(40)], "okx": SYMBOLS["okx"]}
+    with FakeStreamVenueThread(many, tick_s=0.1) as venue:
+        path = config(tmp_path, venue, ["binance", "okx"], symbols=many,
+                      stream={"symbols_per_connection": 40, "stale_after": "5s",
+                              "verify_every": "1m"})
+        async with Run(path, venue) as run:
+            def missing() -> list[tuple[str, str]]:
+                seen = {(o.venue, o.symbol) for _, o, _ in run.trusted()}
+                return [(v, s) for v in many for s in many[v] if (v, s) not in seen]
+            await run.until(lambda: not missing(), 8.0)
+            assert not missing()
+            assert (venue.connections("binance"), venue.connections("okx")) == (1, 1)
+            assert run.check_books() >= 42
+            assert resyncs(run, "binance") == resyncs(run, "okx") == 0
+        run.check_no_wrong_wis(tmp_path / "wis.db")
 
 
 @pytest.mark.parametrize(("venue", "fault", "reason"), [

@@ -186,8 +186,10 @@ class StreamVenue:
         return exchange
 
     def _stamp_updates(self, exchange: Any) -> None:
-        """Note the time of every message ccxt applies to a book (``book_age_ms``): a watch
-        over several symbols returns one book at a time, and may skip some updates."""
+        """Note the time of every message ccxt applies to a book (``book_age_ms``), and take
+        up a symbol's new book at its first update: a watch over several symbols returns only
+        the book that was updated first, so the others of a burst would wait for their turn
+        (on a venue that sends every symbol's update at once, for ever)."""
         handle = getattr(exchange, "handle_order_book_message", None)
         if handle is None:
             return
@@ -196,8 +198,12 @@ class StreamVenue:
             result = handle(*args, **kwargs)
             book = args[2] if len(args) > 2 else None
             symbol = book.get("symbol") if isinstance(book, dict) else None
-            if symbol in self.books and self.books[symbol].book is book:
+            if symbol not in self.books:
+                return result
+            if self.books[symbol].book is book:
                 self._stamp(symbol, book)
+            elif exchange.orderbooks.get(symbol) is book and (book["bids"] or book["asks"]):
+                self._took(book)  # the current object, with its snapshot applied
             return result
 
         exchange.handle_order_book_message = stamped
