@@ -4,8 +4,9 @@ the daemon's CPU per 100 symbols and its memory over a long stream.
 A real daemon (``python -m wis_monitor run``) samples N binance symbols of the local fake
 streaming venue (tests/fakestream.py, an event every 100 ms per symbol) at 1 s, once with
 ``mode: stream``, once with ``mode: poll`` within ccxt's rate limit and once without it, into
-a SQLite file. ``WIS_BENCH_STREAM_S`` sets
-how long each runs (default 30 s; 3600 for the one-hour memory figure).
+a SQLite file. ``WIS_BENCH_STREAM_S`` sets how long each runs (default 30 s; 3600 for the
+one-hour memory figure), ``WIS_BENCH_STREAM_RUNS`` which of them run (``stream``,
+``poll``, ``poll_unthrottled``; default all).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from fakestream import FakeStreamVenueThread
 
 WARMUP_S = 15.0
+RSS_EVERY_S = 10.0
 
 
 def _run(tmp: Path, fv: Any, symbols: list[str], mode: str, seconds: float,
@@ -42,8 +44,11 @@ def _run(tmp: Path, fv: Any, symbols: list[str], mode: str, seconds: float,
     try:
         time.sleep(WARMUP_S)
         cpu0, rss0, t0 = _cpu_s(proc.pid), _rss_mib(proc.pid), time.time()
-        time.sleep(seconds)
-        cpu1, rss1, t1 = _cpu_s(proc.pid), _rss_mib(proc.pid), time.time()
+        rss = [rss0]
+        while time.time() < t0 + seconds:
+            time.sleep(min(RSS_EVERY_S, max(0.0, t0 + seconds - time.time())))
+            rss.append(_rss_mib(proc.pid))
+        cpu1, rss1, t1 = _cpu_s(proc.pid), rss[-1], time.time()
     finally:
         proc.terminate()
         proc.wait(30)
@@ -62,6 +67,7 @@ def _run(tmp: Path, fv: Any, symbols: list[str], mode: str, seconds: float,
             "age_p50_ms": float(np.percentile(ages, 50)) if ages.size else float("nan"),
             "age_p99_ms": float(np.percentile(ages, 99)) if ages.size else float("nan"),
             "cpu_per_100_symbols": share * 100 / len(symbols),
+            "rss_start_mib": rss0, "rss_max_mib": max(rss),
             "rss_growth_pct": (rss1 - rss0) / rss0 * 100}
 
 
@@ -86,8 +92,12 @@ def bench_streaming(quick: bool) -> dict[str, float]:
             FakeStreamVenueThread({"binance": symbols}, tick_s=0.1, history=2_000) as fv:
         # Polling within binance's budget (ccxt's throttle: 20 requests a second) cannot keep
         # 100 symbols at 1 s; without the throttle it shows the age a poll's book has.
-        for name, mode, throttled in (("stream", "stream", True), ("poll", "poll", True),
-                                      ("poll_unthrottled", "poll", False)):
+        runs = (("stream", "stream", True), ("poll", "poll", True),
+                ("poll_unthrottled", "poll", False))
+        only = os.environ.get("WIS_BENCH_STREAM_RUNS")  # e.g. "stream" for the hour of memory
+        for name, mode, throttled in runs:
+            if only and name not in only.split(","):
+                continue
             for k, v in _run(Path(d), fv, symbols, mode, seconds, throttled).items():
                 out[f"{name}_{k}"] = v
     return out
