@@ -76,6 +76,28 @@ def test_parquet_recording_holds_the_same_books_as_json(tmp_path: Path) -> None:
     assert problems == []
 
 
+def test_levels_are_compressed_only_where_it_pays(tmp_path: Path) -> None:
+    """Prices on a tick grid and round amounts compress; full-precision random amounts are
+    left uncompressed (they read faster so). Either way the books read back exactly."""
+    rng = np.random.default_rng(5)
+    books = []
+    for i in range(50):
+        bids = [(100.0 - 0.5 * k, float(rng.random() * 3)) for k in range(200)]
+        asks = [(100.5 + 0.5 * k, float(rng.integers(1, 9))) for k in range(200)]
+        book, flags = make_book(bids, asks, venue_ts_ms=T0 + i * 1000)
+        books.append(Observation("v", "BTC/USDT", T0 + i * 1000, book, flags))
+    out = tmp_path / "b.parquet"
+    assert write_parquet(books, out) == 50
+    meta = pq.ParquetFile(out).metadata
+    codecs = {meta.row_group(0).column(i).path_in_schema.split(".")[0]:
+              meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
+    assert codecs["bid_px"] == codecs["ask_px"] == codecs["ask_qty"] == "LZ4"
+    assert codecs["bid_qty"] == "UNCOMPRESSED"
+    same(list(read_parquet(out)), books)
+    assert write_parquet([], tmp_path / "none.parquet") == 0
+    assert list(read_parquet(tmp_path / "none.parquet")) == []
+
+
 def test_replay_and_calibrate_read_parquet_by_suffix(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     records = []
