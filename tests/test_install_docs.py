@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -48,3 +49,26 @@ def test_licence_is_an_spdx_expression_with_its_file() -> None:
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     # The SPDX string form needs setuptools 77 (older ones reject it).
     assert meta["build-system"]["requires"] == ["setuptools>=77"]
+
+
+def test_the_installed_example_config_checks_clean(tmp_path: Path) -> None:
+    """The install block's copies, made into a scratch /etc/wis-monitor with the include set as
+    it says, give a config that `check` accepts: every file the example names is installed."""
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    block = doc[doc.index("## Install"):doc.index("## Secrets")]
+    etc = tmp_path / "etc"
+    (etc / "rules").mkdir(parents=True)
+    for line in block.splitlines():
+        if not line.startswith("sudo cp ") or "/etc/wis-monitor" not in line:
+            continue
+        src, dest = line.split("#")[0].split()[2:4]
+        target = etc / dest.removeprefix("/etc/wis-monitor").lstrip("/")
+        for path in sorted(ROOT.glob(src)):
+            shutil.copy(path, target / path.name if target.is_dir() or dest.endswith("/")
+                        else target)
+    config = etc / "config.yaml"
+    config.write_text(config.read_text().replace("include: [../../rules/*.yaml]",
+                                                 "include: [rules/*.yaml]"))
+    done = subprocess.run([sys.executable, "-m", "wis_monitor", "check", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
