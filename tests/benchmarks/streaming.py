@@ -25,6 +25,8 @@ import numpy as np
 from fakestream import FakeStreamVenueThread
 
 WARMUP_S = 15.0
+#: Before a long (memory) run: past the first minute that fills the z-score windows.
+LONG_WARMUP_S = 90.0
 RSS_EVERY_S = 10.0
 
 
@@ -35,14 +37,17 @@ def _run(tmp: Path, fv: Any, symbols: list[str], mode: str, seconds: float,
     cfg = tmp / f"{name}.yaml"
     venue = {"id": "fake", "exchange": "binance", "symbols": symbols, "depth": 100,
              "mode": mode, "ccxt": {**fv.ccxt_config("binance"), "enableRateLimit": throttled}}
+    # z-scores over a minute: their windows are full after the warm-up, so the memory
+    # measured after it is the steady state's (an hour's window grows for its first hour).
     cfg.write_text(json.dumps({"storage": {"path": str(db)},
                                "sampling": {"interval": "1s", "timeout": "900ms"},
+                               "metrics": {"zscore": {"window": "1m", "min_samples": 30}},
                                "feed_stale": {"enabled": False}, "venues": [venue]}))
     log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "wis_monitor", "run", "-c", str(cfg)],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        time.sleep(WARMUP_S)
+        time.sleep(LONG_WARMUP_S if seconds >= 600 else WARMUP_S)
         cpu0, rss0, t0 = _cpu_s(proc.pid), _rss_mib(proc.pid), time.time()
         rss = [rss0]
         while time.time() < t0 + seconds:
