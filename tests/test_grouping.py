@@ -142,13 +142,19 @@ def test_a_series_firing_again_while_its_group_waits_is_listed_firing_and_resolv
     store.write(Batch(alerts=[alert(NOW + 6000, "okx", value=3.6)]))
     assert run(config, store, NOW + 10_000) == 3
     [post] = receiver.posts
-    assert post["title"] == \
-        "[CRITICAL] extreme-bid-pressure okx BTC/USDT (3 alerts, +1 resolved)"
+    assert post["title"] == "[CRITICAL] extreme-bid-pressure okx BTC/USDT (+1 resolved)"
     assert post["message"].splitlines()[:2] == [
         "[CRITICAL] extreme-bid-pressure okx BTC/USDT; wis_z = 3.600; 2023-11-14 22:13:26 UTC",
         "[CRITICAL] extreme-bid-pressure okx BTC/USDT (resolved); after 2s firing;"
         " wis_z = 3.400; 2023-11-14 22:13:22 UTC"]
     assert statuses(store) == ["sent"] * 3
+    # Resolved again before the message went out: the lines no longer tell of every alert.
+    store.write(Batch(alerts=[alert(NOW + 80_000 + i * 1000, "okx", e)
+                              for i, e in enumerate(("resolved", "firing", "resolved"))]))
+    assert run(config, store, NOW + 90_000) == 3
+    assert receiver.posts[1]["title"] == \
+        "[RESOLVED] extreme-bid-pressure okx BTC/USDT (3 alerts)"
+    assert statuses(store) == ["sent"] * 6
 
 
 def test_new_alerts_of_a_group_wait_for_group_interval(tmp_path: Path,

@@ -223,9 +223,10 @@ def render_group(alerts: Sequence[dict[str, Any]]) -> Message:
     first = head[0]
     where = f"on {len(keys)} series" if len(keys) > 1 else \
         " ".join(x for x in (first.get("venue"), first.get("symbol")) if x) or first["key"]
-    states = {(*_series(a), a["event"]) for a in shown}
-    same = sum((*_series(a), a["event"]) in states for a in alerts)
-    notes = [f"{same} alerts"] if same > len(shown) else []
+    # A resolved line also tells of its firing; count the alerts when the lines miss some.
+    fired_here = {_series(a) for a in alerts if a["event"] != "resolved"}
+    told = len(shown) + sum(_series(a) in fired_here for a in resolved)
+    notes = [f"{len(alerts)} alerts"] if len(alerts) > told else []
     notes += [f"+{len(resolved)} resolved"] if firing and resolved else []
     note = f" ({', '.join(notes)})" if notes else ""
     title = f"[{level.upper()}] {what} {where}{suffix}{note}"
