@@ -36,12 +36,13 @@ rules:
 
 
 def alert(ts: int, venue: str, event: str = "firing", rule: str = "extreme-bid-pressure",
-          severity: str = "critical") -> AlertRow:
-    details: dict[str, Any] = {"values": {"wis": 0.61, "wis_z": 3.4}, "value_of": "wis_z",
+          severity: str = "critical", *, fired_for_ms: int = 60_000,
+          value: float = 3.4) -> AlertRow:
+    details: dict[str, Any] = {"values": {"wis": 0.61, "wis_z": value}, "value_of": "wis_z",
                                "runbook": "https://wiki.example/wis"}
     if event == "resolved":
-        details["fired_for_ms"] = 60_000
-    return AlertRow(ts, rule, f"{venue}:BTC/USDT", venue, "BTC/USDT", event, severity, 3.4, "s",
+        details["fired_for_ms"] = fired_for_ms
+    return AlertRow(ts, rule, f"{venue}:BTC/USDT", venue, "BTC/USDT", event, severity, value, "s",
                     {"desk": "spot"}, details, channels=["hook"])
 
 
@@ -74,12 +75,86 @@ def test_one_rule_on_three_series_is_one_message_and_its_resolution_another(
     assert run(config, store, NOW + 70_001) == 3
     assert len(receiver.posts) == 2
     resolved = receiver.posts[1]
-    assert resolved["title"] == "[RESOLVED] extreme-bid-pressure on 3 series (resolved)"
+    assert resolved["title"] == "[RESOLVED] extreme-bid-pressure on 3 series"  # said once
     assert resolved["type"] == "success"
     assert "Resolved: after 1m firing" not in resolved["message"]  # facts, not labels
     assert "after 1m firing" in resolved["message"]
     assert run(config, store, NOW + 200_000) == 0
     assert len(receiver.posts) == 2
+
+
+def test_a_message_shows_each_series_as_it_is_when_sent_and_loses_no_event(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """An alert that fired and resolved while its group waited is no firing line: the message
+    lists it as resolved, after the alerts still firing; every firing and every resolution
+    goes out in exactly one message."""
+    config, store = setup(tmp_path, receiver)
+    store.write(Batch(alerts=[alert(NOW, "binance")]))
+    store.write(Batch(alerts=[alert(NOW + 1000, "okx", value=2.453)]))
+    store.write(Batch(alerts=[alert(NOW + 5000, "okx", "resolved", fired_for_ms=4000,
+                                    value=1.2)]))
+    assert run(config, store, NOW + 10_000) == 3
+    [post] = receiver.posts
+    assert post["title"] == "[CRITICAL] extreme-bid-pressure binance BTC/USDT (+1 resolved)"
+    assert post["type"] == "failure"
+    assert post["message"].splitlines()[:2] == [
+        "[CRITICAL] extreme-bid-pressure binance BTC/USDT; wis_z = 3.400; 2023-11-14 22:13:20 UTC",
+        "[CRITICAL] extreme-bid-pressure okx BTC/USDT (resolved); after 4s firing; wis_z = 1.200;"
+        " 2023-11-14 22:13:25 UTC"]
+    assert "2.453" not in post["message"]
+    assert statuses(store) == ["sent"] * 3
+    # The group's next message, its last series resolving, waits for group_interval.
+    store.write(Batch(alerts=[alert(NOW + 30_000, "binance", "resolved", fired_for_ms=30_000)]))
+    assert run(config, store, NOW + 69_999) == 0
+    assert run(config, store, NOW + 70_000) == 1
+    assert receiver.posts[1]["title"] == \
+        "[CRITICAL] extreme-bid-pressure binance BTC/USDT (resolved)"
+    assert statuses(store) == ["sent"] * 4
+    said = "\n".join(p["message"] for p in receiver.posts)
+    for venue in ("binance", "okx"):
+        assert said.count(f"extreme-bid-pressure {venue} BTC/USDT (resolved)") + \
+            receiver.posts[1]["title"].count(venue) == 1, venue
+    assert said.count("extreme-bid-pressure binance BTC/USDT;") == 1
+    assert run(config, store, NOW + 200_000) == 0
+    assert len(receiver.posts) == 2
+
+
+def test_a_group_all_resolved_while_it_waited_goes_out_as_resolved(
+        tmp_path: Path, receiver: Receiver) -> None:
+    config, store = setup(tmp_path, receiver)
+    store.write(Batch(alerts=[alert(NOW, "okx"), alert(NOW, "binance")]))
+    store.write(Batch(alerts=[alert(NOW + 3000, v, "resolved", fired_for_ms=3000)
+                              for v in ("okx", "binance")]))
+    assert run(config, store, NOW + 10_000) == 4
+    [post] = receiver.posts
+    assert post["title"] == "[RESOLVED] extreme-bid-pressure on 2 series"
+    assert post["type"] == "success"
+    assert "(resolved); after 3s firing" in post["message"]
+    assert "BTC/USDT;" not in post["message"]  # no firing line
+    assert statuses(store) == ["sent"] * 4
+
+
+def test_a_series_firing_again_while_its_group_waits_is_listed_firing_and_resolved(
+        tmp_path: Path, receiver: Receiver) -> None:
+    config, store = setup(tmp_path, receiver)
+    store.write(Batch(alerts=[alert(NOW, "okx", value=3.1)]))
+    store.write(Batch(alerts=[alert(NOW + 2000, "okx", "resolved", fired_for_ms=2000)]))
+    store.write(Batch(alerts=[alert(NOW + 6000, "okx", value=3.6)]))
+    assert run(config, store, NOW + 10_000) == 3
+    [post] = receiver.posts
+    assert post["title"] == "[CRITICAL] extreme-bid-pressure okx BTC/USDT (+1 resolved)"
+    assert post["message"].splitlines()[:2] == [
+        "[CRITICAL] extreme-bid-pressure okx BTC/USDT; wis_z = 3.600; 2023-11-14 22:13:26 UTC",
+        "[CRITICAL] extreme-bid-pressure okx BTC/USDT (resolved); after 2s firing;"
+        " wis_z = 3.400; 2023-11-14 22:13:22 UTC"]
+    assert statuses(store) == ["sent"] * 3
+    # Resolved again before the message went out: the lines no longer tell of every alert.
+    store.write(Batch(alerts=[alert(NOW + 80_000 + i * 1000, "okx", e)
+                              for i, e in enumerate(("resolved", "firing", "resolved"))]))
+    assert run(config, store, NOW + 90_000) == 3
+    assert receiver.posts[1]["title"] == \
+        "[RESOLVED] extreme-bid-pressure okx BTC/USDT (3 alerts)"
+    assert statuses(store) == ["sent"] * 6
 
 
 def test_new_alerts_of_a_group_wait_for_group_interval(tmp_path: Path,
@@ -200,8 +275,12 @@ def test_three_stale_venues_send_one_message_across_a_kill9_and_one_resolved(
 
         asyncio.run(main())
     titles = [p["title"] for p in receiver.posts]
-    assert titles[:2] == ["[WARNING] feed-stale on 3 series",
-                          "[RESOLVED] feed-stale on 3 series (resolved)"], titles
+    assert titles[0] == "[WARNING] feed-stale on 3 series", titles
+    # Resolved, unless a feed went stale again while the message waited: then it lists that
+    # feed firing as well as the three resolutions.
+    assert titles[1] == "[RESOLVED] feed-stale on 3 series" or (
+        titles[1].startswith("[WARNING] feed-stale ") and titles[1].endswith("+3 resolved)")
+    ), titles
     # More only if a feed went stale again after its recovery (the fake venue's books do
     # not change: frozen for stale_after).
     assert len(titles) == 2 or len(rows(db, firing)) > 3, titles

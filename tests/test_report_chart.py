@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from test_cli_tools import START_MS, recording
 
+from wis_monitor.rulefile import z_levels_of
 from wis_monitor.store import AlertRow, Batch, SampleRow, SqliteStore
 from wis_monitor.tools.chart import render
 
@@ -49,6 +51,25 @@ def test_report_draws_the_levels_of_the_rules_that_fired(tmp_path: Path) -> None
     # --threshold still wins.
     r = cli("report", "--db", str(db), "--threshold", "2", "-o", str(tmp_path / "r.png"))
     assert "z lines at +2, -2" in r.stdout
+
+
+def test_a_rule_on_abs_wis_z_gives_lines_at_both_signs(tmp_path: Path) -> None:
+    db = replayed(tmp_path, "abs(wis_z) >= 1.3")
+    r = cli("report", "--db", str(db), "-o", str(tmp_path / "r.png"))
+    assert r.returncode == 0, r.stderr
+    assert "z lines at +1.3, -1.3" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize(("when", "levels"), [
+    ("abs(wis_z) >= 2.5", (2.5, -2.5)),
+    ("abs( wis_z )>2.5 and depth > 3", (2.5, -2.5)),
+    ("wis_z >= 2.5 or wis_z <= -2.5", (2.5, -2.5)),
+    ("wis_z >= 3 or abs(wis_z) > 2", (3.0, 2.0, -2.0)),
+    ("abs(wis_z) < 1", ()),  # inside a band: no firing level
+    ("abs(ofi_z) >= 2", ()),
+])
+def test_the_z_levels_a_rule_compares_wis_z_with(when: str, levels: tuple[float, ...]) -> None:
+    assert z_levels_of(when) == levels
 
 
 def test_a_filter_that_matches_nothing_names_the_series_and_writes_nothing(

@@ -206,25 +206,36 @@ def render_templates(alert: dict[str, Any], template: dict[str, str | None]) -> 
 
 
 def render_group(alerts: Sequence[dict[str, Any]]) -> Message:
-    """One message for a group of alerts (see a channel's ``group_by``): a line per alert —
-    its title, value and time — in the default format (rules' templates render one alert)."""
-    rules = sorted({str(a["rule"]) for a in alerts})
-    level = _gravest(alerts)
+    """One message for a group of alerts (see a channel's ``group_by``): a line per series —
+    its title, value and time — in the default format (rules' templates render one alert).
+
+    Each series is shown as it is when the message is sent: its latest firing (or repeat)
+    unless a resolution came after it, and its latest resolution. A series that fired and
+    resolved while the group waited is listed as resolved only, after those firing."""
+    firing, resolved = _current(alerts)
+    shown = firing + resolved
+    head = firing or resolved
+    level = _gravest(shown)
+    rules = sorted({str(a["rule"]) for a in head})
     what = rules[0] if len(rules) == 1 else f"{len(rules)} rules"
-    events = {str(a["event"]) for a in alerts}
-    suffix = f" ({events.pop()})" if len(events) == 1 and "firing" not in events else ""
-    keys = {str(a["key"]) for a in alerts}
-    first = alerts[0]
+    suffix = " (repeat)" if {str(a["event"]) for a in head} == {"repeat"} else ""
+    keys = {str(a["key"]) for a in head}
+    first = head[0]
     where = f"on {len(keys)} series" if len(keys) > 1 else \
         " ".join(x for x in (first.get("venue"), first.get("symbol")) if x) or first["key"]
-    count = f" ({len(alerts)} alerts)" if len(alerts) > len(keys) else ""
-    title = f"[{level.upper()}] {what} {where}{suffix}{count}"
+    # A resolved line also tells of its firing; count the alerts when the lines miss some.
+    fired_here = {_series(a) for a in alerts if a["event"] != "resolved"}
+    told = len(shown) + sum(_series(a) in fired_here for a in resolved)
+    notes = [f"{len(alerts)} alerts"] if len(alerts) > told else []
+    notes += [f"+{len(resolved)} resolved"] if firing and resolved else []
+    note = f" ({', '.join(notes)})" if notes else ""
+    title = f"[{level.upper()}] {what} {where}{suffix}{note}"
     items = []
-    for a in alerts:
+    for a in shown:
         facts = dict(lines_of(a))
         extra = [facts[k] for k in ("Resolved", "Value", "Why") if k in facts]
         items.append("; ".join([title_of(a), *extra, _utc(a.get("ts"))]))
-    runbooks = {str((a.get("details") or {}).get("runbook") or "") for a in alerts} - {""}
+    runbooks = {str((a.get("details") or {}).get("runbook") or "") for a in shown} - {""}
     footer = [f"Runbook: {r}" for r in sorted(runbooks)]
     text = "\n".join(items + footer)
     markdown = "\n".join([f"• {i}" for i in items] + footer)
@@ -232,6 +243,24 @@ def render_group(alerts: Sequence[dict[str, Any]]) -> Message:
         f"<li>{html.escape(i)}</li>" for i in items) + "</ul>" + "".join(
         f"<p>{html.escape(f)}</p>" for f in footer)
     return Message(title, text, body_html, markdown, level=level)
+
+
+def _series(alert: dict[str, Any]) -> tuple[str, str]:
+    return str(alert["rule"]), str(alert["key"])
+
+
+def _current(alerts: Sequence[dict[str, Any]]
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The alerts to list as firing and as resolved: per series, its latest firing-kind event
+    if no resolution followed it, and its latest resolution (in the order series came)."""
+    fired: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    ended: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    order = sorted(range(len(alerts)), key=lambda i: (alerts[i].get("ts") or 0, i))
+    for rank, i in enumerate(order):
+        a = alerts[i]
+        (ended if a["event"] == "resolved" else fired)[_series(a)] = (rank, a)
+    still = [a for key, (rank, a) in fired.items() if rank > ended.get(key, (-1, None))[0]]
+    return still, [a for _rank, a in ended.values()]
 
 
 def render_summary(alerts: Sequence[dict[str, Any]], channel: str, limit: int) -> Message:

@@ -263,8 +263,10 @@ ALERT_LABELS = ("rule", "severity", "venue", "symbol", "group")
 
 
 def group_key(delivery: Delivery, group_by: Sequence[str]) -> tuple[Any, ...]:
-    """Which message an alert goes out in: its event and its values of the ``group_by``
-    labels (``group`` is the group of a group rule's alert); ``[]`` puts each on its own."""
+    """Which message an alert goes out in: its values of the ``group_by`` labels (``group``
+    is the group of a group rule's alert); ``[]`` puts each on its own. Firing and resolved
+    alerts of a group share its messages, as in Alertmanager: a message shows each series as
+    it is when sent."""
     if not group_by:
         return ("delivery", delivery.id)
     alert = delivery.alert
@@ -272,4 +274,4 @@ def group_key(delivery: Delivery, group_by: Sequence[str]) -> tuple[Any, ...]:
              "symbol": alert.symbol, "group": alert.key if alert.venue is None else None}
     def label(name: str) -> Any:
         return known[name] if name in ALERT_LABELS else alert.labels.get(name)
-    return (alert.event, *(label(n) for n in group_by))
+    return tuple(label(n) for n in group_by)

@@ -26,13 +26,17 @@ from wis_monitor.settings import NAME, Duration, Settings, unknown_name
 from wis_monitor.template import TemplateRenderError, syntax_problem
 
 _Z_LEVEL = re.compile(r"\bwis_z\s*[<>]=?\s*(-?\d+(?:\.\d+)?)")
+_ABS_Z_LEVEL = re.compile(r"\babs\(\s*wis_z\s*\)\s*>=?\s*(\d+(?:\.\d+)?)")
 #: The built-in rule of SPEC §6 that watches every series' feed.
 FEED_STALE = "feed-stale"
 
 
 def z_levels_of(when: str) -> tuple[float, ...]:
-    """The levels a ``when`` expression compares ``wis_z`` with, highest first."""
-    return tuple(sorted({float(m.group(1)) for m in _Z_LEVEL.finditer(when)}, reverse=True))
+    """The levels a ``when`` expression compares ``wis_z`` with, highest first;
+    ``abs(wis_z) >= X`` (or ``> X``) gives both X and -X."""
+    levels = {float(m.group(1)) for m in _Z_LEVEL.finditer(when)}
+    levels |= {s * float(m.group(1)) for m in _ABS_Z_LEVEL.finditer(when) for s in (1, -1)}
+    return tuple(sorted(levels, reverse=True))
 
 
 class Model(BaseModel):
