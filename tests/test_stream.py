@@ -11,6 +11,7 @@ import itertools
 import json
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -404,4 +405,42 @@ async def test_one_connections_trouble_never_delays_another(
         assert run.check_books() >= len(healthy) * len(starts)
         assert run.source("okx").mode == run.source("binance").mode == "stream"
     fv.set_fault(venue, None)
+    run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+STALL_S = 2.5  # longer than stale_after (1 s)
+
+
+@in_loop
+async def test_a_slow_consumer_uses_no_late_book_and_catches_up_without_resyncing(
+        tmp_path: Path, fv: FakeStreamVenue) -> None:
+    """The daemon itself falls behind: a long synchronous step (a slow disk write, a CPU-heavy
+    cycle) blocks its event loop for longer than ``stale_after`` while the venue keeps sending.
+    The messages wait in the sockets, and the first cycle after samples books that are behind
+    the venue: they are flagged stale, not used. Every book used equals the rebuild at its
+    update id, none lags the clock by ``stale_after``, and the streams catch up by themselves:
+    no connection is resubscribed for the daemon's own slowness."""
+    path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
+    everything = {(v, s) for v in SYMBOLS for s in SYMBOLS[v]}
+    async with Run(path, fv) as run:
+        assert await run.until(lambda: {(o.venue, o.symbol) for _, o, _ in run.trusted()}
+                               >= everything)
+        stall = len(run.trusted())
+        asyncio.get_running_loop().call_soon(time.sleep, STALL_S)  # the daemon's own step
+        right_after = await run.cycle()
+        assert await run.until(lambda: all(
+            sum((o.venue, o.symbol) == key for _, o, _ in run.trusted()[stall:]) >= 3
+            for key in everything))
+        assert {(o.venue, o.symbol) for o in right_after} == everything
+        assert all("stale" in o.flags for o in right_after), [o.flags for o in right_after]
+        for _, o, _ in run.seen:
+            if o.book is not None and o.book.venue_ts_ms is not None \
+                    and o.ts_ms - o.book.venue_ts_ms >= 1000:
+                assert "stale" in o.flags, (o.venue, o.symbol, o.ts_ms, o.book.venue_ts_ms)
+        assert run.check_books() >= len(everything) * 3
+        stats = {v: run.source(v).stats.resyncs for v in SYMBOLS}
+        assert not any(resyncs(run, v, why) for v in SYMBOLS for why in ("silent", "lagging")), \
+            stats  # a resubscription does not cure the daemon's own slowness
+        assert sum(resyncs(run, v) for v in SYMBOLS) <= 1, stats
+        assert run.source("okx").mode == run.source("binance").mode == "stream"
     run.check_no_wrong_wis(tmp_path / "wis.db")

@@ -11,7 +11,9 @@ What is checked, and what happens (the decisions are the pure :mod:`wis_monitor.
 
 - a book without an update for ``stream.stale_after`` (every message ccxt applies counts), or
   on a connection whose newest message is that far behind the clock, is flagged ``stale``
-  and its connection resubscribed;
+  and its connection resubscribed — unless it became so only while a long synchronous step
+  of the daemon held the event loop up (a late heartbeat): the messages then wait in the
+  socket and the book catches up once the loop runs again;
 - a sequence or nonce error (ccxt raises it), okx's checksum (verified here after every
   message, since ccxt does not) or a drift from the REST snapshot above ``stream.drift_bps``
   discards the book: the symbol has no book until a fresh snapshot arrives;
@@ -63,6 +65,7 @@ CATCH_UP_POLLS, CATCH_UP_POLL_S = 50, 0.02  # for the stream to reach a snapshot
 CATCH_UP_WINDOW_S = 0.25  # after a snapshot without an update id
 CONFIRM_AFTER_S = 0.5  # a drift over the threshold is checked again this much later
 RECENT_STATES = 64  # top levels of each book's latest updates, for the cross-check
+BEAT_S = 0.1  # the event loop's heartbeat: a late one means the daemon itself was held up
 #: Errors after which ccxt resyncs the book itself at the next watch (a new snapshot).
 _RESYNCED_BY_CCXT: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 Alert = Callable[[str, str], None]  # (title, text)
@@ -132,6 +135,8 @@ class StreamVenue:
         self.stats = StreamStats()
         self._burst = Burst(BURST_GAP_MS)
         self._verifier: asyncio.Task[None] | None = None
+        self._heart: asyncio.Task[None] | None = None
+        self._beat_ms: int | None = None  # the heartbeat's last beat
         self._stopping: asyncio.Task[None] | None = None
         self._closing = False
         self._nonces = False  # the venue's books carry update ids
@@ -162,15 +167,17 @@ class StreamVenue:
             conn.failures = 0
             conn.task = asyncio.create_task(self._run(conn))
         self._verifier = asyncio.create_task(self._verify_loop())
+        self._heart = asyncio.create_task(self._beat())
 
     async def _stop_streams(self) -> None:
-        tasks = [t for t in (*(c.task for c in self.connections), self._verifier) if t]
+        tasks = [t for t in (*(c.task for c in self.connections), self._verifier, self._heart)
+                 if t]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for conn in self.connections:
             conn.task = None
-        self._verifier = None
+        self._verifier = self._heart = None
 
     # -- the connections ----------------------------------------------------------------------
 
@@ -337,9 +344,26 @@ class StreamVenue:
         age = float(now - w.updated_ms) if w.updated_ms is not None else None
         drift, w.drift = w.drift, None
         if why is not None:
-            self._resynced(self._by_symbol[symbol], symbol, why, restart=True)
             flags = flags | {"stale"}
+            if staleness(self._free_ms(now), w.updated_ms, conn.latest_ts_ms,
+                         self.stale_after_ms) is not None:  # not just the daemon's slowness
+                self._resynced(conn, symbol, why, restart=True)
         return Observation(self.venue, symbol, now, book, flags, book_age_ms=age, drift_bps=drift)
+
+    async def _beat(self) -> None:
+        """Note every BEAT_S that the event loop is free (then it reads the sockets too)."""
+        while True:
+            self._beat_ms = self.clock.now_ms()
+            await asyncio.sleep(BEAT_S)
+
+    def _free_ms(self, now: int) -> int:
+        """Until when the event loop is known to have been free to read the streams: now, or,
+        when a long synchronous step of the daemon held the loop up (the heartbeat is late),
+        when the beat was due. What the venue sent since may still wait in the sockets: a book
+        stale only for that is the daemon's slowness, which a resubscription would not cure."""
+        if self._beat_ms is None:
+            return now
+        return min(now, self._beat_ms + round(BEAT_S * 1000))
 
     def _no_book(self, symbol: str, w: Watched, now: int) -> Observation:
         """No book to trust (starting, or resyncing): flagged ``stale``; an error once it has
