@@ -364,83 +364,89 @@ def make_trouble(fv: FakeStreamVenue, venue: str, symbol: str, trouble: str) -> 
     ("okx", "silent"), ("binance", "drop"), ("binance", "429")])
 @in_loop
 async def test_one_connections_trouble_never_delays_another(
-        tmp_path: Path, fv: FakeStreamVenue, venue: str, trouble: str) -> None:
+        tmp_path: Path, venue: str, trouble: str) -> None:
     """Every symbol on its own connection, on okx and binance: while one connection is in
     trouble (a socket silent for longer than ``stale_after``, a 1006 drop, a burst of 429s on
     its resync snapshot) until it has recovered, the other connection of its venue and those of
     the other venue are sampled at every cycle with a fresh book that equals the rebuild, and
     the cycles keep their pace."""
-    path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
     sick = SYMBOLS[venue][0]
     everything = {(v, s) for v in SYMBOLS for s in SYMBOLS[v]}
     healthy = everything - {(venue, sick)}
-    async with Run(path, fv) as run:
-        assert await run.until(lambda: {(o.venue, o.symbol) for _, o, _ in run.trusted()}
-                               >= everything)
-        make_trouble(fv, venue, sick, trouble)
-        loop = asyncio.get_running_loop()
-        starts: list[float] = []
-        cleared: int | None = None  # where the sick connection's recovery is counted from
-        for _ in range(200):
-            starts.append(loop.time())
-            sampled = {(o.venue, o.symbol): o for o in await run.cycle()}
-            for key in healthy:
-                o = sampled.get(key)
-                assert o is not None, f"{key} not sampled in this cycle"
-                assert o.book is not None and not o.flags & BLOCKING_FLAGS, (key, o.flags, o.error)
-                assert o.book_age_ms is not None and o.book_age_ms < FRESH_MS, \
-                    (key, o.book_age_ms)
-            # the trouble lasts until the connection was resynced, and 2 s (2 x stale_after)
-            if cleared is None and resyncs(run, venue) >= 1 and len(starts) >= 20:
-                fv.set_stream_fault(venue, sick, None)
-                cleared = len(run.trusted())
-            elif cleared is not None and sum((o.venue, o.symbol) == (venue, sick)
-                                             for _, o, _ in run.trusted()[cleared:]) >= 3:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"{venue} {sick} did not recover: {run.source(venue).stats}")
-        gaps = [b - a for a, b in itertools.pairwise(starts)]
-        assert max(gaps) < CADENCE_S, f"a cycle was held up: {max(gaps):.2f}s"
-        assert run.check_books() >= len(healthy) * len(starts)
-        assert run.source("okx").mode == run.source("binance").mode == "stream"
-    fv.set_fault(venue, None)
-    run.check_no_wrong_wis(tmp_path / "wis.db")
+    with FakeStreamVenueThread(SYMBOLS, tick_s=0.03) as fv:
+        path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
+        async with Run(path, fv) as run:
+            assert await run.until(lambda: {(o.venue, o.symbol) for _, o, _ in run.trusted()}
+                                   >= everything)
+            make_trouble(fv, venue, sick, trouble)
+            loop = asyncio.get_running_loop()
+            starts: list[float] = []
+            cleared: int | None = None  # where the sick connection's recovery is counted from
+            for _ in range(200):
+                starts.append(loop.time())
+                sampled = {(o.venue, o.symbol): o for o in await run.cycle()}
+                for key in healthy:
+                    o = sampled.get(key)
+                    assert o is not None, f"{key} not sampled in this cycle"
+                    assert o.book is not None and not o.flags & BLOCKING_FLAGS, \
+                        (key, o.flags, o.error)
+                    assert o.book_age_ms is not None and o.book_age_ms < FRESH_MS, \
+                        (key, o.book_age_ms)
+                # the trouble lasts until the connection was resynced, and 2 s (2 x stale_after)
+                if cleared is None and resyncs(run, venue) >= 1 and len(starts) >= 20:
+                    fv.set_stream_fault(venue, sick, None)
+                    cleared = len(run.trusted())
+                elif cleared is not None and sum((o.venue, o.symbol) == (venue, sick)
+                                                 for _, o, _ in run.trusted()[cleared:]) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"{venue} {sick} did not recover: {run.source(venue).stats}")
+            gaps = [b - a for a, b in itertools.pairwise(starts)]
+            assert max(gaps) < CADENCE_S, f"a cycle was held up: {max(gaps):.2f}s"
+            assert run.check_books() >= len(healthy) * len(starts)
+            assert run.source("okx").mode == run.source("binance").mode == "stream"
+        run.check_no_wrong_wis(tmp_path / "wis.db")
 
 
-STALL_S = 2.5  # longer than stale_after (1 s)
+STALL_S = 1.5  # longer than stale_after (1 s)
 
 
+@pytest.mark.parametrize("where", ["callback", "cycle"])
 @in_loop
 async def test_a_slow_consumer_uses_no_late_book_and_catches_up_without_resyncing(
-        tmp_path: Path, fv: FakeStreamVenue) -> None:
-    """The daemon itself falls behind: a long synchronous step (a slow disk write, a CPU-heavy
-    cycle) blocks its event loop for longer than ``stale_after`` while the venue keeps sending.
-    The messages wait in the sockets, and the first cycle after samples books that are behind
-    the venue: they are flagged stale, not used. Every book used equals the rebuild at its
-    update id, none lags the clock by ``stale_after``, and the streams catch up by themselves:
-    no connection is resubscribed for the daemon's own slowness."""
-    path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
+        tmp_path: Path, where: str) -> None:
+    """The daemon itself falls behind: a long synchronous step (a slow disk write in its cycle,
+    a CPU-heavy callback) blocks its event loop for longer than ``stale_after`` while the venue
+    keeps sending. The messages wait in the sockets, and the books are behind the venue until
+    they are read: a book that lags the clock by ``stale_after`` is flagged stale, not used;
+    every book used equals the rebuild at its update id; and the streams catch up by
+    themselves: no connection is resubscribed for the daemon's own slowness."""
     everything = {(v, s) for v in SYMBOLS for s in SYMBOLS[v]}
-    async with Run(path, fv) as run:
-        assert await run.until(lambda: {(o.venue, o.symbol) for _, o, _ in run.trusted()}
-                               >= everything)
-        stall = len(run.trusted())
-        asyncio.get_running_loop().call_soon(time.sleep, STALL_S)  # the daemon's own step
-        right_after = await run.cycle()
-        assert await run.until(lambda: all(
-            sum((o.venue, o.symbol) == key for _, o, _ in run.trusted()[stall:]) >= 3
-            for key in everything))
-        assert {(o.venue, o.symbol) for o in right_after} == everything
-        assert all("stale" in o.flags for o in right_after), [o.flags for o in right_after]
-        for _, o, _ in run.seen:
-            if o.book is not None and o.book.venue_ts_ms is not None \
-                    and o.ts_ms - o.book.venue_ts_ms >= 1000:
-                assert "stale" in o.flags, (o.venue, o.symbol, o.ts_ms, o.book.venue_ts_ms)
-        assert run.check_books() >= len(everything) * 3
-        stats = {v: run.source(v).stats.resyncs for v in SYMBOLS}
-        assert not any(resyncs(run, v, why) for v in SYMBOLS for why in ("silent", "lagging")), \
-            stats  # a resubscription does not cure the daemon's own slowness
-        assert sum(resyncs(run, v) for v in SYMBOLS) <= 1, stats
-        assert run.source("okx").mode == run.source("binance").mode == "stream"
-    run.check_no_wrong_wis(tmp_path / "wis.db")
+    with FakeStreamVenueThread(SYMBOLS, tick_s=0.03) as fv:
+        path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
+        async with Run(path, fv) as run:
+            assert await run.until(lambda: {(o.venue, o.symbol) for _, o, _ in run.trusted()}
+                                   >= everything)
+            stall = len(run.trusted())
+            if where == "cycle":  # a step of the cycle itself, before it samples
+                time.sleep(STALL_S)
+            else:  # a callback that runs before the cycle's fetches
+                asyncio.get_running_loop().call_soon(time.sleep, STALL_S)
+            right_after = await run.cycle()
+            assert await run.until(lambda: all(
+                sum((o.venue, o.symbol) == key for _, o, _ in run.trusted()[stall:]) >= 3
+                for key in everything))
+            assert {(o.venue, o.symbol) for o in right_after} == everything
+            assert all("stale" in o.flags for o in right_after), [o.flags for o in right_after]
+            for _, o, _ in run.seen:
+                if o.book is not None and o.book.venue_ts_ms is not None \
+                        and o.ts_ms - o.book.venue_ts_ms >= 1000:
+                    assert "stale" in o.flags, (o.venue, o.symbol, o.ts_ms, o.book.venue_ts_ms)
+            assert run.check_books() >= len(everything) * 3
+            stats = {v: run.source(v).stats.resyncs for v in SYMBOLS}
+            watchdog = [resyncs(run, v, why) for v in SYMBOLS for why in ("silent", "lagging")]
+            assert not any(watchdog), stats  # a resubscription would not cure the slowness
+            assert sum(resyncs(run, v) for v in SYMBOLS) <= 1, stats
+            assert run.source("okx").mode == run.source("binance").mode == "stream"
+        run.check_no_wrong_wis(tmp_path / "wis.db")

@@ -65,7 +65,7 @@ CATCH_UP_POLLS, CATCH_UP_POLL_S = 50, 0.02  # for the stream to reach a snapshot
 CATCH_UP_WINDOW_S = 0.25  # after a snapshot without an update id
 CONFIRM_AFTER_S = 0.5  # a drift over the threshold is checked again this much later
 RECENT_STATES = 64  # top levels of each book's latest updates, for the cross-check
-BEAT_S = 0.1  # the event loop's heartbeat: a late one means the daemon itself was held up
+BEAT_MS = 100  # the event loop's heartbeat: a late one means the daemon itself was held up
 #: Errors after which ccxt resyncs the book itself at the next watch (a new snapshot).
 _RESYNCED_BY_CCXT: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 Alert = Callable[[str, str], None]  # (title, text)
@@ -95,6 +95,31 @@ class Connection:
     failures: int = 0  # in a row, for the reconnect backoff
     restarted_ms: int | None = None  # when it was last resubscribed
     latest_ts_ms: int | None = None  # the newest venue time of its books' updates
+
+
+@dataclass
+class Heartbeat:
+    """When the event loop was held up: a task beats every BEAT_MS; a late beat means that a
+    long synchronous step of the daemon held the loop up, and with it the reading of the
+    sockets: what the venue sent meanwhile waits there, and the books are behind until the
+    loop has read it."""
+
+    last_ms: int | None = None
+    held: tuple[int, int] = (0, 0)  # the latest hold-up: from, to
+
+    def beat(self, now_ms: int) -> None:
+        if self.last_ms is not None and now_ms - self.last_ms > BEAT_MS:
+            self.held = (self.last_ms + BEAT_MS, now_ms)
+        self.last_ms = now_ms
+
+    def free_ms(self, now_ms: int) -> int:
+        """Until when the loop is known to have been free to read the streams: ``now_ms``; or,
+        while it is held up and for as long again after (to read what waited meanwhile),
+        when the hold-up began."""
+        if self.last_ms is not None and now_ms > self.last_ms + BEAT_MS:
+            return self.last_ms + BEAT_MS  # held up now, or until just now
+        start, end = self.held
+        return start if now_ms - end < end - start else now_ms
 
 
 @dataclass
@@ -136,7 +161,7 @@ class StreamVenue:
         self._burst = Burst(BURST_GAP_MS)
         self._verifier: asyncio.Task[None] | None = None
         self._heart: asyncio.Task[None] | None = None
-        self._beat_ms: int | None = None  # the heartbeat's last beat
+        self.heartbeat = Heartbeat()
         self._stopping: asyncio.Task[None] | None = None
         self._closing = False
         self._nonces = False  # the venue's books carry update ids
@@ -167,6 +192,7 @@ class StreamVenue:
             conn.failures = 0
             conn.task = asyncio.create_task(self._run(conn))
         self._verifier = asyncio.create_task(self._verify_loop())
+        self.heartbeat = Heartbeat()
         self._heart = asyncio.create_task(self._beat())
 
     async def _stop_streams(self) -> None:
@@ -345,25 +371,17 @@ class StreamVenue:
         drift, w.drift = w.drift, None
         if why is not None:
             flags = flags | {"stale"}
-            if staleness(self._free_ms(now), w.updated_ms, conn.latest_ts_ms,
-                         self.stale_after_ms) is not None:  # not just the daemon's slowness
+            # stale already when the loop was last free: not just the daemon's own slowness,
+            # which a resubscription would not cure
+            if staleness(self.heartbeat.free_ms(now), w.updated_ms, conn.latest_ts_ms,
+                         self.stale_after_ms) is not None:
                 self._resynced(conn, symbol, why, restart=True)
         return Observation(self.venue, symbol, now, book, flags, book_age_ms=age, drift_bps=drift)
 
     async def _beat(self) -> None:
-        """Note every BEAT_S that the event loop is free (then it reads the sockets too)."""
         while True:
-            self._beat_ms = self.clock.now_ms()
-            await asyncio.sleep(BEAT_S)
-
-    def _free_ms(self, now: int) -> int:
-        """Until when the event loop is known to have been free to read the streams: now, or,
-        when a long synchronous step of the daemon held the loop up (the heartbeat is late),
-        when the beat was due. What the venue sent since may still wait in the sockets: a book
-        stale only for that is the daemon's slowness, which a resubscription would not cure."""
-        if self._beat_ms is None:
-            return now
-        return min(now, self._beat_ms + round(BEAT_S * 1000))
+            self.heartbeat.beat(self.clock.now_ms())
+            await asyncio.sleep(BEAT_MS / 1000)
 
     def _no_book(self, symbol: str, w: Watched, now: int) -> Observation:
         """No book to trust (starting, or resyncing): flagged ``stale``; an error once it has
