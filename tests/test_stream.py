@@ -25,7 +25,7 @@ from webhook import Receiver
 from wis_monitor.book import BLOCKING_FLAGS
 from wis_monitor.daemon import Daemon
 from wis_monitor.sources import Observation
-from wis_monitor.sources.stream import StreamVenue
+from wis_monitor.sources.stream import Heartbeat, StreamVenue
 from wis_monitor.tools.status import collect, render
 
 SYMBOLS = {"okx": ["BTC/USDT", "ETH/BTC"], "binance": ["BTC/USDT", "ETH/BTC"]}
@@ -450,3 +450,19 @@ async def test_a_slow_consumer_uses_no_late_book_and_catches_up_without_resyncin
             assert sum(resyncs(run, v) for v in SYMBOLS) <= 1, stats
             assert run.source("okx").mode == run.source("binance").mode == "stream"
         run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+def test_a_late_heartbeat_marks_the_loop_held_up_and_for_as_long_again() -> None:
+    heartbeat = Heartbeat()
+    assert heartbeat.free_ms(1_000) == 1_000  # no beat yet
+    heartbeat.beat(1_000)
+    heartbeat.beat(1_100)
+    assert heartbeat.free_ms(1_150) == 1_150
+    assert heartbeat.free_ms(3_000) == 1_200  # held up since the beat was due
+    for now in range(3_000, 5_000, 100):
+        heartbeat.beat(now)
+    assert heartbeat.free_ms(4_750) == 1_200  # reading what waited for 1.8 s
+    assert heartbeat.free_ms(4_850) == 4_850
+    heartbeat.beat(5_005)  # a few ms late: a hold-up of as few
+    assert heartbeat.free_ms(5_008) == 5_000
+    assert heartbeat.free_ms(5_010) == 5_010
