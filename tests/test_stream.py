@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from webhook import Receiver
 from wis_monitor.book import BLOCKING_FLAGS
 from wis_monitor.daemon import Daemon
 from wis_monitor.sources import Observation
-from wis_monitor.sources.stream import StreamVenue
+from wis_monitor.sources.stream import Heartbeat, StreamVenue
 from wis_monitor.tools.status import collect, render
 
 SYMBOLS = {"okx": ["BTC/USDT", "ETH/BTC"], "binance": ["BTC/USDT", "ETH/BTC"]}
@@ -105,10 +107,16 @@ class Run:
             result = check()
             if result:
                 return result
-            await self.daemon.sample_all()
-            await self.daemon.housekeeping()
+            await self.cycle()
             await asyncio.sleep(0.1)
         return check()
+
+    async def cycle(self) -> list[Observation]:
+        """One sampling cycle of every venue, then housekeeping; the cycle's observations."""
+        before = len(self.seen)
+        await self.daemon.sample_all()
+        await self.daemon.housekeeping()
+        return [o for _, o, _ in self.seen[before:]]
 
     async def cycles(self, seconds: float) -> None:
         await self.until(lambda: False, seconds)
@@ -334,3 +342,127 @@ async def test_a_corrupted_book_without_a_checksum_is_caught_by_the_rest_cross_c
     conn = sqlite3.connect(tmp_path / "wis.db")
     assert conn.execute("SELECT max(drift_bps) FROM samples").fetchone()[0] > 5.0
     conn.close()
+
+
+#: The most a healthy book may be behind at a sample: a few of the fake venue's 30 ms events,
+#: well under ``stale_after`` (1 s), even on a loaded machine.
+FRESH_MS = 500
+#: The most one cycle may take from its start to the next one's (100 ms apart when nothing
+#: holds them up; a loop blocked for ``stale_after`` would take longer).
+CADENCE_S = 0.8
+
+
+def make_trouble(fv: FakeStreamVenue, venue: str, symbol: str, trouble: str) -> None:
+    if trouble == "429":  # a sequence gap, and the resync snapshot answered by 429s
+        fv.set_fault(venue, "http429", count=4, retry_after=1.0, symbol=symbol)
+        fv.set_stream_fault(venue, symbol, "gap")
+    else:
+        fv.set_stream_fault(venue, symbol, trouble)
+
+
+@pytest.mark.parametrize(("venue", "trouble"), [
+    ("okx", "silent"), ("binance", "drop"), ("binance", "429")])
+@in_loop
+async def test_one_connections_trouble_never_delays_another(
+        tmp_path: Path, venue: str, trouble: str) -> None:
+    """Every symbol on its own connection, on okx and binance: while one connection is in
+    trouble (a socket silent for longer than ``stale_after``, a 1006 drop, a burst of 429s on
+    its resync snapshot) until it has recovered, the other connection of its venue and those of
+    the other venue are sampled at every cycle with a fresh book that equals the rebuild, and
+    the cycles keep their pace."""
+    sick = SYMBOLS[venue][0]
+    everything = {(v, s) for v in SYMBOLS for s in SYMBOLS[v]}
+    healthy = everything - {(venue, sick)}
+    with FakeStreamVenueThread(SYMBOLS, tick_s=0.03) as fv:
+        path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
+        async with Run(path, fv) as run:
+            assert await run.until(lambda: {(o.venue, o.symbol) for _, o, _ in run.trusted()}
+                                   >= everything)
+            make_trouble(fv, venue, sick, trouble)
+            loop = asyncio.get_running_loop()
+            starts: list[float] = []
+            cleared: int | None = None  # where the sick connection's recovery is counted from
+            for _ in range(200):
+                starts.append(loop.time())
+                sampled = {(o.venue, o.symbol): o for o in await run.cycle()}
+                for key in healthy:
+                    o = sampled.get(key)
+                    assert o is not None, f"{key} not sampled in this cycle"
+                    assert o.book is not None and not o.flags & BLOCKING_FLAGS, \
+                        (key, o.flags, o.error)
+                    assert o.book_age_ms is not None and o.book_age_ms < FRESH_MS, \
+                        (key, o.book_age_ms)
+                # the trouble lasts until the connection was resynced, and 2 s (2 x stale_after)
+                if cleared is None and resyncs(run, venue) >= 1 and len(starts) >= 20:
+                    fv.set_stream_fault(venue, sick, None)
+                    cleared = len(run.trusted())
+                elif cleared is not None and sum((o.venue, o.symbol) == (venue, sick)
+                                                 for _, o, _ in run.trusted()[cleared:]) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"{venue} {sick} did not recover: {run.source(venue).stats}")
+            gaps = [b - a for a, b in itertools.pairwise(starts)]
+            assert max(gaps) < CADENCE_S, f"a cycle was held up: {max(gaps):.2f}s"
+            assert run.check_books() >= len(healthy) * len(starts)
+            assert run.source("okx").mode == run.source("binance").mode == "stream"
+        run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+STALL_S = 1.5  # longer than stale_after (1 s)
+
+
+@pytest.mark.parametrize("where", ["callback", "cycle"])
+@in_loop
+async def test_a_slow_consumer_uses_no_late_book_and_catches_up_without_resyncing(
+        tmp_path: Path, where: str) -> None:
+    """The daemon itself falls behind: a long synchronous step (a slow disk write in its cycle,
+    a CPU-heavy callback) blocks its event loop for longer than ``stale_after`` while the venue
+    keeps sending. The messages wait in the sockets, and the books are behind the venue until
+    they are read: a book that lags the clock by ``stale_after`` is flagged stale, not used;
+    every book used equals the rebuild at its update id; and the streams catch up by
+    themselves: no connection is resubscribed for the daemon's own slowness."""
+    everything = {(v, s) for v in SYMBOLS for s in SYMBOLS[v]}
+    with FakeStreamVenueThread(SYMBOLS, tick_s=0.03) as fv:
+        path = config(tmp_path, fv, ["okx", "binance"], stream={"symbols_per_connection": 1})
+        async with Run(path, fv) as run:
+            assert await run.until(lambda: {(o.venue, o.symbol) for _, o, _ in run.trusted()}
+                                   >= everything)
+            stall = len(run.trusted())
+            if where == "cycle":  # a step of the cycle itself, before it samples
+                time.sleep(STALL_S)
+            else:  # a callback that runs before the cycle's fetches
+                asyncio.get_running_loop().call_soon(time.sleep, STALL_S)
+            right_after = await run.cycle()
+            assert await run.until(lambda: all(
+                sum((o.venue, o.symbol) == key for _, o, _ in run.trusted()[stall:]) >= 3
+                for key in everything))
+            assert {(o.venue, o.symbol) for o in right_after} == everything
+            assert all("stale" in o.flags for o in right_after), [o.flags for o in right_after]
+            for _, o, _ in run.seen:
+                if o.book is not None and o.book.venue_ts_ms is not None \
+                        and o.ts_ms - o.book.venue_ts_ms >= 1000:
+                    assert "stale" in o.flags, (o.venue, o.symbol, o.ts_ms, o.book.venue_ts_ms)
+            assert run.check_books() >= len(everything) * 3
+            stats = {v: run.source(v).stats.resyncs for v in SYMBOLS}
+            watchdog = [resyncs(run, v, why) for v in SYMBOLS for why in ("silent", "lagging")]
+            assert not any(watchdog), stats  # a resubscription would not cure the slowness
+            assert sum(resyncs(run, v) for v in SYMBOLS) <= 1, stats
+            assert run.source("okx").mode == run.source("binance").mode == "stream"
+        run.check_no_wrong_wis(tmp_path / "wis.db")
+
+
+def test_a_late_heartbeat_marks_the_loop_held_up_and_for_as_long_again() -> None:
+    heartbeat = Heartbeat()
+    assert heartbeat.free_ms(1_000) == 1_000  # no beat yet
+    heartbeat.beat(1_000)
+    heartbeat.beat(1_100)
+    assert heartbeat.free_ms(1_150) == 1_150
+    assert heartbeat.free_ms(3_000) == 1_200  # held up since the beat was due
+    for now in range(3_000, 5_000, 100):
+        heartbeat.beat(now)
+    assert heartbeat.free_ms(4_750) == 1_200  # reading what waited for 1.8 s
+    assert heartbeat.free_ms(4_850) == 4_850
+    heartbeat.beat(5_005)  # a few ms late: a hold-up of as few
+    assert heartbeat.free_ms(5_008) == 5_000
+    assert heartbeat.free_ms(5_010) == 5_010

@@ -11,7 +11,9 @@ What is checked, and what happens (the decisions are the pure :mod:`wis_monitor.
 
 - a book without an update for ``stream.stale_after`` (every message ccxt applies counts), or
   on a connection whose newest message is that far behind the clock, is flagged ``stale``
-  and its connection resubscribed;
+  and its connection resubscribed — unless it became so only while a long synchronous step
+  of the daemon held the event loop up (a late heartbeat): the messages then wait in the
+  socket and the book catches up once the loop runs again;
 - a sequence or nonce error (ccxt raises it), okx's checksum (verified here after every
   message, since ccxt does not) or a drift from the REST snapshot above ``stream.drift_bps``
   discards the book: the symbol has no book until a fresh snapshot arrives;
@@ -63,6 +65,7 @@ CATCH_UP_POLLS, CATCH_UP_POLL_S = 50, 0.02  # for the stream to reach a snapshot
 CATCH_UP_WINDOW_S = 0.25  # after a snapshot without an update id
 CONFIRM_AFTER_S = 0.5  # a drift over the threshold is checked again this much later
 RECENT_STATES = 64  # top levels of each book's latest updates, for the cross-check
+BEAT_MS = 100  # the event loop's heartbeat: a late one means the daemon itself was held up
 #: Errors after which ccxt resyncs the book itself at the next watch (a new snapshot).
 _RESYNCED_BY_CCXT: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 Alert = Callable[[str, str], None]  # (title, text)
@@ -92,6 +95,31 @@ class Connection:
     failures: int = 0  # in a row, for the reconnect backoff
     restarted_ms: int | None = None  # when it was last resubscribed
     latest_ts_ms: int | None = None  # the newest venue time of its books' updates
+
+
+@dataclass
+class Heartbeat:
+    """When the event loop was held up: a task beats every BEAT_MS; a late beat means that a
+    long synchronous step of the daemon held the loop up, and with it the reading of the
+    sockets: what the venue sent meanwhile waits there, and the books are behind until the
+    loop has read it."""
+
+    last_ms: int | None = None
+    held: tuple[int, int] = (0, 0)  # the latest hold-up: from, to
+
+    def beat(self, now_ms: int) -> None:
+        if self.last_ms is not None and now_ms - self.last_ms > BEAT_MS:
+            self.held = (self.last_ms + BEAT_MS, now_ms)
+        self.last_ms = now_ms
+
+    def free_ms(self, now_ms: int) -> int:
+        """Until when the loop is known to have been free to read the streams: ``now_ms``; or,
+        while it is held up and for as long again after (to read what waited meanwhile),
+        when the hold-up began."""
+        if self.last_ms is not None and now_ms > self.last_ms + BEAT_MS:
+            return self.last_ms + BEAT_MS  # held up now, or until just now
+        start, end = self.held
+        return start if now_ms - end < end - start else now_ms
 
 
 @dataclass
@@ -132,6 +160,8 @@ class StreamVenue:
         self.stats = StreamStats()
         self._burst = Burst(BURST_GAP_MS)
         self._verifier: asyncio.Task[None] | None = None
+        self._heart: asyncio.Task[None] | None = None
+        self.heartbeat = Heartbeat()
         self._stopping: asyncio.Task[None] | None = None
         self._closing = False
         self._nonces = False  # the venue's books carry update ids
@@ -162,15 +192,18 @@ class StreamVenue:
             conn.failures = 0
             conn.task = asyncio.create_task(self._run(conn))
         self._verifier = asyncio.create_task(self._verify_loop())
+        self.heartbeat = Heartbeat()
+        self._heart = asyncio.create_task(self._beat())
 
     async def _stop_streams(self) -> None:
-        tasks = [t for t in (*(c.task for c in self.connections), self._verifier) if t]
+        tasks = [t for t in (*(c.task for c in self.connections), self._verifier, self._heart)
+                 if t]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for conn in self.connections:
             conn.task = None
-        self._verifier = None
+        self._verifier = self._heart = None
 
     # -- the connections ----------------------------------------------------------------------
 
@@ -337,9 +370,18 @@ class StreamVenue:
         age = float(now - w.updated_ms) if w.updated_ms is not None else None
         drift, w.drift = w.drift, None
         if why is not None:
-            self._resynced(self._by_symbol[symbol], symbol, why, restart=True)
             flags = flags | {"stale"}
+            # stale already when the loop was last free: not just the daemon's own slowness,
+            # which a resubscription would not cure
+            if staleness(self.heartbeat.free_ms(now), w.updated_ms, conn.latest_ts_ms,
+                         self.stale_after_ms) is not None:
+                self._resynced(conn, symbol, why, restart=True)
         return Observation(self.venue, symbol, now, book, flags, book_age_ms=age, drift_bps=drift)
+
+    async def _beat(self) -> None:
+        while True:
+            self.heartbeat.beat(self.clock.now_ms())
+            await asyncio.sleep(BEAT_MS / 1000)
 
     def _no_book(self, symbol: str, w: Watched, now: int) -> Observation:
         """No book to trust (starting, or resyncing): flagged ``stale``; an error once it has
