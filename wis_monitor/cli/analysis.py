@@ -346,7 +346,10 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
                               fallback, fmt)
     finally:
         store.close()
-    target.write_bytes(chart.data)
+    try:
+        target.write_bytes(chart.data)
+    except OSError as exc:
+        raise click.ClickException(f"{output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}: {_utc(from_ms)} to {_utc(to_ms)} UTC, z lines at "
                f"{', '.join(f'{z:+g}' for z in chart.thresholds)} ({len(chart.data):,} bytes)")
 

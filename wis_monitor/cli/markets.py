@@ -97,5 +97,8 @@ def new_config(output: str | None, force: bool) -> None:
     path = output_path(output)
     if path.exists() and not force:
         refuse(output, "exists (--force overwrites it)")
-    path.write_text(text)
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise click.ClickException(f"{output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}; next: wis-monitor check -c {output}", err=True)
