@@ -50,6 +50,7 @@ def _database(cfg: Config | None, db: str | None) -> str:
 def _store(cfg: Config | None, db: str, *, readonly: bool) -> Store:
     return store_at(db, variants=cfg.column_metrics if cfg else (), readonly=readonly)
 
+
 @cli.command()
 @config_option
 @db_option
@@ -133,8 +134,8 @@ def silence() -> None:
 @click.option("--for", "for_", required=True, metavar="DURATION", help="How long, e.g. 2h.")
 @click.option("--reason", required=True, help="Why (shown in `silence list`).")
 @click.option("--by", "by", default=None, help="Who (default: $USER).")
-def silence_add(config: str | None, db: str | None, rule: str, matchers: tuple[str, ...], for_: str,
-                reason: str, by: str | None) -> None:
+def silence_add(config: str | None, db: str | None, rule: str, matchers: tuple[str, ...],
+                for_: str, reason: str, by: str | None) -> None:
     """Add a silence.
 
     Example: wis-monitor silence add --rule extreme-bid-pressure --match venue=okx --for 2h

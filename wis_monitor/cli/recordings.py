@@ -268,9 +268,9 @@ def _recording_output(output: str) -> None:
     Parquet output without the analysis extra (with the hint)."""
     from wis_monitor.sources.recordings_parquet import MissingExtra, pyarrow
 
-    if not output.lower().endswith(RECORDING_SUFFIXES):
+    if not output.endswith(RECORDING_SUFFIXES):
         refuse(output, f"the suffix must be one of {', '.join(RECORDING_SUFFIXES)}")
-    if output.lower().endswith(".parquet"):
+    if output.endswith(".parquet"):
         try:
             pyarrow()
         except MissingExtra as exc:
