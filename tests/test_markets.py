@@ -148,7 +148,7 @@ def test_new_config_writes_a_commented_config_that_checks_and_runs(tmp_path: Pat
                     "exchange: deribit", "${credential:slack-webhook}"):
         assert section in text
     again = cli("new-config", "-o", str(path))
-    assert again.returncode == 1 and "exists" in again.stderr
+    assert again.returncode == 2 and "exists" in again.stderr
     assert cli("check", "-c", str(path)).returncode == 0
     # storage.path is relative: run it where the database may be written.
     once = subprocess.run([sys.executable, "-m", "wis_monitor", "run", "--once", "-c", str(path)],

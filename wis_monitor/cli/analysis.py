@@ -18,6 +18,7 @@ from wis_monitor.cli.app import (
     existing_db,
     load_config_or_exit,
     now_ms,
+    output_path,
     store_at,
 )
 from wis_monitor.cli.recordings import (
@@ -87,10 +88,10 @@ def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, hor
         raise MissingInput(f"no database at {db_in}")
     cfg = load_config_or_exit(config, secrets=False) if config else None
     problems: list[Problem] = []
-    observations = recorded(books, db_in, problems, reading, "reading books")
     if alert_rate is not None:
         if target or write or pooled:
             raise click.UsageError("--alert-rate does not go with --target, --write, --pooled")
+        observations = recorded(books, db_in, problems, reading, "reading books")
         _alert_rates(cfg or default_replay_config(), observations, alert_rate, metric, for_)
         report_bad_lines(problems)
         return
@@ -111,6 +112,9 @@ def calibrate(config: str | None, books: tuple[str, ...], db_in: str | None, hor
     if target and write:
         raise click.UsageError("--write recommends per series from their own moves: "
                                "not with --target")
+    if write:
+        output_path(write)
+    observations = recorded(books, db_in, problems, reading, "reading books")
     grid = [(label, k) for label, k in default_grid(band) if k.kernel in families]
     try:
         result = run_calibration(observations, horizons, grid, band_bps=band,
@@ -333,6 +337,7 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
     else:
         raise MissingInput(f"no database at {db}")
     fallback = (_rule_thresholds(cfg) if cfg else ()) or (3.0, -3.0)
+    target = output_path(output)
     store = store_at(path)
     try:
         _check_series(list(store.series_names()), venue, symbol)
@@ -341,7 +346,10 @@ def report(config: str | None, db: str | None, since: str, until: str | None,
                               fallback, fmt)
     finally:
         store.close()
-    Path(output).write_bytes(chart.data)
+    try:
+        target.write_bytes(chart.data)
+    except OSError as exc:
+        raise click.ClickException(f"{output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}: {_utc(from_ms)} to {_utc(to_ms)} UTC, z lines at "
                f"{', '.join(f'{z:+g}' for z in chart.thresholds)} ({len(chart.data):,} bytes)")
 

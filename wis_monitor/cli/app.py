@@ -28,6 +28,43 @@ class MissingInput(click.ClickException):
     exit_code = 2
 
 
+def refuse(path: str, what: str) -> NoReturn:
+    """Bad input about one file: ``PATH: what is wrong`` on stderr, exit 2."""
+    click.echo(f"{path}: {what}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def output_path(path: str) -> Path:
+    """A file a command is to write, its missing directories made; a directory is no output."""
+    p = Path(path)
+    if p.is_dir():
+        refuse(path, "is a directory")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        refuse(path, f"cannot make its directory: {exc.strerror or exc}")
+    return p
+
+
+def expand_globs(patterns: Sequence[str]) -> tuple[str, ...]:
+    """File arguments with their globs expanded (sorted, each file once), so that a quoted
+    glob works as the shell's would; one that matches no file is exit 2, every one named."""
+    import glob
+
+    files: list[str] = []
+    unmatched = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not found:
+            unmatched.append(pattern)
+        files.extend(f for f in found if f not in files)
+    for pattern in unmatched:
+        click.echo(f"{pattern}: no file matches this pattern", err=True)
+    if unmatched:
+        sys.exit(EXIT_INVALID)
+    return tuple(files)
+
+
 def fail_config(exc: ConfigError) -> NoReturn:
     for p in exc.problems:
         click.echo(str(p), err=True)
@@ -72,11 +109,6 @@ config_option = click.option(
 def cli(log_level: str, log_format: str) -> None:
     """Order-book imbalance monitor: WIS, z-scores, YAML rules and alerts."""
     log.setup(log_level, log_format)
-
-
-def open_store(cfg: Config, *, readonly: bool = False) -> Store:
-    """The config's store (storage.url or storage.path)."""
-    return store_at(cfg.store_location(), variants=cfg.column_metrics, readonly=readonly)
 
 
 def store_at(location: str, *, variants: Sequence[str] = (), readonly: bool = True) -> Store:

@@ -6,11 +6,11 @@ import asyncio
 import difflib
 import sys
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import click
 
+from wis_monitor.cli.app import output_path, refuse
 from wis_monitor.config import config_path, load_config
 from wis_monitor.errors import ConfigError, SourceError
 from wis_monitor.settings import ccxt_exchanges
@@ -94,8 +94,11 @@ def new_config(output: str | None, force: bool) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    path = Path(output)
+    path = output_path(output)
     if path.exists() and not force:
-        raise click.ClickException(f"{output} exists (--force overwrites it)")
-    path.write_text(text)
+        refuse(output, "exists (--force overwrites it)")
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise click.ClickException(f"{output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}; next: wis-monitor check -c {output}", err=True)

@@ -21,32 +21,55 @@ from wis_monitor.cli.app import (
     existing_db,
     load_config_or_exit,
     now_ms,
-    open_store,
     store_at,
 )
 from wis_monitor.config import Config
 from wis_monitor.errors import StoreError
 
 if TYPE_CHECKING:
-    from wis_monitor.store import Silence
+    from wis_monitor.store import Silence, Store
+
+db_option = click.option("--db", "db", default=None, metavar="DB",
+                         help="Database (default: the config's).")
+
+
+def _config(config: str | None, db: str | None) -> Config | None:
+    """The config, none when only --db is given."""
+    return load_config_or_exit(config, secrets=False) if config or db is None else None
+
+
+def _database(cfg: Config | None, db: str | None) -> str:
+    """The database: --db, else the config's; it must exist."""
+    if db is None and cfg is not None:
+        return existing_db(cfg)
+    if db is None or not Path(db).exists():
+        raise MissingInput(f"no database at {db}")
+    return db
+
+
+def _store(cfg: Config | None, db: str, *, readonly: bool) -> Store:
+    return store_at(db, variants=cfg.column_metrics if cfg else (), readonly=readonly)
+
 
 @cli.command()
 @config_option
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config: str | None, as_json: bool) -> None:
+def status(config: str | None, db: str | None, as_json: bool) -> None:
     """Per venue/symbol: last good sample age, latest WIS and z, firing alerts, outbox backlog.
 
     Reads the database only, so it works while the daemon runs.
 
     Example: wis-monitor status -c /etc/wis-monitor/config.yaml
     """
+    from wis_monitor.cli.recordings import default_replay_config
     from wis_monitor.tools.status import collect, render
 
-    cfg = load_config_or_exit(config, secrets=False)
-    existing_db(cfg)
-    store = open_store(cfg, readonly=True)
+    cfg = _config(config, db)
+    db = _database(cfg, db)
+    store = _store(cfg, db, readonly=True)
     try:
-        report = collect(cfg, store, now_ms())
+        report = collect(cfg or default_replay_config(), store, now_ms())
     finally:
         store.close()
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else render(report))
@@ -54,7 +77,7 @@ def status(config: str | None, as_json: bool) -> None:
 
 @cli.command()
 @config_option
-@click.option("--db", "db", default=None, metavar="DB", help="Database (default: the config's).")
+@db_option
 @click.option("--interval", default="1s", show_default=True, metavar="DURATION",
               help="Time between refreshes.")
 @click.option("--once", is_flag=True, help="Print one frame and exit (scripts, tests).")
@@ -74,14 +97,11 @@ def top(config: str | None, db: str | None, interval: str, once: bool) -> None:
         raise click.BadParameter(str(exc), param_hint="--interval") from None
     if interval_s < 0.1:
         raise click.BadParameter("must be at least 100ms", param_hint="--interval")
-    cfg = load_config_or_exit(config, secrets=False) if config or db is None else None
-    if db is None and cfg is not None:
-        db = existing_db(cfg)
-    elif db is not None and not Path(db).exists():
-        raise MissingInput(f"no database at {db}")
+    cfg = _config(config, db)
+    db = _database(cfg, db)
     series = [(v.id, s) for v in cfg.settings.venues for s in v.symbols] if cfg else []
     stale = {v.id: cfg.stale_after_ms(v) for v in cfg.settings.venues} if cfg else {}
-    store = store_at(str(db))
+    store = store_at(db)
     try:
         def read() -> view.View:
             return view.read_view(store, now_ms(), series, stale)
@@ -106,6 +126,7 @@ def silence() -> None:
 
 @silence.command("add")
 @config_option
+@db_option
 @click.option("--rule", default="*", show_default=True, help="Rule name (glob).")
 @click.option("--match", "matchers", multiple=True, metavar="KEY=GLOB",
               help="venue=, symbol=, key=, severity= or a label of the silenced rules; "
@@ -113,8 +134,8 @@ def silence() -> None:
 @click.option("--for", "for_", required=True, metavar="DURATION", help="How long, e.g. 2h.")
 @click.option("--reason", required=True, help="Why (shown in `silence list`).")
 @click.option("--by", "by", default=None, help="Who (default: $USER).")
-def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: str,
-                reason: str, by: str | None) -> None:
+def silence_add(config: str | None, db: str | None, rule: str, matchers: tuple[str, ...],
+                for_: str, reason: str, by: str | None) -> None:
     """Add a silence.
 
     Example: wis-monitor silence add --rule extreme-bid-pressure --match venue=okx --for 2h
@@ -129,12 +150,13 @@ def silence_add(config: str | None, rule: str, matchers: tuple[str, ...], for_: 
     if duration <= 0:
         raise click.BadParameter("must be longer than 0s", param_hint="--for")
     parsed = _parse_matchers(matchers)
-    cfg = load_config_or_exit(config, secrets=False)
-    _check_silenced_rule(cfg, rule)
-    _check_matcher_keys(cfg, rule, parsed)
-    _check_matcher_values(cfg, parsed)
-    existing_db(cfg)
-    store = open_store(cfg)
+    cfg = _config(config, db)
+    if cfg is not None:
+        _check_silenced_rule(cfg, rule)
+        _check_matcher_keys(cfg, rule, parsed)
+        _check_matcher_values(cfg, parsed)
+    db = _database(cfg, db)
+    store = _store(cfg, db, readonly=False)
     now = now_ms()
     try:
         sid = store.add_silence(rule, parsed, now, now + duration, reason,
@@ -213,17 +235,18 @@ def _check_silenced_rule(cfg: Config, rule: str) -> None:
 
 @silence.command("list")
 @config_option
+@db_option
 @click.option("--all", "show_all", is_flag=True, help="Include expired silences (marked).")
 @click.option("--json", "as_json", is_flag=True,
               help="Machine-readable output (keys: docs/cli.md#silence).")
-def silence_list(config: str | None, show_all: bool, as_json: bool) -> None:
+def silence_list(config: str | None, db: str | None, show_all: bool, as_json: bool) -> None:
     """List active silences.
 
     Example: wis-monitor silence list
     """
-    cfg = load_config_or_exit(config, secrets=False)
-    existing_db(cfg)
-    store = open_store(cfg)
+    cfg = _config(config, db)
+    db = _database(cfg, db)
+    store = _store(cfg, db, readonly=False)
     now = now_ms()
     try:
         rows = store.silences(None if show_all else now)
@@ -256,15 +279,16 @@ def _silence_json(row: Silence, now_ms: int) -> dict[str, Any]:
 
 @silence.command("expire")
 @config_option
+@db_option
 @click.argument("silence_id", type=int)
-def silence_expire(config: str | None, silence_id: int) -> None:
+def silence_expire(config: str | None, db: str | None, silence_id: int) -> None:
     """Expire a silence now.
 
     Example: wis-monitor silence expire 3
     """
-    cfg = load_config_or_exit(config, secrets=False)
-    existing_db(cfg)
-    store = open_store(cfg)
+    cfg = _config(config, db)
+    db = _database(cfg, db)
+    store = _store(cfg, db, readonly=False)
     try:
         ok = store.expire_silence(silence_id, now_ms())
     finally:

@@ -19,6 +19,8 @@ from wis_monitor.cli.app import (
     config_option,
     fail_config,
     load_config_or_exit,
+    output_path,
+    refuse,
     store_at,
 )
 from wis_monitor.config import Config, load_config
@@ -140,6 +142,8 @@ def replay(config: str | None, books: tuple[str, ...], db_in: str | None, out: s
             fail_config(exc)
     if positions:
         cfg = _with_positions(cfg, positions, checked=config is not None)
+    if out:
+        output_path(out)
     problems: list[Problem] = []
     try:
         report: ReplayReport = replay_observations(
@@ -226,8 +230,8 @@ def export_books(db: str, output: str, venue: str | None, symbol: str | None) ->
 
     if not Path(db).exists():
         raise MissingInput(f"no database at {db}")
-    _parquet_output(output)
     _check_recorded_books(db, venue, symbol)
+    _recording_output(output)
     try:
         n = export(db, output, venue=venue, symbol=symbol,
                    progress=progress if progress_bars() else None)
@@ -255,16 +259,24 @@ def _check_recorded_books(db: str, venue: str | None, symbol: str | None) -> Non
     raise MissingInput(f"{db} holds no recorded books of {what}; it has: {have}")
 
 
-def _parquet_output(output: str) -> None:
-    """A Parquet output needs the analysis extra: exit 2 with the hint when it is missing."""
+#: The suffixes of the recordings export-books and convert-books write.
+RECORDING_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+def _recording_output(output: str) -> None:
+    """The format of an output recording is its suffix: another suffix is exit 2, and so is a
+    Parquet output without the analysis extra (with the hint)."""
     from wis_monitor.sources.recordings_parquet import MissingExtra, pyarrow
 
+    if not output.endswith(RECORDING_SUFFIXES):
+        refuse(output, f"the suffix must be one of {', '.join(RECORDING_SUFFIXES)}")
     if output.endswith(".parquet"):
         try:
             pyarrow()
         except MissingExtra as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_INVALID)
+    output_path(output)
 
 
 @cli.command("convert-books")
@@ -279,7 +291,7 @@ def convert_books(files: tuple[str, ...], output: str, reading: ImportOptions) -
     """
     from wis_monitor.tools.replay import write_recording
 
-    _parquet_output(output)
+    _recording_output(output)
     problems: list[Problem] = []
     try:
         n = write_recording(recorded(files, None, problems, reading, "converting"), output)

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from wis_monitor.cli.app import cli, config_option, fail_config, load_config_or_exit
+from wis_monitor.cli.app import (
+    cli,
+    config_option,
+    expand_globs,
+    fail_config,
+    load_config_or_exit,
+)
 from wis_monitor.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
@@ -26,6 +32,7 @@ def check_rules(config: str | None, files: tuple[str, ...]) -> None:
     """
     from wis_monitor.tools.rulecheck import check_rule_files
 
+    files = expand_globs(files)
     cfg = load_config_or_exit(config, secrets=False) if config else None
     found = check_rule_files(files, cfg)
     for note in found.notes:
@@ -47,7 +54,7 @@ def test_rules(files: tuple[str, ...]) -> None:
 
     passed = failed = 0
     invalid: list[Problem] = []
-    for path in files:
+    for path in expand_globs(files):
         try:
             outcomes = run_file(path)
         except ConfigError as exc:

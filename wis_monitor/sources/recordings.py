@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from wis_monitor.errors import Problem, Remedy, SourceError, WisMonitorError
 from wis_monitor.sources import Observation, error_observation, hftbacktest, tardis
 from wis_monitor.sources.rebuild import ImportOptions
-from wis_monitor.sources.replay import LOGGED_PROBLEMS, read_recording, skipped
+from wis_monitor.sources.replay import LOGGED_PROBLEMS, file_problem, read_recording, skipped
 
 __all__ = ["FORMATS", "ImportOptions", "RecordingVenue", "UnreadableRecording", "check",
            "detect", "is_json", "read_books"]
@@ -73,6 +73,8 @@ def check(paths: tuple[str, ...] | list[str], options: ImportOptions) -> None:
             problems.extend(filter(None, [tardis.header_problem(path)]))
         elif fmt.startswith("hftbacktest"):
             problems.extend(filter(None, [hftbacktest.file_problem(path, fmt, options)]))
+        else:
+            problems.extend(filter(None, [file_problem(path)]))
     if problems:
         raise UnreadableRecording(problems)
 

@@ -8,7 +8,7 @@ import logging
 import math
 import zlib
 from collections.abc import Iterator
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -130,6 +130,52 @@ def parse_line(path: str, lineno: int, line: str) -> Observation | Problem:
     latency = rec.get("latency_ms")
     return Observation(rec["venue"], rec["symbol"], ts, book, flags,
                        None if latency is None else float(latency))
+
+
+#: How many non-empty lines of a file are read to tell whether it is a book recording at all.
+SNIFFED_LINES = 20
+#: What a file that is no book recording looks like, by its first bytes.
+_LOOKS_LIKE = (
+    (b"SQLite format 3\x00", "a SQLite database, not a book recording (did you mean --db?)"),
+    (b"PAR1", "a Parquet file: name it .parquet or give --format parquet"),
+    (b"PK\x03\x04", "a zip archive (an .npz?), not a book recording"),
+)
+
+
+def file_problem(path: str | Path) -> Problem | None:
+    """What makes a file no book recording at all, None when it may be one: a known binary
+    format, or none of its first SNIFFED_LINES non-empty lines a book (bad lines of a genuine
+    recording are reported one by one when it is read)."""
+    name = str(path)
+    with open(name, "rb") as fh:
+        magic = fh.read(16)
+    for prefix, what in _LOOKS_LIKE:
+        if magic.startswith(prefix):
+            return Problem(name, None, what)
+    first: Problem | None = None
+    try:
+        with open_binary(name) as fh:
+            lines = ((n, raw) for n, raw in enumerate(fh, 1) if raw.strip())
+            for lineno, raw in islice(lines, SNIFFED_LINES):
+                item = _decoded(name, lineno, raw)
+                if isinstance(item, Observation) or _is_record(raw):
+                    return None
+                first = first or item
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        return None  # reading it reports where it breaks
+    if first is None:
+        return None  # an empty recording: nothing to replay
+    return Problem(name, None, "not a book recording: no book in its first lines "
+                               f"(line {first.line}: {first.message})")
+
+
+def _is_record(raw: bytes) -> bool:
+    """True for a line that is a JSON object with a field of a book: a recording's bad line."""
+    try:
+        rec = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(rec, dict) and any(k in rec for k in ("ts", "bids", "asks"))
 
 
 def read_recording(path: str | Path, problems: list[Problem] | None = None

@@ -20,6 +20,7 @@ from wis_monitor.rulefile import Rule, channels_named_in, load_rule_file
 from wis_monitor.settings import BASE_METRICS, METRIC_NAME, Channel, Settings
 
 _UNKNOWN_METRIC = re.compile(r'unknown metric "([^"]+)"')
+_IMPACT_METRIC = re.compile(r"(?:split_)?(?:buy|sell)_impact_[a-z0-9_]+")
 _EXPRESSIONS = (("when", "bool"), ("clear", "bool"), ("value", "number"))
 
 
@@ -85,12 +86,23 @@ def _assume_metrics(path: str, metrics: set[str]) -> list[Problem]:
                         break
                     name = m.group(1)
                     metrics.add(name)
-                    hint = exc.message[m.end():]
+                    hint = _hint(name)
                     notes.append(Problem(path, doc.line(("rules", i, key)), (
                         f'note: "{name}" is not a built-in metric{hint}: assumed to be one the '
                         "config defines (a WIS variant, a smoothed metric or its _z); "
                         "check-rules -c CONFIG checks it")))
     return notes
+
+
+def _hint(name: str) -> str:
+    """What a metric that is not built in may have meant: an impact metric's sizes are the
+    config's, else the closest built-in metric (never another name merely assumed)."""
+    import difflib
+
+    if _IMPACT_METRIC.fullmatch(name):
+        return " (impact metrics exist only for the sizes configured under metrics.impact.sizes)"
+    hint = difflib.get_close_matches(name, BASE_METRICS, n=1)
+    return f' (did you mean "{hint[0]}"?)' if hint else ""
 
 
 def _raw_rules(files: Sequence[str]

@@ -141,10 +141,11 @@ _COLUMNS = (("VENUE", 0, False), ("SYMBOL", 0, False), ("MID", 0, True),
             ("QUALITY", 7, False), ("AGE", 5, True), ("FIRING", 0, False))
 
 
-def frame(view: View, width: int = 120, height: int | None = None,
+def frame(view: View, width: int | None = None, height: int | None = None,
           interval_s: float | None = None) -> list[str]:
-    """The lines of one screen, none longer than ``width``; with a ``height``, series that
-    do not fit are counted in a last line. ``interval_s`` is shown when live."""
+    """The lines of one screen, none longer than ``width`` (a terminal's; whole lines without
+    it); with a ``height``, series that do not fit are counted in a last line. ``interval_s``
+    is shown when live."""
     clock = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(view.now_ms / 1000))
     head = f"wis-monitor top  {view.database}  {clock}"
     if interval_s is not None:
@@ -162,7 +163,7 @@ def frame(view: View, width: int = 120, height: int | None = None,
         room = max(1, height - len(lines) - 1)
         hidden = len(rendered) - room
         rendered = [*rendered[:room], f"... {hidden} more series: enlarge the window"]
-    return [line[:width] for line in lines + rendered]
+    return [line[:width] for line in lines + rendered] if width else lines + rendered
 
 
 def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
