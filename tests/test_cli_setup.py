@@ -1,0 +1,65 @@
+"""A new user's first steps with the real CLI in subprocesses: the starter config, files a
+config names, commands that need a venue's API, recordings a replay venue reads, notify-test,
+check's notes beside its problems, status --json."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli(tmp: Path, *argv: str, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "WIS_MONITOR_CONFIG")}
+    r = subprocess.run([sys.executable, "-m", "wis_monitor", *argv], capture_output=True,
+                       text=True, timeout=60, cwd=tmp, env={**base, **(env or {})})
+    assert "Traceback" not in r.stderr + r.stdout
+    return r
+
+
+# -- the starter config ---------------------------------------------------------------------
+
+EXAMPLE_LINE = re.compile(r"^(\s*)# (\s*(?:- )?[a-z_]+:(?: .*)?)$")
+
+
+def every_example_uncommented(starter: str) -> str:
+    """The starter as a user who uncomments each commented key would make it (an empty ``{}``
+    or ``[]`` it replaces goes, as the user would remove it)."""
+    lines = [m[1] + m[2] if (m := EXAMPLE_LINE.match(line)) else line
+             for line in starter.splitlines()]
+    text = "\n".join(lines) + "\n"
+    return (text.replace("groups: {}\n", "groups:\n").replace("http: {}\n", "http:\n")
+            .replace("  include: []\n", ""))
+
+
+def test_the_starter_config_checks_clean(tmp_path: Path) -> None:
+    assert cli(tmp_path, "new-config", "-o", "c.yaml").returncode == 0
+    r = cli(tmp_path, "check", "-c", "c.yaml")
+    assert r.returncode == 0
+    assert r.stderr == ""
+    assert r.stdout.startswith("c.yaml: OK (1 venue(s), 2 series")
+
+
+def test_the_starter_with_every_example_uncommented_checks_clean(tmp_path: Path) -> None:
+    starter = cli(tmp_path, "new-config").stdout
+    full = every_example_uncommented(starter)
+    for example in ("- id: binance", "- id: okx", "- id: deribit", "  btc: [binance:",
+                    "  slack: {url:", "  listen:", "  include: [rules/*.yaml]"):
+        assert example in full
+    (tmp_path / "c.yaml").write_text(full)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "a.yaml").write_text(
+        "rules:\n  - name: wide\n    when: spread_bps > 50\n    channels: [console]\n")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "slack-webhook").write_text("json://localhost:9/hook")
+    (creds / "smtp-password").write_text("pw")
+    r = cli(tmp_path, "check", "--strict", "-c", "c.yaml",
+            env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert r.returncode == 0
+    assert r.stderr == ""
+    assert r.stdout.startswith("c.yaml: OK (4 venue(s), 7 series, 1 rule(s)")
