@@ -4,6 +4,7 @@ check's notes beside its problems, status --json."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -63,3 +64,38 @@ def test_the_starter_with_every_example_uncommented_checks_clean(tmp_path: Path)
     assert r.returncode == 0
     assert r.stderr == ""
     assert r.stdout.startswith("c.yaml: OK (4 venue(s), 7 series, 1 rule(s)")
+
+
+# -- check: problems and notes together ----------------------------------------------------
+
+PROBLEM_AND_NOTES = """\
+sampling: {interval: 5s, timeout: 6s}
+venues:
+  - {id: simx, exchange: sim, symbols: [BTC/USDT]}
+channels:
+  slack: {url: "${credential:slack-webhook}"}
+rules:
+  include: [r.yaml]
+"""
+
+
+def test_check_shows_notes_beside_problems_in_text_and_json(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(PROBLEM_AND_NOTES)
+    (tmp_path / "r.yaml").write_text("rules:\n  - name: broken\n    when: wis >=\n")
+    r = cli(tmp_path, "check", "-c", "c.yaml")
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    problem = next(i for i, line in enumerate(lines) if line.startswith("r.yaml:3: "))
+    credential = lines.index('c.yaml:5: note: credential "slack-webhook" ($CREDENTIALS_DIRECTORY'
+                             " is not set): not read, so not checked (`run` needs it)")
+    timeout = next(i for i, line in enumerate(lines)
+                   if line.startswith('c.yaml:1: note: venue "simx": timeout 6s'))
+    assert problem < credential and problem < timeout
+    assert lines[-1] == "1 problem found"
+
+    js = cli(tmp_path, "check", "--json", "-c", "c.yaml")
+    assert js.returncode == 2
+    out = json.loads(js.stdout)
+    assert [(p["path"], p["line"]) for p in out["problems"]] == [("r.yaml", 3)]
+    assert {(n["path"], n["line"]) for n in out["notes"]} == {("c.yaml", 5), ("c.yaml", 1)}
+    assert all(not n["message"].startswith("note:") for n in out["notes"])

@@ -170,21 +170,23 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
         raise ConfigError([Problem(path, None, "the config is empty: it needs at least "
                                    '"venues:" (see docs/deployment.md)')])
     doc.problems = problems
+    validated = True
     try:
         settings = Settings.model_validate(doc.data)
     except ValidationError as exc:
         yamlsource.report_validation(doc, exc, (), model=Settings)
-        settings = salvage(doc.data)
+        settings, validated = salvage(doc.data), False
     named = raw_series(doc.data)
     check_settings(doc, settings, named, _url_problem)
     series_metrics = per_series_metrics(doc, settings, named, env)
     metrics = metric_names(settings)
     rules, files = load_rules(doc, settings, metrics, env)
     positions = _positions(doc, settings, named)
-    if doc.problems:
-        raise ConfigError(doc.problems)
     config = Config(path, settings, tuple(rules), tuple(files), frozenset(metrics),
                     series_metrics, tuple(doc.unread), positions)
+    if doc.problems:  # the notes too, where the settings they need are valid
+        raise ConfigError(doc.problems, notes=(
+            *config.notes, *(never_notes(doc, config) if validated else ())))
     return dataclasses.replace(config, notes=(*config.notes, *never_notes(doc, config)))
 
 
