@@ -66,6 +66,34 @@ def test_the_starter_with_every_example_uncommented_checks_clean(tmp_path: Path)
     assert r.stdout.startswith("c.yaml: OK (4 venue(s), 7 series, 1 rule(s)")
 
 
+# -- files a config names -------------------------------------------------------------------
+
+NAMES_FILES = """\
+venues:
+  - {id: simx, exchange: sim, symbols: [BTC/USDT]}
+positions: {positions}
+"""
+
+
+def test_a_positions_file_that_cannot_be_read_is_a_problem_of_the_config_line(
+        tmp_path: Path) -> None:
+    (tmp_path / "held.yaml").mkdir()
+    for name, why in (("positions.csv", "No such file or directory"),
+                      ("desk/positions.yaml", "No such file or directory"),
+                      ("held.yaml", "is a directory, not a file")):
+        (tmp_path / "c.yaml").write_text(NAMES_FILES.replace("{positions}", name))
+        r = cli(tmp_path, "check", "-c", "c.yaml")
+        assert r.returncode == 2
+        assert r.stderr.splitlines() == [f"c.yaml:3: positions: cannot read {name}: {why}",
+                                         "1 problem found"]
+    (tmp_path / "latin1.csv").write_bytes("venue,symbol,size\nsimx,BTC/USDT,1\n# \xe9\n"
+                                          .encode("latin-1"))
+    (tmp_path / "c.yaml").write_text(NAMES_FILES.replace("{positions}", "latin1.csv"))
+    r = cli(tmp_path, "check", "-c", "c.yaml")
+    assert r.stderr.splitlines()[0] == ("latin1.csv: file is not UTF-8 text "
+                                        "(included from c.yaml:3)")
+
+
 # -- check: problems and notes together ----------------------------------------------------
 
 PROBLEM_AND_NOTES = """\

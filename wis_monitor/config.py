@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from wis_monitor import yamlsource
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.errors import ConfigError, Problem
-from wis_monitor.positions import Positions, load_positions
+from wis_monitor.positions import Positions, load_positions, unreadable
 from wis_monitor.rulefile import Rule, channels_named_in, load_rule_file, load_rules
 from wis_monitor.seriessettings import per_series_metrics
 from wis_monitor.settings import (
@@ -197,9 +197,13 @@ def _positions(doc: yamlsource.Document, settings: Settings, named: set[tuple[st
     if settings.positions is None:
         return Positions()
     path = os.path.normpath(Path(doc.path).parent / settings.positions)
+    why = unreadable(path)
+    if why is not None:  # the line to fix is the one naming it
+        doc.problem(("positions",), f"positions: cannot read {path}: {why}")
+        return Positions()
     sampled = {(v.id, s) for v in settings.venues for s in v.symbols} | named
     try:
-        return load_positions(path, sampled)
+        return load_positions(path, sampled, f"{doc.path}:{doc.line(('positions',))}")
     except ConfigError as exc:
         doc.problems.extend(exc.problems)
         return Positions()
