@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from webhook import Receiver
+
 
 def cli(tmp: Path, *argv: str, env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[str]:
@@ -127,3 +129,38 @@ def test_check_shows_notes_beside_problems_in_text_and_json(tmp_path: Path) -> N
     assert [(p["path"], p["line"]) for p in out["problems"]] == [("r.yaml", 3)]
     assert {(n["path"], n["line"]) for n in out["notes"]} == {("c.yaml", 5), ("c.yaml", 1)}
     assert all(not n["message"].startswith("note:") for n in out["notes"])
+
+
+# -- notify-test ----------------------------------------------------------------------------
+
+
+def test_notify_test_needs_only_the_chosen_channels_credentials(tmp_path: Path) -> None:
+    hook = Receiver()
+    try:
+        (tmp_path / "n.yaml").write_text(
+            "venues: [{id: simx, exchange: sim, symbols: [BTC/USDT]}]\n"
+            "channels:\n"
+            f'  hook: {{url: "json://127.0.0.1:{hook.port}/${{credential:hook-path}}"}}\n'
+            '  slack: {url: "${credential:x}"}\n')
+        unknown = cli(tmp_path, "notify-test", "-c", "n.yaml", "zz")
+        assert unknown.returncode == 2
+        assert unknown.stderr == 'Error: unknown channel "zz" (channels: hook, slack)\n'
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / "hook-path").write_text("desk")
+        env = {"CREDENTIALS_DIRECTORY": str(creds)}
+        sent = cli(tmp_path, "notify-test", "-c", "n.yaml", "hook", env=env)
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.startswith("hook: sent")
+        assert len(hook.posts) == 1
+        other = cli(tmp_path, "notify-test", "-c", "n.yaml", "slack", env=env)
+        assert other.returncode == 2
+        assert other.stderr.startswith('n.yaml:4: credential "x"')
+        assert other.stderr.endswith("\n1 problem found\n")
+        (creds / "x").write_text("nosuchscheme://desk-s3cret@host")
+        bad = cli(tmp_path, "notify-test", "-c", "n.yaml", "slack", env=env)
+        assert bad.returncode == 2
+        assert bad.stderr.startswith('n.yaml:4: channel "slack": apprise cannot use this')
+        assert "s3cret" not in bad.stderr
+    finally:
+        hook.close()
