@@ -164,3 +164,29 @@ def test_notify_test_needs_only_the_chosen_channels_credentials(tmp_path: Path) 
         assert "s3cret" not in bad.stderr
     finally:
         hook.close()
+
+
+# -- status --json --------------------------------------------------------------------------
+
+
+def test_status_json_says_good_where_the_text_does(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "storage: {path: wis.db}\n"
+        "venues: [{id: simx, exchange: sim, symbols: [BTC/USDT]}]\n")
+    assert cli(tmp_path, "run", "--once", "-c", "c.yaml").returncode == 0
+    text = cli(tmp_path, "status", "-c", "c.yaml")
+    assert text.returncode == 0
+    row = next(line for line in text.stdout.splitlines() if line.startswith("simx "))
+    assert row.endswith("  good")
+    js = cli(tmp_path, "status", "--json", "-c", "c.yaml")
+    assert js.returncode == 0
+    [series] = json.loads(js.stdout)["series"]
+    assert series["last_quality"] == "good"
+
+
+def test_a_quality_reads_the_same_in_status_text_and_json() -> None:
+    from wis_monitor.tools.status import quality_label
+
+    assert quality_label("") == "good"
+    assert quality_label("short,thin") == "good (short,thin)"
+    assert quality_label("crossed") == "crossed"
