@@ -96,6 +96,37 @@ def test_a_positions_file_that_cannot_be_read_is_a_problem_of_the_config_line(
                                         "(included from c.yaml:3)")
 
 
+# -- commands that need a venue's API ---------------------------------------------------------
+
+UNREACHABLE = """\
+venues:
+  - id: b
+    exchange: binance
+    symbols: [BTC/USDT]
+    ccxt:
+      urls: {api: {public: "http://127.0.0.1:9/binance/api/v3"}}
+      options: {fetchMarkets: {types: [spot]}}
+"""
+
+
+def test_markets_that_cannot_be_reached_come_with_a_hint(tmp_path: Path) -> None:
+    """Port 9 is closed: what a machine without network sees of a venue's API."""
+    (tmp_path / "c.yaml").write_text(UNREACHABLE)
+    listed = cli(tmp_path, "list-markets", "b", "-c", "c.yaml")
+    assert listed.returncode == 1
+    error, hint = listed.stderr.splitlines()
+    assert error.startswith("Error: cannot load the markets of binance: ")
+    assert hint.startswith("hint: list-markets needs the API of binance, over the network")
+    assert "docs/cli.md#trying-it-offline" in hint
+    checked = cli(tmp_path, "check", "--online", "-c", "c.yaml")
+    assert checked.returncode == 2
+    problem, hint, count = checked.stderr.splitlines()
+    assert problem.startswith('c.yaml:3: venue "b": cannot load the markets of binance: ')
+    assert hint.startswith("hint: check --online needs the API of each ccxt venue, over the "
+                           "network")
+    assert count == "1 problem found"
+
+
 # -- check: problems and notes together ----------------------------------------------------
 
 PROBLEM_AND_NOTES = """\
