@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from webhook import Receiver
 
 
@@ -160,6 +161,82 @@ def test_check_shows_notes_beside_problems_in_text_and_json(tmp_path: Path) -> N
     assert [(p["path"], p["line"]) for p in out["problems"]] == [("r.yaml", 3)]
     assert {(n["path"], n["line"]) for n in out["notes"]} == {("c.yaml", 5), ("c.yaml", 1)}
     assert all(not n["message"].startswith("note:") for n in out["notes"])
+
+
+# -- the recording of a replay venue --------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPLAY = """\
+venues:
+  - id: r
+    exchange: replay
+    symbols: [{symbols}]
+    books: {books}
+"""
+
+
+def replay_config(tmp: Path, books: Path, symbols: str) -> None:
+    (tmp / "c.yaml").write_text(REPLAY.format(books=books, symbols=symbols))
+
+
+def test_check_finds_a_symbol_the_recording_does_not_hold(tmp_path: Path) -> None:
+    books = FIXTURES / "tardis_book_snapshot_5.csv.gz"
+    replay_config(tmp_path, books, "BTC/USDT, BTCUSDT")
+    r = cli(tmp_path, "check", "-c", "c.yaml")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f'c.yaml:4: venue "r": "BTC/USDT" is not in {books}, the recording holds: BTCUSDT',
+        "1 problem found"]
+    js = cli(tmp_path, "check", "--json", "-c", "c.yaml")
+    assert js.returncode == 2
+    assert json.loads(js.stdout)["problems"] == [{
+        "path": "c.yaml", "line": 4,
+        "message": f'venue "r": "BTC/USDT" is not in {books}, the recording holds: BTCUSDT'}]
+    replay_config(tmp_path, books, "BTCUSDT")
+    assert cli(tmp_path, "check", "-c", "c.yaml").returncode == 0
+
+
+def test_check_refuses_a_recording_no_replay_venue_can_serve(tmp_path: Path) -> None:
+    (tmp_path / "b.csv").write_text("a,b\n1,2\n")
+    replay_config(tmp_path, Path("b.csv"), "BTCUSDT")
+    r = cli(tmp_path, "check", "-c", "c.yaml")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        'c.yaml:5: venue "r": cannot replay b.csv: b.csv:1: not a Tardis book_snapshot_* or '
+        "incremental_book_L2 header (found: a,b)", "1 problem found"]
+
+
+def test_run_names_the_symbols_a_recording_holds(tmp_path: Path) -> None:
+    books = FIXTURES / "tardis_book_snapshot_5.csv.gz"
+    replay_config(tmp_path, books, "BTC/USDT")
+    r = cli(tmp_path, "run", "--once", "-c", "c.yaml")
+    assert f"BadSymbol: BTC/USDT is not in {books}, the recording holds: BTCUSDT" in r.stderr
+
+
+def test_check_reads_the_symbol_column_of_a_parquet_recording(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="the analysis extra (pyarrow) is not installed")
+    from wis_monitor.sources.recordings_parquet import write_parquet
+    from wis_monitor.sources.replay import read_recording
+
+    books = tmp_path / "b.parquet"
+    write_parquet(read_recording(FIXTURES / "tardis_book_snapshot_5.jsonl"), books)
+    replay_config(tmp_path, books, "BTCUSDT")
+    r = cli(tmp_path, "check", "-c", "c.yaml")
+    assert r.returncode == 2
+    assert r.stderr.startswith(f'c.yaml:4: venue "r": "BTCUSDT" is not in {books}, the '
+                               "recording holds: BTC/USDT\n")
+
+
+def test_check_says_when_it_read_only_the_start_of_a_recording(tmp_path: Path) -> None:
+    line = '{{"ts": {ts}, "venue": "v", "symbol": "{sym}", "bids": [[1, 1]], "asks": [[2, 1]]}}\n'
+    books = tmp_path / "b.jsonl"
+    books.write_text("".join(line.format(ts=1_000 + i, sym="A/B") for i in range(10_000))
+                     + line.format(ts=99_000, sym="C/D"))
+    replay_config(tmp_path, books, "C/D")
+    r = cli(tmp_path, "check", "-c", "c.yaml")
+    assert r.returncode == 0
+    assert r.stderr == (f'c.yaml:4: note: venue "r": "C/D" is not in the first 10,000 books of '
+                        f"{books} (the rest was not read), which hold: A/B\n")
 
 
 # -- notify-test ----------------------------------------------------------------------------

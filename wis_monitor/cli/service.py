@@ -40,7 +40,9 @@ def check(config: str | None, online: bool, strict: bool, as_json: bool) -> None
         _check_json(config, strict)
     cfg = load_config_or_exit(config, secrets=strict)
     problems, notes = _check_online(cfg) if online else ([], [])
-    notes += [*map(str, cfg.notes), *_notes(cfg)]
+    recorded, unsure = _recording_problems(cfg)
+    problems += recorded
+    notes += [*map(str, cfg.notes), *unsure, *_notes(cfg)]
     if problems:
         fail_config(ConfigError(problems), notes)
     for note in notes:
@@ -74,6 +76,42 @@ def _check_online(cfg: Config) -> tuple[list[Problem], list[str]]:
     return problems, notes
 
 
+def _recording_problems(cfg: Config) -> tuple[list[Problem], list[str]]:
+    """Each replay venue's symbols against its recording: a symbol it does not hold is a
+    problem, or a note when only the start of the recording was read."""
+    from wis_monitor import yamlsource
+    from wis_monitor.errors import WisMonitorError
+    from wis_monitor.sources.recordings import SYMBOLS_READ, holding, recorded_symbols
+
+    doc = yamlsource.load(cfg.path, secrets=False)
+    problems: list[Problem] = []
+    notes: list[str] = []
+    for i, venue in enumerate(cfg.settings.venues):
+        if venue.exchange != "replay" or not venue.books:
+            continue
+        try:
+            held, partial = recorded_symbols(venue.books)
+        except (WisMonitorError, OSError) as exc:
+            problems.append(Problem(cfg.path, doc.line(("venues", i, "books")),
+                                    f'venue "{venue.id}": cannot replay {venue.books}: '
+                                    + str(exc).replace("\n", "; ")))
+            continue
+        for j, symbol in enumerate(venue.symbols):
+            if symbol in held:
+                continue
+            line = doc.line(("venues", i, "symbols", j))
+            if partial:
+                notes.append(str(Problem(
+                    cfg.path, line, f'note: venue "{venue.id}": "{symbol}" is not in the first '
+                    f"{SYMBOLS_READ:,} books of {venue.books} (the rest was not read), which "
+                    f"hold: {holding(held)}")))
+            else:
+                problems.append(Problem(
+                    cfg.path, line, f'venue "{venue.id}": "{symbol}" is not in {venue.books}, '
+                    f"the recording holds: {holding(held)}"))
+    return problems, notes
+
+
 def _check_json(config: str | None, strict: bool) -> NoReturn:
     """``check --json``: ok, config, problems and notes as {path, line, message}, counts."""
     path = config_path(config)
@@ -89,11 +127,13 @@ def _check_json(config: str | None, strict: bool) -> NoReturn:
               "series": sum(len(v.symbols) for v in cfg.settings.venues),
               "rules": len(cfg.rules), "rule_files": len(cfg.rule_files),
               "channels": len(cfg.settings.channels)}
+    problems, unsure = _recording_problems(cfg)
     notes = [*(_located(_unnoted(n)) for n in cfg.notes),
-             *(_located(_note_problem(n)) for n in _notes(cfg))]
-    click.echo(json.dumps({"ok": True, "config": cfg.path, "problems": [], "notes": notes,
-                           "counts": counts}, indent=2))
-    sys.exit(0)
+             *(_located(_note_problem(n)) for n in [*unsure, *_notes(cfg)])]
+    click.echo(json.dumps({"ok": not problems, "config": cfg.path,
+                           "problems": [_located(p) for p in problems], "notes": notes,
+                           "counts": None if problems else counts}, indent=2))
+    sys.exit(EXIT_INVALID if problems else 0)
 
 
 def _located(p: Problem) -> dict[str, object]:
