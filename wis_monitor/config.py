@@ -184,10 +184,21 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
     positions = _positions(doc, settings, named)
     config = Config(path, settings, tuple(rules), tuple(files), frozenset(metrics),
                     series_metrics, tuple(doc.unread), positions)
-    if doc.problems:  # the notes too, where the settings they need are valid
-        raise ConfigError(doc.problems, notes=(
-            *config.notes, *(never_notes(doc, config) if validated else ())))
+    if doc.problems:
+        raise ConfigError(doc.problems, notes=_notes_despite_problems(doc, config, validated))
     return dataclasses.replace(config, notes=(*config.notes, *never_notes(doc, config)))
+
+
+def _notes_despite_problems(doc: yamlsource.Document, config: Config, validated: bool
+                            ) -> tuple[Problem, ...]:
+    """The notes of a config with problems: the secrets not read and, where its settings are
+    valid, the others. Best effort: no note is worth hiding the problems."""
+    if not validated:
+        return config.notes
+    try:
+        return (*config.notes, *never_notes(doc, config))
+    except Exception:  # settings that passed the schema but not the checks across sections
+        return config.notes
 
 
 def _positions(doc: yamlsource.Document, settings: Settings, named: set[tuple[str, str]]
