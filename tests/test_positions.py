@@ -130,7 +130,7 @@ def test_every_problem_of_a_csv_file_is_named_with_its_line(tmp_path: Path) -> N
      "symbol, size} (or a CSV file named *.csv)"),
     ("p.yaml", "- [unclosed\n", "p.yaml:2: invalid YAML: expected ',' or ']', but got '<stream "
      "end>'"),
-    ("p.csv", "\xff", "p.csv: file is not UTF-8 text"),
+    ("p.csv", "\xff", "p.csv: file is not UTF-8 text (included from config.yaml:2)"),
 ])
 def test_a_file_that_is_not_a_positions_file_says_why(tmp_path: Path, name: str, text: str,
                                                       want: str) -> None:
@@ -158,8 +158,8 @@ def test_check_refuses_a_bad_positions_file_with_the_configs_problems(tmp_path: 
     run = subprocess.run([sys.executable, "-m", "wis_monitor", "check", "-c", str(missing)],
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert f"{tmp_path}/gone.csv: cannot read file: No such file or directory" in \
-        run.stdout + run.stderr
+    assert (f"{tmp_path}/config.yaml:2: positions: cannot read {tmp_path}/gone.csv: No such "
+            "file or directory") in run.stderr
 
 
 # -- unwind_bps, exact ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from wis_monitor import yamlsource
 from wis_monitor.duration import format_duration, ms
 from wis_monitor.errors import ConfigError, Problem
-from wis_monitor.positions import Positions, load_positions
+from wis_monitor.positions import Positions, load_positions, unreadable
 from wis_monitor.rulefile import Rule, channels_named_in, load_rule_file, load_rules
 from wis_monitor.seriessettings import per_series_metrics
 from wis_monitor.settings import (
@@ -170,22 +170,35 @@ def _load_config(path: str, env: Mapping[str, str] | None, *, secrets: bool) -> 
         raise ConfigError([Problem(path, None, "the config is empty: it needs at least "
                                    '"venues:" (see docs/deployment.md)')])
     doc.problems = problems
+    validated = True
     try:
         settings = Settings.model_validate(doc.data)
     except ValidationError as exc:
         yamlsource.report_validation(doc, exc, (), model=Settings)
-        settings = salvage(doc.data)
+        settings, validated = salvage(doc.data), False
     named = raw_series(doc.data)
     check_settings(doc, settings, named, _url_problem)
     series_metrics = per_series_metrics(doc, settings, named, env)
     metrics = metric_names(settings)
     rules, files = load_rules(doc, settings, metrics, env)
     positions = _positions(doc, settings, named)
-    if doc.problems:
-        raise ConfigError(doc.problems)
     config = Config(path, settings, tuple(rules), tuple(files), frozenset(metrics),
                     series_metrics, tuple(doc.unread), positions)
+    if doc.problems:
+        raise ConfigError(doc.problems, notes=_notes_despite_problems(doc, config, validated))
     return dataclasses.replace(config, notes=(*config.notes, *never_notes(doc, config)))
+
+
+def _notes_despite_problems(doc: yamlsource.Document, config: Config, validated: bool
+                            ) -> tuple[Problem, ...]:
+    """The notes of a config with problems: the secrets not read and, where its settings are
+    valid, the others. Best effort: no note is worth hiding the problems."""
+    if not validated:
+        return config.notes
+    try:
+        return (*config.notes, *never_notes(doc, config))
+    except Exception:  # settings that passed the schema but not the checks across sections
+        return config.notes
 
 
 def _positions(doc: yamlsource.Document, settings: Settings, named: set[tuple[str, str]]
@@ -195,9 +208,13 @@ def _positions(doc: yamlsource.Document, settings: Settings, named: set[tuple[st
     if settings.positions is None:
         return Positions()
     path = os.path.normpath(Path(doc.path).parent / settings.positions)
+    why = unreadable(path)
+    if why is not None:  # the line to fix is the one naming it
+        doc.problem(("positions",), f"positions: cannot read {path}: {why}")
+        return Positions()
     sampled = {(v.id, s) for v in settings.venues for s in v.symbols} | named
     try:
-        return load_positions(path, sampled)
+        return load_positions(path, sampled, f"{doc.path}:{doc.line(('positions',))}")
     except ConfigError as exc:
         doc.problems.extend(exc.problems)
         return Positions()

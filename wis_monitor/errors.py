@@ -39,10 +39,12 @@ class Problem:
 
 
 class ConfigError(WisMonitorError):
-    """The configuration or its rules are invalid; `problems` lists all of them."""
+    """The configuration or its rules are invalid; `problems` lists all of them, `notes` what
+    was worth a look besides (``check`` shows both)."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], notes: tuple[Problem, ...] = ()) -> None:
         self.problems = sorted(problems, key=lambda p: (p.path, p.line or 0))
+        self.notes = notes
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

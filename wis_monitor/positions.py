@@ -86,11 +86,26 @@ def file_stamp(path: str) -> Stamp:
     return st.st_mtime_ns, st.st_size
 
 
-def load_positions(path: str, series: Collection[Series] | None) -> Positions:
+def unreadable(path: str) -> str | None:
+    """Why the file at ``path`` cannot be read at all (the OS's words), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    return None if os.access(path, os.R_OK) else "Permission denied"
+
+
+def load_positions(path: str, series: Collection[Series] | None, origin: str | None = None
+                   ) -> Positions:
     """Read the positions of ``path``; ``series``: those a position may name (None: any).
-    Raise ConfigError listing every problem."""
+    Raise ConfigError listing every problem. ``origin`` (``PATH:LINE`` of the config's
+    ``positions:``) is named in the problems of a file that cannot be read."""
     stamp = file_stamp(path)  # before reading: a change while reading is seen next time
-    rows, problems = (_csv_rows if path.lower().endswith(".csv") else _yaml_rows)(path)
+    rows, problems = (_csv_rows if path.lower().endswith(".csv") else _yaml_rows)(path, origin)
     sizes: dict[Series, float] = {}
     first: dict[Series, int | None] = {}
     for line, row in rows:
@@ -155,8 +170,8 @@ def _size(raw: Any) -> float | str | None:
     return size
 
 
-def _yaml_rows(path: str) -> tuple[list[Row], list[Problem]]:
-    doc = yamlsource.load(path, {})
+def _yaml_rows(path: str, origin: str | None) -> tuple[list[Row], list[Problem]]:
+    doc = yamlsource.load(path, {}, origin=origin)
     if doc.data is None or doc.data == {}:  # unreadable, or empty (no position)
         return [], doc.problems
     if not isinstance(doc.data, list):
@@ -173,11 +188,11 @@ def _yaml_rows(path: str) -> tuple[list[Row], list[Problem]]:
     return rows, doc.problems
 
 
-def _csv_rows(path: str) -> tuple[list[Row], list[Problem]]:
+def _csv_rows(path: str, origin: str | None) -> tuple[list[Row], list[Problem]]:
     try:
         text = _read_text(path)
     except ValueError as exc:
-        return [], [Problem(path, None, str(exc))]
+        return [], [Problem(path, None, f"{exc} (included from {origin})" if origin else str(exc))]
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[Row] = []
     problems: list[Problem] = []

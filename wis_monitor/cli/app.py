@@ -65,9 +65,10 @@ def expand_globs(patterns: Sequence[str]) -> tuple[str, ...]:
     return tuple(files)
 
 
-def fail_config(exc: ConfigError) -> NoReturn:
-    for p in exc.problems:
-        click.echo(str(p), err=True)
+def fail_config(exc: ConfigError, notes: Sequence[str] = ()) -> NoReturn:
+    """The problems, then the notes (the error's and ``notes``), then their count; exit 2."""
+    for line in (*map(str, exc.problems), *map(str, exc.notes), *notes):
+        click.echo(line, err=True)
     n = len(exc.problems)
     click.echo(f"{n} problem{'s' if n != 1 else ''} found", err=True)
     sys.exit(EXIT_INVALID)

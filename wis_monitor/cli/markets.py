@@ -43,14 +43,18 @@ def list_markets(name: str, config: str | None, kind: str | None, base: str | No
 
     Example: wis-monitor list-markets binance --type spot --base BTC
     """
-    from wis_monitor.sources.ccxt import load_markets
-    from wis_monitor.tools.markets import listing
+    from wis_monitor.sources.ccxt import load_markets, unreachable
+    from wis_monitor.tools.markets import listing, network_hint
 
     exchange, options = _exchange_of(name, config)
     try:
         markets = asyncio.run(load_markets(exchange, options))
     except SourceError as exc:
-        raise click.ClickException(f"cannot load the markets of {exchange}: {exc}") from exc
+        how = ("give -c CONFIG with a venue whose ccxt: urls point at a local venue"
+               if config is None else "see that the venue its ccxt: urls point at is running")
+        hint = "\n" + network_hint("list-markets", exchange, how) if unreachable(exc) else ""
+        raise click.ClickException(
+            f"cannot load the markets of {exchange}: {exc}{hint}") from exc
     rows = listing(markets, kind=kind, base=base, quote=quote)
     width = max([len(m.symbol) for m in rows] + [6])
     for m in rows:

@@ -19,12 +19,13 @@ from wis_monitor.cli.app import (
     cli,
     config_option,
     existing_db,
+    fail_config,
     load_config_or_exit,
     now_ms,
     store_at,
 )
 from wis_monitor.config import Config
-from wis_monitor.errors import StoreError
+from wis_monitor.errors import ConfigError, Problem, StoreError
 
 if TYPE_CHECKING:
     from wis_monitor.store import Silence, Store
@@ -308,12 +309,31 @@ def notify_test(config: str | None, channel: str) -> None:
     """
     from wis_monitor.channel import send_test
 
-    cfg = load_config_or_exit(config)
+    cfg = load_config_or_exit(config, secrets=False)
     if channel not in cfg.settings.channels:
         known = ", ".join(sorted(cfg.settings.channels)) or "none configured"
         raise MissingInput(f'unknown channel "{channel}" (channels: {known})')
     ok, detail = asyncio.run(send_test(
-        channel, cfg.settings.channels[channel].url,
+        channel, _channel_url(cfg, channel),
         cfg.settings.channels[channel].timeout.total_seconds()))
     click.echo(f"{channel}: {'sent' if ok else 'FAILED'}{': ' + detail if detail else ''}")
     sys.exit(0 if ok else 1)
+
+
+def _channel_url(cfg: Config, channel: str) -> str:
+    """The channel's URL with its secrets read: only this channel's are needed (another's may
+    be unreadable here). Exit 2 naming a secret of it that cannot be read."""
+    from wis_monitor import yamlsource
+    from wis_monitor.channel import url_problem
+
+    doc = yamlsource.load(cfg.path)
+    loc = ("channels", channel, "url")
+    unread = [p for p in doc.problems if p.line == doc.line(loc)]
+    if unread:
+        fail_config(ConfigError(unread))
+    url = str(doc.data["channels"][channel]["url"])
+    bad = url_problem(url)  # checked with the secrets it was checked without
+    if bad:
+        fail_config(ConfigError([Problem(doc.path, doc.line(loc),
+                                         doc.redact(f'channel "{channel}": {bad}'))]))
+    return url

@@ -39,9 +39,13 @@ def check(config: str | None, online: bool, strict: bool, as_json: bool) -> None
     if as_json:
         _check_json(config, strict)
     cfg = load_config_or_exit(config, secrets=strict)
-    if online:
-        _check_online(cfg)
-    for note in [*map(str, cfg.notes), *_notes(cfg)]:
+    problems, notes = _check_online(cfg) if online else ([], [])
+    recorded, unsure = _recording_problems(cfg)
+    problems += recorded
+    notes += [*map(str, cfg.notes), *unsure, *_notes(cfg)]
+    if problems:
+        fail_config(ConfigError(problems), notes)
+    for note in notes:
         click.echo(note, err=True)
     click.echo(
         f"{cfg.path}: OK ({len(cfg.settings.venues)} venue(s), "
@@ -50,7 +54,8 @@ def check(config: str | None, online: bool, strict: bool, as_json: bool) -> None
     )
 
 
-def _check_online(cfg: Config) -> None:
+def _check_online(cfg: Config) -> tuple[list[Problem], list[str]]:
+    """The problems and notes of loading every ccxt venue's markets and of storage.url."""
     from wis_monitor import yamlsource
     from wis_monitor.tools.markets import online_problems
 
@@ -68,10 +73,43 @@ def _check_online(cfg: Config) -> None:
         except StoreError as exc:
             problems.append(Problem(cfg.path, doc.line(("storage", "url")),
                                     f"storage.url: {exc}"))
-    for note in notes:
-        click.echo(note, err=True)
-    if problems:
-        fail_config(ConfigError(problems))
+    return problems, notes
+
+
+def _recording_problems(cfg: Config) -> tuple[list[Problem], list[str]]:
+    """Each replay venue's symbols against its recording: a symbol it does not hold is a
+    problem, or a note when only the start of the recording was read."""
+    from wis_monitor import yamlsource
+    from wis_monitor.errors import WisMonitorError
+    from wis_monitor.sources.recordings import SYMBOLS_READ, holding, recorded_symbols
+
+    doc = yamlsource.load(cfg.path, secrets=False)
+    problems: list[Problem] = []
+    notes: list[str] = []
+    for i, venue in enumerate(cfg.settings.venues):
+        if venue.exchange != "replay" or not venue.books:
+            continue
+        try:
+            held, partial = recorded_symbols(venue.books)
+        except (WisMonitorError, OSError) as exc:
+            problems.append(Problem(cfg.path, doc.line(("venues", i, "books")),
+                                    f'venue "{venue.id}": cannot replay {venue.books}: '
+                                    + str(exc).replace("\n", "; ")))
+            continue
+        for j, symbol in enumerate(venue.symbols):
+            if symbol in held:
+                continue
+            line = doc.line(("venues", i, "symbols", j))
+            if partial:
+                notes.append(str(Problem(
+                    cfg.path, line, f'note: venue "{venue.id}": "{symbol}" is not in the first '
+                    f"{SYMBOLS_READ:,} books of {venue.books} (the rest was not read), which "
+                    f"hold: {holding(held)}")))
+            else:
+                problems.append(Problem(
+                    cfg.path, line, f'venue "{venue.id}": "{symbol}" is not in {venue.books}, '
+                    f"the recording holds: {holding(held)}"))
+    return problems, notes
 
 
 def _check_json(config: str | None, strict: bool) -> NoReturn:
@@ -81,22 +119,30 @@ def _check_json(config: str | None, strict: bool) -> NoReturn:
         cfg = load_config(path, secrets=strict)
     except ConfigError as exc:
         click.echo(json.dumps({"ok": False, "config": path,
-                               "problems": [_located(p) for p in exc.problems], "notes": [],
+                               "problems": [_located(p) for p in exc.problems],
+                               "notes": [_located(_unnoted(n)) for n in exc.notes],
                                "counts": None}, indent=2))
         sys.exit(EXIT_INVALID)
     counts = {"venues": len(cfg.settings.venues),
               "series": sum(len(v.symbols) for v in cfg.settings.venues),
               "rules": len(cfg.rules), "rule_files": len(cfg.rule_files),
               "channels": len(cfg.settings.channels)}
-    notes = [*(_located(Problem(n.path, n.line, n.message.removeprefix("note: ")))
-               for n in cfg.notes), *(_located(_note_problem(n)) for n in _notes(cfg))]
-    click.echo(json.dumps({"ok": True, "config": cfg.path, "problems": [], "notes": notes,
-                           "counts": counts}, indent=2))
-    sys.exit(0)
+    problems, unsure = _recording_problems(cfg)
+    notes = [*(_located(_unnoted(n)) for n in cfg.notes),
+             *(_located(_note_problem(n)) for n in [*unsure, *_notes(cfg)])]
+    click.echo(json.dumps({"ok": not problems, "config": cfg.path,
+                           "problems": [_located(p) for p in problems], "notes": notes,
+                           "counts": None if problems else counts}, indent=2))
+    sys.exit(EXIT_INVALID if problems else 0)
 
 
 def _located(p: Problem) -> dict[str, object]:
     return {"path": p.path, "line": p.line, "message": p.message}
+
+
+def _unnoted(note: Problem) -> Problem:
+    """A note without the ``note: `` its message starts with (JSON says it is a note)."""
+    return Problem(note.path, note.line, note.message.removeprefix("note: "))
 
 
 def _note_problem(note: str) -> Problem:

@@ -77,6 +77,12 @@ def classify(exc: BaseException, message: str | None = None, *,
                        kind=type(exc).__name__, retry_after_s=retry_after_s)
 
 
+def unreachable(exc: SourceError) -> bool:
+    """Whether a failure is the network's: the venue's API could not be reached or did not
+    answer in time (no network, a closed port), as opposed to an answer that refused."""
+    return exc.remedy is Remedy.RETRY and isinstance(exc.__cause__, ccxt.NetworkError)
+
+
 def _retry_after(headers: Mapping[str, Any] | None, clock: Clock) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date."""
     if not headers:

@@ -18,10 +18,12 @@ from wis_monitor.sources.rebuild import ImportOptions
 from wis_monitor.sources.replay import LOGGED_PROBLEMS, file_problem, read_recording, skipped
 
 __all__ = ["FORMATS", "ImportOptions", "RecordingVenue", "UnreadableRecording", "check",
-           "detect", "is_json", "read_books"]
+           "detect", "holding", "is_json", "read_books", "recorded_symbols"]
 log = logging.getLogger("wis_monitor.replay")
 
 FORMATS = ("json", "parquet", "tardis", "hftbacktest", "hftbacktest-npz")
+#: ``check`` reads the symbols of this many books of a recording at most (Parquet: all).
+SYMBOLS_READ = 10_000
 
 
 class UnreadableRecording(WisMonitorError):
@@ -106,6 +108,31 @@ def _renamed(books: Iterator[Observation], options: ImportOptions) -> Iterator[O
                                   symbol=options.symbol or obs.symbol)
 
 
+def recorded_symbols(path: str, limit: int = SYMBOLS_READ) -> tuple[list[str], bool]:
+    """The symbols a replay venue finds in ``path`` (sorted), and whether only its first
+    ``limit`` books were read for them (a Parquet file's symbol column is read whole). Raise
+    UnreadableRecording, MissingExtra or OSError as serving it would fail."""
+    check([path], ImportOptions())
+    if detect(path) == "parquet":
+        from wis_monitor.sources.recordings_parquet import parquet_symbols
+
+        return sorted(parquet_symbols(path)), False
+    seen: set[str] = set()
+    for n, obs in enumerate(read_books(path, ImportOptions(), [])):
+        if n == limit:
+            return sorted(seen), True
+        seen.add(obs.symbol)
+    return sorted(seen), False
+
+
+def holding(symbols: list[str], shown: int = 10) -> str:
+    """``BTCUSDT, ETHUSDT``: the symbols of a recording, the first ``shown`` of them."""
+    if not symbols:
+        return "no books"
+    more = f" and {len(symbols) - shown} more" if len(symbols) > shown else ""
+    return ", ".join(symbols[:shown]) + more
+
+
 def is_json(path: str, options: ImportOptions) -> bool:
     try:
         return (options.format or detect(path)) == "json"
@@ -146,7 +173,8 @@ class RecordingVenue:
     async def fetch(self, symbol: str, now_ms: int) -> Observation:
         books = self._books.get(symbol)
         if not books:
-            exc = SourceError(f"{symbol} is not in {self.path}", Remedy.FIX_CONFIG,
+            exc = SourceError(f"{symbol} is not in {self.path}, the recording holds: "
+                              f"{holding(sorted(self._books))}", Remedy.FIX_CONFIG,
                               kind="BadSymbol")
             return error_observation(self.venue, symbol, now_ms, exc)
         i = self._pos.get(symbol, 0)

@@ -149,6 +149,13 @@ def columns_problem(path: str | Path) -> Problem | None:
     return None
 
 
+def parquet_symbols(path: str | Path) -> set[str]:
+    """Every symbol of a Parquet recording, from its ``symbol`` column alone."""
+    _, pq = pyarrow()
+    column = pq.read_table(str(path), columns=["symbol"]).column("symbol")
+    return {s for s in column.unique().to_pylist() if isinstance(s, str)}
+
+
 def read_parquet(path: str | Path, problems: list[Problem] | None = None
                  ) -> Iterator[Observation]:
     """Yield the books of a Parquet recording in file order; bad rows go to ``problems``.

@@ -96,14 +96,27 @@ async def load_all(venues: Sequence[Venue], timeout_ms: int) -> list[Markets | S
     return list(await asyncio.gather(*(one(v) for v in venues)))
 
 
+def network_hint(command: str, whose: str, how: str) -> str:
+    """The hint for markets that could not be loaded because the venue's API was out of reach:
+    ``command`` needs ``whose`` API; ``how`` to try it without the network."""
+    return (f"hint: {command} needs the API of {whose}, over the network (is this machine "
+            "online? a proxy goes in the venue's ccxt: options); to try it offline, "
+            f"{how} (docs/cli.md#trying-it-offline)")
+
+
 def online_problems(cfg: Config, line: Any) -> tuple[list[Problem], list[str]]:
     """Problems of every ccxt venue's symbols against the markets it lists, and one summary
     line per venue; ``line(loc)`` is the line of a location in the main file. (Depths are
     checked offline, against depths.py, with the rest of the config.)"""
+    from wis_monitor.sources.ccxt import unreachable
+
     venues = ccxt_venues(cfg)
     loaded = asyncio.run(load_all([v for _, v in venues], 30_000))
     problems: list[Problem] = []
     notes: list[str] = []
+    if any(isinstance(m, SourceError) and unreachable(m) for m in loaded):
+        notes.append(network_hint("check --online", "each ccxt venue",
+                                  "point the venues' ccxt: urls at a local venue"))
     for (i, venue), markets in zip(venues, loaded, strict=True):
         if isinstance(markets, SourceError):
             problems.append(Problem(cfg.path, line(("venues", i, "exchange")),

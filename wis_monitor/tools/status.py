@@ -25,6 +25,14 @@ DAY_MS = 86_400_000
 SHOWN = ("wis", "wis_z", "mid", "spread_bps")
 
 
+def quality_label(quality: str) -> str:
+    """A sample's quality as ``status`` shows it: ``good`` (with the flags that merely warn,
+    ``good (thin)``), else its flags."""
+    if not is_good(quality):
+        return quality
+    return f"good ({quality})" if quality else "good"
+
+
 @dataclass(frozen=True)
 class SeriesStatus:
     """A series' newest sample (any quality, its error redacted) and newest good one."""
@@ -38,7 +46,7 @@ class SeriesStatus:
     def as_json(self, now_ms: int) -> dict[str, Any]:
         out: dict[str, Any] = {"venue": self.venue, "symbol": self.symbol, "mode": self.mode}
         if self.last is not None:
-            out.update(last_ts=self.last.ts_ms, last_quality=self.last.quality,
+            out.update(last_ts=self.last.ts_ms, last_quality=quality_label(self.last.quality),
                        last_error=self.last.error)
         if self.good is not None:
             out.update(good_age_s=(now_ms - self.good.ts_ms) / 1000.0,
@@ -141,7 +149,7 @@ def render(report: StatusReport) -> str:
         if s.last is None:
             state = "no samples"
         elif is_good(s.last.quality):
-            state = "good"
+            state = quality_label(s.last.quality)
         else:
             state = f"[{s.last.quality}] {s.last.error or ''}"
         good = s.good.values if s.good is not None else {}
