@@ -86,23 +86,25 @@ def _assume_metrics(path: str, metrics: set[str]) -> list[Problem]:
                         break
                     name = m.group(1)
                     metrics.add(name)
-                    hint = _hint(name)
-                    notes.append(Problem(path, doc.line(("rules", i, key)), (
-                        f'note: "{name}" is not a built-in metric{hint}: assumed to be one the '
-                        "config defines (a WIS variant, a smoothed metric or its _z); "
-                        "check-rules -c CONFIG checks it")))
+                    notes.append(Problem(path, doc.line(("rules", i, key)),
+                                         f"note: {_assumed(name)}; check-rules -c CONFIG "
+                                         "checks it"))
     return notes
 
 
-def _hint(name: str) -> str:
-    """What a metric that is not built in may have meant: an impact metric's sizes are the
-    config's, else the closest built-in metric (never another name merely assumed)."""
+def _assumed(name: str) -> str:
+    """What a metric that is not built in is taken for: an impact metric of a size the config
+    configures, else one the config defines, with the closest built-in metric as a hint (never
+    another name merely assumed)."""
     import difflib
 
     if _IMPACT_METRIC.fullmatch(name):
-        return " (impact metrics exist only for the sizes configured under metrics.impact.sizes)"
-    hint = difflib.get_close_matches(name, BASE_METRICS, n=1)
-    return f' (did you mean "{hint[0]}"?)' if hint else ""
+        return (f'"{name}" is an impact metric: assumed to be of a size configured under '
+                "metrics.impact.sizes (impact metrics exist only for those)")
+    close = difflib.get_close_matches(name, BASE_METRICS, n=1)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    return (f'"{name}" is not a built-in metric{hint}: assumed to be one the config defines '
+            "(a WIS variant, a smoothed metric or its _z)")
 
 
 def _raw_rules(files: Sequence[str]
