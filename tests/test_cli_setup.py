@@ -5,25 +5,12 @@ check's notes beside its problems, status --json."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_check_offline import cli
 from webhook import Receiver
-
-
-def cli(tmp: Path, *argv: str, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "WIS_MONITOR_CONFIG")}
-    r = subprocess.run([sys.executable, "-m", "wis_monitor", *argv], capture_output=True,
-                       text=True, timeout=60, cwd=tmp, env={**base, **(env or {})})
-    assert "Traceback" not in r.stderr + r.stdout
-    return r
-
 
 # -- the starter config ---------------------------------------------------------------------
 
